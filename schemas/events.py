@@ -1,0 +1,117 @@
+"""Typed input events: what the decoder returns and what the core consumes.
+
+Times are event times in integer epoch milliseconds (UTC); the RFC 3339 string on
+the wire is parsed once by the decoder. Money is ``Decimal`` end to end — never a
+float — so sums are exact. Enumerations are plain strings checked by the decoder
+against the constants below (one place lists every allowed value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final, Literal
+
+# --- enumerations (the JSON Schemas in schemas/json/ list the same values) ---
+
+TRANSACTION_TYPES: Final = (
+    "deposit",
+    "withdrawal",
+    "transfer_in",
+    "transfer_out",
+    "card_payment",
+    "investment_buy",
+    "investment_sell",
+    "loan_repayment",
+    "fee",
+    "interest",
+)
+#: Money leaving the customer's accounts at this bank (outflow alerts look at these).
+DEBIT_TYPES: Final = frozenset(
+    {"withdrawal", "transfer_out", "card_payment", "loan_repayment", "fee"}
+)
+CHANNELS: Final = ("mobile", "online", "branch", "atm", "pos", "call_center")
+PRODUCTS: Final = ("deposit", "wealth", "fund", "bond", "insurance", "loan")
+#: Products that count as investment holdings (risk-assessment expiry, suitability).
+INVESTMENT_PRODUCTS: Final = frozenset({"wealth", "fund", "bond", "insurance"})
+SEGMENTS: Final = ("retail", "sme")
+PRODUCT_RISKS: Final = ("R1", "R2", "R3", "R4", "R5")
+RISK_TYPES: Final = ("C1", "C2", "C3", "C4", "C5")
+
+#: Input topic names (before the optional TIERSTREAM_TOPIC_PREFIX).
+TOPIC_TRANSACTIONS: Final = "transactions"
+TOPIC_BALANCES: Final = "balances"
+TOPIC_PROFILES: Final = "customer-profiles"
+TOPIC_ASSESSMENTS: Final = "risk-assessments"
+INPUT_TOPICS: Final = (TOPIC_TRANSACTIONS, TOPIC_BALANCES, TOPIC_PROFILES, TOPIC_ASSESSMENTS)
+
+#: Output topic names (before the optional prefix).
+TOPIC_TIER_CHANGES: Final = "tier-changes"
+TOPIC_OFFERS: Final = "offers"
+TOPIC_ALERTS: Final = "alerts"
+TOPIC_DEAD_LETTERS: Final = "dead-letters"
+OUTPUT_TOPICS: Final = (TOPIC_TIER_CHANGES, TOPIC_OFFERS, TOPIC_ALERTS, TOPIC_DEAD_LETTERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One posted transaction on one account (topic ``transactions``)."""
+
+    event_id: str
+    customer_id: str
+    account_id: str
+    ts: int  # epoch ms, UTC
+    type: str  # one of TRANSACTION_TYPES
+    amount: Decimal  # > 0, in ``currency``
+    currency: str  # ISO 4217, upper case
+    channel: str  # one of CHANNELS
+    balance_after: Decimal | None = None  # the account's balance after it, if known
+    product_risk: int | None = None  # 1..5 for R1..R5 (investment_buy)
+
+    kind: Literal["transaction"] = "transaction"
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceSnapshot:
+    """An account balance snapshot from core banking (topic ``balances``)."""
+
+    event_id: str
+    customer_id: str
+    account_id: str
+    ts: int
+    product: str  # one of PRODUCTS
+    balance: Decimal  # >= 0, in ``currency``
+    currency: str
+
+    kind: Literal["balance"] = "balance"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerProfile:
+    """Profile facts the tiering needs (topic ``customer-profiles``). No names, no PII
+    beyond the birth date used for birthday greetings and the age rules."""
+
+    event_id: str
+    customer_id: str
+    ts: int
+    segment: str  # one of SEGMENTS
+    marketing_consent: bool
+    birth_date: str | None = None  # ISO date YYYY-MM-DD
+
+    kind: Literal["profile"] = "profile"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskAssessment:
+    """A risk-preference questionnaire result (topic ``risk-assessments``)."""
+
+    event_id: str
+    customer_id: str
+    ts: int
+    score: int  # 0..100
+    investment_experience_years: float  # >= 0
+
+    kind: Literal["assessment"] = "assessment"
+
+
+InputEvent = Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment

@@ -1,0 +1,178 @@
+"""Alerts for relationship managers and risk: each with a severity and its numbers.
+
+Why numbers as strings in ``reason``: money must stay exact on the wire and a reader
+must be able to re-check the rule from the alert alone (amount, AUM, ratio, floor).
+Alert kinds that describe a condition rather than one event (aum_drop, churn_risk)
+have a cooldown so a customer in that condition is not re-alerted on every event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.events import InputEvent, Transaction
+from state.customer import CustomerState
+from state.decisions import TIER_RANK, Alert, derive_event_id, format_ts
+from state.lifetime import customer_p_alive, history
+from state.money import fen_str, ratio_str
+from state.risk import valid_risk_type
+from state.rules import DAY_MS, Rules
+
+_AFFLUENT = TIER_RANK["affluent"]
+_HNW = TIER_RANK["hnw"]
+
+
+def _alert(
+    state: CustomerState,
+    kind: str,
+    severity: str,
+    event: InputEvent,
+    rules: Rules,
+    reason: dict[str, Any],
+) -> Alert | None:
+    last = state.last_alert.get(kind)
+    cooldown = rules.alert_cooldown_days[kind] * DAY_MS
+    if cooldown and last is not None and event.ts - last < cooldown:
+        return None
+    if cooldown:
+        state.last_alert[kind] = max(event.ts, last) if last is not None else event.ts
+    return Alert(
+        event_id=derive_event_id(state.customer_id, event.event_id, f"alert:{kind}", rules.version),
+        customer_id=state.customer_id,
+        ts=event.ts,
+        kind=kind,
+        severity=severity,
+        cause_event_id=event.event_id,
+        rules_version=rules.version,
+        reason=reason,
+    )
+
+
+def _rank(tier: str | None) -> int:
+    return TIER_RANK[tier] if tier is not None else -1
+
+
+def large_outflow(
+    state: CustomerState,
+    tx: Transaction,
+    amount_fen: int,
+    aum_before_fen: int,
+    tier_before: str | None,
+    rules: Rules,
+) -> Alert | None:
+    """One debit >= ratio x the AUM before it, or (hnw/private) >= the absolute amount."""
+    by_ratio = aum_before_fen > 0 and amount_fen >= rules.large_outflow_ratio * aum_before_fen
+    high_value = _rank(tier_before) >= _HNW
+    by_amount = high_value and amount_fen >= rules.large_outflow_amount_fen
+    if not (by_ratio or by_amount):
+        return None
+    reason = {
+        "amount_cny": fen_str(amount_fen),
+        "aum_before_cny": fen_str(aum_before_fen),
+        "ratio": ratio_str(amount_fen, aum_before_fen),
+        "ratio_threshold": str(rules.large_outflow_ratio),
+        "amount_threshold_cny": str(rules.large_outflow_amount_cny),
+        "type": tx.type,
+        "tier": tier_before or "",
+        "rule": "ratio" if by_ratio else "amount",
+    }
+    severity = "critical" if high_value else "warning"
+    return _alert(state, "large_outflow", severity, tx, rules, reason)
+
+
+def aum_drop(
+    state: CustomerState, event: InputEvent, tier_before: str | None, rules: Rules
+) -> Alert | None:
+    """AUM down >= ratio from the highest AUM of the last N days (affluent and above)."""
+    if _rank(tier_before) < _AFFLUENT:
+        return None
+    start = state.day - rules.aum_drop_days + 1
+    peak = 0
+    carry_day = None
+    for d, sample in state.aum_days.items():
+        if d >= start:
+            if sample[0] > peak:
+                peak = sample[0]
+        elif carry_day is None or d > carry_day:
+            carry_day = d
+    if carry_day is not None:  # the level held when the period began
+        peak = max(peak, state.aum_days[carry_day][1])
+    now = state.aum_fen
+    num, den = rules.aum_drop_keep  # now <= peak x (1 - ratio), in integers
+    if peak <= 0 or now * den > peak * num:
+        return None
+    cnum, cden = rules.aum_drop_critical_keep
+    critical = now * cden <= peak * cnum
+    reason = {
+        "aum_cny": fen_str(now),
+        "peak_aum_cny": fen_str(peak),
+        "drop_ratio": ratio_str(peak - now, peak),
+        "threshold": str(rules.aum_drop_ratio),
+        "days": str(rules.aum_drop_days),
+        "tier": tier_before or "",
+    }
+    return _alert(state, "aum_drop", "critical" if critical else "warning", event, rules, reason)
+
+
+def high_value_downgrade(
+    state: CustomerState,
+    event: InputEvent,
+    from_tier: str,
+    to_tier: str,
+    basis: str,
+    rules: Rules,
+) -> Alert | None:
+    """Leaving hnw or private: critical from private, warning from hnw."""
+    if TIER_RANK[from_tier] < _HNW or TIER_RANK[to_tier] >= TIER_RANK[from_tier]:
+        return None
+    severity = "critical" if from_tier == "private" else "warning"
+    reason = {
+        "from_tier": from_tier,
+        "to_tier": to_tier,
+        "basis_cny": basis,
+        "aum_cny": fen_str(state.aum_fen),
+    }
+    return _alert(state, "high_value_downgrade", severity, event, rules, reason)
+
+
+def suitability_mismatch(state: CustomerState, tx: Transaction, rules: Rules) -> Alert | None:
+    """investment_buy above the customer's risk type (critical), or with no valid
+    assessment at the time of the buy (warning)."""
+    rtype = valid_risk_type(state, tx.ts, rules)
+    prisk = tx.product_risk
+    product = f"R{prisk}" if prisk is not None else ""
+    if rtype is None:
+        reason = {
+            "product_risk": product,
+            "risk_type": "",
+            "problem": "no_valid_assessment",
+            "assessed_at": format_ts(state.assessed_ts) if state.assessed_ts >= 0 else "",
+        }
+        return _alert(state, "suitability_mismatch", "warning", tx, rules, reason)
+    if prisk is None or prisk <= int(rtype[1]):
+        return None
+    reason = {"product_risk": product, "risk_type": rtype, "problem": "risk_exceeds_type"}
+    return _alert(state, "suitability_mismatch", "critical", tx, rules, reason)
+
+
+def churn_risk(state: CustomerState, event: InputEvent, rules: Rules) -> Alert | None:
+    """P(alive) below the threshold for affluent and above; checked once per local day."""
+    rank = _rank(state.tier)
+    if rank < _AFFLUENT or state.churn_day == state.day:
+        return None
+    state.churn_day = state.day
+    pa = customer_p_alive(state, rules)
+    if pa is None or pa >= rules.churn_p_alive:
+        return None
+    h = history(state)
+    assert h is not None
+    reason = {
+        "p_alive": f"{pa:.4f}",
+        "threshold": str(rules.churn_p_alive),
+        "x": str(h[0]),
+        "t_x_days": str(h[1]),
+        "T_days": str(h[2]),
+        "tier": state.tier or "",
+    }
+    severity = "critical" if rank >= _HNW else "warning"
+    return _alert(state, "churn_risk", severity, event, rules, reason)

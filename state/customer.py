@@ -1,0 +1,290 @@
+"""Per-customer state and its compact, versioned serialization.
+
+Why hand-written serialization: the state is written to the changelog/RocksDB after
+every batch for every touched customer, so it must be small (target < 1 KiB for a
+typical customer) and cheap to encode; and it must outlive code changes, so the
+encoding carries a format version ``v``, every field added later has a default, and a
+state from a *future* format is refused rather than half-read. Keys are one or two
+letters and fields equal to their default are left out.
+
+Format history:
+  v1  dedup ids stored as a plain list of event_id strings; no alert cooldowns ("la"),
+      no churn-check day ("cc").
+  v2  dedup ids stored as base64 of (8-byte BLAKE2b hash, 2-byte age in days) pairs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from state.windows import DailyWindows
+
+FORMAT_VERSION = 2
+NO_DAY = -(2**31)  # "no day yet" (the state has not seen an event)
+_AGE_MAX = 0xFFFF
+
+
+def event_key(event_id: str) -> int:
+    """64-bit BLAKE2b of an event_id: what the dedup set stores (fixed size per entry).
+
+    A stable hash (not Python's salted ``hash``) so the set survives restarts; at 64 bits
+    a false "duplicate" among a customer's last few hundred ids has odds ~1e-17.
+    """
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+class Account:
+    """Latest known balance of one account (last writer by event time wins)."""
+
+    __slots__ = ("balance", "currency", "eid", "fen", "product", "ts")
+
+    def __init__(
+        self, ts: int, eid: str, balance: Decimal, currency: str, product: str, fen: int
+    ) -> None:
+        self.ts = ts  # event time of the event that set the balance
+        self.eid = eid  # its event_id (breaks ties between equal ts)
+        self.balance = balance  # in ``currency``
+        self.currency = currency
+        self.product = product  # one of PRODUCTS, or "" if only seen on transactions
+        self.fen = fen  # balance in CNY fen at the FX rate of the time it was set
+
+    def dump(self) -> list[Any]:
+        return [self.ts, self.eid, str(self.balance), self.currency, self.product, self.fen]
+
+    @classmethod
+    def load(cls, row: list[Any]) -> Account:
+        return cls(int(row[0]), str(row[1]), Decimal(row[2]), str(row[3]), str(row[4]), row[5])
+
+
+class CustomerState:
+    """Everything the core remembers about one customer (mutable; see core.apply)."""
+
+    __slots__ = (
+        "accounts",
+        "assess_eid",
+        "assessed_ts",
+        "aum_days",
+        "aum_fen",
+        "birth_date",
+        "churn_day",
+        "consent",
+        "customer_id",
+        "day",
+        "greeted_year",
+        "last_alert",
+        "last_offer",
+        "late_events",
+        "profile_eid",
+        "profile_ts",
+        "risk_experience",
+        "risk_score",
+        "risk_type",
+        "seen",
+        "segment",
+        "tier",
+        "tier_since",
+        "tx_days",
+        "tx_first_day",
+        "tx_first_fen",
+        "tx_last_day",
+        "tx_total_fen",
+        "updated_at",
+        "version",
+        "windows",
+    )
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        #: applied-event counter: orders Redis profile writes (older never overwrites newer)
+        self.version = 0
+        #: event time (ms) of the newest applied event; 0 before the first
+        self.updated_at = 0
+        #: local day number of ``updated_at``: the customer's event-time "today"
+        self.day = NO_DAY
+        self.accounts: dict[str, Account] = {}
+        self.aum_fen = 0  # derived: sum of non-loan accounts' fen
+        self.windows = DailyWindows()
+        self.late_events = 0
+        #: dedup: event key -> local day at which it was applied (insertion order = FIFO)
+        self.seen: dict[int, int] = {}
+        # BG/NBD / Gamma-Gamma sufficient statistics over distinct transaction days
+        self.tx_first_day = NO_DAY
+        self.tx_last_day = NO_DAY
+        self.tx_days = 0  # distinct days with a transaction; x = tx_days - 1
+        self.tx_total_fen = 0  # all-time sum of counted transactions
+        self.tx_first_fen = 0  # sum on the first day (not a repeat purchase)
+        #: AUM samples: day -> [highest fen that day, last fen that day]
+        self.aum_days: dict[int, list[int]] = {}
+        # profile (last writer by event time wins)
+        self.segment: str | None = None
+        self.consent = False
+        self.birth_date: str | None = None
+        self.profile_ts = -1
+        self.profile_eid = ""
+        # risk assessment (last writer by event time wins)
+        self.risk_score: int | None = None
+        self.risk_experience = 0.0
+        self.risk_type: str | None = None
+        self.assessed_ts = -1
+        self.assess_eid = ""
+        # tier, offers, alerts
+        self.tier: str | None = None
+        self.tier_since = 0
+        self.last_offer: dict[str, int] = {}
+        self.last_alert: dict[str, int] = {}
+        self.greeted_year = 0
+        self.churn_day = NO_DAY
+
+    # ------------------------------------------------------------------ helpers
+
+    def copy(self) -> CustomerState:
+        """An independent copy, for callers that need the state before ``apply``."""
+        return CustomerState.from_bytes(self.to_bytes())
+
+    def recompute_aum(self) -> None:
+        self.aum_fen = sum(a.fen for a in self.accounts.values() if a.product != "loan")
+
+    # ------------------------------------------------------------ serialization
+
+    def to_bytes(self) -> bytes:
+        d: dict[str, Any] = {"v": FORMAT_VERSION, "c": self.customer_id, "n": self.version}
+        if self.updated_at:
+            d["u"] = self.updated_at
+        if self.day != NO_DAY:
+            d["d"] = self.day
+        if self.accounts:
+            d["a"] = {k: self.accounts[k].dump() for k in sorted(self.accounts)}
+        if self.windows.buckets:
+            d["w"] = self.windows.dump()
+        if self.late_events:
+            d["L"] = self.late_events
+        if self.seen:
+            d["s"] = _dump_seen(self.seen, self.day)
+        if self.tx_days:
+            d["t"] = [
+                self.tx_first_day,
+                self.tx_last_day,
+                self.tx_days,
+                self.tx_total_fen,
+                self.tx_first_fen,
+            ]
+        if self.aum_days:
+            d["h"] = [[k, *self.aum_days[k]] for k in sorted(self.aum_days)]
+        if self.profile_ts >= 0:
+            d["p"] = [
+                self.segment,
+                self.consent,
+                self.birth_date,
+                self.profile_ts,
+                self.profile_eid,
+            ]
+        if self.assessed_ts >= 0:
+            d["r"] = [
+                self.risk_score,
+                self.risk_experience,
+                self.risk_type,
+                self.assessed_ts,
+                self.assess_eid,
+            ]
+        if self.tier is not None:
+            d["T"] = [self.tier, self.tier_since]
+        if self.last_offer:
+            d["o"] = {k: self.last_offer[k] for k in sorted(self.last_offer)}
+        if self.last_alert:
+            d["la"] = {k: self.last_alert[k] for k in sorted(self.last_alert)}
+        if self.greeted_year:
+            d["g"] = self.greeted_year
+        if self.churn_day != NO_DAY:
+            d["cc"] = self.churn_day
+        return orjson.dumps(d)
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> CustomerState:
+        """Load any known format version; missing fields take their defaults."""
+        try:
+            d = orjson.loads(b)
+        except orjson.JSONDecodeError as e:
+            raise ValueError(f"customer state is not valid JSON: {e}") from None
+        if not isinstance(d, dict) or "c" not in d:
+            raise ValueError("customer state: not a state object (no customer id)")
+        v = d.get("v")
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"customer state: bad format version {v!r}")
+        if v > FORMAT_VERSION:
+            raise ValueError(
+                f"customer state format v{v} is newer than this code (v{FORMAT_VERSION}); "
+                "upgrade tierstream instead of reading it"
+            )
+        s = cls(str(d["c"]))
+        s.version = int(d.get("n", 0))
+        s.updated_at = int(d.get("u", 0))
+        s.day = int(d.get("d", NO_DAY))
+        s.accounts = {k: Account.load(row) for k, row in d.get("a", {}).items()}
+        s.recompute_aum()
+        s.windows = DailyWindows.load(d.get("w", []))
+        s.late_events = int(d.get("L", 0))
+        raw_seen = d.get("s")
+        if isinstance(raw_seen, list):  # v1: plain event_id strings, applied "today"
+            s.seen = {event_key(str(e)): s.day for e in raw_seen}
+        elif isinstance(raw_seen, str):
+            s.seen = _load_seen(raw_seen, s.day)
+        if "t" in d:
+            (
+                s.tx_first_day,
+                s.tx_last_day,
+                s.tx_days,
+                s.tx_total_fen,
+                s.tx_first_fen,
+            ) = (int(x) for x in d["t"])
+        s.aum_days = {int(row[0]): [int(row[1]), int(row[2])] for row in d.get("h", [])}
+        if "p" in d:
+            seg, consent, birth, pts, peid = d["p"]
+            s.segment, s.consent, s.birth_date = seg, bool(consent), birth
+            s.profile_ts, s.profile_eid = int(pts), str(peid)
+        if "r" in d:
+            score, exp, rtype, ats, aeid = d["r"]
+            s.risk_score, s.risk_experience, s.risk_type = score, float(exp), rtype
+            s.assessed_ts, s.assess_eid = int(ats), str(aeid)
+        if "T" in d:
+            s.tier, s.tier_since = str(d["T"][0]), int(d["T"][1])
+        s.last_offer = {str(k): int(x) for k, x in d.get("o", {}).items()}
+        s.last_alert = {str(k): int(x) for k, x in d.get("la", {}).items()}
+        s.greeted_year = int(d.get("g", 0))
+        s.churn_day = int(d.get("cc", NO_DAY))
+        return s
+
+    def __repr__(self) -> str:
+        return f"CustomerState({self.to_bytes().decode()})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CustomerState):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+def _dump_seen(seen: dict[int, int], today: int) -> str:
+    """FIFO order kept; each entry = 8-byte key + 2-byte age (today - day applied)."""
+    raw = bytearray()
+    for k, day in seen.items():
+        age = min(max(today - day, 0), _AGE_MAX)
+        raw += k.to_bytes(8, "big")
+        raw += age.to_bytes(2, "big")
+    return base64.b64encode(bytes(raw)).decode("ascii")
+
+
+def _load_seen(text: str, today: int) -> dict[int, int]:
+    raw = base64.b64decode(text)
+    if len(raw) % 10:
+        raise ValueError("customer state: corrupt dedup set")
+    out: dict[int, int] = {}
+    for i in range(0, len(raw), 10):
+        k = int.from_bytes(raw[i : i + 8], "big")
+        out[k] = today - int.from_bytes(raw[i + 8 : i + 10], "big")
+    return out

@@ -1,0 +1,64 @@
+"""Customer-value inputs from the state: BG/NBD and Gamma-Gamma at decision time.
+
+Why here and not in state.value: state.value is the textbook maths on plain numbers;
+this module knows how the state encodes them. Periods are local days: x = distinct
+transaction days after the first, t_x = last minus first transaction day, T = the
+customer's "today" (day of the newest event) minus the first transaction day. The mean
+repeat spend is the exact CNY sum of repeat days divided by x (spend per repeat day).
+"""
+
+from __future__ import annotations
+
+from state.customer import CustomerState
+from state.rules import Rules
+from state.value import BgNbdParams, clv, p_alive
+
+
+def history(state: CustomerState) -> tuple[int, int, int] | None:
+    """(x, t_x, T) in days, or None when the customer has no counted transaction."""
+    if state.tx_days == 0:
+        return None
+    x = state.tx_days - 1
+    t_x = state.tx_last_day - state.tx_first_day
+    big_t = max(state.day - state.tx_first_day, t_x)
+    return x, t_x, big_t
+
+
+def mean_repeat_spend_cny(state: CustomerState) -> float:
+    """Mean spend per repeat day in CNY (0.0 with no repeat day). A statistic, so float."""
+    x = state.tx_days - 1
+    if x <= 0:
+        return 0.0
+    return (state.tx_total_fen - state.tx_first_fen) / x / 100.0
+
+
+def customer_p_alive(state: CustomerState, rules: Rules) -> float | None:
+    h = history(state)
+    if h is None:
+        return None
+    return p_alive(float(h[0]), float(h[1]), float(h[2]), rules.bg_nbd)
+
+
+def customer_clv(state: CustomerState, rules: Rules) -> float | None:
+    """CLV in CNY over ``horizon_periods`` periods of ``period_days`` days.
+
+    The BG/NBD model is rescaled to the period exactly (alpha is a time scale: alpha per
+    day / P = alpha per P-day period), so discounting is per period while the fitted
+    parameters stay in days -- and the sum needs 12 terms for a year, not 365.
+    """
+    h = history(state)
+    if h is None:
+        return None
+    per = float(rules.clv_period_days)
+    bg = rules.bg_nbd
+    scaled = BgNbdParams(bg.r, bg.alpha / per, bg.a, bg.b)
+    return clv(
+        float(h[0]),
+        h[1] / per,
+        h[2] / per,
+        mean_repeat_spend_cny(state),
+        scaled,
+        rules.gamma_gamma,
+        rules.clv_horizon_periods,
+        rules.clv_discount_rate,
+    )

@@ -1,0 +1,358 @@
+"""The rules: every threshold the core decides by, loaded from one TOML file.
+
+Why one frozen object: the core is pure, so everything it decides by must come in
+through its arguments; and the rules' ``version`` goes into every decision so a tier
+change can always be traced to the exact thresholds that made it. Defaults live in
+the packaged ``rules_default.toml`` (documented in docs/rules.md); a user file
+overrides individual keys. Bad configuration fails at start-up with a ValueError
+naming the key, never half-way through a stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from importlib import resources
+from itertools import pairwise
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from state.decisions import TIERS
+from state.value import BgNbdParams, GammaGammaParams
+
+OFFER_KINDS = (
+    "wealth_products",
+    "relationship_manager",
+    "private_banking_invitation",
+    "sme_credit",
+    "digital_banking",
+    "birthday_greeting",
+)
+ALERT_KINDS = (
+    "large_outflow",
+    "aum_drop",
+    "high_value_downgrade",
+    "suitability_mismatch",
+    "churn_risk",
+)
+RISK_TYPES = ("C1", "C2", "C3", "C4", "C5")
+TIER_BASES = ("current", "avg_daily")
+
+DAY_MS = 86_400_000
+_OFFSET_SLOT_MS = 900_000  # UTC offsets only change on quarter-hour instants
+_OFFSET_CACHE_MAX = 100_000
+
+#: Keys whose tables are open (any key allowed); everything else must exist in defaults.
+_OPEN_TABLES = frozenset({"fx"})
+
+
+def _to_fen(amount: Decimal) -> int:
+    """CNY amount -> integer fen (0.01), half-even; the one rounding rule for CNY."""
+    return int(amount.scaleb(2).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+@dataclass(frozen=True)
+class Rules:
+    """All thresholds, tables and model parameters of the core (see docs/rules.md).
+
+    Money thresholds are ``Decimal`` CNY; the ``*_fen`` twins (integer fen) are derived
+    once here so the hot path compares integers.
+    """
+
+    version: str
+    timezone: str
+    # tiers
+    tier_basis: str
+    tier_avg_days: int
+    downgrade_band: Decimal
+    tier_floors: Mapping[str, Decimal]  # tier -> CNY floor ("mass" -> 0)
+    # money
+    fx: Mapping[str, Decimal]  # currency -> CNY per unit
+    # windows / dedup
+    window_days: int
+    exclude_types: frozenset[str]
+    dedup_size: int
+    dedup_days: int
+    # offers
+    offer_cooldown_days: Mapping[str, int]
+    digital_banking_max_age: int
+    digital_banking_share_over: Decimal
+    digital_banking_min_transactions: int
+    # alerts
+    large_outflow_ratio: Decimal
+    large_outflow_amount_cny: Decimal
+    aum_drop_ratio: Decimal
+    aum_drop_critical_ratio: Decimal
+    aum_drop_days: int
+    churn_p_alive: float
+    alert_cooldown_days: Mapping[str, int]
+    # rfm
+    rfm_recency_days: tuple[int, int, int, int]
+    rfm_frequency: tuple[int, int, int, int]
+    rfm_monetary_cny: tuple[Decimal, Decimal, Decimal, Decimal]
+    # risk
+    assessment_validity_days: int
+    risk_score_cutoffs: tuple[int, int, int, int]
+    risk_min_experience_years: float
+    risk_inexperienced_cap: str
+    # value models
+    bg_nbd: BgNbdParams
+    gamma_gamma: GammaGammaParams
+    clv_period_days: int
+    clv_horizon_periods: int
+    clv_discount_rate: float
+
+    # derived (integer fen / ms), filled in __post_init__
+    tier_floors_fen: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    large_outflow_amount_fen: int = field(init=False, repr=False, compare=False)
+    #: per tier rank: the basis (fen) must fall strictly below this to leave the tier
+    tier_down_fen: tuple[Decimal, ...] = field(init=False, repr=False, compare=False)
+    rfm_monetary_fen: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    #: exact fractions (numerator, denominator) of 1 - aum_drop ratios, for integer maths
+    aum_drop_keep: tuple[int, int] = field(init=False, repr=False, compare=False)
+    aum_drop_critical_keep: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _offsets: dict[int, int] = field(init=False, repr=False, compare=False)
+    _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "tier_floors_fen", tuple(_to_fen(self.tier_floors[t]) for t in TIERS))
+        keep = 1 - self.downgrade_band
+        s(self, "tier_down_fen", tuple(Decimal(f) * keep for f in self.tier_floors_fen))
+        s(self, "large_outflow_amount_fen", _to_fen(self.large_outflow_amount_cny))
+        s(self, "rfm_monetary_fen", tuple(_to_fen(m) for m in self.rfm_monetary_cny))
+        s(self, "aum_drop_keep", (1 - self.aum_drop_ratio).as_integer_ratio())
+        s(self, "aum_drop_critical_keep", (1 - self.aum_drop_critical_ratio).as_integer_ratio())
+        s(self, "_offsets", {})
+        s(self, "_zone", ZoneInfo(self.timezone))
+
+    def local_day(self, ts_ms: int) -> int:
+        """Local calendar day number (days since 1970-01-01 local) of an event time.
+
+        The UTC offset is cached per UTC day (zoneinfo costs microseconds per call, a
+        dict lookup tens of nanoseconds); on the rare day whose offset changes (DST),
+        it is looked up per quarter hour instead -- offsets change on such instants.
+        """
+        off = self._offsets.get(ts_ms // DAY_MS)
+        if off is None:
+            off = self._offset_slow(ts_ms)
+        return (ts_ms + off) // DAY_MS
+
+    def _offset_slow(self, ts_ms: int) -> int:
+        utc_day = ts_ms // DAY_MS
+        start = self._utcoffset_ms(utc_day * DAY_MS)
+        end = self._utcoffset_ms((utc_day + 1) * DAY_MS - 1)
+        if len(self._offsets) >= _OFFSET_CACHE_MAX:
+            self._offsets.clear()
+        if start == end:
+            self._offsets[utc_day] = start
+            return start
+        return self._utcoffset_ms(ts_ms // _OFFSET_SLOT_MS * _OFFSET_SLOT_MS)
+
+    def _utcoffset_ms(self, ts_ms: int) -> int:
+        dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(self._zone)
+        utcoff = dt.utcoffset()
+        return int(utcoff.total_seconds() * 1000) if utcoff is not None else 0
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _default_table() -> dict[str, Any]:
+    text = resources.files("state").joinpath("rules_default.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any], prefix: str) -> None:
+    """Overlay ``over`` on ``base`` in place; unknown keys are typos, so they fail."""
+    for key, value in over.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            if prefix.rstrip(".") in _OPEN_TABLES:
+                base[key] = value
+                continue
+            raise ValueError(f"rules: unknown key '{dotted}'")
+        if isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"rules: '{dotted}' must be a table")
+            _merge(base[key], value, f"{dotted}.")
+        else:
+            base[key] = value
+
+
+class _Reader:
+    """Typed access to the merged table; every error names the dotted key."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        self.t = table
+
+    def raw(self, key: str) -> Any:
+        node: Any = self.t
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    def string(self, key: str, choices: tuple[str, ...] | None = None) -> str:
+        v = self.raw(key)
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"rules: '{key}' must be a non-empty string, got {v!r}")
+        if choices is not None and v not in choices:
+            raise ValueError(f"rules: '{key}' must be one of {list(choices)}, got {v!r}")
+        return v
+
+    def integer(self, key: str, lo: int = 0, v: Any = None) -> int:
+        v = self.raw(key) if v is None else v
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"rules: '{key}' must be an integer >= {lo}, got {v!r}")
+        return v
+
+    def number(self, key: str, lo: float = 0.0, hi: float = math.inf) -> float:
+        v = self.raw(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+            raise ValueError(f"rules: '{key}' must be a number in [{lo}, {hi}], got {v!r}")
+        return float(v)
+
+    def positive(self, key: str) -> float:
+        v = self.raw(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+            raise ValueError(f"rules: '{key}' must be a number > 0, got {v!r}")
+        return float(v)
+
+    def decimal(self, key: str, v: Any = None, lo: Decimal = Decimal(0)) -> Decimal:
+        v = self.raw(key) if v is None else v
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise ValueError(f"rules: '{key}' must be a decimal string, got {v!r}")
+        try:
+            d = Decimal(str(v))
+        except InvalidOperation:
+            raise ValueError(f"rules: '{key}' must be a decimal number, got {v!r}") from None
+        if not d.is_finite() or d < lo:
+            raise ValueError(f"rules: '{key}' must be a finite decimal >= {lo}, got {v!r}")
+        return d
+
+    def ratio(self, key: str) -> Decimal:
+        d = self.decimal(key)
+        if d > 1:
+            raise ValueError(f"rules: '{key}' must be between 0 and 1, got {d}")
+        return d
+
+    def ascending(self, key: str, kind: str) -> tuple[Any, ...]:
+        v = self.raw(key)
+        if not isinstance(v, list) or len(v) != 4:
+            raise ValueError(f"rules: '{key}' must be a list of 4 cut-offs, got {v!r}")
+        items: list[Any] = [
+            self.decimal(key, x) if kind == "decimal" else self.integer(key, 0, x) for x in v
+        ]
+        if any(a >= b for a, b in pairwise(items)):
+            raise ValueError(f"rules: '{key}' must be strictly ascending, got {v!r}")
+        return tuple(items)
+
+
+def _build(table: dict[str, Any], version: str) -> Rules:
+    r = _Reader(table)
+    tz = r.string("timezone")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"rules: 'timezone' is not a known IANA zone: {tz!r}") from None
+
+    floors = {"mass": Decimal(0)}
+    for t in TIERS[1:]:
+        floors[t] = r.decimal(f"tiers.{t}", lo=Decimal("0.01"))
+    for lower, upper in pairwise(TIERS[1:]):
+        if floors[upper] <= floors[lower]:
+            raise ValueError(f"rules: 'tiers.{upper}' must be above 'tiers.{lower}'")
+
+    fx_raw = r.raw("fx")
+    fx: dict[str, Decimal] = {}
+    for ccy in sorted(fx_raw):
+        if len(ccy) != 3 or not ccy.isalpha() or not ccy.isupper():
+            raise ValueError(f"rules: 'fx.{ccy}' is not an ISO 4217 code")
+        fx[ccy] = r.decimal(f"fx.{ccy}", lo=Decimal("0"))
+        if fx[ccy] == 0:
+            raise ValueError(f"rules: 'fx.{ccy}' must be > 0")
+    if fx.get("CNY") != Decimal(1):
+        raise ValueError("rules: 'fx.CNY' must be 1 (AUM is in CNY)")
+
+    excl = r.raw("windows.exclude_types")
+    if not isinstance(excl, list) or not all(isinstance(x, str) for x in excl):
+        raise ValueError("rules: 'windows.exclude_types' must be a list of strings")
+
+    offer_cd = {k: r.integer(f"offers.cooldown_days.{k}") for k in OFFER_KINDS}
+    alert_cd = {k: r.integer(f"alerts.cooldown_days.{k}") for k in ALERT_KINDS}
+
+    try:
+        bg = BgNbdParams(*(r.positive(f"value.bg_nbd.{k}") for k in ("r", "alpha", "a", "b")))
+        gg = GammaGammaParams(*(r.positive(f"value.gamma_gamma.{k}") for k in ("p", "q", "v")))
+    except ValueError as e:
+        if str(e).startswith("rules:"):
+            raise
+        raise ValueError(f"rules: 'value': {e}") from None
+
+    return Rules(
+        version=version,
+        timezone=tz,
+        tier_basis=r.string("tiers.basis", TIER_BASES),
+        tier_avg_days=r.integer("tiers.avg_days", 1),
+        downgrade_band=r.ratio("tiers.downgrade_band"),
+        tier_floors=MappingProxyType(floors),
+        fx=MappingProxyType(fx),
+        window_days=r.integer("windows.days", 1),
+        exclude_types=frozenset(excl),
+        dedup_size=r.integer("dedup.size", 1),
+        dedup_days=r.integer("dedup.days", 0),
+        offer_cooldown_days=MappingProxyType(offer_cd),
+        digital_banking_max_age=r.integer("offers.digital_banking_max_age"),
+        digital_banking_share_over=r.ratio("offers.digital_banking_share_over"),
+        digital_banking_min_transactions=r.integer("offers.digital_banking_min_transactions", 1),
+        large_outflow_ratio=r.ratio("alerts.large_outflow_ratio"),
+        large_outflow_amount_cny=r.decimal("alerts.large_outflow_amount_cny", lo=Decimal("0.01")),
+        aum_drop_ratio=r.ratio("alerts.aum_drop_ratio"),
+        aum_drop_critical_ratio=r.ratio("alerts.aum_drop_critical_ratio"),
+        aum_drop_days=r.integer("alerts.aum_drop_days", 1),
+        churn_p_alive=r.number("alerts.churn_p_alive", 0.0, 1.0),
+        alert_cooldown_days=MappingProxyType(alert_cd),
+        rfm_recency_days=r.ascending("rfm.recency_days", "int"),
+        rfm_frequency=r.ascending("rfm.frequency", "int"),
+        rfm_monetary_cny=r.ascending("rfm.monetary_cny", "decimal"),
+        assessment_validity_days=r.integer("risk.assessment_validity_days", 1),
+        risk_score_cutoffs=r.ascending("risk.score_cutoffs", "int"),
+        risk_min_experience_years=r.number("risk.min_experience_years"),
+        risk_inexperienced_cap=r.string("risk.inexperienced_cap", RISK_TYPES),
+        bg_nbd=bg,
+        gamma_gamma=gg,
+        clv_period_days=r.integer("value.period_days", 1),
+        clv_horizon_periods=r.integer("value.horizon_periods", 0),
+        clv_discount_rate=r.number("value.discount_rate", 0.0, 10.0),
+    )
+
+
+def load_rules(path: str | None = None) -> Rules:
+    """Packaged defaults, optionally overlaid with the user file at ``path``.
+
+    A user file without its own ``version`` gets the default version plus a short hash
+    of the effective table, so two different rule sets never share a version string.
+    """
+    table = _default_table()
+    version = table["version"]
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                user = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"rules: {path} is not valid TOML: {e}") from None
+        _merge(table, user, "")
+        if "version" in user:
+            version = _Reader(table).string("version")
+        else:
+            digest = hashlib.sha256(orjson.dumps(table, option=orjson.OPT_SORT_KEYS))
+            version = f"{version}+{digest.hexdigest()[:8]}"
+    return _build(table, version)

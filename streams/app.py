@@ -1,0 +1,376 @@
+"""The faust-streaming worker: topics, the state table, the agent, HTTP and timers.
+
+The agent is a thin adapter. For each batch it:
+
+1. hands the raw messages to ``BatchProcessor`` (decode -> core -> decisions),
+2. produces tier changes, offers, alerts and dead letters and waits for the broker's
+   acknowledgement,
+3. writes the changed customers' profiles to Redis (retrying while Redis is down),
+4. writes the new states to the table, whose changelog faust flushes before any
+   offset commit,
+5. and only then acknowledges the batch's input messages.
+
+That order is what makes at-least-once hold without losing decisions: a crash before
+step 4 leaves the state unchanged, so the replayed events decide again and re-emit the
+same outputs with the same deterministic ids; a crash after step 4 finds the events
+already applied (the core deduplicates them), but their outputs and profiles were
+durable before the state was. Nothing is acknowledged before it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+from faust.web import Request, Response, View
+
+from schemas.decoder import Decoder
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS
+from state.rules import Rules, load_rules
+from streams.aligner import InputAligner
+from streams.metrics import Metrics
+from streams.processor import (
+    BadInputGuard,
+    BatchProcessor,
+    Decoded,
+    RawMessage,
+    TooMuchBadInput,
+)
+from streams.redis_sink import RedisProfileSink, connect, read_profile
+from streams.settings import Settings
+from streams.table import PartitionedTable
+from streams.topics import STATE_TABLE
+
+log = logging.getLogger("tierstream")
+
+#: Exit code when the worker stops itself on purpose (bad input share, topology).
+EXIT_FATAL = 3
+
+
+@dataclass
+class WorkerTuning:
+    """Batching knobs. ``batch_within`` is also the bounded wait for a quiet input."""
+
+    batch_max: int = 1000
+    batch_within: float = 0.05
+    max_future_skew_ms: int = 5 * 60 * 1000
+    bad_window: int = 1000
+    bad_max_share: float = 0.5
+    #: Longest wait for an input partition that may still hold earlier events.
+    max_idle_ms: int = 2000
+    #: How often held records are re-checked when no new input arrives.
+    release_interval: float = 0.1
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    """faust credentials from the librdkafka-style pass-through settings."""
+    sec = settings.kafka_security
+    proto = sec.get("security.protocol", "PLAINTEXT").upper()
+    ctx: ssl.SSLContext | None = None
+    if "SSL" in proto:
+        ctx = ssl.create_default_context(cafile=sec.get("ssl.ca.location"))
+        if sec.get("ssl.certificate.location"):
+            ctx.load_cert_chain(
+                sec["ssl.certificate.location"],
+                sec.get("ssl.key.location"),
+                sec.get("ssl.key.password"),
+            )
+    if proto.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=sec.get("sasl.username"),
+            password=sec.get("sasl.password"),
+            mechanism=sec.get("sasl.mechanism", "PLAIN"),
+            ssl_context=ctx,
+        )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+class TierstreamService:
+    """Builds and holds one faust app with everything wired to it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: Rules | None = None,
+        tuning: WorkerTuning | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules or load_rules(settings.rules_path)
+        self.tuning = tuning or WorkerTuning()
+        self.metrics = Metrics()
+        self.processor = BatchProcessor(
+            self.rules,
+            Decoder(max_future_skew_ms=self.tuning.max_future_skew_ms),
+            BadInputGuard(self.tuning.bad_window, self.tuning.bad_max_share),
+        )
+        self.redis = connect(settings.redis_url, settings.redis_password)
+        self.sink = RedisProfileSink(self.redis, settings.redis_key_prefix, self.metrics)
+        self.batches_done = 0
+        self.aligner: InputAligner[tuple[Decoded, Any]] = InputAligner(
+            INPUT_TOPICS, lambda item: item[0].ts, self.tuning.max_idle_ms
+        )
+        self._last_seen: dict[tuple[str, int], int] = {}
+        self._lock = asyncio.Lock()
+        self._stream: Any = None
+        self.app = self._build_app()
+
+    # -- construction ---------------------------------------------------------------
+
+    def _build_app(self) -> faust.App:
+        s = self.settings
+        brokers = [f"kafka://{b.strip()}" for b in s.kafka_bootstrap.split(",") if b.strip()]
+        app = faust.App(
+            s.app_id,
+            broker=brokers,
+            broker_credentials=_broker_credentials(s),
+            store=s.store,
+            datadir=s.data_dir,
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication_factor,
+            topic_disable_leader=True,
+            processing_guarantee=s.processing_guarantee,
+            consumer_auto_offset_reset="earliest",
+            web_host=s.web_host,
+            web_bind=s.web_host,
+            web_port=s.web_port,
+            web_in_thread=False,
+            producer_acks=-1,
+            producer_linger_ms=5,
+            broker_commit_every=10_000,
+            broker_commit_interval=1.0,
+            stream_buffer_maxsize=self.tuning.batch_max * 4,
+            table_standby_replicas=0,
+        )
+        self._contract = {s.topic(t): t for t in INPUT_TOPICS}
+        self.input_topic = app.topic(
+            *s.input_topics,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.output_topics = {
+            t: app.topic(s.topic(t), key_serializer="raw", value_serializer="raw")
+            for t in OUTPUT_TOPICS
+        }
+        table = app.Table(
+            STATE_TABLE,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=s.partitions,
+        )
+        # faust derives table serializers from model types only; state is opaque bytes
+        # (the core's own versioned format), so store and changelog them raw.
+        table.key_serializer = "raw"  # type: ignore[attr-defined]
+        table.value_serializer = "raw"  # type: ignore[attr-defined]
+        self.table = PartitionedTable(table)
+        app.agent(self.input_topic, name="tierstream-process")(self._agent)
+        app.timer(interval=5.0)(self._refresh_gauges)
+        app.timer(interval=self.tuning.release_interval)(self._release_held)
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+            await self._on_revoked(revoked)
+
+        self._register_web(app)
+        return app
+
+    def _register_web(self, app: faust.App) -> None:
+        service = self
+
+        class Customer(View):
+            async def get(self, request: Request, customer_id: str) -> Response:
+                profile = await read_profile(
+                    service.redis, service.settings.redis_key_prefix, customer_id
+                )
+                if not profile:
+                    return self.json({"error": "customer not found"}, status=404)
+                return self.json(profile)
+
+        class Health(View):
+            async def get(self, request: Request) -> Response:
+                redis_ok = True
+                try:
+                    await service.redis.ping()
+                except Exception:
+                    redis_ok = False
+                body = {
+                    "status": "ok" if redis_ok else "degraded",
+                    "redis": redis_ok,
+                    "assigned_partitions": sum(
+                        1
+                        for tp in service.app.consumer.assignment()
+                        if tp.topic in service._contract
+                    ),
+                    "batches_processed": service.batches_done,
+                }
+                return self.json(body, status=200 if redis_ok else 503)
+
+        class MetricsView(View):
+            async def get(self, request: Request) -> Response:
+                return self.bytes(
+                    service.metrics.exposition(),
+                    content_type="text/plain; version=0.0.4",
+                )
+
+        app.page("/customers/{customer_id}")(Customer)
+        app.page("/health")(Health)
+        app.page("/metrics")(MetricsView)
+
+    # -- processing -------------------------------------------------------------------
+
+    async def _agent(self, stream: Any) -> None:
+        """Feed the aligner; process whatever it releases; ack only what was processed."""
+        self._stream = stream
+        t = self.tuning
+        async for events in stream.noack_take(t.batch_max, within=t.batch_within):
+            now_ms = int(time.time() * 1000)
+            contract = self._contract
+            decode = self.processor.decode
+            items = []
+            try:
+                for e in events:
+                    m = e.message
+                    raw = RawMessage(
+                        contract[m.topic],
+                        m.partition,
+                        m.offset,
+                        m.key,
+                        m.value,
+                        int(m.timestamp * 1000),
+                        m.topic,
+                    )
+                    self._last_seen[(m.topic, m.partition)] = m.offset
+                    items.append((raw.topic, raw.partition, (decode(raw, now_ms), e)))
+            except TooMuchBadInput as exc:
+                self._fatal(str(exc))
+            self.aligner.add(items)
+            await self._release()
+
+    async def _release_held(self) -> None:
+        """Timer: release records whose inputs became caught up or timed out idle."""
+        if self.aligner.held and self._stream is not None:
+            await self._release()
+
+    async def _release(self) -> None:
+        async with self._lock:
+            ready = self.aligner.release(self._caught_up, int(time.time() * 1000))
+            if not ready:
+                return
+            await self.handle_batch([d for d, _e in ready])
+            stream = self._stream
+            for _d, event in ready:
+                await stream.ack(event)
+
+    def _caught_up(self, topic: str, partition: int) -> bool:
+        """Has this input partition nothing more to give right now?
+
+        Compares the last offset this worker received (or, before the first record,
+        the committed position faust seeked to) with the high watermark of the last
+        fetch. Unknown (no fetch yet) counts as not caught up: the aligner then waits,
+        at most ``max_idle_ms``.
+        """
+        full = self.settings.topic(topic)
+        tp = TP(full, partition)
+        consumer = self.app.consumer
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # partition not (yet) assigned on this consumer
+            return False
+        if high is None:
+            return False
+        seen = self._last_seen.get((full, partition))
+        if seen is not None:
+            return seen + 1 >= high
+        pos = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+        return (pos or 0) >= high
+
+    async def _on_revoked(self, revoked: set[TP]) -> None:
+        """Drop held records of partitions this worker no longer owns.
+
+        They were never acknowledged; their next owner consumes them from the last
+        committed offset.
+        """
+        async with self._lock:
+            tps = [
+                (self._contract[tp.topic], tp.partition)
+                for tp in revoked
+                if tp.topic in self._contract
+            ]
+            dropped = self.aligner.drop_partitions(tps)
+            for tp in revoked:
+                self._last_seen.pop((tp.topic, tp.partition), None)
+        if dropped:
+            log.info("rebalance: released %d held records of revoked partitions", dropped)
+
+    async def handle_batch(self, items: list[Decoded]) -> None:
+        started = time.perf_counter()
+        result = self.processor.apply_ordered(items, self.table.get)
+
+        # 1. outputs, acknowledged by the broker before anything else moves
+        outputs = self.output_topics
+        futures = [await outputs[o.topic].send(key=o.key, value=o.value) for o in result.outputs]
+        if futures:
+            await self.app.producer.flush()
+            for fut in futures:
+                await fut
+        emitted_at = time.time()
+        for ts in result.decision_event_ts:
+            self.metrics.event_latency.observe(max(0.0, emitted_at - ts / 1000))
+        # 2. profiles (blocks with backoff while Redis is down)
+        await self.sink.write(result.profiles)
+        # 3. state; faust flushes the changelog before committing offsets
+        put = self.table.put
+        for partition, key, value in result.states:
+            put(partition, key, value)
+
+        self.metrics.observe_batch(result)
+        self.metrics.batch_size.observe(len(items))
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+        self.metrics.held.set(self.aligner.held)
+        self.batches_done += 1
+
+    def _fatal(self, message: str) -> None:
+        """Stop the process now, before faust can commit the failing batch's offsets."""
+        log.critical("tierstream stopping: %s", message)
+        print(f"tierstream: fatal: {message}", file=sys.stderr, flush=True)
+        logging.shutdown()
+        os._exit(EXIT_FATAL)
+
+    async def _refresh_gauges(self) -> None:
+        try:
+            for tier, n in (await self.sink.tier_counts()).items():
+                self.metrics.customers.labels(tier).set(n)
+        except Exception as exc:  # Redis down: the sink's metrics already show it
+            log.debug("tier count refresh failed: %s", exc)
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in self._contract:
+                continue
+            high = consumer.highwater(tp)
+            pos = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+            if high is None:
+                continue
+            lag = high - ((pos + 1) if pos is not None else 0)
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+
+
+def run_worker(service: TierstreamService, loglevel: str = "info") -> None:
+    """Run the faust worker in this process until it is stopped (SIGINT/SIGTERM)."""
+    worker = faust.Worker(service.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+
+
+def profile_json(profile: dict[str, str]) -> bytes:
+    return orjson.dumps(profile, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)

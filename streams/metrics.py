@@ -1,0 +1,118 @@
+"""Prometheus metrics, named by Prometheus conventions (``tierstream_`` prefix,
+``_total`` counters, base units). Labels are bounded: topics, tiers, kinds, reason
+classes and partitions — never customer ids or personal data.
+
+Each worker owns a ``Metrics`` with its own registry, so tests (and several apps in
+one process) never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from state.decisions import Alert, Offer, TierChange
+from streams.processor import BatchResult
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.events = Counter(
+            "tierstream_events_consumed_total",
+            "Input events consumed, by topic and result (applied, duplicate, late, dead_letter).",
+            ["topic", "result"],
+            registry=r,
+        )
+        self.event_latency = Histogram(
+            "tierstream_event_to_output_latency_seconds",
+            "Event time to the moment its decisions were produced. Includes producer "
+            "delay upstream; replays of old data land in the top bucket.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            "tierstream_batch_duration_seconds",
+            "Wall time to process one batch: decode, core, produce, Redis, changelog.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "tierstream_batch_size_events",
+            "Events per processed batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.tier_changes = Counter(
+            "tierstream_tier_changes_total",
+            "Tier changes emitted, by from/to tier (from_tier 'none' for a first tier).",
+            ["from_tier", "to_tier"],
+            registry=r,
+        )
+        self.offers = Counter(
+            "tierstream_offers_total", "Offers emitted, by kind.", ["kind"], registry=r
+        )
+        self.alerts = Counter(
+            "tierstream_alerts_total",
+            "Alerts emitted, by kind and severity.",
+            ["kind", "severity"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "tierstream_dead_letters_total",
+            "Input records sent to dead-letters, by source topic and reason class.",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.customers = Gauge(
+            "tierstream_customers",
+            "Customers per tier (from the Redis tier counts, cluster-wide).",
+            ["tier"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "tierstream_redis_write_errors_total",
+            "Failed Redis write attempts (each retried with backoff).",
+            registry=r,
+        )
+        self.redis_backlog = Gauge(
+            "tierstream_redis_backlog_profiles",
+            "Profiles computed but not yet written to Redis.",
+            registry=r,
+        )
+        self.redis_writes = Counter(
+            "tierstream_redis_profile_writes_total",
+            "Profiles written to Redis, by result (written, stale: a newer version "
+            "was already there).",
+            ["result"],
+            registry=r,
+        )
+        self.held = Gauge(
+            "tierstream_aligner_held_events",
+            "Events buffered while waiting for an earlier-in-time input (event-time "
+            "alignment across topics).",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "tierstream_consumer_lag_messages",
+            "Messages between the partition's high watermark and the worker's position.",
+            ["topic", "partition"],
+            registry=r,
+        )
+
+    def observe_batch(self, result: BatchResult) -> None:
+        for (topic, res), n in result.counts.items():
+            self.events.labels(topic, res).inc(n)
+        for (topic, reason), n in result.dead_letters.items():
+            self.dead_letters.labels(topic, reason).inc(n)
+        for d in result.decisions:
+            if isinstance(d, TierChange):
+                self.tier_changes.labels(d.from_tier or "none", d.to_tier).inc()
+            elif isinstance(d, Offer):
+                self.offers.labels(d.kind).inc()
+            elif isinstance(d, Alert):
+                self.alerts.labels(d.kind, d.severity).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

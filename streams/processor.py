@@ -1,0 +1,282 @@
+"""One batch of raw input messages in, everything the batch decided out.
+
+This is the single place where the data flow of the service happens:
+
+    bytes -> decode/validate (schemas.decoder) -> event-time merge -> core (state.core)
+          -> outputs (tier changes, offers, alerts, dead letters) + new states + profiles
+
+It does no I/O itself: the faust agent (streams/app.py), the benchmark baseline and
+the tests feed it messages and a state loader, and then write what it returns. So
+the same code decides in every setting, and the worker's adapter stays thin.
+
+Ordering. One customer's events arrive on four co-partitioned topics and Kafka
+orders nothing across topics. The order in which events are applied is the head
+merge by event time (each topic-partition in offset order, earliest head first —
+Kafka Streams' rule): ``merge_by_event_time`` for a batch at hand, and
+streams/aligner.py across batches in the worker. The core itself makes balances
+last-writer-wins by event time, so a late snapshot never rolls a newer balance back.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import orjson
+
+from schemas.dead_letter import dead_letter_record
+from schemas.decoder import DecodeError, Decoder
+from schemas.events import INPUT_TOPICS, TOPIC_DEAD_LETTERS, InputEvent
+from state.core import CoreError, apply
+from state.customer import CustomerState
+from state.decisions import Decision
+from state.profile import profile_fields
+from state.rules import Rules
+
+_TOPIC_RANK = {t: i for i, t in enumerate(INPUT_TOPICS)}
+
+
+class RawMessage(NamedTuple):
+    """A consumed Kafka message, reduced to what processing needs."""
+
+    topic: str  # contract name, without the deployment's topic prefix
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0  # the Kafka record timestamp (dead letters carry it)
+    source_topic: str = ""  # the full topic name, prefix included ("" = same as topic)
+
+
+class OutputRecord(NamedTuple):
+    topic: str  # contract name (tier-changes, offers, alerts, dead-letters)
+    key: bytes | None
+    value: bytes
+
+
+class TooMuchBadInput(RuntimeError):
+    """Raised when a partition's recent input is mostly bad: stop, don't shovel."""
+
+
+@dataclass
+class BatchResult:
+    #: (partition, key, serialized state) for every customer this batch changed.
+    states: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    #: Tier changes, offers and alerts in decision order, then dead letters.
+    outputs: list[OutputRecord] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    #: customer key -> Redis profile fields, one per changed customer (latest wins).
+    profiles: dict[bytes, dict[str, str]] = field(default_factory=dict)
+    #: (topic, result) -> count; result is applied | duplicate | late | dead_letter.
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (topic, reason class) -> count of dead letters.
+    dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Event times (ms) of applied events that produced decisions, for latency.
+    decision_event_ts: list[int] = field(default_factory=list)
+
+
+class BadInputGuard:
+    """Tracks the share of bad records over the last ``window`` records per partition.
+
+    A few bad records go to dead letters; a partition whose recent input is mostly bad
+    means something upstream is broken (wrong serializer, wrong topic), and dead-lettering
+    everything would only hide it. The judgement needs a full window, so a short burst
+    at start-up does not stop the worker.
+    """
+
+    def __init__(self, window: int = 1000, max_share: float = 0.5) -> None:
+        self.window = window
+        self.max_share = max_share
+        self._seen: dict[tuple[str, int], deque[bool]] = {}
+        self._bad: dict[tuple[str, int], int] = {}
+
+    def record(self, topic: str, partition: int, bad: bool) -> None:
+        tp = (topic, partition)
+        seen = self._seen.get(tp)
+        if seen is None:
+            seen = self._seen[tp] = deque()
+            self._bad[tp] = 0
+        seen.append(bad)
+        if bad:
+            self._bad[tp] += 1
+        if len(seen) > self.window and seen.popleft():
+            self._bad[tp] -= 1
+        if len(seen) >= self.window and self._bad[tp] > self.max_share * len(seen):
+            raise TooMuchBadInput(
+                f"{self._bad[tp]} of the last {len(seen)} records on {topic}[{partition}] "
+                f"were bad (limit {self.max_share:.0%}); stopping instead of dead-lettering "
+                "everything — check the producers of this topic (see dead-letters for reasons)"
+            )
+
+
+def reason_class(error: DecodeError | CoreError) -> str:
+    """A low-cardinality label for a dead letter's cause (metrics must stay bounded)."""
+    if isinstance(error, CoreError):
+        return f"invalid:{error.field}"
+    r = error.reason
+    if error.field == "$":
+        for marker, name in (
+            ("exceeds", "too_large"),
+            ("UTF-8", "invalid_utf8"),
+            ("JSON", "invalid_json"),
+            ("empty", "empty"),
+            ("key", "key_mismatch"),
+        ):
+            if marker in r:
+                return name
+        return "invalid_payload"
+    if "missing" in r:
+        return f"missing:{error.field}"
+    return f"invalid:{error.field}"
+
+
+class Decoded(NamedTuple):
+    """A message after decoding: exactly one of ``event`` and ``error`` is set."""
+
+    msg: RawMessage
+    event: InputEvent | None
+    error: DecodeError | None
+
+    @property
+    def ts(self) -> int:
+        """Event time for ordering; bad records sort first (they touch no state)."""
+        return self.event.ts if self.event is not None else -1
+
+
+StateLoader = Callable[[int, bytes], bytes | None]
+
+
+class BatchProcessor:
+    """Applies batches of raw messages to customer states with the pure core."""
+
+    def __init__(
+        self,
+        rules: Rules,
+        decoder: Decoder | None = None,
+        guard: BadInputGuard | None = None,
+    ) -> None:
+        self.rules = rules
+        self.decoder = decoder or Decoder()
+        self.guard = guard or BadInputGuard()
+
+    def decode(self, msg: RawMessage, now_ms: int | None = None) -> Decoded:
+        """Decode and validate one message; checks the key is the customer id.
+
+        ``now_ms`` is the shell's wall clock, used only to reject events stamped too far
+        in the future (the decoder's skew check); decisions never read it. Raises
+        ``TooMuchBadInput`` when the partition's recent input is mostly bad.
+        """
+        ev = self.decoder.decode(msg.topic, msg.value, now_ms)
+        if not isinstance(ev, DecodeError) and (
+            msg.key is None or msg.key != ev.customer_id.encode()
+        ):
+            ev = DecodeError(
+                "$.customer_id",
+                "does not match the message key "
+                "(inputs must be keyed by customer_id for co-partitioning)",
+            )
+        if isinstance(ev, DecodeError):
+            self.guard.record(msg.topic, msg.partition, True)
+            return Decoded(msg, None, ev)
+        self.guard.record(msg.topic, msg.partition, False)
+        return Decoded(msg, ev, None)
+
+    def process(
+        self, messages: Sequence[RawMessage], load: StateLoader, now_ms: int | None = None
+    ) -> BatchResult:
+        """Decode, merge by event time (all inputs taken as caught up) and apply.
+
+        The worker aligns inputs across batches itself (streams/aligner.py) and calls
+        ``apply_ordered``; this one-shot form serves the baseline, replays and the
+        test oracle, and gives the same order when the whole input is at hand.
+        """
+        decoded = [self.decode(m, now_ms) for m in messages]
+        return self.apply_ordered(merge_by_event_time(decoded), load)
+
+    def apply_ordered(self, items: Iterable[Decoded], load: StateLoader) -> BatchResult:
+        """Apply decoded messages in the given order; ``load(partition, key)`` returns
+        a stored state or None."""
+        result = BatchResult()
+        counts = result.counts
+        dead: list[OutputRecord] = []
+        states: dict[bytes, tuple[int, CustomerState]] = {}
+        dirty: set[bytes] = set()
+        rules = self.rules
+        for msg, ev, error in items:
+            if ev is None:
+                assert error is not None
+                dead.append(self._dead_letter(msg, error, result))
+                continue
+            key = msg.key
+            assert key is not None  # checked by decode()
+            cached = states.get(key)
+            if cached is None:
+                raw_state = load(msg.partition, key)
+                st = CustomerState.from_bytes(raw_state) if raw_state is not None else None
+            else:
+                st = cached[1]
+            try:
+                outcome = apply(st, ev, rules)
+            except CoreError as err:
+                dead.append(self._dead_letter(msg, err, result))
+                continue
+            states[key] = (msg.partition, outcome.state)
+            ck = (msg.topic, outcome.status)
+            counts[ck] = counts.get(ck, 0) + 1
+            if outcome.status == "duplicate":
+                continue
+            dirty.add(key)
+            for d in outcome.decisions:
+                result.decisions.append(d)
+                result.outputs.append(OutputRecord(d.topic, key, orjson.dumps(d.to_record())))
+                result.decision_event_ts.append(ev.ts)
+
+        for key in dirty:
+            partition, st = states[key]
+            result.states.append((partition, key, st.to_bytes()))
+            result.profiles[key] = profile_fields(st, rules)
+        result.outputs.extend(dead)
+        return result
+
+    def _dead_letter(
+        self, msg: RawMessage, error: DecodeError | CoreError, result: BatchResult
+    ) -> OutputRecord:
+        if isinstance(error, DecodeError):
+            text = error.describe()
+        else:
+            text = f"$.{error.field}: {error.reason}"
+        rc = reason_class(error)
+        dk = (msg.topic, rc)
+        result.dead_letters[dk] = result.dead_letters.get(dk, 0) + 1
+        ck = (msg.topic, "dead_letter")
+        result.counts[ck] = result.counts.get(ck, 0) + 1
+        record = dead_letter_record(
+            msg.source_topic or msg.topic,
+            msg.partition,
+            msg.offset,
+            msg.key,
+            msg.value,
+            text,
+            msg.timestamp_ms,
+        )
+        return OutputRecord(TOPIC_DEAD_LETTERS, msg.key, orjson.dumps(record))
+
+
+def merge_by_event_time(decoded: Iterable[Decoded]) -> Iterator[Decoded]:
+    """Merge per-(topic, partition) sequences, taking the earliest head each time.
+
+    Each sequence keeps its offset order (heapq.merge only compares heads); ties go
+    to the earlier input in INPUT_TOPICS order, then the lower partition, so the
+    result is deterministic and equals what ``InputAligner`` releases when every
+    input is caught up.
+    """
+    seqs: dict[tuple[int, int], list[Decoded]] = {}
+    for d in decoded:
+        seqs.setdefault((_TOPIC_RANK.get(d.msg.topic, 99), d.msg.partition), []).append(d)
+    ordered = [seqs[k] for k in sorted(seqs)]
+    if len(ordered) == 1:
+        return iter(ordered[0])
+    return heapq.merge(*ordered, key=lambda d: d.ts)

@@ -1,0 +1,131 @@
+"""Customer profiles in Redis, for the CRM's 360° view.
+
+Layout (prefix configurable, default ``tierstream:``):
+
+* ``<prefix>customer:<customer_id>`` — a hash of profile fields (state/profile.py),
+  including ``version``, a per-customer counter that grows with every applied event;
+* ``<prefix>tier-counts`` — a hash tier -> number of customers, for fast totals.
+
+Writes are pipelined per batch through one Lua script that compares versions, so
+they are idempotent and ordered: a replay, a rebalance or a slow worker can never move
+a profile backwards, and the tier counts move only when a newer version changes the
+tier. When Redis is unreachable the sink retries with exponential backoff and the
+caller waits (backpressure): the batch's input offsets are not acknowledged until its
+profiles are written, so an outage delays updates but never loses one. The backlog
+(profiles waiting) is bounded by one batch and exported as a metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from streams.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: KEYS[1] profile hash, KEYS[2] tier-count hash; ARGV[1] version, ARGV[2] tier,
+#: ARGV[3..] field/value pairs (version and tier among them).
+#: Returns 1 when written, 0 when the stored version is the same or newer.
+_UPSERT_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'version')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+local old_tier = redis.call('HGET', KEYS[1], 'tier')
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local new_tier = ARGV[2]
+if old_tier ~= new_tier then
+  if old_tier and old_tier ~= '' then redis.call('HINCRBY', KEYS[2], old_tier, -1) end
+  if new_tier ~= '' then redis.call('HINCRBY', KEYS[2], new_tier, 1) end
+end
+return 1
+"""
+
+
+def profile_key(prefix: str, customer_id: str) -> str:
+    return f"{prefix}customer:{customer_id}"
+
+
+def tier_counts_key(prefix: str) -> str:
+    return f"{prefix}tier-counts"
+
+
+def connect(url: str, password: str | None = None) -> aioredis.Redis:
+    """An asyncio client; ``rediss://`` URLs use TLS, credentials may be in the URL."""
+    kwargs: dict[str, object] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    if password:
+        kwargs["password"] = password
+    return aioredis.from_url(url, **kwargs)
+
+
+class RedisProfileSink:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        metrics: Metrics,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.metrics = metrics
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._script = client.register_script(_UPSERT_LUA)
+        self._counts_key = tier_counts_key(prefix)
+
+    async def write(self, profiles: Mapping[bytes, Mapping[str, str]]) -> int:
+        """Write profiles (customer key -> fields); retries until it succeeds.
+
+        Returns how many were newer than what Redis had. Cancellation (worker
+        shutdown) propagates: the batch is then not acknowledged and is reprocessed.
+        """
+        if not profiles:
+            return 0
+        self.metrics.redis_backlog.set(len(profiles))
+        delay = self.backoff_initial
+        while True:
+            try:
+                written = await self._write_once(profiles)
+            except (RedisError, OSError) as exc:
+                self.metrics.redis_errors.inc()
+                log.warning("Redis write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            self.metrics.redis_backlog.set(0)
+            self.metrics.redis_writes.labels("written").inc(written)
+            self.metrics.redis_writes.labels("stale").inc(len(profiles) - written)
+            return written
+
+    async def _write_once(self, profiles: Mapping[bytes, Mapping[str, str]]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for key, fields in profiles.items():
+            args: list[str] = [fields["version"], fields.get("tier", "")]
+            for f, v in fields.items():
+                args.append(f)
+                args.append(v)
+            await self._script(
+                keys=[profile_key(self.prefix, key.decode()), self._counts_key],
+                args=args,
+                client=pipe,
+            )
+        results = await pipe.execute()
+        return sum(int(r) for r in results)
+
+    async def tier_counts(self) -> dict[str, int]:
+        raw = await self.client.hgetall(self._counts_key)
+        return {_text(k): int(v) for k, v in raw.items()}
+
+
+async def read_profile(client: aioredis.Redis, prefix: str, customer_id: str) -> dict[str, str]:
+    raw = await client.hgetall(profile_key(prefix, customer_id))
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(b: bytes | str) -> str:
+    return b.decode() if isinstance(b, bytes) else b

@@ -1,0 +1,64 @@
+"""Explicit-partition access to faust's changelog-backed customer-state table.
+
+faust's tables find the partition of a write from the *ambient* current event
+(``faust.streams.current_event()``): correct inside ``async for event in stream``,
+wrong or impossible for batches from ``take_events``, where one batch spans many
+partitions. tierstream processes in batches, so every read and write here names its
+partition explicitly; the changelog record goes to that same partition, which is the
+partition the customer's input events arrive on (co-partitioning is checked at start).
+
+faust still does what it is good at: creating the changelog topic, recovering the
+store from it on assignment, standby replicas and rebalancing. Values are the core's
+serialized ``CustomerState`` bytes (raw serializer), so faust never touches their
+format.
+
+This reaches into faust's store internals (``_db_for_partition``, ``_key_index`` for
+RocksDB; ``data`` and ``_key_partition`` for memory). Those are stable across the
+faust-streaming versions pyproject allows; tests/streams/test_table.py pins the
+behaviour on both stores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.stores import memory as memory_store
+
+try:  # rocksdict is a runtime dependency, but keep memory-only installs importable
+    from faust.stores import rocksdb as rocksdb_store
+except ImportError:  # pragma: no cover
+    rocksdb_store = None  # type: ignore[assignment]
+
+
+class PartitionedTable:
+    """Reads and writes one faust table with the partition given by the caller."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    @property
+    def _store(self) -> Any:
+        return self.table.data
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        store = self._store
+        if isinstance(store, memory_store.Store):
+            value = store.data.get(key)
+            return value if value is None else bytes(value)
+        if rocksdb_store is not None and isinstance(store, rocksdb_store.Store):
+            value = store._db_for_partition(partition).get(key)
+            return value if value is None else bytes(value)
+        raise TypeError(f"unsupported table store {type(store).__name__}")
+
+    def put(self, partition: int, key: bytes, value: bytes) -> None:
+        """Write locally and send the changelog record to ``partition``."""
+        store = self._store
+        if isinstance(store, memory_store.Store):
+            store.data[key] = value
+            store._key_partition[key] = partition
+        elif rocksdb_store is not None and isinstance(store, rocksdb_store.Store):
+            store._db_for_partition(partition).put(key, value)
+            store._key_index[key] = partition
+        else:
+            raise TypeError(f"unsupported table store {type(store).__name__}")
+        self.table.send_changelog(partition, key, value)

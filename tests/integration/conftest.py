@@ -1,0 +1,66 @@
+"""Fixtures for running the tierstream service itself against the real services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from streams.settings import Settings
+from streams.topics import create_topics, topic_specs
+from tests.integration.harness import WorkerProcess, free_port
+
+
+@pytest.fixture
+def service_settings(
+    kafka_bootstrap: str,
+    redis_url: str,
+    unique_prefix: str,
+    redis_key_prefix: str,
+    tmp_path: Path,
+) -> Iterator[Settings]:
+    """Settings for one isolated deployment: own topics, group, Redis keys and port.
+
+    Topics are created the way users create them (`create_topics`, 4 partitions to
+    keep rebalances quick) and deleted afterwards.
+    """
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        redis_key_prefix=redis_key_prefix,
+        topic_prefix=unique_prefix,
+        partitions=4,
+        store="memory://",
+        app_id=f"{unique_prefix}app",
+        web_port=free_port(),
+        data_dir=str(tmp_path / "data"),
+    )
+    create_topics(settings)
+    yield settings
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    names = [s.name for s in topic_specs(settings)]
+    for fut in admin.delete_topics(names, operation_timeout=30).values():
+        try:
+            fut.result()
+        except Exception:  # already gone: nothing to clean
+            pass
+
+
+@pytest.fixture
+def make_worker(service_settings: Settings, tmp_path: Path) -> Iterator[
+    "type[WorkerProcess] | object"
+]:
+    """Factory: ``make_worker(name=..., **settings overrides)``; all are stopped at the end."""
+    workers: list[WorkerProcess] = []
+
+    def _make(name: str = "worker", **overrides: object) -> WorkerProcess:
+        s = service_settings.with_overrides(**overrides)
+        w = WorkerProcess(s, tmp_path / "logs", name=name)
+        workers.append(w)
+        return w
+
+    yield _make
+    for w in workers:
+        w.stop()

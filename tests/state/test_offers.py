@@ -1,0 +1,148 @@
+"""Offers: each kind, marketing consent, and the per-kind cadence."""
+
+from __future__ import annotations
+
+from schemas.events import InputEvent
+from state.decisions import Offer
+from tests.state.helpers import RULES, all_kinds, at, bal, kinds, prof, rules_with, run, tx
+
+
+def offers(outs) -> list[Offer]:  # type: ignore[no-untyped-def]
+    return [d for o in outs for d in o.decisions if isinstance(d, Offer)]
+
+
+def test_entering_each_tier_sends_its_offer() -> None:
+    _, outs = run(
+        [
+            prof(at(0)),
+            bal(at(1), "100"),
+            bal(at(2), "600000"),
+            bal(at(3), "2000000"),
+            bal(at(4), "7000000"),
+        ]
+    )
+    assert [(o.kind, o.tier) for o in offers(outs)] == [
+        ("wealth_products", "affluent"),
+        ("relationship_manager", "hnw"),
+        ("private_banking_invitation", "private"),
+    ]
+    o = offers(outs)[0]
+    assert o.cause_event_id == outs[2].decisions[0].cause_event_id
+    assert o.rules_version == RULES.version
+
+
+def test_initial_tier_counts_as_entering() -> None:
+    _, outs = run([prof(at(0)), bal(at(1), "1500000")])
+    assert kinds(outs[1]) == ["tier:hnw", "relationship_manager"]
+
+
+def test_no_offer_without_consent_or_without_a_profile() -> None:
+    _, outs = run([bal(at(1), "600000")])
+    assert kinds(outs[0]) == ["tier:affluent"]
+    _, outs = run([prof(at(0), consent=False), bal(at(1), "600000")])
+    assert kinds(outs[1]) == ["tier:affluent"]
+
+
+def test_withdrawn_consent_stops_offers() -> None:
+    _, outs = run([prof(at(0)), prof(at(1), consent=False), bal(at(2), "700000")])
+    assert all_kinds(outs) == ["tier:affluent"]
+
+
+def test_no_offer_on_downgrade() -> None:
+    _, outs = run([prof(at(0)), bal(at(1), "2000000"), bal(at(40), "600000")])
+    assert kinds(outs[2]) == ["tier:affluent", "high_value_downgrade", "aum_drop"]
+
+
+def test_at_most_one_offer_per_kind_per_30_days() -> None:
+    events = [prof(at(0)), bal(at(1), "600000"), bal(at(2), "100"), bal(at(3), "600000")]
+    _, outs = run(events)
+    assert kinds(outs[3]) == ["tier:affluent"]  # re-entered within 30 days: no offer
+    _, outs = run([*events, bal(at(20), "100"), bal(at(31), "600000")])
+    assert kinds(outs[5]) == ["tier:affluent", "wealth_products"]  # 30 days after day 1
+
+
+def test_cadence_is_configurable_per_kind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rules = rules_with(tmp_path, "[offers.cooldown_days]\nwealth_products = 0\n")
+    events = [prof(at(0)), bal(at(1), "600000"), bal(at(2), "100"), bal(at(3), "600000")]
+    _, outs = run(events, rules=rules)
+    assert kinds(outs[3]) == ["tier:affluent", "wealth_products"]
+
+
+def test_sme_entering_affluent_or_above_gets_sme_credit() -> None:
+    _, outs = run([prof(at(0), segment="sme"), bal(at(1), "1200000")])
+    assert kinds(outs[1]) == ["tier:hnw", "relationship_manager", "sme_credit"]
+    _, outs = run([prof(at(0), segment="retail"), bal(at(1), "1200000")])
+    assert "sme_credit" not in kinds(outs[1])
+    _, outs = run([prof(at(0), segment="sme"), bal(at(1), "100")])
+    assert kinds(outs[1]) == ["tier:mass"]
+
+
+def _young_offline(channel: str, n: int = 5, birth: str = "2000-02-01") -> list:  # type: ignore[type-arg]
+    return [prof(at(0), birth_date=birth)] + [
+        tx(at(1 + i), "50", channel=channel) for i in range(n)
+    ]
+
+
+def test_digital_banking_for_young_branch_and_atm_customers() -> None:
+    _, outs = run([*_young_offline("branch", 4), tx(at(6), "50", channel="atm")])
+    # the 5th transaction reaches the minimum count; 5/5 offline
+    assert all_kinds(outs) == ["tier:mass", "digital_banking"]
+    offer = offers(outs)[0]
+    assert offer.reason["age"] == "25"
+    assert offer.reason["branch_atm_transactions"] == "5"
+
+
+def test_digital_banking_needs_more_than_half_offline() -> None:
+    events: list[InputEvent] = [prof(at(0), birth_date="2000-02-01")]
+    events += [
+        tx(at(1 + i), "50", channel=c) for i, c in enumerate(["mobile"] * 3 + ["branch"] * 3)
+    ]
+    _, outs = run(events)
+    assert "digital_banking" not in all_kinds(outs)  # 3 of 6 is not "mostly"
+
+
+def test_digital_banking_not_for_30_and_over_or_unknown_age() -> None:
+    _, outs = run(_young_offline("branch", birth="1995-01-01"))  # 31 in 2026
+    assert "digital_banking" not in all_kinds(outs)
+    _, outs = run(_young_offline("branch", birth="1996-01-03"))  # turns 30 on day 2
+    assert "digital_banking" not in all_kinds(outs)
+    events = [prof(at(0), birth_date=None)] + [tx(at(1 + i), "50", channel="atm") for i in range(6)]
+    assert "digital_banking" not in all_kinds(run(events)[1])
+
+
+def test_birthday_greeting_on_first_event_on_or_after_birthday_once_a_year() -> None:
+    # birthday Jan 10; events on Jan 5, 12, 13 (local), then the next year
+    events = [
+        prof(at(0), birth_date="1980-01-10"),
+        tx(at(4), "1"),
+        tx(at(11), "1"),
+        tx(at(12), "1"),
+    ]
+    _, outs = run(events)
+    assert [kinds(o) for o in outs[1:]] == [["tier:mass"], ["birthday_greeting"], []]
+    assert offers(outs)[0].reason["birthday"] == "2026-01-10"
+    _, outs2 = run([*events, tx(at(365 + 9), "1"), tx(at(365 + 10), "1")])
+    assert [kinds(o) for o in outs2[-2:]] == [["birthday_greeting"], []]
+
+
+def test_birthday_uses_the_local_calendar_day() -> None:
+    # 2026-01-10T00:30+08:00 is still Jan 9 in UTC: local day decides
+    _, outs = run([prof(at(0), birth_date="1980-01-10"), tx(at(9, 0) + 30 * 60_000, "1")])
+    assert "birthday_greeting" in kinds(outs[1])
+
+
+def test_feb_29_birthday_is_greeted_on_feb_28_in_common_years() -> None:
+    _, outs = run([prof(at(0), birth_date="1992-02-29"), tx(at(31 + 27), "1")])  # 2026-02-28
+    assert "birthday_greeting" in kinds(outs[1])
+
+
+def test_no_birthday_greeting_without_consent() -> None:
+    _, outs = run([prof(at(0), birth_date="1980-01-10", consent=False), tx(at(11), "1")])
+    assert "birthday_greeting" not in all_kinds(outs)
+
+
+def test_offer_ids_are_deterministic_and_distinct_per_kind() -> None:
+    e = [prof(at(0), segment="sme", event_id="p"), bal(at(1), "600000", event_id="b")]
+    ids1 = [d.event_id for o in run(e)[1] for d in o.decisions]
+    ids2 = [d.event_id for o in run(e)[1] for d in o.decisions]
+    assert ids1 == ids2 and len(set(ids1)) == len(ids1) == 3
