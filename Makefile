@@ -4,7 +4,7 @@
 
 PYTHON ?= python3
 
-.PHONY: install services-up services-down test lint ci
+.PHONY: install services-up services-down test lint ci demo
 
 install:
 	$(PYTHON) -m pip install -e '.[dev]'
@@ -32,3 +32,8 @@ ci:
 # --- demo -------------------------------------------------------------------
 # Reserved for the lead (operations issue): `make demo` installs, starts the
 # services and runs the main job. Add the target below this line.
+
+# The main job: local Kafka + Redis, topics, the simulator feeding a worker.
+# Ctrl-C stops it. Options: make demo DEMO_ARGS="--duration 60 --customers 5000"
+demo: install
+	deploy/demo $(DEMO_ARGS)

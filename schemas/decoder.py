@@ -23,7 +23,14 @@ other case the payload is re-parsed with the standard library's ``json`` using
 ``parse_float=Decimal`` (slower, but exact and rare). Money is then limited to at most
 8 decimal places and a magnitude below 10^15, which keeps every value within 23
 significant digits and leaves the core headroom under ``decimal``'s default 28-digit
-context when it sums them.
+context when it sums them. (The schemas' numeric money bounds are inclusive because
+generic validators compare JSON numbers as floats; the decoder applies the exact limit.)
+
+Speed. The shell calls ``decode`` once per message; the budget is about 10 µs for a
+200-byte transaction. Once the schema has passed, the builders trust what it proved
+(string money shape, integer bounds, timestamp shape) instead of checking it twice;
+tests/schemas checks with hypothesis that the schema and the Python checks accept
+exactly the same values, which is what makes that trust sound.
 """
 
 from __future__ import annotations

@@ -156,9 +156,11 @@ def suitability_mismatch(state: CustomerState, tx: Transaction, rules: Rules) ->
 
 
 def churn_risk(state: CustomerState, event: InputEvent, rules: Rules) -> Alert | None:
-    """P(alive) below the threshold for affluent and above; checked once per local day."""
+    """P(alive) below the threshold for affluent and above; checked once per local day,
+    and not on a day the customer transacted (they are demonstrably active then, and
+    P(alive) is at its maximum -- skipping it keeps the transaction hot path cheap)."""
     rank = _rank(state.tier)
-    if rank < _AFFLUENT or state.churn_day == state.day:
+    if rank < _AFFLUENT or state.churn_day == state.day or state.tx_last_day == state.day:
         return None
     state.churn_day = state.day
     pa = customer_p_alive(state, rules)

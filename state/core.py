@@ -107,9 +107,10 @@ def _money(field: str, value: Decimal, positive: bool = False) -> None:
         raise CoreError(field, f"must be > 0, got {value}")
 
 
-def _newer(ts: int, eid: str, cur_ts: int, cur_eid: str) -> bool:
-    """Last-writer-wins order: later event time wins, equal times go to the larger id."""
-    return ts > cur_ts or (ts == cur_ts and eid > cur_eid)
+def _newer(ts: int, tie: int, cur_ts: int, cur_tie: int) -> bool:
+    """Last-writer-wins order: later event time wins; equal times go to the larger
+    event key (64-bit hash of the event_id), so the order of arrival never matters."""
+    return ts > cur_ts or (ts == cur_ts and tie > cur_tie)
 
 
 # ------------------------------------------------------------------ bookkeeping
@@ -167,6 +168,7 @@ def _set_account(
     state: CustomerState,
     account_id: str,
     event: InputEvent,
+    key: int,
     balance: Decimal,
     currency: str,
     product: str,
@@ -175,7 +177,7 @@ def _set_account(
     old = state.accounts.get(account_id)
     if old is not None and old.product != "loan":
         state.aum_fen -= old.fen
-    state.accounts[account_id] = Account(event.ts, event.event_id, balance, currency, product, fen)
+    state.accounts[account_id] = Account(event.ts, key, balance, currency, product, fen)
     if product != "loan":
         state.aum_fen += fen
 
@@ -304,7 +306,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
 
     late = state.day != NO_DAY and ev_day <= state.day - rules.window_days
     acct = state.accounts.get(tx.account_id)
-    newer = bal is not None and (acct is None or _newer(tx.ts, tx.event_id, acct.ts, acct.eid))
+    newer = bal is not None and (acct is None or _newer(tx.ts, key, acct.ts, acct.tie))
     if late and not newer:
         state.late_events += 1
         _remember(state, key, rules)
@@ -325,7 +327,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         _tx_stats(state, ev_day, amount_fen, new_day)
     if newer and bal is not None:
         product = acct.product if acct is not None else ""
-        _set_account(state, tx.account_id, tx, bal, tx.currency, product, bal_fen)
+        _set_account(state, tx.account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)
 
     out: list[Decision] = []
@@ -354,14 +356,14 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     _money("balance", ev.balance)
     ev_day = rules.local_day(ev.ts)
     acct = state.accounts.get(ev.account_id)
-    newer = acct is None or _newer(ev.ts, ev.event_id, acct.ts, acct.eid)
+    newer = acct is None or _newer(ev.ts, key, acct.ts, acct.tie)
     fen = to_fen(ev.balance, rate) if newer else 0
 
     aum_before = state.aum_fen
     tier_before = state.tier
     _advance(state, ev_day, rules)
     if newer:
-        _set_account(state, ev.account_id, ev, ev.balance, ev.currency, ev.product, fen)
+        _set_account(state, ev.account_id, ev, key, ev.balance, ev.currency, ev.product, fen)
     _finish(state, ev, key, rules)
     out: list[Decision] = []
     _after_aum_event(state, ev, aum_before, tier_before, rules, out)
@@ -381,12 +383,12 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
             raise CoreError("birth_date", f"not a YYYY-MM-DD date: {ev.birth_date!r}")
     ev_day = rules.local_day(ev.ts)
     _advance(state, ev_day, rules)
-    if _newer(ev.ts, ev.event_id, state.profile_ts, state.profile_eid):
+    if _newer(ev.ts, key, state.profile_ts, state.profile_tie):
         state.segment = ev.segment
         state.consent = bool(ev.marketing_consent)
         state.birth_date = ev.birth_date
         state.profile_ts = ev.ts
-        state.profile_eid = ev.event_id
+        state.profile_tie = key
     _finish(state, ev, key, rules)
     out: list[Decision] = []
     _common_tail(state, ev, ev_day, rules, out)
@@ -405,12 +407,12 @@ def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules
         raise CoreError("investment_experience_years", f"must be >= 0, got {exp!r}")
     ev_day = rules.local_day(ev.ts)
     _advance(state, ev_day, rules)
-    if _newer(ev.ts, ev.event_id, state.assessed_ts, state.assess_eid):
+    if _newer(ev.ts, key, state.assessed_ts, state.assess_tie):
         state.risk_score = ev.score
         state.risk_experience = float(exp)
         state.risk_type = risk_type(ev.score, float(exp), rules)
         state.assessed_ts = ev.ts
-        state.assess_eid = ev.event_id
+        state.assess_tie = key
     _finish(state, ev, key, rules)
     out: list[Decision] = []
     _common_tail(state, ev, ev_day, rules, out)

@@ -8,15 +8,21 @@ state from a *future* format is refused rather than half-read. Keys are one or t
 letters and fields equal to their default are left out.
 
 Format history:
-  v1  dedup ids stored as a plain list of event_id strings; no alert cooldowns ("la"),
-      no churn-check day ("cc").
-  v2  dedup ids stored as base64 of (8-byte BLAKE2b hash, 2-byte age in days) pairs.
+  v1  dedup ids stored as a plain list of event_id strings; last-writer tie-breaks as
+      event_id strings; window buckets as [day, sum, dense channel counts] with
+      absolute days; AUM samples "h" as
+      [day, high, close] with absolute days; no alert cooldowns ("la"), no churn-check
+      day ("cc").
+  v2  dedup ids stored as base64 of n 8-byte BLAKE2b hashes then n 2-byte ages in days;
+      AUM samples as [day delta, close(, high)]; tie-breaks as event_key ints; window
+      buckets as [day delta, sum, count << 3 | channel, ...].
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import struct
 from decimal import Decimal
 from typing import Any
 
@@ -41,24 +47,24 @@ def event_key(event_id: str) -> int:
 class Account:
     """Latest known balance of one account (last writer by event time wins)."""
 
-    __slots__ = ("balance", "currency", "eid", "fen", "product", "ts")
+    __slots__ = ("balance", "currency", "fen", "product", "tie", "ts")
 
     def __init__(
-        self, ts: int, eid: str, balance: Decimal, currency: str, product: str, fen: int
+        self, ts: int, tie: int, balance: Decimal, currency: str, product: str, fen: int
     ) -> None:
         self.ts = ts  # event time of the event that set the balance
-        self.eid = eid  # its event_id (breaks ties between equal ts)
+        self.tie = tie  # event_key of its event_id: breaks ties between equal ts
         self.balance = balance  # in ``currency``
         self.currency = currency
         self.product = product  # one of PRODUCTS, or "" if only seen on transactions
         self.fen = fen  # balance in CNY fen at the FX rate of the time it was set
 
     def dump(self) -> list[Any]:
-        return [self.ts, self.eid, str(self.balance), self.currency, self.product, self.fen]
+        return [self.ts, self.tie, str(self.balance), self.currency, self.product, self.fen]
 
     @classmethod
     def load(cls, row: list[Any]) -> Account:
-        return cls(int(row[0]), str(row[1]), Decimal(row[2]), str(row[3]), str(row[4]), row[5])
+        return cls(int(row[0]), _tie(row[1]), Decimal(row[2]), str(row[3]), str(row[4]), row[5])
 
 
 class CustomerState:
@@ -66,7 +72,7 @@ class CustomerState:
 
     __slots__ = (
         "accounts",
-        "assess_eid",
+        "assess_tie",
         "assessed_ts",
         "aum_days",
         "aum_fen",
@@ -79,7 +85,7 @@ class CustomerState:
         "last_alert",
         "last_offer",
         "late_events",
-        "profile_eid",
+        "profile_tie",
         "profile_ts",
         "risk_experience",
         "risk_score",
@@ -125,13 +131,13 @@ class CustomerState:
         self.consent = False
         self.birth_date: str | None = None
         self.profile_ts = -1
-        self.profile_eid = ""
+        self.profile_tie = 0
         # risk assessment (last writer by event time wins)
         self.risk_score: int | None = None
         self.risk_experience = 0.0
         self.risk_type: str | None = None
         self.assessed_ts = -1
-        self.assess_eid = ""
+        self.assess_tie = 0
         # tier, offers, alerts
         self.tier: str | None = None
         self.tier_since = 0
@@ -174,14 +180,14 @@ class CustomerState:
                 self.tx_first_fen,
             ]
         if self.aum_days:
-            d["h"] = [[k, *self.aum_days[k]] for k in sorted(self.aum_days)]
+            d["h"] = _dump_samples(self.aum_days)
         if self.profile_ts >= 0:
             d["p"] = [
                 self.segment,
                 self.consent,
                 self.birth_date,
                 self.profile_ts,
-                self.profile_eid,
+                self.profile_tie,
             ]
         if self.assessed_ts >= 0:
             d["r"] = [
@@ -189,7 +195,7 @@ class CustomerState:
                 self.risk_experience,
                 self.risk_type,
                 self.assessed_ts,
-                self.assess_eid,
+                self.assess_tie,
             ]
         if self.tier is not None:
             d["T"] = [self.tier, self.tier_since]
@@ -226,7 +232,7 @@ class CustomerState:
         s.day = int(d.get("d", NO_DAY))
         s.accounts = {k: Account.load(row) for k, row in d.get("a", {}).items()}
         s.recompute_aum()
-        s.windows = DailyWindows.load(d.get("w", []))
+        s.windows = DailyWindows.load(d.get("w", []), dense=v == 1)
         s.late_events = int(d.get("L", 0))
         raw_seen = d.get("s")
         if isinstance(raw_seen, list):  # v1: plain event_id strings, applied "today"
@@ -241,15 +247,16 @@ class CustomerState:
                 s.tx_total_fen,
                 s.tx_first_fen,
             ) = (int(x) for x in d["t"])
-        s.aum_days = {int(row[0]): [int(row[1]), int(row[2])] for row in d.get("h", [])}
+        if "h" in d:
+            s.aum_days = _load_samples(d["h"], v)
         if "p" in d:
             seg, consent, birth, pts, peid = d["p"]
             s.segment, s.consent, s.birth_date = seg, bool(consent), birth
-            s.profile_ts, s.profile_eid = int(pts), str(peid)
+            s.profile_ts, s.profile_tie = int(pts), _tie(peid)
         if "r" in d:
             score, exp, rtype, ats, aeid = d["r"]
             s.risk_score, s.risk_experience, s.risk_type = score, float(exp), rtype
-            s.assessed_ts, s.assess_eid = int(ats), str(aeid)
+            s.assessed_ts, s.assess_tie = int(ats), _tie(aeid)
         if "T" in d:
             s.tier, s.tier_since = str(d["T"][0]), int(d["T"][1])
         s.last_offer = {str(k): int(x) for k, x in d.get("o", {}).items()}
@@ -269,22 +276,48 @@ class CustomerState:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
 
+def _tie(x: object) -> int:
+    """Last-writer tie-break key; v1 stored the event_id itself."""
+    return event_key(x) if isinstance(x, str) else int(x)  # type: ignore[call-overload]
+
+
+def _dump_samples(samples: dict[int, list[int]]) -> list[list[int]]:
+    """[[day delta, close(, high if different)], ...] sorted by day (first day absolute)."""
+    out: list[list[int]] = []
+    prev = 0
+    for day in sorted(samples):
+        high, close = samples[day]
+        out.append([day - prev, close] if high == close else [day - prev, close, high])
+        prev = day
+    return out
+
+
+def _load_samples(rows: list[list[int]], version: int) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    if version == 1:  # v1: [[day, high, close], ...] with absolute days
+        for day, high, close in rows:
+            out[int(day)] = [int(high), int(close)]
+        return out
+    day = 0
+    for row in rows:
+        day += int(row[0])
+        close = int(row[1])
+        out[day] = [int(row[2]) if len(row) > 2 else close, close]
+    return out
+
+
 def _dump_seen(seen: dict[int, int], today: int) -> str:
-    """FIFO order kept; each entry = 8-byte key + 2-byte age (today - day applied)."""
-    raw = bytearray()
-    for k, day in seen.items():
-        age = min(max(today - day, 0), _AGE_MAX)
-        raw += k.to_bytes(8, "big")
-        raw += age.to_bytes(2, "big")
-    return base64.b64encode(bytes(raw)).decode("ascii")
+    """FIFO order kept: n 8-byte keys, then n 2-byte ages (today - day applied)."""
+    n = len(seen)
+    ages = [min(max(today - d, 0), _AGE_MAX) for d in seen.values()]
+    raw = struct.pack(f">{n}Q{n}H", *seen, *ages)
+    return base64.b64encode(raw).decode("ascii")
 
 
 def _load_seen(text: str, today: int) -> dict[int, int]:
     raw = base64.b64decode(text)
-    if len(raw) % 10:
+    n, rest = divmod(len(raw), 10)
+    if rest:
         raise ValueError("customer state: corrupt dedup set")
-    out: dict[int, int] = {}
-    for i in range(0, len(raw), 10):
-        k = int.from_bytes(raw[i : i + 8], "big")
-        out[k] = today - int.from_bytes(raw[i + 8 : i + 10], "big")
-    return out
+    vals = struct.unpack(f">{n}Q{n}H", raw)
+    return {vals[i]: today - vals[n + i] for i in range(n)}

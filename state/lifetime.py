@@ -44,7 +44,8 @@ def customer_clv(state: CustomerState, rules: Rules) -> float | None:
 
     The BG/NBD model is rescaled to the period exactly (alpha is a time scale: alpha per
     day / P = alpha per P-day period), so discounting is per period while the fitted
-    parameters stay in days -- and the sum needs 12 terms for a year, not 365.
+    parameters stay in days -- and a year is 4 quarterly terms, not 365 daily ones
+    (each term is a hypergeometric series evaluation in state.value).
     """
     h = history(state)
     if h is None:

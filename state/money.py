@@ -20,8 +20,11 @@ def to_fen(amount: Decimal, rate: Decimal) -> int:
 
 def fen_str(fen: int | Decimal) -> str:
     """Integer (or exact Decimal) fen as a CNY string with two decimals, e.g. "1234.50"."""
-    d = Decimal(fen).scaleb(-2, CTX).quantize(Decimal("0.01"), ROUND_HALF_EVEN, CTX)
-    return f"{d:f}"
+    if isinstance(fen, int):  # the common case, without Decimal arithmetic
+        q, r = divmod(-fen if fen < 0 else fen, 100)
+        return f"{'-' if fen < 0 else ''}{q}.{r:02d}"
+    d = fen.scaleb(-2, CTX).quantize(Decimal("0.01"), ROUND_HALF_EVEN, CTX)
+    return f"{d:f}" if d else "0.00"
 
 
 def ratio_str(num: int, den: int) -> str:

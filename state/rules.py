@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from schemas.events import TRANSACTION_TYPES
 from state.decisions import TIERS
 from state.value import BgNbdParams, GammaGammaParams
 
@@ -283,8 +284,10 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         raise ValueError("rules: 'fx.CNY' must be 1 (AUM is in CNY)")
 
     excl = r.raw("windows.exclude_types")
-    if not isinstance(excl, list) or not all(isinstance(x, str) for x in excl):
-        raise ValueError("rules: 'windows.exclude_types' must be a list of strings")
+    if not isinstance(excl, list) or not all(x in TRANSACTION_TYPES for x in excl):
+        raise ValueError(
+            f"rules: 'windows.exclude_types' must list transaction types {TRANSACTION_TYPES}"
+        )
 
     offer_cd = {k: r.integer(f"offers.cooldown_days.{k}") for k in OFFER_KINDS}
     alert_cd = {k: r.integer(f"alerts.cooldown_days.{k}") for k in ALERT_KINDS}

@@ -6,6 +6,11 @@ where it belongs while keeping state bounded (at most N buckets, usually far few
 Why running totals: the hot path must not re-sum 90 buckets per event, so the window
 totals are updated on add and on eviction (which happens at most once per new day).
 Money is integer fen (CNY 0.01), so the sums are exact.
+
+Why the packed bucket layout ``[sum_fen, count << 3 | channel, ...]`` (one entry per
+channel used that day): most days use one or two channels, so the bucket is 2-3 ints,
+and it is also the serialized form -- state is encoded and decoded for every touched
+customer in every batch, so that must not loop over every channel of every day.
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ from schemas.events import CHANNELS
 N_CHANNELS = len(CHANNELS)
 CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
 _NO_MIN = 2**62
+_CH_BITS = 3
+_CH_MASK = (1 << _CH_BITS) - 1
+_ONE = 1 << _CH_BITS  # +1 transaction in a packed entry
+assert N_CHANNELS <= _CH_MASK + 1
 
 
 class DailyWindows:
-    """Daily buckets ``day -> [sum_fen, count per channel...]`` over the last N days.
-
-    A bucket's transaction count is the sum of its channel counts (every transaction has
-    exactly one channel), so it is not stored twice.
-    """
+    """Daily buckets ``day -> [sum_fen, count << 3 | channel, ...]`` over the last N days."""
 
     __slots__ = ("buckets", "channels", "count", "min_day", "sum_fen")
 
@@ -37,14 +42,27 @@ class DailyWindows:
         """Count one transaction of ``fen`` on ``channel`` (index into CHANNELS)."""
         b = self.buckets.get(day)
         if b is None:
-            b = self.buckets[day] = [0] * (N_CHANNELS + 1)
+            self.buckets[day] = [fen, _ONE | channel]
             if day < self.min_day:
                 self.min_day = day
-        b[0] += fen
-        b[channel + 1] += 1
+        else:
+            b[0] += fen
+            for j in range(1, len(b)):
+                if b[j] & _CH_MASK == channel:
+                    b[j] += _ONE
+                    break
+            else:
+                b.append(_ONE | channel)
         self.count += 1
         self.sum_fen += fen
         self.channels[channel] += 1
+
+    def day_channels(self, day: int) -> list[int]:
+        """Transaction count per channel on ``day`` (all zero if no bucket)."""
+        out = [0] * N_CHANNELS
+        for packed in self.buckets.get(day, [0])[1:]:
+            out[packed & _CH_MASK] += packed >> _CH_BITS
+        return out
 
     def evict_through(self, last_dropped_day: int) -> None:
         """Drop every bucket with day <= ``last_dropped_day`` and take it off the totals."""
@@ -55,12 +73,13 @@ class DailyWindows:
             old = [d for d in range(self.min_day, last_dropped_day + 1) if d in buckets]
         else:
             old = [d for d in buckets if d <= last_dropped_day]
+        channels = self.channels
         for d in old:
             b = buckets.pop(d)
             self.sum_fen -= b[0]
-            for i in range(N_CHANNELS):
-                n = b[i + 1]
-                self.channels[i] -= n
+            for j in range(1, len(b)):
+                n = b[j] >> _CH_BITS
+                channels[b[j] & _CH_MASK] -= n
                 self.count -= n
         # new oldest day: usually the next day (active customers), else a full scan
         if not buckets:
@@ -96,36 +115,44 @@ class DailyWindows:
         q, r = divmod(self.sum_fen, self.count)
         return q + (1 if 2 * r >= self.count else 0)
 
-    # --- serialization: [[day, sum_fen, ch0, ch1, ...], ...] sorted by day, the day
-    # --- delta-encoded (first row absolute), trailing zero counts cut
+    # --- serialization: [[day, sum_fen, packed...], ...] sorted by day, the day
+    # --- delta-encoded (first row absolute).
 
     def dump(self) -> list[list[int]]:
         out: list[list[int]] = []
         prev = 0
-        for d in sorted(self.buckets):
-            b = self.buckets[d]
-            end = len(b)
-            while end > 1 and b[end - 1] == 0:
-                end -= 1
-            out.append([d - prev, *b[:end]])
+        buckets = self.buckets
+        for d in sorted(buckets):
+            out.append([d - prev, *buckets[d]])
             prev = d
         return out
 
     @classmethod
-    def load(cls, rows: list[list[int]]) -> DailyWindows:
+    def load(cls, rows: list[list[int]], dense: bool = False) -> DailyWindows:
+        """``dense``: the v1 layout [absolute day, sum_fen, count per channel...]."""
         w = cls()
         d = 0
+        buckets = w.buckets
+        channels = w.channels
+        sum_fen = 0
+        count = 0
         for row in rows:
-            d += row[0]
-            b = [0] * (N_CHANNELS + 1)
-            vals = row[1:]
-            b[: len(vals)] = vals
-            w.buckets[d] = b
-            w.min_day = min(w.min_day, d)
-            w.sum_fen += b[0]
-            for i in range(N_CHANNELS):
-                w.channels[i] += b[i + 1]
-                w.count += b[i + 1]
+            if dense:
+                d = row[0]
+                b = [row[1]] + [n << _CH_BITS | i for i, n in enumerate(row[2:]) if n]
+            else:
+                d += row[0]
+                b = row[1:]
+            buckets[d] = b
+            sum_fen += b[0]
+            for j in range(1, len(b)):
+                n = b[j] >> _CH_BITS
+                channels[b[j] & _CH_MASK] += n
+                count += n
+        w.sum_fen = sum_fen
+        w.count = count
+        if buckets:
+            w.min_day = min(buckets)
         return w
 
     def copy(self) -> DailyWindows:

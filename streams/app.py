@@ -117,6 +117,12 @@ class TierstreamService:
         self.redis = connect(settings.redis_url, settings.redis_password)
         self.sink = RedisProfileSink(self.redis, settings.redis_key_prefix, self.metrics)
         self.batches_done = 0
+        if settings.processing_guarantee == "exactly_once":
+            log.warning(
+                "processing_guarantee=exactly_once: faust-streaming commits offsets in "
+                "transactions but sends produced records outside them (faust #177), so "
+                "outputs are at-least-once with deterministic event_ids in either mode"
+            )
         self.aligner: InputAligner[tuple[Decoded, Any]] = InputAligner(
             INPUT_TOPICS, lambda item: item[0].ts, self.tuning.max_idle_ms
         )

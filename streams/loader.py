@@ -103,14 +103,18 @@ class TokenBucket:
         self._last = clock()
 
     def take(self) -> None:
-        while True:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return
-            self._sleep((1.0 - self._tokens) / self.rate)
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return
+        # Sleep until one token has accrued and spend it at that moment. (Re-checking the
+        # clock in a loop instead can spin on float rounding: 0.999... never reaches 1.)
+        wait = (1.0 - self._tokens) / self.rate
+        self._sleep(wait)
+        self._tokens = 0.0
+        self._last = now + wait
 
 
 # --- producing ------------------------------------------------------------------------
@@ -199,12 +203,14 @@ def produce_records(
                     prod.poll(0.05)
             sent += 1
             if sent % _POLL_EVERY == 0:
-                prod.poll(0)
+                prod.poll(0)  # serve delivery callbacks
                 if failed:
                     break
-                if progress is not None and time.monotonic() >= next_progress:
+            if progress is not None and (bucket is not None or sent % _POLL_EVERY == 0):
+                now = time.monotonic()
+                if now >= next_progress:
                     progress(sent)
-                    next_progress = time.monotonic() + _PROGRESS_EVERY_S
+                    next_progress = now + _PROGRESS_EVERY_S
     finally:
         remaining = prod.flush(FLUSH_TIMEOUT_S)
     if failed:

@@ -603,7 +603,7 @@ class Simulator:
         elif kind == _SNAPSHOT:
             for acct in c.accounts:
                 if acct.product in _INVESTMENT_PRODUCTS:
-                    move = Decimal(f"{rng.gauss(0.0008, 0.012):.6f}")
+                    move = Decimal(f"{rng.gauss(0.0008, 0.008):.6f}")
                     acct.balance = max(_ZERO, (acct.balance * (1 + move)).quantize(_CENT))
                 yield self._balance_event(c, acct, t)
             self._schedule(t + self.cfg.snapshot_every_days * DAY_MS, _SNAPSHOT, c)
@@ -666,7 +666,7 @@ class Simulator:
             inv_w,  # invest_buy
             inv_w * 0.6,  # invest_sell
             3.0 if sme else 1.0,  # fee
-            0.25,  # large_outflow
+            0.02,  # large_outflow (a house, a car: rare, and the money does not come back)
             4.0 if c.foreign is not None else 0.0,  # foreign
             0.03,  # profile update
             0.03,  # reassessment

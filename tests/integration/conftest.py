@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,16 +43,14 @@ def service_settings(
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     names = [s.name for s in topic_specs(settings)]
     for fut in admin.delete_topics(names, operation_timeout=30).values():
-        try:
+        with contextlib.suppress(Exception):  # already gone: nothing to clean
             fut.result()
-        except Exception:  # already gone: nothing to clean
-            pass
 
 
 @pytest.fixture
-def make_worker(service_settings: Settings, tmp_path: Path) -> Iterator[
-    "type[WorkerProcess] | object"
-]:
+def make_worker(
+    service_settings: Settings, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: ``make_worker(name=..., **settings overrides)``; all are stopped at the end."""
     workers: list[WorkerProcess] = []
 

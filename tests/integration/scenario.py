@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-
 Record = tuple[str, bytes | None, bytes | None]
 
 
@@ -20,34 +19,82 @@ def _ts(day: int, hour: int = 10) -> str:
     return f"2026-03-{day:02d}T{hour:02d}:00:00+08:00"
 
 
-def profile(eid: str, cid: str, day: int, consent: bool = True, segment: str = "retail",
-            birth: str | None = "1980-06-15") -> Record:
-    v: dict[str, Any] = {"event_id": eid, "customer_id": cid, "ts": _ts(day),
-                         "segment": segment, "marketing_consent": consent}
+def profile(
+    eid: str,
+    cid: str,
+    day: int,
+    consent: bool = True,
+    segment: str = "retail",
+    birth: str | None = "1980-06-15",
+) -> Record:
+    v: dict[str, Any] = {
+        "event_id": eid,
+        "customer_id": cid,
+        "ts": _ts(day),
+        "segment": segment,
+        "marketing_consent": consent,
+    }
     if birth:
         v["birth_date"] = birth
     return ("customer-profiles", cid.encode(), orjson.dumps(v))
 
 
 def assessment(eid: str, cid: str, day: int, score: int, years: float = 5) -> Record:
-    v = {"event_id": eid, "customer_id": cid, "ts": _ts(day), "score": score,
-         "investment_experience_years": years}
+    v = {
+        "event_id": eid,
+        "customer_id": cid,
+        "ts": _ts(day),
+        "score": score,
+        "investment_experience_years": years,
+    }
     return ("risk-assessments", cid.encode(), orjson.dumps(v))
 
 
-def balance(eid: str, cid: str, acct: str, day: int, amount: str, currency: str = "CNY",
-            product: str = "deposit", hour: int = 10) -> Record:
-    v = {"event_id": eid, "customer_id": cid, "account_id": acct, "ts": _ts(day, hour),
-         "product": product, "balance": amount, "currency": currency}
+def balance(
+    eid: str,
+    cid: str,
+    acct: str,
+    day: int,
+    amount: str,
+    currency: str = "CNY",
+    product: str = "deposit",
+    hour: int = 10,
+) -> Record:
+    v = {
+        "event_id": eid,
+        "customer_id": cid,
+        "account_id": acct,
+        "ts": _ts(day, hour),
+        "product": product,
+        "balance": amount,
+        "currency": currency,
+    }
     return ("balances", cid.encode(), orjson.dumps(v))
 
 
-def txn(eid: str, cid: str, acct: str, day: int, type_: str, amount: str,
-        balance_after: str | None = None, channel: str = "mobile", currency: str = "CNY",
-        product_risk: str | None = None, hour: int = 10) -> Record:
-    v: dict[str, Any] = {"event_id": eid, "customer_id": cid, "account_id": acct,
-                         "ts": _ts(day, hour), "type": type_, "amount": amount,
-                         "currency": currency, "channel": channel}
+def txn(
+    eid: str,
+    cid: str,
+    acct: str,
+    day: int,
+    type_: str,
+    amount: str,
+    balance_after: str | None = None,
+    channel: str = "mobile",
+    currency: str = "CNY",
+    product_risk: str | None = None,
+    hour: int = 10,
+) -> Record:
+    v: dict[str, Any] = {
+        "event_id": eid,
+        "customer_id": cid,
+        "account_id": acct,
+        "ts": _ts(day, hour),
+        "type": type_,
+        "amount": amount,
+        "currency": currency,
+        "channel": channel,
+    }
     if balance_after is not None:
         v["balance_after"] = balance_after
     if product_risk is not None:
@@ -77,8 +124,20 @@ def scripted_bank() -> list[Record]:
     # D: suitability mismatch (C1 buying R5), SME entering affluent -> sme_credit
     r += [profile("d-p1", "cD", 1, segment="sme"), assessment("d-r1", "cD", 1, 5, years=0)]
     r += [balance("d-b1", "cD", "D1", 2, "80000.00", currency="USD")]  # USD -> CNY via FX
-    r += [txn("d-t1", "cD", "D1", 3, "investment_buy", "10000", "70000.00",
-              channel="online", currency="USD", product_risk="R5")]
+    r += [
+        txn(
+            "d-t1",
+            "cD",
+            "D1",
+            3,
+            "investment_buy",
+            "10000",
+            "70000.00",
+            channel="online",
+            currency="USD",
+            product_risk="R5",
+        )
+    ]
     # E: bad records of several kinds
     r += [("transactions", b"cE", b"{not json")]
     r += [("transactions", b"cE", b"\xff\xfe\x00")]

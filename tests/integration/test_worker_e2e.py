@@ -48,7 +48,10 @@ def test_scripted_bank_end_to_end(
     out = _outputs(settings)
 
     # --- hand-written expectations (docs/rules.md) ---------------------------------
-    tiers_a = [(r["from_tier"], r["to_tier"], r["direction"]) for r in _by_customer(out["tier-changes"], "cA")]
+    tiers_a = [
+        (r["from_tier"], r["to_tier"], r["direction"])
+        for r in _by_customer(out["tier-changes"], "cA")
+    ]
     assert tiers_a == [
         (None, "affluent", "initial"),
         ("affluent", "hnw", "upgrade"),  # 1.1M
@@ -102,18 +105,21 @@ def test_scripted_bank_end_to_end(
     assert status == 404
     status, metrics = worker.get("/metrics")
     assert status == 200
-    assert 'tierstream_dead_letters_total{reason="invalid_json",topic="transactions"} 1.0' in metrics
+    assert (
+        'tierstream_dead_letters_total{reason="invalid_json",topic="transactions"} 1.0' in metrics
+    )
     assert 'tierstream_tier_changes_total{from_tier="hnw",to_tier="affluent"} 1.0' in metrics
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_restart_recovers_state_and_emits_nothing_twice(
-    service_settings: Settings, make_worker: Callable[..., WorkerProcess]
+    service_settings: Settings, make_worker: Callable[..., WorkerProcess], store: str
 ) -> None:
     settings = service_settings
     records = scripted_bank()
     half = len(records) // 2
     produce(settings, records[:half])
-    worker = make_worker()
+    worker = make_worker(store=store)
     worker.start()
     _run_to_completion(worker, settings)
     assert worker.stop() == 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
+
 import orjson
 import pytest
 
+from schemas.events import InputEvent
 from state.customer import FORMAT_VERSION, CustomerState, event_key
 from tests.state.helpers import RULES, assess, at, bal, prof, run, tx
 
@@ -24,7 +28,8 @@ V1_STATE = (
 
 def typical_customer() -> CustomerState:
     """Three accounts, a profile, an assessment, ~25 active days over 90 days."""
-    events = [prof(at(0)), assess(at(0), 55), bal(at(0), "300000", account="d1")]
+    events: list[InputEvent] = [prof(at(0)), assess(at(0), 55)]
+    events += [bal(at(0), "300000", account="d1")]
     events += [bal(at(0), "20000", account="f1", product="fund", currency="USD")]
     events += [bal(at(0), "500000", account="l1", product="loan")]
     for i in range(30):
@@ -43,6 +48,8 @@ def typical_customer() -> CustomerState:
             events.append(
                 bal(at(day, 20), f"{20000 + i}", account="f1", product="fund", currency="USD")
             )
+    # production ids are UUIDs: use ids of that length so the size check is honest
+    events = [replace(e, event_id=str(uuid.UUID(int=i * 7919 + 1))) for i, e in enumerate(events)]
     st, _ = run(events)
     return st
 
@@ -75,6 +82,10 @@ def test_v1_state_loads_with_defaults_for_new_fields() -> None:
     assert st.last_alert == {} and st.churn_day < 0
     assert event_key("t-1") in st.seen and len(st.seen) == 4
     assert st.consent is True and st.birth_date == "1990-05-05"
+    assert st.aum_days == {20456: [65_000_000, 65_000_000]}
+    assert list(st.windows.buckets) == [20455] and st.windows.sum_fen == 12345
+    assert st.windows.day_channels(20455) == [1, 0, 0, 0, 1, 0]
+    assert st.windows.count == 2 and st.windows.preferred_channel() == "mobile"
     # and it keeps working: a redelivered v1-era event is still a duplicate
     from state.core import apply
 

@@ -63,6 +63,7 @@ def test_user_version_is_used_verbatim(tmp_path) -> None:  # type: ignore[no-unt
         ("[windows]\ndays = 0\n", "windows.days"),
         ("[rfm]\nfrequency = [5, 2, 10, 20]\n", "rfm.frequency"),
         ('timezone = "Mars/Olympus"\n', "timezone"),
+        ('[windows]\nexclude_types = ["tip"]\n', "windows.exclude_types"),
         ("[offers.cooldown_days]\nwealth_products = -1\n", "offers.cooldown_days.wealth_products"),
         ("[value.bg_nbd]\nr = 0\n", "value.bg_nbd.r"),
         ('[alerts]\naum_drop_ratio = "1.5"\n', "alerts.aum_drop_ratio"),

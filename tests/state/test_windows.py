@@ -9,7 +9,8 @@ from state.windows import N_CHANNELS, DailyWindows
 
 
 def recount(w: DailyWindows) -> tuple[int, int, list[int]]:
-    chans = [sum(b[i + 1] for b in w.buckets.values()) for i in range(N_CHANNELS)]
+    per_day = [w.day_channels(d) for d in w.buckets]
+    chans = [sum(c[i] for c in per_day) for i in range(N_CHANNELS)]
     return sum(chans), sum(b[0] for b in w.buckets.values()), chans
 
 
@@ -26,12 +27,18 @@ ops = st.lists(
 @given(ops)
 def test_totals_match_recount_and_dump_round_trips(seq) -> None:  # type: ignore[no-untyped-def]
     w = DailyWindows()
+    model: dict[int, list[int]] = {}  # day -> [sum, count per channel]
     for op, day, fen, ch in seq:
         if op == "add":
             w.add(day, fen, ch)
+            m = model.setdefault(day, [0] * (N_CHANNELS + 1))
+            m[0] += fen
+            m[ch + 1] += 1
         else:
             w.evict_through(day)
+            model = {d: m for d, m in model.items() if d > day}
             assert all(d > day for d in w.buckets)
+        assert {d: [b[0], *w.day_channels(d)] for d, b in w.buckets.items()} == model
         assert (w.count, w.sum_fen, w.channels) == recount(w)
         assert w.min_day == min(w.buckets, default=w.min_day)
     back = DailyWindows.load(w.dump())

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -38,7 +39,12 @@ from streams.simulator import (
 
 CREDIT_TYPES = {"deposit", "transfer_in", "investment_sell", "interest"}
 HAVE_DECODER = importlib.util.find_spec("schemas.decoder") is not None
-NO_FAULTS = {"duplicate_share": 0.0, "late_share": 0.0}
+Labelled = list[tuple[str, SimRecord]] | tuple[tuple[str, SimRecord], ...]
+
+
+def quiet(**kw: Any) -> SimConfig:
+    """A config without delivery faults: delivery order is then bookkeeping order."""
+    return SimConfig(duplicate_share=0.0, late_share=0.0, **kw)
 
 
 def take(cfg: SimConfig, n: int) -> list[tuple[str, SimRecord]]:
@@ -48,17 +54,17 @@ def take(cfg: SimConfig, n: int) -> list[tuple[str, SimRecord]]:
 @cache
 def long_run(drift_share: float) -> tuple[tuple[str, SimRecord], ...]:
     """~2 simulated months of a small bank without delivery faults (shared by tests)."""
-    cfg = SimConfig(customers=200, seed=3, events_per_day=800, drift_share=drift_share, **NO_FAULTS)
+    cfg = quiet(customers=200, seed=3, events_per_day=800, drift_share=drift_share)
     return tuple(Simulator(cfg).labelled(60_000))
 
 
-def events(recs: list[tuple[str, SimRecord]] | tuple[tuple[str, SimRecord], ...], topic: str):
+def events(recs: Labelled, topic: str) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for label, r in recs if not is_bad(label) and r.topic == topic]
 
 
-def initial_aum(recs) -> dict[str, Decimal]:
+def initial_aum(recs: Labelled) -> dict[str, Decimal]:
     """AUM in CNY per customer from each account's first snapshot (onboarding)."""
-    first: dict[str, dict] = {}
+    first: dict[str, dict[str, Any]] = {}
     for ev in events(recs, "balances"):
         first.setdefault(ev["account_id"], ev)
     aum: dict[str, Decimal] = defaultdict(Decimal)
@@ -82,8 +88,8 @@ def test_same_seed_same_bytes_and_other_seed_differs() -> None:
 
 def test_faults_do_not_change_the_good_events() -> None:
     """bad_share draws from its own stream: switching it on only inserts bad records."""
-    clean = take(SimConfig(customers=100, seed=5, **NO_FAULTS), 3000)
-    dirty = take(SimConfig(customers=100, seed=5, bad_share=0.3, **NO_FAULTS), 4000)
+    clean = take(quiet(customers=100, seed=5), 3000)
+    dirty = take(quiet(customers=100, seed=5, bad_share=0.3), 4000)
     good = [r for label, r in dirty if not is_bad(label)]
     assert len(good) < 3000 < len(dirty)
     assert good == [r for _, r in clean[: len(good)]]
@@ -175,7 +181,7 @@ def test_duplicates_are_exact_redeliveries_and_late_records_go_back_in_time() ->
 
 
 def test_aum_is_pareto_and_tier_mix_as_designed() -> None:
-    sim = Simulator(SimConfig(customers=5000, seed=42, **NO_FAULTS))
+    sim = Simulator(quiet(customers=5000, seed=42))
     recs = []
     for label, rec in sim.labelled():
         if rec.ts_ms > sim.onboarding_end_ms:
@@ -272,7 +278,7 @@ def test_channels_follow_age() -> None:
 
 
 def test_some_customers_drift_across_tiers() -> None:
-    def tier_moves(recs) -> int:
+    def tier_moves(recs: Labelled) -> int:
         start = initial_aum(recs)
         latest: dict[str, tuple[str, str, str, str]] = {}  # account -> cid, product, ccy, bal
         for _label, rec in recs:
@@ -293,8 +299,10 @@ def test_some_customers_drift_across_tiers() -> None:
 
     drifting = tier_moves(long_run(0.3))
     still = tier_moves(long_run(0.0))
-    assert drifting >= 200 * 0.3 * 0.5, drifting
-    assert still <= 200 * 0.05, still
+    # Without drift only customers sitting right on a line cross it (market moves, a rare
+    # large outflow); with 30% drifters far more move, most of the drifters among them.
+    assert still <= 200 * 0.06, still
+    assert drifting >= max(3 * still, 200 * 0.3 * 0.5), (drifting, still)
 
 
 # --- dry-run and replay files --------------------------------------------------------------
@@ -334,7 +342,7 @@ def test_jsonl_replay_keeps_number_literals_and_reports_bad_lines(tmp_path: Path
     path.write_bytes(
         b'{"topic":"transactions","event_id":"e1","customer_id":"c1","account_id":"a1",'
         b'"ts":"2026-01-02T03:04:05Z","type":"deposit","amount":12.50,"currency":"CNY",'
-        b'"channel":"online","balance_after":0.10000000000000001}\n'
+        b'"channel":"online","balance_after":1234567.10}\n'
         b"\n"
         b"this is not json\n"
         b'{"topic":"nonsense","event_id":"e2"}\n'
@@ -346,7 +354,7 @@ def test_jsonl_replay_keeps_number_literals_and_reports_bad_lines(tmp_path: Path
     assert [r.topic for r in recs] == ["transactions", "risk-assessments"]
     assert recs[0].key == b"c1"
     assert b'"amount":12.50,' in recs[0].value  # literal kept, never through a float
-    assert b'"balance_after":0.10000000000000001}' in recs[0].value
+    assert b'"balance_after":1234567.10}' in recs[0].value
     assert b'"topic"' not in recs[0].value
     assert stats.lines == 4 and stats.skipped == 2 and stats.records == 2
     if HAVE_DECODER:  # the mistyped score is forecast as a dead letter

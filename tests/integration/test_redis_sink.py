@@ -1,0 +1,98 @@
+"""The Redis profile sink on a real Redis: versioned, idempotent, survives an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from streams.metrics import Metrics
+from streams.redis_sink import RedisProfileSink, connect, profile_key, tier_counts_key
+from tests.integration.harness import free_port
+
+
+def _fields(tier: str, version: int, aum: str = "1.00") -> dict[str, str]:
+    return {"customer_id": "x", "tier": tier, "aum_cny": aum, "version": str(version)}
+
+
+async def test_older_versions_never_overwrite_newer_and_counts_stay_exact(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    metrics = Metrics()
+    client = connect(redis_url)
+    sink = RedisProfileSink(client, redis_key_prefix, metrics)
+    try:
+        assert await sink.write({b"c1": _fields("mass", 1), b"c2": _fields("mass", 1)}) == 2
+        assert await sink.write({b"c1": _fields("affluent", 3, "600000.00")}) == 1
+        # a replayed, older version arrives late: ignored
+        assert await sink.write({b"c1": _fields("mass", 2)}) == 0
+        # the same version again (redelivery): ignored, idempotent
+        assert await sink.write({b"c1": _fields("affluent", 3, "600000.00")}) == 0
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert r.hgetall(profile_key(redis_key_prefix, "c1"))["tier"] == "affluent"
+        assert r.hgetall(profile_key(redis_key_prefix, "c1"))["version"] == "3"
+        assert await sink.tier_counts() == {"mass": 1, "affluent": 1}
+        assert r.hgetall(tier_counts_key(redis_key_prefix)) == {"mass": "1", "affluent": "1"}
+        stale = metrics.registry.get_sample_value(
+            "tierstream_redis_profile_writes_total", {"result": "stale"}
+        )
+        assert stale == 2
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def private_redis(redis_url: str, tmp_path: Path) -> tuple[int, Path]:
+    """A port for a Redis this test starts late (the shared one stays up).
+
+    Depends on ``redis_url`` so deploy/local/redis has installed redis-server.
+    """
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server not on PATH; run deploy/local/redis start")
+    return free_port(), tmp_path
+
+
+async def test_outage_blocks_with_backoff_then_writes_everything(
+    private_redis: tuple[int, Path],
+) -> None:
+    port, workdir = private_redis
+    metrics = Metrics()
+    client = connect(f"redis://127.0.0.1:{port}/0")
+    sink = RedisProfileSink(client, "t:", metrics, backoff_initial=0.05, backoff_max=0.2)
+    profiles = {f"c{i}".encode(): _fields("mass", 1) for i in range(50)}
+    task = asyncio.create_task(sink.write(profiles))
+    await asyncio.sleep(1.0)
+    assert not task.done(), "write must wait for Redis, not drop the batch"
+    assert metrics.registry.get_sample_value("tierstream_redis_backlog_profiles") == 50
+    errors = metrics.registry.get_sample_value("tierstream_redis_write_errors_total")
+    assert errors is not None and errors >= 3
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert await asyncio.wait_for(task, 20) == 50
+        assert metrics.registry.get_sample_value("tierstream_redis_backlog_profiles") == 0
+        r = redis.Redis(port=port)
+        assert r.hlen("t:customer:c49") == 4
+        assert r.hget("t:tier-counts", "mass") == b"50"
+    finally:
+        await client.aclose()
+        proc.terminate()
+        proc.wait(10)
