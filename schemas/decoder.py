@@ -52,14 +52,20 @@ import orjson
 from schemas.events import (
     INPUT_TOPICS,
     OUTPUT_TOPICS,
+    TICK_TOPICS,
     TOPIC_ASSESSMENTS,
+    TOPIC_AUDIT,
     TOPIC_BALANCES,
+    TOPIC_CONTACTS,
     TOPIC_PROFILES,
+    TOPIC_TICKS,
     TOPIC_TRANSACTIONS,
     BalanceSnapshot,
+    Contact,
     CustomerProfile,
     InputEvent,
     RiskAssessment,
+    Tick,
     Transaction,
 )
 
@@ -106,7 +112,7 @@ class DecodeError:
 
 def schema_path(topic: str) -> Path:
     """Where the JSON Schema of an (unprefixed) topic lives."""
-    if topic not in INPUT_TOPICS and topic not in OUTPUT_TOPICS:
+    if topic not in (*INPUT_TOPICS, *OUTPUT_TOPICS, *TICK_TOPICS, TOPIC_AUDIT):
         raise ValueError(f"unknown topic {topic!r}")
     return SCHEMA_DIR / f"{topic}.schema.json"
 
@@ -375,11 +381,35 @@ def _build_assessment(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError
     )
 
 
+def _build_contact(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
+    ts = _ts_fast(d["ts"])
+    if type(ts) is not int:
+        return cast(DecodeError, ts)
+    return Contact(d["event_id"], d["customer_id"], ts, d["channel"], d["outcome"])
+
+
+def _build_tick(d: dict[str, Any]) -> Tick | DecodeError:
+    """The id must restate the partition and the time: a tick whose id disagrees with
+    its fields is a broken clock, and its id is what replays deduplicate on."""
+    ts = _ts(d["ts"])
+    if isinstance(ts, DecodeError):
+        return ts
+    partition = d["partition"]
+    expected = f"tick-{partition}-{ts}"
+    if d["event_id"] != expected:
+        return DecodeError(
+            "$.event_id",
+            f"must be tick-<partition>-<ts_ms> = {expected!r}, got {_short(d['event_id'])}",
+        )
+    return Tick(expected, partition, ts)
+
+
 _BUILDERS: Final[Mapping[str, Builder]] = {
     TOPIC_TRANSACTIONS: _build_transaction,
     TOPIC_BALANCES: _build_balance,
     TOPIC_PROFILES: _build_profile,
     TOPIC_ASSESSMENTS: _build_assessment,
+    TOPIC_CONTACTS: _build_contact,
 }
 
 # Field-specific explanations for schema failures: the schema says "no", these say why
@@ -490,7 +520,7 @@ class Decoder:
     """Decodes input-topic payloads. Build one per worker and reuse it: the schemas are
     compiled at construction, ``decode`` itself does no I/O and keeps no state."""
 
-    __slots__ = ("_max_bytes", "_max_future_skew_ms", "_validators")
+    __slots__ = ("_max_bytes", "_max_future_skew_ms", "_tick_validator", "_validators")
 
     def __init__(
         self, max_bytes: int = DEFAULT_MAX_BYTES, max_future_skew_ms: int | None = None
@@ -502,6 +532,7 @@ class Decoder:
         self._max_bytes = max_bytes
         self._max_future_skew_ms = max_future_skew_ms
         self._validators = {topic: _compile(topic) for topic in INPUT_TOPICS}
+        self._tick_validator = _compile(TOPIC_TICKS)
 
     @property
     def max_bytes(self) -> int:
@@ -518,7 +549,49 @@ class Decoder:
         """
         validate = self._validators.get(topic)
         if validate is None:
-            raise ValueError(f"not an input topic: {topic!r} (expected one of {INPUT_TOPICS})")
+            hint = (
+                " (ticks are not customer events: use decode_tick)" if topic in TICK_TOPICS else ""
+            )
+            raise ValueError(
+                f"not an input topic: {topic!r} (expected one of {INPUT_TOPICS}){hint}"
+            )
+        doc = self._document(validate, raw)
+        if isinstance(doc, DecodeError):
+            return doc
+        event = _BUILDERS[topic](doc, cast(bytes, raw))  # non-empty: _document checked
+        if isinstance(event, DecodeError):
+            return event
+        skew = self._max_future_skew_ms
+        if skew is not None and now_ms is not None and event.ts > now_ms + skew:
+            ahead = event.ts - now_ms
+            return DecodeError(
+                "$.ts", f"{doc['ts']} is {ahead} ms in the future (max skew {skew} ms)"
+            )
+        return event
+
+    def decode_tick(self, raw: bytes | None, now_ms: int | None = None) -> Tick | DecodeError:
+        """Decode one message value of the ``ticks`` topic (same checks as ``decode``:
+        size, JSON, schema, RFC 3339, future skew) plus the id rule
+        ``event_id == f"tick-{partition}-{ts_ms}"``. Whether ``partition`` equals the
+        Kafka partition the tick was read from is for the caller to check."""
+        doc = self._document(self._tick_validator, raw)
+        if isinstance(doc, DecodeError):
+            return doc
+        tick = _build_tick(doc)
+        if isinstance(tick, DecodeError):
+            return tick
+        skew = self._max_future_skew_ms
+        if skew is not None and now_ms is not None and tick.ts > now_ms + skew:
+            ahead = tick.ts - now_ms
+            return DecodeError(
+                "$.ts", f"{doc['ts']} is {ahead} ms in the future (max skew {skew} ms)"
+            )
+        return tick
+
+    def _document(
+        self, validate: Callable[[Any], Any], raw: bytes | None
+    ) -> dict[str, Any] | DecodeError:
+        """Size limit, JSON parse and schema check: the steps every topic shares."""
         if not raw:
             return DecodeError("$", "empty payload")
         size = len(raw)
@@ -534,16 +607,7 @@ class Decoder:
             validate(doc)
         except fastjsonschema.JsonSchemaValueException as exc:
             return _explain(exc, raw)
-        event = _BUILDERS[topic](doc, raw)
-        if isinstance(event, DecodeError):
-            return event
-        skew = self._max_future_skew_ms
-        if skew is not None and now_ms is not None and event.ts > now_ms + skew:
-            ahead = event.ts - now_ms
-            return DecodeError(
-                "$.ts", f"{doc['ts']} is {ahead} ms in the future (max skew {skew} ms)"
-            )
-        return event
+        return cast(dict[str, Any], doc)
 
 
 @cache

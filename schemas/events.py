@@ -37,13 +37,33 @@ INVESTMENT_PRODUCTS: Final = frozenset({"wealth", "fund", "bond", "insurance"})
 SEGMENTS: Final = ("retail", "sme")
 PRODUCT_RISKS: Final = ("R1", "R2", "R3", "R4", "R5")
 RISK_TYPES: Final = ("C1", "C2", "C3", "C4", "C5")
+#: How a relationship manager (or the CRM) was in touch with the customer.
+CONTACT_CHANNELS: Final = ("phone", "branch", "video", "message", "email", "visit")
+#: reached = spoke with the customer; no_answer = attempt without contact; declined =
+#: the customer did not want to talk now; follow_up = spoke, another contact is planned.
+CONTACT_OUTCOMES: Final = ("reached", "no_answer", "declined", "follow_up")
 
 #: Input topic names (before the optional TIERSTREAM_TOPIC_PREFIX).
 TOPIC_TRANSACTIONS: Final = "transactions"
 TOPIC_BALANCES: Final = "balances"
 TOPIC_PROFILES: Final = "customer-profiles"
 TOPIC_ASSESSMENTS: Final = "risk-assessments"
-INPUT_TOPICS: Final = (TOPIC_TRANSACTIONS, TOPIC_BALANCES, TOPIC_PROFILES, TOPIC_ASSESSMENTS)
+TOPIC_CONTACTS: Final = "contacts"
+#: Customer-keyed, co-partitioned inputs (the order is the aligner's tie-break order).
+INPUT_TOPICS: Final = (
+    TOPIC_TRANSACTIONS,
+    TOPIC_BALANCES,
+    TOPIC_PROFILES,
+    TOPIC_ASSESSMENTS,
+    TOPIC_CONTACTS,
+)
+#: The clock's topic: NOT keyed by customer (one tick per partition per interval, written
+#: into that partition), so it is deliberately not in INPUT_TOPICS.
+TOPIC_TICKS: Final = "ticks"
+TICK_TOPICS: Final = (TOPIC_TICKS,)
+
+#: Audit trail of profile reads over HTTP (written by streams/web.py, keyed by customer).
+TOPIC_AUDIT: Final = "audit"
 
 #: Output topic names (before the optional prefix).
 TOPIC_TIER_CHANGES: Final = "tier-changes"
@@ -114,4 +134,35 @@ class RiskAssessment:
     kind: Literal["assessment"] = "assessment"
 
 
-InputEvent = Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A logged contact with the customer, written by the CRM (topic ``contacts``).
+
+    Why an input of its own: the relationship-review cadence runs from the last
+    contact, and the CRM is the only system that knows about calls and visits."""
+
+    event_id: str
+    customer_id: str
+    ts: int
+    channel: str  # one of CONTACT_CHANNELS
+    outcome: str  # one of CONTACT_OUTCOMES
+
+    kind: Literal["contact"] = "contact"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The clock's "it is now ``ts``" for one partition (topic ``ticks``).
+
+    Why time as an event: the core never reads a clock, so time-driven triggers fire
+    when a tick says their time has come; replaying the ticks replays the timers.
+    ``event_id`` is ``tick-<partition>-<ts_ms>``."""
+
+    event_id: str
+    partition: int
+    ts: int
+
+    kind: Literal["tick"] = "tick"
+
+
+InputEvent = Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment | Contact

@@ -22,6 +22,36 @@ _AFFLUENT = TIER_RANK["affluent"]
 _HNW = TIER_RANK["hnw"]
 
 
+def emit_alert(
+    state: CustomerState,
+    kind: str,
+    severity: str,
+    ts: int,
+    cause_event_id: str,
+    id_cause: str,
+    rules: Rules,
+    reason: dict[str, Any],
+) -> Alert | None:
+    """Emit ``kind`` at event time ``ts`` unless its cooldown suppresses it; the id
+    derives from ``id_cause`` (the cause event's id or a timer's stable trigger id)."""
+    last = state.last_alert.get(kind)
+    cooldown = rules.alert_cooldown_days[kind] * DAY_MS
+    if cooldown and last is not None and ts - last < cooldown:
+        return None
+    if cooldown:
+        state.last_alert[kind] = max(ts, last) if last is not None else ts
+    return Alert(
+        event_id=derive_event_id(state.customer_id, id_cause, f"alert:{kind}", rules.version),
+        customer_id=state.customer_id,
+        ts=ts,
+        kind=kind,
+        severity=severity,
+        cause_event_id=cause_event_id,
+        rules_version=rules.version,
+        reason=reason,
+    )
+
+
 def _alert(
     state: CustomerState,
     kind: str,
@@ -30,21 +60,8 @@ def _alert(
     rules: Rules,
     reason: dict[str, Any],
 ) -> Alert | None:
-    last = state.last_alert.get(kind)
-    cooldown = rules.alert_cooldown_days[kind] * DAY_MS
-    if cooldown and last is not None and event.ts - last < cooldown:
-        return None
-    if cooldown:
-        state.last_alert[kind] = max(event.ts, last) if last is not None else event.ts
-    return Alert(
-        event_id=derive_event_id(state.customer_id, event.event_id, f"alert:{kind}", rules.version),
-        customer_id=state.customer_id,
-        ts=event.ts,
-        kind=kind,
-        severity=severity,
-        cause_event_id=event.event_id,
-        rules_version=rules.version,
-        reason=reason,
+    return emit_alert(
+        state, kind, severity, event.ts, event.event_id, event.event_id, rules, reason
     )
 
 

@@ -25,17 +25,20 @@ from datetime import date
 from decimal import Decimal
 
 from schemas.events import (
+    CONTACT_CHANNELS,
+    CONTACT_OUTCOMES,
     DEBIT_TYPES,
     PRODUCTS,
     SEGMENTS,
     TRANSACTION_TYPES,
     BalanceSnapshot,
+    Contact,
     CustomerProfile,
     InputEvent,
     RiskAssessment,
     Transaction,
 )
-from state import alerts, offers
+from state import alerts, offers, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
 from state.money import fen_str, to_fen
@@ -44,9 +47,11 @@ from state.rules import Rules
 from state.tiers import basis_fen, next_tier
 from state.windows import CHANNEL_INDEX
 
-__all__ = ["CoreError", "Outcome", "apply"]
+__all__ = ["CoreError", "Outcome", "apply", "fire_timers"]
 
 _TX_TYPES = frozenset(TRANSACTION_TYPES)
+_CONTACT_CHANNELS = frozenset(CONTACT_CHANNELS)
+_CONTACT_OUTCOMES = frozenset(CONTACT_OUTCOMES)
 _PRODUCTS = frozenset(PRODUCTS)
 _SEGMENTS = frozenset(SEGMENTS)
 
@@ -55,7 +60,9 @@ _SEGMENTS = frozenset(SEGMENTS)
 class Outcome:
     state: CustomerState
     decisions: tuple[Decision, ...]
-    status: str  # "applied" | "duplicate" | "late"
+    #: apply: "applied" | "duplicate" | "late"; fire_timers: "fired" (something was
+    #: due: the state changed, maybe without decisions) | "idle" (nothing was due)
+    status: str
 
 
 class CoreError(ValueError):
@@ -87,7 +94,26 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outco
         return _profile(state, event, key, rules)
     if isinstance(event, RiskAssessment):
         return _assessment(state, event, key, rules)
+    if isinstance(event, Contact):
+        return _contact(state, event, key, rules)
     raise CoreError("kind", f"unsupported event type {type(event).__name__}")
+
+
+def fire_timers(state: CustomerState, now_ms: int, cause_event_id: str, rules: Rules) -> Outcome:
+    """Fire every time trigger due at or before ``now_ms`` (see state/triggers.py).
+
+    ``cause_event_id`` is the tick (or whatever brought the time) and becomes the
+    decisions' ``cause_event_id``; their ``event_id``s derive from stable trigger ids,
+    so firing from another tick gives the same ids. Idempotent: the same or an earlier
+    ``now_ms`` again emits nothing. ``version`` moves only if something was due.
+    """
+    if not cause_event_id:
+        raise CoreError("cause_event_id", "must not be empty")
+    out: list[Decision] = []
+    if not triggers.fire_due(state, now_ms, cause_event_id, rules, out):
+        return Outcome(state, (), "idle")
+    state.version += 1
+    return Outcome(state, tuple(out), "fired")
 
 
 # ------------------------------------------------------------------ validation
@@ -148,6 +174,21 @@ def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
         stale.append(k)
     for k in stale:
         del seen[k]
+
+
+def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules) -> list[Decision]:
+    """Before an event changes the state, fire what fell due at or before its time, on
+    the state as it was then (see state/triggers.py: this is what makes the timers'
+    decisions independent of how often the clock ticks). A new customer starts its
+    timers at its first event: nothing is due before the bank knew them."""
+    out: list[Decision] = []
+    if state.timer_mark < 0:
+        state.first_day = ev_day
+    else:
+        triggers.fire_due(state, event.ts, event.event_id, rules, out)
+    if event.ts > state.timer_mark:
+        state.timer_mark = event.ts
+    return out
 
 
 def _remember(state: CustomerState, key: int, rules: Rules) -> None:
@@ -277,13 +318,11 @@ def _after_aum_event(
 def _common_tail(
     state: CustomerState, event: InputEvent, ev_day: int, rules: Rules, out: list[Decision]
 ) -> None:
-    """Checks that any applied event can trigger: churn risk and the birthday greeting."""
+    """Checks that any applied event can trigger: churn risk. (Birthday greetings are
+    timers since issue 9: state/triggers.py.)"""
     a = alerts.churn_risk(state, event, rules)
     if a is not None:
         out.append(a)
-    o = offers.birthday_offer(state, event, ev_day, rules)
-    if o is not None:
-        out.append(o)
 
 
 # ------------------------------------------------------------------ event kinds
@@ -315,6 +354,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
     bal_fen = to_fen(bal, rate) if newer and bal is not None else 0
 
     # ---- mutation starts here (nothing below raises CoreError)
+    out = _catch_up(state, tx, ev_day, rules)
     aum_before = state.aum_fen
     tier_before = state.tier
     _advance(state, ev_day, rules)
@@ -330,7 +370,6 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         _set_account(state, tx.account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)
 
-    out: list[Decision] = []
     _after_aum_event(state, tx, aum_before, tier_before, rules, out)
     if not late:
         if tx.type in DEBIT_TYPES:
@@ -341,6 +380,9 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
             a = alerts.suitability_mismatch(state, tx, rules)
             if a is not None:
                 out.append(a)
+            o = offers.assessment_due_on_buy(state, tx, rules)
+            if o is not None:
+                out.append(o)
         if counted:
             o = offers.digital_banking_offer(state, tx, ev_day, rules)
             if o is not None:
@@ -359,13 +401,13 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     newer = acct is None or _newer(ev.ts, key, acct.ts, acct.tie)
     fen = to_fen(ev.balance, rate) if newer else 0
 
+    out = _catch_up(state, ev, ev_day, rules)
     aum_before = state.aum_fen
     tier_before = state.tier
     _advance(state, ev_day, rules)
     if newer:
         _set_account(state, ev.account_id, ev, key, ev.balance, ev.currency, ev.product, fen)
     _finish(state, ev, key, rules)
-    out: list[Decision] = []
     _after_aum_event(state, ev, aum_before, tier_before, rules, out)
     _common_tail(state, ev, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")
@@ -382,6 +424,7 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
         if len(ev.birth_date) != 10:
             raise CoreError("birth_date", f"not a YYYY-MM-DD date: {ev.birth_date!r}")
     ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules)
     _advance(state, ev_day, rules)
     if _newer(ev.ts, key, state.profile_ts, state.profile_tie):
         state.segment = ev.segment
@@ -390,7 +433,6 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
         state.profile_ts = ev.ts
         state.profile_tie = key
     _finish(state, ev, key, rules)
-    out: list[Decision] = []
     _common_tail(state, ev, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")
 
@@ -406,6 +448,7 @@ def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules
     ):
         raise CoreError("investment_experience_years", f"must be >= 0, got {exp!r}")
     ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules)
     _advance(state, ev_day, rules)
     if _newer(ev.ts, key, state.assessed_ts, state.assess_tie):
         state.risk_score = ev.score
@@ -414,6 +457,22 @@ def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules
         state.assessed_ts = ev.ts
         state.assess_tie = key
     _finish(state, ev, key, rules)
-    out: list[Decision] = []
+    _common_tail(state, ev, ev_day, rules, out)
+    return Outcome(state, tuple(out), "applied")
+
+
+def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outcome:
+    """A logged contact: resets the review cadence if its outcome counts as a contact
+    (``care.contact_outcomes``); otherwise it is only an applied event."""
+    if ev.channel not in _CONTACT_CHANNELS:
+        raise CoreError("channel", f"unknown contact channel '{ev.channel}'")
+    if ev.outcome not in _CONTACT_OUTCOMES:
+        raise CoreError("outcome", f"unknown contact outcome '{ev.outcome}'")
+    ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules)
+    _advance(state, ev_day, rules)
+    if ev.outcome in rules.contact_outcomes and ev.ts > state.last_contact_ts:
+        state.last_contact_ts = ev.ts
+    _finish(state, ev, key, rules)
     _common_tail(state, ev, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")

@@ -16,6 +16,10 @@ Format history:
   v2  dedup ids stored as base64 of n 8-byte BLAKE2b hashes then n 2-byte ages in days;
       AUM samples as [day delta, close(, high)]; tie-breaks as event_key ints; window
       buckets as [day delta, sum, count << 3 | channel, ...].
+  v3  relationship care: timer watermark "tm", first day seen "fd", last counted
+      contact "ct", campaigns already decided "cp". A v1/v2 state loads with the
+      watermark at its newest event (nothing before it fires) and its first day at
+      its first transaction day (else its "today").
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import orjson
 
 from state.windows import DailyWindows
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 NO_DAY = -(2**31)  # "no day yet" (the state has not seen an event)
 _AGE_MAX = 0xFFFF
 
@@ -77,12 +81,15 @@ class CustomerState:
         "aum_days",
         "aum_fen",
         "birth_date",
+        "campaigns_done",
         "churn_day",
         "consent",
         "customer_id",
         "day",
+        "first_day",
         "greeted_year",
         "last_alert",
+        "last_contact_ts",
         "last_offer",
         "late_events",
         "profile_tie",
@@ -94,6 +101,7 @@ class CustomerState:
         "segment",
         "tier",
         "tier_since",
+        "timer_mark",
         "tx_days",
         "tx_first_day",
         "tx_first_fen",
@@ -145,6 +153,16 @@ class CustomerState:
         self.last_alert: dict[str, int] = {}
         self.greeted_year = 0
         self.churn_day = NO_DAY
+        # relationship care (state/triggers.py)
+        #: timer watermark (ms): every trigger due at or before it has been decided;
+        #: -1 until the first applied event (nothing is due before a customer exists)
+        self.timer_mark = -1
+        #: local day of the first applied event (dormancy of never-transacting customers)
+        self.first_day = NO_DAY
+        #: event time of the newest contact whose outcome resets the review cadence
+        self.last_contact_ts = -1
+        #: campaign id -> its start day, for campaigns already decided for this customer
+        self.campaigns_done: dict[str, int] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -207,6 +225,14 @@ class CustomerState:
             d["g"] = self.greeted_year
         if self.churn_day != NO_DAY:
             d["cc"] = self.churn_day
+        if self.timer_mark >= 0:
+            d["tm"] = self.timer_mark
+        if self.first_day != NO_DAY:
+            d["fd"] = self.first_day
+        if self.last_contact_ts >= 0:
+            d["ct"] = self.last_contact_ts
+        if self.campaigns_done:
+            d["cp"] = {k: self.campaigns_done[k] for k in sorted(self.campaigns_done)}
         return orjson.dumps(d)
 
     @classmethod
@@ -263,6 +289,14 @@ class CustomerState:
         s.last_alert = {str(k): int(x) for k, x in d.get("la", {}).items()}
         s.greeted_year = int(d.get("g", 0))
         s.churn_day = int(d.get("cc", NO_DAY))
+        if v < 3:  # before timers: start them at the newest event, as documented above
+            s.timer_mark = s.updated_at if s.version else -1
+            s.first_day = s.tx_first_day if s.tx_days else s.day
+        else:
+            s.timer_mark = int(d.get("tm", -1))
+            s.first_day = int(d.get("fd", NO_DAY))
+        s.last_contact_ts = int(d.get("ct", -1))
+        s.campaigns_done = {str(k): int(x) for k, x in d.get("cp", {}).items()}
         return s
 
     def __repr__(self) -> str:

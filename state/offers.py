@@ -8,13 +8,16 @@ An offer withheld for lack of consent is dropped, not deferred.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 from typing import Any
 
 from schemas.events import InputEvent
 from state.customer import CustomerState
-from state.decisions import TIER_RANK, Offer, derive_event_id
-from state.rules import DAY_MS, Rules
+from state.decisions import TIER_RANK, Offer, derive_event_id, format_ts
+from state.recommend import product_ids
+from state.risk import valid_risk_type
+from state.rules import Rules
 from state.windows import CHANNEL_INDEX
 
 #: tier entered -> offer kind
@@ -45,6 +48,36 @@ def birthday_in(year: int, birth: date) -> date:
         return date(year, 2, 28)
 
 
+def emit(
+    state: CustomerState,
+    kind: str,
+    ts: int,
+    cause_event_id: str,
+    id_cause: str,
+    rules: Rules,
+    reason: dict[str, Any],
+) -> Offer | None:
+    """Emit ``kind`` at event time ``ts`` if consent is on record and the kind's cap
+    allows it. The event_id derives from ``id_cause`` (the cause event's id, or a timer's
+    stable trigger id), so a replay reproduces it."""
+    if not state.consent:
+        return None
+    last = state.last_offer.get(kind)
+    if last is not None and ts - last < rules.offer_cooldown_ms(kind):
+        return None
+    state.last_offer[kind] = max(ts, last) if last is not None else ts
+    return Offer(
+        event_id=derive_event_id(state.customer_id, id_cause, f"offer:{kind}", rules.version),
+        customer_id=state.customer_id,
+        ts=ts,
+        kind=kind,
+        tier=state.tier or "mass",
+        cause_event_id=cause_event_id,
+        rules_version=rules.version,
+        reason=reason,
+    )
+
+
 def _offer(
     state: CustomerState,
     kind: str,
@@ -52,23 +85,50 @@ def _offer(
     rules: Rules,
     reason: dict[str, Any],
 ) -> Offer | None:
-    """Emit ``kind`` if consent is on record and the kind's cadence allows it."""
-    if not state.consent:
-        return None
-    last = state.last_offer.get(kind)
-    if last is not None and event.ts - last < rules.offer_cooldown_days[kind] * DAY_MS:
-        return None
-    state.last_offer[kind] = max(event.ts, last) if last is not None else event.ts
-    return Offer(
-        event_id=derive_event_id(state.customer_id, event.event_id, f"offer:{kind}", rules.version),
-        customer_id=state.customer_id,
-        ts=event.ts,
-        kind=kind,
-        tier=state.tier or "mass",
-        cause_event_id=event.event_id,
-        rules_version=rules.version,
-        reason=reason,
-    )
+    """Emit ``kind`` for an input event (its id and time are the cause)."""
+    return emit(state, kind, event.ts, event.event_id, event.event_id, rules, reason)
+
+
+def recommending(
+    state: CustomerState,
+    kind: str,
+    ts: int,
+    cause_event_id: str,
+    id_cause: str,
+    rules: Rules,
+    reason: dict[str, Any],
+    only: Collection[str] | None = None,
+) -> list[Offer]:
+    """An offer that recommends products: ``reason["products"]`` is the ranked list of
+    suitable ids (comma-joined; see state/recommend.py). Without a valid assessment only
+    R1 products qualify and ``risk_assessment_due`` goes out with it (cap and consent
+    permitting)."""
+    rtype = valid_risk_type(state, ts, rules)
+    reason = {**reason, "products": product_ids(state, rules, ts, only), "risk_type": rtype or ""}
+    o = emit(state, kind, ts, cause_event_id, id_cause, rules, reason)
+    if o is None:
+        return []
+    out = [o]
+    if rtype is None:
+        due = emit(
+            state,
+            "risk_assessment_due",
+            ts,
+            cause_event_id,
+            id_cause,
+            rules,
+            {"trigger": "recommendation", "for_offer": kind, **assessment_facts(state)},
+        )
+        if due is not None:
+            out.append(due)
+    return out
+
+
+def assessment_facts(state: CustomerState) -> dict[str, Any]:
+    """What a risk_assessment_due offer says about the assessment on record."""
+    if state.assessed_ts < 0:
+        return {"assessed_at": "", "risk_type": ""}
+    return {"assessed_at": format_ts(state.assessed_ts), "risk_type": state.risk_type or ""}
 
 
 def tier_entry_offers(
@@ -78,9 +138,17 @@ def tier_entry_offers(
     out: list[Offer] = []
     kind = TIER_OFFERS.get(to_tier)
     if kind is not None:
-        o = _offer(state, kind, event, rules, {"entered_tier": to_tier})
-        if o is not None:
-            out.append(o)
+        out.extend(
+            recommending(
+                state,
+                kind,
+                event.ts,
+                event.event_id,
+                event.event_id,
+                rules,
+                {"entered_tier": to_tier},
+            )
+        )
     if state.segment == "sme" and TIER_RANK[to_tier] >= TIER_RANK["affluent"]:
         o = _offer(state, "sme_credit", event, rules, {"entered_tier": to_tier, "segment": "sme"})
         if o is not None:
@@ -112,19 +180,10 @@ def digital_banking_offer(
     return _offer(state, "digital_banking", event, rules, reason)
 
 
-def birthday_offer(
-    state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
-) -> Offer | None:
-    """The first event on or after the birthday each (local) year greets the customer."""
-    if state.birth_date is None or not state.consent:
+def assessment_due_on_buy(state: CustomerState, tx: InputEvent, rules: Rules) -> Offer | None:
+    """An investment buy without a valid assessment (expired or never made): the
+    customer is due a new risk assessment."""
+    if valid_risk_type(state, tx.ts, rules) is not None:
         return None
-    today = local_date(ev_day)
-    if today.year <= state.greeted_year:
-        return None
-    bday = birthday_in(today.year, date.fromisoformat(state.birth_date))
-    if today < bday:
-        return None
-    o = _offer(state, "birthday_greeting", event, rules, {"birthday": bday.isoformat()})
-    if o is not None:
-        state.greeted_year = today.year
-    return o
+    reason = {"trigger": "investment_buy", **assessment_facts(state)}
+    return _offer(state, "risk_assessment_due", tx, rules, reason)

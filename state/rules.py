@@ -25,8 +25,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from schemas.events import TRANSACTION_TYPES
-from state.decisions import TIERS
+from schemas.events import CONTACT_OUTCOMES, TRANSACTION_TYPES
+from state.catalogue import Campaign, Product, parse_campaigns, parse_catalogue, spread_hours
+from state.decisions import TIER_RANK, TIERS
 from state.value import BgNbdParams, GammaGammaParams
 
 OFFER_KINDS = (
@@ -36,6 +37,10 @@ OFFER_KINDS = (
     "sme_credit",
     "digital_banking",
     "birthday_greeting",
+    "reactivation",
+    "relationship_review",
+    "risk_assessment_due",
+    "campaign",
 )
 ALERT_KINDS = (
     "large_outflow",
@@ -43,6 +48,7 @@ ALERT_KINDS = (
     "high_value_downgrade",
     "suitability_mismatch",
     "churn_risk",
+    "dormant_high_value",
 )
 RISK_TYPES = ("C1", "C2", "C3", "C4", "C5")
 TIER_BASES = ("current", "avg_daily")
@@ -110,6 +116,14 @@ class Rules:
     clv_period_days: int
     clv_horizon_periods: int
     clv_discount_rate: float
+    # relationship care (time-driven triggers) and suitable recommendations
+    dormancy_days: int
+    dormancy_min_tier: int  # tier rank
+    cadence_days: Mapping[str, int]  # tier -> review every N days without contact (0 = off)
+    contact_outcomes: frozenset[str]  # contact outcomes that reset the review cadence
+    campaign_spread_ms: int
+    catalogue: tuple[Product, ...]
+    campaigns: tuple[Campaign, ...]
 
     # derived (integer fen / ms), filled in __post_init__
     tier_floors_fen: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -121,6 +135,7 @@ class Rules:
     aum_drop_keep: tuple[int, int] = field(init=False, repr=False, compare=False)
     aum_drop_critical_keep: tuple[int, int] = field(init=False, repr=False, compare=False)
     _offsets: dict[int, int] = field(init=False, repr=False, compare=False)
+    _day_starts: dict[int, int] = field(init=False, repr=False, compare=False)
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,7 +148,36 @@ class Rules:
         s(self, "aum_drop_keep", (1 - self.aum_drop_ratio).as_integer_ratio())
         s(self, "aum_drop_critical_keep", (1 - self.aum_drop_critical_ratio).as_integer_ratio())
         s(self, "_offsets", {})
+        s(self, "_day_starts", {})
         s(self, "_zone", ZoneInfo(self.timezone))
+
+    def offer_cooldown_ms(self, kind: str) -> int:
+        """The frequency cap of an offer kind; campaign kinds not listed under
+        ``offers.cooldown_days`` share the ``campaign`` entry."""
+        days = self.offer_cooldown_days.get(kind)
+        if days is None:
+            days = self.offer_cooldown_days["campaign"]
+        return days * DAY_MS
+
+    def day_start_ms(self, day: int) -> int:
+        """Epoch ms of local midnight starting local day ``day`` (cached).
+
+        Where midnight does not exist (a DST jump at 00:00) it is the first instant of
+        the day; ``local_day(day_start_ms(d)) == d`` holds for every zone.
+        """
+        ms = self._day_starts.get(day)
+        if ms is None:
+            if len(self._day_starts) >= _OFFSET_CACHE_MAX:
+                self._day_starts.clear()
+            guess = day * DAY_MS - self._utcoffset_ms(day * DAY_MS)
+            # offsets may differ between the guess and the real midnight: settle it
+            ms = day * DAY_MS - self._utcoffset_ms(guess)
+            while self.local_day(ms) < day:
+                ms += _OFFSET_SLOT_MS
+            while self.local_day(ms - 1) >= day:
+                ms -= _OFFSET_SLOT_MS
+            self._day_starts[day] = ms
+        return ms
 
     def local_day(self, ts_ms: int) -> int:
         """Local calendar day number (days since 1970-01-01 local) of an event time.
@@ -300,6 +344,10 @@ def _build(table: dict[str, Any], version: str) -> Rules:
             raise
         raise ValueError(f"rules: 'value': {e}") from None
 
+    care = _care(r)
+    catalogue = parse_catalogue(r.raw("catalogue"))
+    spread_ms = spread_hours(r.raw("care.campaign_spread_hours"), "care.campaign_spread_hours")
+    campaigns = parse_campaigns(r.raw("campaigns"), catalogue, spread_ms)
     return Rules(
         version=version,
         timezone=tz,
@@ -335,7 +383,25 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         clv_period_days=r.integer("value.period_days", 1),
         clv_horizon_periods=r.integer("value.horizon_periods", 0),
         clv_discount_rate=r.number("value.discount_rate", 0.0, 10.0),
+        dormancy_days=r.integer("care.dormancy_days", 1),
+        dormancy_min_tier=TIER_RANK[r.string("care.dormancy_min_tier", TIERS)],
+        cadence_days=MappingProxyType(care["cadence"]),
+        contact_outcomes=care["outcomes"],
+        campaign_spread_ms=spread_ms,
+        catalogue=catalogue,
+        campaigns=campaigns,
     )
+
+
+def _care(r: _Reader) -> dict[str, Any]:
+    cadence = {t: r.integer(f"care.cadence_days.{t}") for t in TIERS}
+    outcomes = r.raw("care.contact_outcomes")
+    if not isinstance(outcomes, list) or not all(o in CONTACT_OUTCOMES for o in outcomes):
+        raise ValueError(
+            f"rules: 'care.contact_outcomes' must list contact outcomes {CONTACT_OUTCOMES}, "
+            f"got {outcomes!r}"
+        )
+    return {"cadence": cadence, "outcomes": frozenset(outcomes)}
 
 
 def load_rules(path: str | None = None) -> Rules:

@@ -31,24 +31,28 @@ from typing import Any
 import faust
 import orjson
 from faust.types import TP
-from faust.web import Request, Response, View
 
 from schemas.decoder import Decoder
 from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS
+from state.customer import CustomerState
+from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from streams.aligner import InputAligner
 from streams.metrics import Metrics
 from streams.processor import (
     BadInputGuard,
     BatchProcessor,
+    BatchResult,
     Decoded,
     RawMessage,
     TooMuchBadInput,
 )
-from streams.redis_sink import RedisProfileSink, connect, read_profile
+from streams.redis_sink import RedisProfileSink, connect
+from streams.report import aum_top_share
 from streams.settings import Settings
 from streams.table import PartitionedTable
-from streams.topics import STATE_TABLE
+from streams.topics import STATE_TABLE, changelog_topic
+from streams.web import register_web
 
 log = logging.getLogger("tierstream")
 
@@ -69,6 +73,8 @@ class WorkerTuning:
     max_idle_ms: int = 2000
     #: How often held records are re-checked when no new input arrives.
     release_interval: float = 0.1
+    #: How often to check whether Redis lost this worker's profiles (restart, flush).
+    resync_check_interval: float = 5.0
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -114,21 +120,18 @@ class TierstreamService:
             Decoder(max_future_skew_ms=self.tuning.max_future_skew_ms),
             BadInputGuard(self.tuning.bad_window, self.tuning.bad_max_share),
         )
-        self.redis = connect(settings.redis_url, settings.redis_password)
+        self.redis = connect(settings.redis_url, settings.redis_password, settings.redis_username)
         self.sink = RedisProfileSink(self.redis, settings.redis_key_prefix, self.metrics)
         self.batches_done = 0
-        if settings.processing_guarantee == "exactly_once":
-            log.warning(
-                "processing_guarantee=exactly_once: faust-streaming commits offsets in "
-                "transactions but sends produced records outside them (faust #177), so "
-                "outputs are at-least-once with deterministic event_ids in either mode"
-            )
         self.aligner: InputAligner[tuple[Decoded, Any]] = InputAligner(
             INPUT_TOPICS, lambda item: item[0].ts, self.tuning.max_idle_ms
         )
         self._last_seen: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
         self._stream: Any = None
+        self._eos = settings.processing_guarantee == "exactly_once"
+        self._output_names = {t: settings.topic(t) for t in OUTPUT_TOPICS}
+        self._changelog_name = changelog_topic(settings)
         self.app = self._build_app()
 
     # -- construction ---------------------------------------------------------------
@@ -183,56 +186,24 @@ class TierstreamService:
         self.table = PartitionedTable(table)
         app.agent(self.input_topic, name="tierstream-process")(self._agent)
         app.timer(interval=5.0)(self._refresh_gauges)
+        app.timer(interval=60.0)(self._refresh_pareto)
+        app.timer(interval=self.tuning.resync_check_interval)(self._resync_lost_partitions)
         app.timer(interval=self.tuning.release_interval)(self._release_held)
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
             await self._on_revoked(revoked)
 
-        self._register_web(app)
+        register_web(app, self)
         return app
 
-    def _register_web(self, app: faust.App) -> None:
-        service = self
+    def recovering(self) -> bool:
+        """True while faust restores tables from their changelogs."""
+        return bool(self.app.tables.recovery.in_recovery)  # type: ignore[attr-defined]
 
-        class Customer(View):
-            async def get(self, request: Request, customer_id: str) -> Response:
-                profile = await read_profile(
-                    service.redis, service.settings.redis_key_prefix, customer_id
-                )
-                if not profile:
-                    return self.json({"error": "customer not found"}, status=404)
-                return self.json(profile)
-
-        class Health(View):
-            async def get(self, request: Request) -> Response:
-                redis_ok = True
-                try:
-                    await service.redis.ping()
-                except Exception:
-                    redis_ok = False
-                body = {
-                    "status": "ok" if redis_ok else "degraded",
-                    "redis": redis_ok,
-                    "assigned_partitions": sum(
-                        1
-                        for tp in service.app.consumer.assignment()
-                        if tp.topic in service._contract
-                    ),
-                    "batches_processed": service.batches_done,
-                }
-                return self.json(body, status=200 if redis_ok else 503)
-
-        class MetricsView(View):
-            async def get(self, request: Request) -> Response:
-                return self.bytes(
-                    service.metrics.exposition(),
-                    content_type="text/plain; version=0.0.4",
-                )
-
-        app.page("/customers/{customer_id}")(Customer)
-        app.page("/health")(Health)
-        app.page("/metrics")(MetricsView)
+    def assigned_input_partitions(self) -> int:
+        contract = self._contract
+        return sum(1 for tp in self.app.consumer.assignment() if tp.topic in contract)
 
     # -- processing -------------------------------------------------------------------
 
@@ -324,6 +295,69 @@ class TierstreamService:
         started = time.perf_counter()
         result = self.processor.apply_ordered(items, self.table.get)
 
+        if self._eos:
+            await self._write_transactional(result)
+        else:
+            await self._write_at_least_once(result)
+        emitted_at = time.time()
+        for ts in result.decision_event_ts:
+            self.metrics.event_latency.observe(max(0.0, emitted_at - ts / 1000))
+
+        self.metrics.observe_batch(result)
+        self.metrics.batch_size.observe(len(items))
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+        self.metrics.held.set(self.aligner.held)
+        self.batches_done += 1
+
+    async def _refresh_pareto(self) -> None:
+        """The top-20% AUM share (Pareto) gauge, from the Redis profiles."""
+        try:
+            share = await aum_top_share(self.redis, self.settings.redis_key_prefix)
+        except Exception as exc:  # Redis down: the sink's metrics already show it
+            log.debug("pareto refresh failed: %s", exc)
+            return
+        self.metrics.aum_top20_share.set(share)
+
+    async def _resync_lost_partitions(self) -> None:
+        """Rewrite every profile of a partition whose Redis 'synced' marker is gone.
+
+        Redis is a view of the table; when it restarts empty (or is flushed) the owners
+        of each partition rebuild it from their local state. Writes are versioned, so
+        racing with live processing can never move a profile backwards.
+        """
+        if self.recovering():
+            return
+        contract = self._contract
+        mine = sorted(
+            {tp.partition for tp in self.app.consumer.assignment() if tp.topic in contract}
+        )
+        try:
+            lost = await self.sink.unsynced(mine)
+        except Exception as exc:  # Redis down: the write path retries and reports it
+            log.debug("resync check failed: %s", exc)
+            return
+        for partition in lost:
+            n = await self._resync_partition(partition)
+            await self.sink.mark_synced(partition)
+            self.metrics.redis_resyncs.inc()
+            log.info("redis resync: partition %d, %d profiles rewritten", partition, n)
+
+    async def _resync_partition(self, partition: int, chunk: int = 1000) -> int:
+        rules = self.rules
+        batch: dict[bytes, dict[str, str]] = {}
+        n = 0
+        for key, value in self.table.items(partition):
+            batch[key] = profile_fields(CustomerState.from_bytes(value), rules)
+            if len(batch) >= chunk:
+                n += len(batch)
+                await self.sink.write(batch)
+                batch = {}
+        if batch:
+            n += len(batch)
+            await self.sink.write(batch)
+        return n
+
+    async def _write_at_least_once(self, result: BatchResult) -> None:
         # 1. outputs, acknowledged by the broker before anything else moves
         outputs = self.output_topics
         futures = [await outputs[o.topic].send(key=o.key, value=o.value) for o in result.outputs]
@@ -331,9 +365,6 @@ class TierstreamService:
             await self.app.producer.flush()
             for fut in futures:
                 await fut
-        emitted_at = time.time()
-        for ts in result.decision_event_ts:
-            self.metrics.event_latency.observe(max(0.0, emitted_at - ts / 1000))
         # 2. profiles (blocks with backoff while Redis is down)
         await self.sink.write(result.profiles)
         # 3. state; faust flushes the changelog before committing offsets
@@ -341,11 +372,54 @@ class TierstreamService:
         for partition, key, value in result.states:
             put(partition, key, value)
 
-        self.metrics.observe_batch(result)
-        self.metrics.batch_size.observe(len(items))
-        self.metrics.batch_duration.observe(time.perf_counter() - started)
-        self.metrics.held.set(self.aligner.held)
-        self.batches_done += 1
+    async def _write_transactional(self, result: BatchResult) -> None:
+        """exactly_once: outputs and changelog go into the source partition's transaction.
+
+        faust-streaming commits offsets inside per-partition transactions
+        (``<app_id>-<group>-<partition>``) but its topic and table sends carry no
+        transactional id, so they land outside them (faust #177). tierstream sends
+        every output and changelog record itself with the transactional id of the
+        input partition that caused it, so offsets, outputs and state commit or abort
+        together. Redis is outside any Kafka transaction; its versioned writes make a
+        re-run after an abort rewrite the same versions.
+        """
+        prefix = self._transactional_prefix()
+        send = self.app.producer.send
+        full = self._output_names
+        futures = [
+            await send(
+                full[o.topic],
+                o.key,
+                o.value,
+                None,
+                None,
+                None,
+                transactional_id=f"{prefix}{o.source_partition}",
+            )
+            for o in result.outputs
+        ]
+        await self.sink.write(result.profiles)
+        changelog = self._changelog_name
+        local_put = self.table.put_local
+        for partition, key, value in result.states:
+            local_put(partition, key, value)
+            futures.append(
+                await send(
+                    changelog,
+                    key,
+                    value,
+                    partition,
+                    None,
+                    None,
+                    transactional_id=f"{prefix}{partition}",
+                )
+            )
+        for fut in futures:
+            await fut
+
+    def _transactional_prefix(self) -> str:
+        group = self.app.assignor.group_for_topic(self.settings.input_topics[0])
+        return f"{self.app.conf.id}-{group}-"
 
     def _fatal(self, message: str) -> None:
         """Stop the process now, before faust can commit the failing batch's offsets."""

@@ -13,7 +13,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from streams.auth_cli import add_token_parser
+from streams.clv_cli import add_clv_parser
+from streams.report_cli import add_report_parser
 from streams.settings import Settings
+from streams.sim_cli import add_sim_parsers
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -41,15 +45,25 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import EXIT_FATAL, TierstreamService, WorkerTuning, run_worker
+    from streams.security import KafkaAuthError, SecurityConfigError, kafka_preflight
     from streams.topics import TopologyError, verify_copartitioned
 
     settings = settings_from_args(args)
     try:
+        kafka_preflight(settings.confluent_config())
         verify_copartitioned(settings)
+    except (KafkaAuthError, SecurityConfigError) as exc:
+        print(f"tierstream worker: {exc}", file=sys.stderr)
+        return 2
     except TopologyError as exc:
         print(f"tierstream worker: {exc}", file=sys.stderr)
         return EXIT_FATAL
-    tuning = WorkerTuning(batch_max=args.batch_max, batch_within=args.batch_within)
+    tuning = WorkerTuning(
+        batch_max=args.batch_max,
+        batch_within=args.batch_within,
+        max_idle_ms=args.max_idle_ms,
+        max_future_skew_ms=args.max_future_skew_ms,
+    )
     service = TierstreamService(settings, tuning=tuning)
     logging.getLogger("tierstream").info("settings: %s", settings.redacted())
     run_worker(service, loglevel=args.loglevel)
@@ -57,10 +71,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
+    from streams.security import KafkaAuthError, SecurityConfigError, kafka_preflight
     from streams.topics import TopologyError, create_topics
 
+    settings = settings_from_args(args)
     try:
-        status = create_topics(settings_from_args(args))
+        kafka_preflight(settings.confluent_config())
+        status = create_topics(settings)
+    except (KafkaAuthError, SecurityConfigError) as exc:
+        print(f"tierstream topics create: {exc}", file=sys.stderr)
+        return 2
     except TopologyError as exc:
         print(f"tierstream topics create: {exc}", file=sys.stderr)
         return 2
@@ -76,7 +96,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
 
     async def fetch() -> dict[str, str]:
-        client = connect(settings.redis_url, settings.redis_password)
+        client = connect(settings.redis_url, settings.redis_password, settings.redis_username)
         try:
             return await read_profile(client, settings.redis_key_prefix, args.customer_id)
         finally:
@@ -113,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--batch-within", type=float, default=0.05, help="max seconds to wait to fill a batch"
     )
+    w.add_argument(
+        "--max-idle-ms",
+        type=int,
+        default=2000,
+        help="longest wait for an input partition that may hold earlier events",
+    )
+    w.add_argument(
+        "--max-future-skew-ms",
+        type=int,
+        default=300_000,
+        help="events stamped further in the future than this go to dead-letters",
+    )
     w.add_argument("--loglevel", default="info")
     w.set_defaults(func=cmd_worker)
 
@@ -129,18 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-prefix", help="env TIERSTREAM_REDIS_PREFIX")
     p.set_defaults(func=cmd_profile)
 
-    try:
-        from streams.sim_cli import add_sim_parsers
-    except ImportError:  # pragma: no cover - during partial installs only
-        pass
-    else:
-        add_sim_parsers(sub)
-    try:
-        from streams.clv_cli import add_clv_parser
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        add_clv_parser(sub)
+    add_sim_parsers(sub)
+    add_clv_parser(sub)
+    add_token_parser(sub)
+    add_report_parser(sub)
     return parser
 
 

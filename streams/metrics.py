@@ -71,6 +71,17 @@ class Metrics:
             ["tier"],
             registry=r,
         )
+        self.aum_top20_share = Gauge(
+            "tierstream_aum_top20_share",
+            "Share of total AUM held by the top 20% of customers (Pareto), from the "
+            "Redis profiles, refreshed every minute.",
+            registry=r,
+        )
+        self.redis_resyncs = Counter(
+            "tierstream_redis_resyncs_total",
+            "Full rewrites of this worker's partitions into Redis (after Redis lost data).",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "tierstream_redis_write_errors_total",
             "Failed Redis write attempts (each retried with backoff).",

@@ -55,6 +55,7 @@ class OutputRecord(NamedTuple):
     topic: str  # contract name (tier-changes, offers, alerts, dead-letters)
     key: bytes | None
     value: bytes
+    source_partition: int = 0  # input partition of the cause (its transaction, under EOS)
 
 
 class TooMuchBadInput(RuntimeError):
@@ -231,7 +232,9 @@ class BatchProcessor:
             dirty.add(key)
             for d in outcome.decisions:
                 result.decisions.append(d)
-                result.outputs.append(OutputRecord(d.topic, key, orjson.dumps(d.to_record())))
+                result.outputs.append(
+                    OutputRecord(d.topic, key, orjson.dumps(d.to_record()), msg.partition)
+                )
                 result.decision_event_ts.append(ev.ts)
 
         for key in dirty:
@@ -262,7 +265,7 @@ class BatchProcessor:
             text,
             msg.timestamp_ms,
         )
-        return OutputRecord(TOPIC_DEAD_LETTERS, msg.key, orjson.dumps(record))
+        return OutputRecord(TOPIC_DEAD_LETTERS, msg.key, orjson.dumps(record), msg.partition)
 
 
 def merge_by_event_time(decoded: Iterable[Decoded]) -> Iterator[Decoded]:

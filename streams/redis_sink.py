@@ -53,11 +53,13 @@ def tier_counts_key(prefix: str) -> str:
     return f"{prefix}tier-counts"
 
 
-def connect(url: str, password: str | None = None) -> aioredis.Redis:
+def connect(url: str, password: str | None = None, username: str | None = None) -> aioredis.Redis:
     """An asyncio client; ``rediss://`` URLs use TLS, credentials may be in the URL."""
     kwargs: dict[str, object] = {"socket_timeout": 5, "socket_connect_timeout": 5}
     if password:
         kwargs["password"] = password
+    if username:
+        kwargs["username"] = username
     return aioredis.from_url(url, **kwargs)
 
 
@@ -116,6 +118,26 @@ class RedisProfileSink:
             )
         results = await pipe.execute()
         return sum(int(r) for r in results)
+
+    def _synced_key(self, partition: int) -> str:
+        return f"{self.prefix}synced:{partition}"
+
+    async def unsynced(self, partitions: list[int]) -> list[int]:
+        """Partitions whose 'synced' marker is missing: Redis lost (or never had) them.
+
+        A worker marks each partition after writing all its profiles; a Redis that
+        restarted empty has no markers, so its owners rewrite everything they hold.
+        """
+        if not partitions:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for p in partitions:
+            pipe.exists(self._synced_key(p))
+        found = await pipe.execute()
+        return [p for p, n in zip(partitions, found, strict=True) if not n]
+
+    async def mark_synced(self, partition: int) -> None:
+        await self.client.set(self._synced_key(partition), "1")
 
     async def tier_counts(self) -> dict[str, int]:
         raw = await self.client.hgetall(self._counts_key)

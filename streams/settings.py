@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS
+from streams.security import redact_url
 
 #: Kafka security settings passed through to every client (env name -> librdkafka key).
 _KAFKA_SECURITY_ENV = {
@@ -32,6 +33,7 @@ _SECRET_KEYS = {"sasl.password", "ssl.key.password"}
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_username: str | None = None
     redis_password: str | None = None
     redis_key_prefix: str = "tierstream:"
     rules_path: str | None = None
@@ -54,6 +56,7 @@ class Settings:
         return cls(
             kafka_bootstrap=e.get("KAFKA_BOOTSTRAP", d.kafka_bootstrap),
             redis_url=e.get("REDIS_URL", d.redis_url),
+            redis_username=e.get("REDIS_USERNAME") or None,
             redis_password=e.get("REDIS_PASSWORD") or None,
             redis_key_prefix=e.get("TIERSTREAM_REDIS_PREFIX", d.redis_key_prefix),
             rules_path=e.get("TIERSTREAM_RULES") or None,
@@ -113,6 +116,7 @@ class Settings:
         """Settings safe to log: secrets replaced."""
         out = {k: v for k, v in self.__dict__.items() if k != "kafka_security"}
         out["redis_password"] = "***" if self.redis_password else None
+        out["redis_url"] = redact_url(self.redis_url)
         out["kafka_security"] = {
             k: ("***" if k in _SECRET_KEYS else v) for k, v in self.kafka_security.items()
         }

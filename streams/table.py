@@ -20,6 +20,7 @@ behaviour on both stores.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from faust.stores import memory as memory_store
@@ -52,6 +53,12 @@ class PartitionedTable:
 
     def put(self, partition: int, key: bytes, value: bytes) -> None:
         """Write locally and send the changelog record to ``partition``."""
+        self.put_local(partition, key, value)
+        self.table.send_changelog(partition, key, value)
+
+    def put_local(self, partition: int, key: bytes, value: bytes) -> None:
+        """Write the local store only; the caller sends the changelog record itself
+        (under exactly_once, inside the partition's transaction)."""
         store = self._store
         if isinstance(store, memory_store.Store):
             store.data[key] = value
@@ -61,4 +68,19 @@ class PartitionedTable:
             store._key_index[key] = partition
         else:
             raise TypeError(f"unsupported table store {type(store).__name__}")
-        self.table.send_changelog(partition, key, value)
+
+    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of one partition held locally (for Redis resyncs)."""
+        store = self._store
+        if isinstance(store, memory_store.Store):
+            owner = store._key_partition
+            for key, value in list(store.data.items()):
+                if owner.get(key) == partition and value is not None:
+                    yield bytes(key), bytes(value)
+        elif rocksdb_store is not None and isinstance(store, rocksdb_store.Store):
+            skip = store.offset_key  # faust keeps its changelog offset in the same db
+            for key, value in store._db_for_partition(partition).items():
+                if key != skip:
+                    yield bytes(key), bytes(value)
+        else:
+            raise TypeError(f"unsupported table store {type(store).__name__}")

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT
 from streams.settings import Settings
 
 #: Name of the faust table holding customer state; faust names its changelog
@@ -37,7 +37,8 @@ class TopicSpec:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the service needs, with explicit partitions and replication."""
     n, rf = settings.partitions, settings.replication_factor
-    specs = [TopicSpec(settings.topic(t), n, rf, {}) for t in INPUT_TOPICS + OUTPUT_TOPICS]
+    names = (*INPUT_TOPICS, *TICK_TOPICS, *OUTPUT_TOPICS, TOPIC_AUDIT)
+    specs = [TopicSpec(settings.topic(t), n, rf, {}) for t in names]
     specs.append(
         TopicSpec(
             changelog_topic(settings),

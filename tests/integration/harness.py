@@ -161,6 +161,7 @@ class WorkerProcess:
                 "TIERSTREAM_PROCESSING_GUARANTEE": s.processing_guarantee,
             }
         )
+        env.setdefault("TIERSTREAM_API_AUTH", "disabled")
         return env
 
     def start(self, wait: bool = True) -> None:

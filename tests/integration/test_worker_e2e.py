@@ -37,12 +37,16 @@ def _by_customer(records: list[dict[str, Any]], cid: str) -> list[dict[str, Any]
     return [r for r in records if r["customer_id"] == cid]
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_scripted_bank_end_to_end(
-    service_settings: Settings, make_worker: Callable[..., WorkerProcess], redis_url: str
+    service_settings: Settings,
+    make_worker: Callable[..., WorkerProcess],
+    redis_url: str,
+    guarantee: str,
 ) -> None:
     settings = service_settings
     produce(settings, scripted_bank())
-    worker = make_worker()
+    worker = make_worker(processing_guarantee=guarantee)
     worker.start()
     _run_to_completion(worker, settings)
     out = _outputs(settings)

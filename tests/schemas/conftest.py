@@ -51,6 +51,13 @@ VALID: dict[str, dict[str, Any]] = {
         "score": 55,
         "investment_experience_years": 3,
     },
+    "contacts": {
+        "event_id": "crm-1",
+        "customer_id": "C1",
+        "ts": "2024-05-01T08:00:00Z",
+        "channel": "phone",
+        "outcome": "reached",
+    },
 }
 
 

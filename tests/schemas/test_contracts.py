@@ -14,13 +14,18 @@ import pytest
 from schemas.decoder import DecodeError, Decoder, load_schema, validate_output
 from schemas.events import (
     CHANNELS,
+    CONTACT_CHANNELS,
+    CONTACT_OUTCOMES,
     INPUT_TOPICS,
     OUTPUT_TOPICS,
     PRODUCT_RISKS,
     PRODUCTS,
     SEGMENTS,
+    TICK_TOPICS,
+    TOPIC_AUDIT,
     TRANSACTION_TYPES,
     BalanceSnapshot,
+    Contact,
     CustomerProfile,
     RiskAssessment,
     Transaction,
@@ -28,12 +33,13 @@ from schemas.events import (
 from state.decisions import SEVERITIES, TIERS, Alert, Offer, TierChange, derive_event_id
 from tests.schemas.conftest import EXAMPLES_DIR, SCHEMA_DIR, load_examples
 
-ALL_TOPICS = INPUT_TOPICS + OUTPUT_TOPICS
+ALL_TOPICS = (*INPUT_TOPICS, *OUTPUT_TOPICS, *TICK_TOPICS, TOPIC_AUDIT)
 EVENT_TYPES = {
     "transactions": Transaction,
     "balances": BalanceSnapshot,
     "customer-profiles": CustomerProfile,
     "risk-assessments": RiskAssessment,
+    "contacts": Contact,
 }
 
 
@@ -148,6 +154,8 @@ def test_every_output_example_validates(topic: str) -> None:
         ("transactions", "product_risk", (*PRODUCT_RISKS, None)),
         ("balances", "product", PRODUCTS),
         ("customer-profiles", "segment", SEGMENTS),
+        ("contacts", "channel", CONTACT_CHANNELS),
+        ("contacts", "outcome", CONTACT_OUTCOMES),
         ("tier-changes", "to_tier", TIERS),
         ("tier-changes", "from_tier", (*TIERS, None)),
         ("offers", "tier", TIERS),

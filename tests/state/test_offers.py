@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from schemas.events import InputEvent
 from state.decisions import Offer
-from tests.state.helpers import RULES, all_kinds, at, bal, kinds, prof, rules_with, run, tx
+from tests.state.helpers import (
+    RULES,
+    all_kinds,
+    assess,
+    at,
+    bal,
+    kinds,
+    prof,
+    rules_with,
+    run,
+    tx,
+)
 
 
 def offers(outs) -> list[Offer]:  # type: ignore[no-untyped-def]
@@ -15,6 +26,7 @@ def test_entering_each_tier_sends_its_offer() -> None:
     _, outs = run(
         [
             prof(at(0)),
+            assess(at(0, 13), 90),  # C5: no risk_assessment_due alongside
             bal(at(1), "100"),
             bal(at(2), "600000"),
             bal(at(3), "2000000"),
@@ -27,13 +39,28 @@ def test_entering_each_tier_sends_its_offer() -> None:
         ("private_banking_invitation", "private"),
     ]
     o = offers(outs)[0]
-    assert o.cause_event_id == outs[2].decisions[0].cause_event_id
+    assert o.cause_event_id == outs[3].decisions[0].cause_event_id
     assert o.rules_version == RULES.version
+    assert [o.reason["products"] for o in offers(outs)] == [
+        "WM-03,BOND-02,DEP-TD-12M,MMF-01",
+        "EQ-04,WM-03,BOND-02,DEP-TD-12M,MMF-01",
+        "SP-05,EQ-04,WM-03,BOND-02,DEP-TD-12M",
+    ]
+
+
+def test_recommending_offers_without_assessment_add_risk_assessment_due() -> None:
+    _, outs = run([prof(at(0)), bal(at(1), "1500000")])
+    assert kinds(outs[1]) == ["tier:hnw", "relationship_manager", "risk_assessment_due"]
+    rm, due = offers(outs)
+    assert rm.reason["products"] == "DEP-TD-12M,MMF-01"  # R1 only
+    assert rm.reason["risk_type"] == ""
+    assert due.reason["for_offer"] == "relationship_manager"
+    assert due.cause_event_id == rm.cause_event_id and due.event_id != rm.event_id
 
 
 def test_initial_tier_counts_as_entering() -> None:
-    _, outs = run([prof(at(0)), bal(at(1), "1500000")])
-    assert kinds(outs[1]) == ["tier:hnw", "relationship_manager"]
+    _, outs = run([prof(at(0)), assess(at(0), 50), bal(at(1), "1500000")])
+    assert kinds(outs[2]) == ["tier:hnw", "relationship_manager"]
 
 
 def test_no_offer_without_consent_or_without_a_profile() -> None:
@@ -50,27 +77,46 @@ def test_withdrawn_consent_stops_offers() -> None:
 
 def test_no_offer_on_downgrade() -> None:
     _, outs = run([prof(at(0)), bal(at(1), "2000000"), bal(at(40), "600000")])
-    assert kinds(outs[2]) == ["tier:affluent", "high_value_downgrade", "aum_drop"]
+    # the review due on day 31 (30 days in hnw without contact) fires first, on the
+    # state before the downgrade; the downgrade itself sends no offer
+    assert kinds(outs[2]) == [
+        "relationship_review",
+        "tier:affluent",
+        "high_value_downgrade",
+        "aum_drop",
+    ]
 
 
 def test_at_most_one_offer_per_kind_per_30_days() -> None:
-    events = [prof(at(0)), bal(at(1), "600000"), bal(at(2), "100"), bal(at(3), "600000")]
+    events = [
+        prof(at(0)),
+        assess(at(0), 50),
+        bal(at(1), "600000"),
+        bal(at(2), "100"),
+        bal(at(3), "600000"),
+    ]
     _, outs = run(events)
-    assert kinds(outs[3]) == ["tier:affluent"]  # re-entered within 30 days: no offer
+    assert kinds(outs[4]) == ["tier:affluent"]  # re-entered within 30 days: no offer
     _, outs = run([*events, bal(at(20), "100"), bal(at(31), "600000")])
-    assert kinds(outs[5]) == ["tier:affluent", "wealth_products"]  # 30 days after day 1
+    assert kinds(outs[6]) == ["tier:affluent", "wealth_products"]  # 30 days after day 1
 
 
 def test_cadence_is_configurable_per_kind(tmp_path) -> None:  # type: ignore[no-untyped-def]
     rules = rules_with(tmp_path, "[offers.cooldown_days]\nwealth_products = 0\n")
-    events = [prof(at(0)), bal(at(1), "600000"), bal(at(2), "100"), bal(at(3), "600000")]
+    events = [
+        prof(at(0)),
+        assess(at(0), 50),
+        bal(at(1), "600000"),
+        bal(at(2), "100"),
+        bal(at(3), "600000"),
+    ]
     _, outs = run(events, rules=rules)
-    assert kinds(outs[3]) == ["tier:affluent", "wealth_products"]
+    assert kinds(outs[4]) == ["tier:affluent", "wealth_products"]
 
 
 def test_sme_entering_affluent_or_above_gets_sme_credit() -> None:
-    _, outs = run([prof(at(0), segment="sme"), bal(at(1), "1200000")])
-    assert kinds(outs[1]) == ["tier:hnw", "relationship_manager", "sme_credit"]
+    _, outs = run([prof(at(0), segment="sme"), assess(at(0), 50), bal(at(1), "1200000")])
+    assert kinds(outs[2]) == ["tier:hnw", "relationship_manager", "sme_credit"]
     _, outs = run([prof(at(0), segment="retail"), bal(at(1), "1200000")])
     assert "sme_credit" not in kinds(outs[1])
     _, outs = run([prof(at(0), segment="sme"), bal(at(1), "100")])
@@ -110,39 +156,22 @@ def test_digital_banking_not_for_30_and_over_or_unknown_age() -> None:
     assert "digital_banking" not in all_kinds(run(events)[1])
 
 
-def test_birthday_greeting_on_first_event_on_or_after_birthday_once_a_year() -> None:
-    # birthday Jan 10; events on Jan 5, 12, 13 (local), then the next year
-    events = [
-        prof(at(0), birth_date="1980-01-10"),
-        tx(at(4), "1"),
-        tx(at(11), "1"),
-        tx(at(12), "1"),
-    ]
+def test_birthday_is_no_longer_greeted_by_ordinary_events() -> None:
+    """Since issue 9 the greeting is a timer (tests/state/test_triggers.py): an event
+    after the birthday does not greet by itself -- only the timer due on the day does,
+    here fired by the catch-up before the later event."""
+    events = [prof(at(0), birth_date="1980-01-10"), tx(at(4), "1"), tx(at(11), "1")]
     _, outs = run(events)
-    assert [kinds(o) for o in outs[1:]] == [["tier:mass"], ["birthday_greeting"], []]
-    assert offers(outs)[0].reason["birthday"] == "2026-01-10"
-    _, outs2 = run([*events, tx(at(365 + 9), "1"), tx(at(365 + 10), "1")])
-    assert [kinds(o) for o in outs2[-2:]] == [["birthday_greeting"], []]
-
-
-def test_birthday_uses_the_local_calendar_day() -> None:
-    # 2026-01-10T00:30+08:00 is still Jan 9 in UTC: local day decides
-    _, outs = run([prof(at(0), birth_date="1980-01-10"), tx(at(9, 0) + 30 * 60_000, "1")])
-    assert "birthday_greeting" in kinds(outs[1])
-
-
-def test_feb_29_birthday_is_greeted_on_feb_28_in_common_years() -> None:
-    _, outs = run([prof(at(0), birth_date="1992-02-29"), tx(at(31 + 27), "1")])  # 2026-02-28
-    assert "birthday_greeting" in kinds(outs[1])
-
-
-def test_no_birthday_greeting_without_consent() -> None:
-    _, outs = run([prof(at(0), birth_date="1980-01-10", consent=False), tx(at(11), "1")])
-    assert "birthday_greeting" not in all_kinds(outs)
+    assert kinds(outs[1]) == ["tier:mass"]
+    (greeting,) = offers(outs)
+    assert greeting.kind == "birthday_greeting"
+    assert greeting.ts == at(9, 0)  # local midnight of 2026-01-10, not the event's time
+    assert greeting.cause_event_id == events[2].event_id  # fired on that event's catch-up
 
 
 def test_offer_ids_are_deterministic_and_distinct_per_kind() -> None:
     e = [prof(at(0), segment="sme", event_id="p"), bal(at(1), "600000", event_id="b")]
     ids1 = [d.event_id for o in run(e)[1] for d in o.decisions]
     ids2 = [d.event_id for o in run(e)[1] for d in o.decisions]
-    assert ids1 == ids2 and len(set(ids1)) == len(ids1) == 3
+    # tier change, wealth_products, risk_assessment_due (no assessment), sme_credit
+    assert ids1 == ids2 and len(set(ids1)) == len(ids1) == 4

@@ -25,7 +25,11 @@ def test_defaults_match_the_documented_thresholds() -> None:
     assert r.tier_basis == "current"
     assert r.window_days == 90
     assert r.dedup_size == 256
-    assert set(r.offer_cooldown_days.values()) == {30}
+    # relationship_review is capped at 14 days so private customers' 14-day cadence works
+    assert {k: v for k, v in r.offer_cooldown_days.items() if v != 30} == {
+        "relationship_review": 14
+    }
+    assert (r.dormancy_days, r.cadence_days["hnw"], r.cadence_days["private"]) == (90, 30, 14)
     assert r.assessment_validity_days == 365
     assert r.fx["CNY"] == Decimal(1) and r.fx["USD"] == Decimal("7.10")
     assert r.large_outflow_ratio == Decimal("0.5")

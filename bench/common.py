@@ -1,0 +1,249 @@
+"""Process accounting, polling and clean-up shared by every benchmark phase.
+
+Why measure from outside (``/proc``) instead of asking each process: the worker is run
+exactly as shipped and cannot report on itself, so the baseline and the peer are
+measured the same way for a fair comparison (CPU = utime + stime of the whole process,
+all threads; peak RSS = VmHWM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A benchmark phase could not produce a figure (process died, timed out, ...)."""
+
+
+def run_id() -> str:
+    """Unique per run: names topics, groups, app ids and Redis keys of this run."""
+    return f"bench{time.strftime('%H%M%S')}{secrets.token_hex(3)}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM: the peak resident set size of a live process."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmHWM for pid {pid}")
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on (they mean little without it)."""
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    import platform
+
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu_model": model,
+        "ram_gib": f"{mem_kb / 1024 / 1024:.1f}",
+        "load_avg_at_start": load,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def http_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def http_text(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return str(r.read().decode())
+
+
+def metric_sum(text: str, name: str) -> float:
+    """Sum of all samples of one Prometheus metric in an exposition text."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (len(line) == len(name) or line[len(name)] in "{ "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> float:
+    """Poll ``pred`` until true; returns the time.monotonic() when it became true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return time.monotonic()
+        time.sleep(every)
+    raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Throughput:
+    """One system's run over the loaded input."""
+
+    name: str
+    events: int
+    seconds: float  # first event consumed -> last event processed
+    cpu_s: float  # process CPU over the same interval
+    peak_rss: int
+    state_bytes_per_customer: float | None = None
+    notes: str = ""
+    committed_after_s: float | None = None  # last event -> group commit reached the end
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_per_1000(self) -> float:
+        return self.cpu_s / self.events * 1000 if self.events else 0.0
+
+
+def measure_progress(
+    pid: int,
+    alive: Callable[[], bool],
+    progress: Callable[[], int],
+    total: int,
+    timeout: float,
+    every: float = 0.1,
+) -> tuple[float, float, float, float]:
+    """Watch a process work through ``total`` events.
+
+    Returns (t_first, t_done, cpu_at_first, cpu_at_done); t_first is the first poll
+    that saw progress > 0 (so up to ``every`` late: the figures are taken over at
+    least tens of seconds, where that is noise).
+    """
+    deadline = time.monotonic() + timeout
+    t_first = cpu_first = None
+    last_report = time.monotonic()
+    while time.monotonic() < deadline:
+        if not alive():
+            raise BenchError(f"process {pid} exited while processing")
+        try:
+            n = progress()
+        except OSError:
+            n = 0
+        now = time.monotonic()
+        if n > 0 and t_first is None:
+            t_first, cpu_first = now, cpu_seconds(pid)
+        if n >= total:
+            assert t_first is not None and cpu_first is not None
+            return t_first, now, cpu_first, cpu_seconds(pid)
+        if now - last_report > 10:
+            print(f"    ... {n:,}/{total:,} events", flush=True)
+            last_report = now
+        time.sleep(every)
+    raise BenchError(f"process {pid} did not finish {total} events in {timeout:.0f}s")
+
+
+class GroupOffsets:
+    """Committed offsets of a consumer group versus the ends of the input topics."""
+
+    def __init__(self, settings: Settings, group: str) -> None:
+        self.c = Consumer(settings.confluent_config(**{"group.id": group}))
+        self.tps: list[TopicPartition] = []
+        for t in settings.input_topics:
+            meta = self.c.list_topics(t, timeout=10).topics[t]
+            self.tps.extend(TopicPartition(t, p) for p in meta.partitions)
+        self.ends = {
+            (tp.topic, tp.partition): self.c.get_watermark_offsets(tp, timeout=10)[1]
+            for tp in self.tps
+        }
+
+    def caught_up(self) -> bool:
+        for tp in self.c.committed(self.tps, timeout=10):
+            end = self.ends[(tp.topic, tp.partition)]
+            if end > 0 and tp.offset < end:
+                return False
+        return True
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it does not exit; only ever this one pid."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
+    names = list(names)
+    if not names:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.delete_topics(names, operation_timeout=30).values():
+        with contextlib.suppress(Exception):  # already gone
+            fut.result()
+
+
+def topics_containing(bootstrap: str, text: str) -> list[str]:
+    """Every topic whose name contains ``text`` (a run id: topics, changelogs, Quix's)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(timeout=10)
+    return [t for t in md.topics if text in t]
+
+
+def delete_redis_prefix(redis_url: str, prefix: str) -> int:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    n = 0
+    batch: list[bytes] = []
+    for k in r.scan_iter(match=f"{prefix}*", count=5000):
+        batch.append(k)
+        if len(batch) >= 5000:
+            n += r.unlink(*batch)
+            batch.clear()
+    if batch:
+        n += r.unlink(*batch)
+    r.close()
+    return n
+
+
+def remove_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

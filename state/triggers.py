@@ -1,0 +1,346 @@
+"""Time-driven triggers: dormancy, review cadence, birthdays, campaigns, assessment expiry.
+
+Why time is data: the core never reads a clock, so a trigger fires when some event says
+its time has come -- a tick from the clock (``core.fire_timers``) or, at the latest,
+the customer's next input event (``core.apply`` first fires whatever fell due at or
+before that event's time, on the state as it was before the event). Both see the same
+state at the same due time, so the decisions do not depend on how often the clock
+ticks: ticks every minute, every hour or one tick at the end give the same decision
+ids. Ticks only bound how *late* a timer fires.
+
+The model, in three rules (docs/rules.md states them for users):
+
+* Each trigger yields **instances**: a due time and a stable trigger id such as
+  ``dormancy:2026-03-31`` or ``review:2026-02-14``. Instances follow from the state
+  alone (last transaction day, tier, last contact, birth date, campaign calendar,
+  assessment time), never from the moment of evaluation.
+* An instance is **decided once**, on the state as it stands at its due time: the
+  state's watermark ``timer_mark`` says every instance due at or before it has been
+  decided. A condition that only becomes true later (say, the customer becomes
+  affluent while already dormant) does not revive a decided instance.
+* A decision's ``event_id`` derives from the trigger id (not from the tick), its ``ts``
+  is the due time (so caps and ``reason`` are the same however late it fires), and its
+  ``cause_event_id`` is the tick or input event it fired on (for tracing).
+
+``next_due_ms`` lists only instances that can fire given the state (e.g. no birthday
+instance without consent); the state only changes through events, after which the
+shell asks again. Caps are left out of that filter (conservative: it may be early,
+never late).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+
+from schemas.events import INVESTMENT_PRODUCTS
+from state import alerts, offers
+from state.catalogue import Campaign
+from state.customer import NO_DAY, CustomerState
+from state.decisions import TIER_RANK, Decision, format_ts
+from state.money import fen_str
+from state.offers import birthday_in, local_date
+from state.recommend import product_ids
+from state.rules import DAY_MS, Rules
+
+__all__ = ["Due", "due_between", "fire_due", "next_due_ms", "spread_offset_ms"]
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_HNW = TIER_RANK["hnw"]
+#: How long a decided campaign is remembered (after that the watermark alone suffices).
+_CAMPAIGN_MEMORY_DAYS = 730
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """One trigger instance: due at ``ts`` (epoch ms); ``trigger`` is its stable id."""
+
+    ts: int
+    kind: str  # dormancy | review | birthday | campaign | assessment_expiry
+    key: int  # the local day (dormancy, review), year (birthday) or assessment ms
+    campaign: Campaign | None = None
+
+    @property
+    def trigger(self) -> str:
+        """The stable trigger id (built only when something fires: next_due_ms runs
+        after every event and must stay cheap)."""
+        if self.campaign is not None:
+            return f"campaign:{self.campaign.id}"
+        if self.kind in ("dormancy", "review"):
+            return f"{self.kind}:{_iso(self.key)}"
+        return f"{self.kind}:{self.key}"
+
+
+def _iso(day: int) -> str:
+    return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
+
+
+def spread_offset_ms(customer_id: str, spread_ms: int) -> int:
+    """The customer's deterministic slot within a campaign's spread window: a stable
+    hash of the customer id, so replays put every customer in the same slot and the
+    campaign's offers go out evenly over the window instead of in one burst."""
+    h = int.from_bytes(hashlib.blake2b(customer_id.encode(), digest_size=8).digest(), "big")
+    return h % spread_ms
+
+
+# --------------------------------------------------------------------- instances
+# Each ``_next_*`` returns the first instance strictly after ``after`` that can fire
+# given the state, or None; instances of one trigger have strictly increasing times.
+
+
+def _next_dormancy(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    if state.tier is None or TIER_RANK[state.tier] < rules.dormancy_min_tier:
+        return None
+    ref = state.tx_last_day if state.tx_days else state.first_day
+    if ref == NO_DAY:
+        return None
+    day = ref + rules.dormancy_days
+    ts = rules.day_start_ms(day)
+    return Due(ts, "dormancy", day) if ts > after else None
+
+
+def _next_review(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    if state.tier is None or not state.consent:
+        return None
+    every = rules.cadence_days.get(state.tier, 0)
+    if every <= 0:
+        return None
+    ref = rules.local_day(max(state.last_contact_ts, state.tier_since, 0))
+    k = max(1, (rules.local_day(after) - ref) // every)
+    while True:
+        day = ref + k * every
+        ts = rules.day_start_ms(day)
+        if ts > after:
+            return Due(ts, "review", day)
+        k += 1
+
+
+def _next_birthday(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    if state.birth_date is None or not state.consent:
+        return None
+    birth = date.fromisoformat(state.birth_date)
+    year = max(local_date(rules.local_day(after)).year, state.greeted_year + 1, birth.year + 1)
+    while True:
+        day = birthday_in(year, birth).toordinal() - _EPOCH_ORDINAL
+        ts = rules.day_start_ms(day)
+        if ts > after:
+            return Due(ts, "birthday", year)
+        year += 1
+
+
+def _campaign_ts(state: CustomerState, c: Campaign, rules: Rules) -> int:
+    start = rules.day_start_ms(c.start_day)
+    last = rules.day_start_ms(c.start_day + 1) - 1  # a short (DST) day keeps it on the day
+    return min(start + spread_offset_ms(state.customer_id, c.spread_ms), last)
+
+
+def _campaign_dues(state: CustomerState, rules: Rules, after: int) -> list[Due]:
+    if not rules.campaigns or not state.consent or state.segment is None:
+        return []
+    tier = state.tier or "mass"
+    out = []
+    for c in rules.campaigns:
+        if c.id in state.campaigns_done or tier not in c.tiers:
+            continue
+        if state.segment not in c.segments:
+            continue
+        ts = _campaign_ts(state, c, rules)
+        if ts > after:
+            out.append(Due(ts, "campaign", c.start_day, c))
+    return out
+
+
+def _holds_investments(state: CustomerState) -> bool:
+    return any(a.product in INVESTMENT_PRODUCTS and a.fen > 0 for a in state.accounts.values())
+
+
+def _next_expiry(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    if state.assessed_ts < 0 or not state.consent:
+        return None
+    ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
+    if ts <= after or not _holds_investments(state):
+        return None
+    return Due(ts, "assessment_expiry", state.assessed_ts)
+
+
+_SINGLE = (_next_dormancy, _next_expiry)
+_REPEATING = (_next_review, _next_birthday)
+
+
+def next_due_ms(state: CustomerState, rules: Rules) -> int | None:
+    """The earliest event time (epoch ms) at which some trigger could fire for this
+    customer, or None if none can until the state changes (the shell asks again after
+    every applied event and every firing). Never later than the real next firing."""
+    after = state.timer_mark
+    if after < 0:
+        return None
+    best: int | None = None
+    for nxt in (*_SINGLE, *_REPEATING):
+        d = nxt(state, rules, after)
+        if d is not None and (best is None or d.ts < best):
+            best = d.ts
+    for d in _campaign_dues(state, rules, after):
+        if best is None or d.ts < best:
+            best = d.ts
+    return best
+
+
+def due_between(state: CustomerState, rules: Rules, after: int, until: int) -> list[Due]:
+    """Every instance with ``after < ts <= until``, in firing order (time, then id)."""
+    out: list[Due] = []
+    # Dormancy, reviews and birthdays are due at local midnights: none can lie in
+    # (after, until] when both are on the same local day -- the common case for the
+    # catch-up before an input event, which must stay cheap.
+    midnights = rules.local_day(until) != rules.local_day(after)
+    singles = _SINGLE if midnights else (_next_expiry,)
+    for nxt in singles:
+        d = nxt(state, rules, after)
+        if d is not None and d.ts <= until:
+            out.append(d)
+    if midnights:
+        for nxt in _REPEATING:
+            cursor = after
+            while (d := nxt(state, rules, cursor)) is not None and d.ts <= until:
+                out.append(d)
+                cursor = d.ts
+    out.extend(d for d in _campaign_dues(state, rules, after) if d.ts <= until)
+    out.sort(key=lambda d: (d.ts, d.trigger))
+    return out
+
+
+# --------------------------------------------------------------------- firing
+
+
+def fire_due(
+    state: CustomerState, now_ms: int, cause_event_id: str, rules: Rules, out: list[Decision]
+) -> bool:
+    """Decide every instance due in (watermark, now_ms] and move the watermark to
+    ``now_ms``. Returns whether anything was due (i.e. the state changed)."""
+    if state.timer_mark < 0 or now_ms <= state.timer_mark:
+        return False
+    dues = due_between(state, rules, state.timer_mark, now_ms)
+    if not dues:
+        return False
+    for d in dues:
+        _fire(state, d, cause_event_id, rules, out)
+    state.timer_mark = now_ms
+    return True
+
+
+def _fire(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]) -> None:
+    if d.kind == "dormancy":
+        _fire_dormancy(state, d, cause, rules, out)
+    elif d.kind == "review":
+        _fire_review(state, d, cause, rules, out)
+    elif d.kind == "birthday":
+        _fire_birthday(state, d, cause, rules, out)
+    elif d.kind == "campaign":
+        _fire_campaign(state, d, cause, rules, out)
+    else:
+        _fire_expiry(state, d, cause, rules, out)
+
+
+def _fire_dormancy(
+    state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]
+) -> None:
+    reason = {
+        "days_without_transaction": str(rules.dormancy_days),
+        "last_transaction_day": _iso(state.tx_last_day) if state.tx_days else "",
+        "known_since_day": _iso(state.first_day) if not state.tx_days else "",
+        "tier": state.tier or "",
+        "aum_cny": fen_str(state.aum_fen),
+        "trigger": d.trigger,
+    }
+    severity = "critical" if TIER_RANK[state.tier or "mass"] >= _HNW else "warning"
+    a = alerts.emit_alert(
+        state, "dormant_high_value", severity, d.ts, cause, d.trigger, rules, reason
+    )
+    if a is not None:
+        out.append(a)
+    out.extend(
+        offers.recommending(
+            state,
+            "reactivation",
+            d.ts,
+            cause,
+            d.trigger,
+            rules,
+            {"trigger": d.trigger, "days_without_transaction": str(rules.dormancy_days)},
+        )
+    )
+
+
+def _fire_review(
+    state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]
+) -> None:
+    contact = state.last_contact_ts
+    reason = {
+        "trigger": d.trigger,
+        "tier": state.tier or "",
+        "cadence_days": str(rules.cadence_days.get(state.tier or "mass", 0)),
+        "last_contact_at": format_ts(contact) if contact >= 0 else "",
+        "addressed_to": "relationship_manager",
+    }
+    o = offers.emit(state, "relationship_review", d.ts, cause, d.trigger, rules, reason)
+    if o is not None:
+        out.append(o)
+
+
+def _fire_birthday(
+    state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]
+) -> None:
+    year = d.key
+    if year <= state.greeted_year:  # once a year, even if the zone or rules changed
+        return
+    day = local_date(rules.local_day(d.ts))
+    o = offers.emit(
+        state,
+        "birthday_greeting",
+        d.ts,
+        cause,
+        d.trigger,
+        rules,
+        {"birthday": day.isoformat(), "trigger": d.trigger},
+    )
+    if o is not None:
+        state.greeted_year = year
+        out.append(o)
+
+
+def _fire_campaign(
+    state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]
+) -> None:
+    c = d.campaign
+    assert c is not None
+    if c.id in state.campaigns_done:
+        return
+    # decided now, whatever the outcome: once per campaign per customer
+    horizon = c.start_day - _CAMPAIGN_MEMORY_DAYS
+    for old in [k for k, day in state.campaigns_done.items() if day < horizon]:
+        del state.campaigns_done[old]
+    state.campaigns_done[c.id] = c.start_day
+    only = c.products or None
+    if only is not None and not product_ids(state, rules, d.ts, only):
+        return  # nothing in this campaign suits the customer: no offer at all
+    reason = {
+        "trigger": d.trigger,
+        "campaign": c.id,
+        "start": _iso(c.start_day),
+        "end": _iso(c.end_day),
+    }
+    out.extend(offers.recommending(state, c.kind, d.ts, cause, d.trigger, rules, reason, only))
+
+
+def _fire_expiry(
+    state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]
+) -> None:
+    reason = {
+        "trigger": d.trigger,
+        "reason": "assessment_expired",
+        "expired_at": format_ts(d.ts),
+        **offers.assessment_facts(state),
+    }
+    o = offers.emit(state, "risk_assessment_due", d.ts, cause, d.trigger, rules, reason)
+    if o is not None:
+        out.append(o)

@@ -1,0 +1,309 @@
+"""``tierstream report``: the management report as PNG charts plus a summary page.
+
+Kept apart from streams/cli.py so the worker never imports matplotlib;
+``add_report_parser`` is called by ``streams.cli.build_parser``. Charts use the Agg
+backend (no display needed: the report runs on servers and in CI). Writes into
+``--out``: ``tiers.png``, ``lorenz.png``, ``rfm.png``, ``clv_by_tier.png``,
+``report.md`` and ``report.html`` (the same content; the HTML shows the charts inline).
+
+Exit codes: 0 written, 1 Redis unreachable or no profiles under the prefix, 2 the output
+directory cannot be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display on servers
+import matplotlib.pyplot as plt
+from redis.exceptions import RedisError
+
+from streams.report import LoadedProfiles, Report, build_report, load_profiles
+from streams.settings import Settings
+
+EXIT_OK = 0
+EXIT_NO_DATA = 1
+EXIT_OUTPUT = 2
+
+CHARTS = ("tiers.png", "lorenz.png", "rfm.png", "clv_by_tier.png")
+_TIER_COLORS = {
+    "mass": "#9aa5b1",
+    "affluent": "#3e7cb1",
+    "hnw": "#e0a100",
+    "private": "#8e3b8e",
+    "none": "#dddddd",
+}
+
+
+def add_report_parser(subparsers: Any) -> None:
+    """Register ``report`` on the ``tierstream`` sub-command parser."""
+    p = subparsers.add_parser(
+        "report",
+        help="management report from the Redis profiles: PNG charts and a summary",
+        description="Read every customer profile from Redis (SCAN) and write charts "
+        "(tier distribution, AUM Lorenz curve with the top-20%% share, RFM grid, CLV by "
+        "tier) and report.md / report.html with the high-value customers most at risk.",
+    )
+    p.add_argument("--redis-url", help="Redis URL (env REDIS_URL)")
+    p.add_argument("--redis-prefix", help="Redis key prefix (env TIERSTREAM_REDIS_PREFIX)")
+    p.add_argument("--out", required=True, type=Path, help="output directory (created)")
+    p.add_argument("--top", type=int, default=20, help="customers in the churn-risk list")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = Settings.from_env().with_overrides(
+        redis_url=args.redis_url, redis_key_prefix=args.redis_prefix
+    )
+    try:
+        loaded = asyncio.run(_load(settings))
+    except (RedisError, OSError) as exc:
+        print(f"tierstream report: cannot read Redis: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
+    if not loaded.rows:
+        print(
+            f"tierstream report: no readable profiles under prefix "
+            f"{settings.redis_key_prefix!r} ({len(loaded.problems)} unreadable)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    report = build_report(loaded, churn_top=args.top)
+    try:
+        written = write_report(report, args.out, settings.redis_key_prefix)
+    except OSError as exc:
+        print(f"tierstream report: cannot write {args.out}: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    for problem in report.problems[:10]:
+        print(f"tierstream report: skipped profile {problem[0]}: {problem[1]}", file=sys.stderr)
+    print(
+        f"tierstream report: {report.customers} customers, top 20% hold "
+        f"{report.top20_share:.1%} of AUM; wrote {', '.join(p.name for p in written)} "
+        f"to {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+async def _load(settings: Settings) -> LoadedProfiles:
+    from streams.redis_sink import connect
+
+    client = connect(settings.redis_url, settings.redis_password)
+    try:
+        return await load_profiles(client, settings.redis_key_prefix)
+    finally:
+        await client.aclose()
+
+
+def write_report(report: Report, out: Path, source: str = "") -> list[Path]:
+    """Write the four charts and the two summaries; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [
+        _tiers_chart(report, out / "tiers.png"),
+        _lorenz_chart(report, out / "lorenz.png"),
+        _rfm_chart(report, out / "rfm.png"),
+        _clv_chart(report, out / "clv_by_tier.png"),
+    ]
+    md = out / "report.md"
+    md.write_text(render_markdown(report, source), encoding="utf-8")
+    page = out / "report.html"
+    page.write_text(render_html(report, source), encoding="utf-8")
+    return [*paths, md, page]
+
+
+# -- charts ----------------------------------------------------------------------------
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _tiers_chart(report: Report, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = list(report.tier_counts)
+    counts = [report.tier_counts[t] for t in names]
+    bars = ax.bar(names, counts, color=[_TIER_COLORS.get(t, "#777") for t in names])
+    for bar, n in zip(bars, counts, strict=True):
+        share = n / report.customers if report.customers else 0
+        ax.annotate(
+            f"{n:,}\n{share:.1%}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
+    ax.set_title(f"Customers per tier ({report.customers:,} customers)")
+    ax.set_ylabel("customers")
+    ax.set_ylim(0, max([*counts, 1]) * 1.2)
+    return _save(fig, path)
+
+
+def _lorenz_chart(report: Report, path: Path) -> Path:
+    xs, ys = report.lorenz
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="#999", label="equal AUM")
+    ax.plot(xs, ys, color="#3e7cb1", lw=2, label="Lorenz curve of AUM")
+    ax.fill_between(xs, ys, xs, color="#3e7cb1", alpha=0.12)
+    ax.axvline(0.8, color="#c0392b", lw=1)
+    # The curve's height at 80% of customers is what the bottom 80% hold.
+    bottom80 = 1 - report.top20_share
+    ax.annotate(
+        f"top 20% of customers\nhold {report.top20_share:.1%} of AUM",
+        (0.8, bottom80),
+        xytext=(0.25, 0.7),
+        arrowprops={"arrowstyle": "->", "color": "#c0392b"},
+        color="#c0392b",
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("share of customers (poorest first)")
+    ax.set_ylabel("share of total AUM")
+    ax.set_title(f"AUM concentration (total {_money(report.total_aum)} CNY)")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def _rfm_chart(report: Report, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 5))
+    grid = report.rfm_grid
+    im = ax.imshow(grid, cmap="Blues", origin="lower")
+    peak = max(max(row) for row in grid) or 1
+    for r in range(5):
+        for f in range(5):
+            n = grid[r][f]
+            ax.text(
+                f,
+                r,
+                f"{n:,}",
+                ha="center",
+                va="center",
+                color="white" if n > peak * 0.6 else "black",
+                fontsize=9,
+            )
+    ax.set_xticks(range(5), [str(i) for i in range(1, 6)])
+    ax.set_yticks(range(5), [str(i) for i in range(1, 6)])
+    ax.set_xlabel("frequency score F (5 = most transactions)")
+    ax.set_ylabel("recency score R (5 = most recent)")
+    ax.set_title("RFM grid: customers by R and F score")
+    fig.colorbar(im, ax=ax, label="customers")
+    return _save(fig, path)
+
+
+def _clv_chart(report: Report, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rows = [c for c in report.clv_by_tier if c.mean is not None]
+    names = [c.tier for c in rows]
+    means = [float(c.mean or 0) for c in rows]
+    medians = [float(c.median or 0) for c in rows]
+    x = range(len(rows))
+    ax.bar(x, means, color=[_TIER_COLORS[t] for t in names], label="mean CLV")
+    ax.scatter(x, medians, color="black", marker="_", s=400, label="median CLV", zorder=3)
+    ax.set_xticks(list(x), names)
+    positive = [v for v in means + medians if v > 0]
+    if positive and max(positive) / min(positive) > 50:
+        ax.set_yscale("log")  # private CLVs dwarf mass CLVs
+    ax.set_ylabel("CLV (CNY)")
+    ax.set_title("Customer lifetime value by tier")
+    ax.legend()
+    return _save(fig, path)
+
+
+# -- summaries --------------------------------------------------------------------------
+
+
+def _money(value: Decimal | None) -> str:
+    return "—" if value is None else f"{value:,.2f}"
+
+
+def _summary_tables(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of every table, shared by the markdown and HTML renderers."""
+    n = report.customers or 1
+    tiers = [[t, f"{c:,}", f"{c / n:.1%}"] for t, c in report.tier_counts.items()]
+    clv = [
+        [c.tier, f"{c.customers:,}", f"{c.with_clv:,}", _money(c.mean), _money(c.median)]
+        for c in report.clv_by_tier
+    ]
+    segs = [[s, f"{c:,}"] for s, c in report.segment_counts.items()]
+    risk = [
+        [r.customer_id, r.tier or "", _money(r.aum), f"{r.p_alive}", _money(r.clv)]
+        for r in report.churn_risk
+    ]
+    tables = [
+        ("Tier distribution", ["tier", "customers", "share"], tiers),
+        ("CLV by tier (CNY)", ["tier", "customers", "with CLV", "mean", "median"], clv),
+        ("RFM segments", ["segment", "customers"], segs),
+        (
+            "High-value customers with the highest churn risk (lowest P(alive))",
+            ["customer", "tier", "AUM (CNY)", "P(alive)", "CLV (CNY)"],
+            risk,
+        ),
+    ]
+    if report.problems:
+        tables.append(
+            (
+                "Profiles that could not be read (left out above)",
+                ["customer", "problem"],
+                [[cid, why] for cid, why in report.problems],
+            )
+        )
+    return tables
+
+
+def _headline(report: Report) -> str:
+    return (
+        f"{report.customers:,} customers, total AUM {_money(report.total_aum)} CNY; "
+        f"the top 20% of customers hold {report.top20_share:.1%} of it."
+    )
+
+
+def render_markdown(report: Report, source: str = "") -> str:
+    out = ["# tierstream management report", ""]
+    if source:
+        out += [f"Source: Redis profiles under `{source}`.", ""]
+    out += [_headline(report), ""]
+    out += [f"![{c}]({c})" for c in CHARTS] + [""]
+    for title, header, rows in _summary_tables(report):
+        out += [f"## {title}", "", "| " + " | ".join(header) + " |"]
+        out.append("|" + " --- |" * len(header))
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        if not rows:
+            out.append("| " + " | ".join("—" for _ in header) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_html(report: Report, source: str = "") -> str:
+    e = html.escape
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>tierstream management report</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;margin-bottom:1.5em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "img{max-width:48%;margin:1%}</style></head><body>",
+        "<h1>tierstream management report</h1>",
+    ]
+    if source:
+        out.append(f"<p>Source: Redis profiles under <code>{e(source)}</code>.</p>")
+    out.append(f"<p><b>{e(_headline(report))}</b></p><div>")
+    out += [f"<img src='{c}' alt='{c}'>" for c in CHARTS]
+    out.append("</div>")
+    for title, header, rows in _summary_tables(report):
+        out.append(f"<h2>{e(title)}</h2><table><tr>")
+        out += [f"<th>{e(h)}</th>" for h in header]
+        out.append("</tr>")
+        for row in rows:
+            out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)

@@ -1,0 +1,260 @@
+"""HTTP endpoints on faust's web server: customer lookup, health, metrics — with access control.
+
+Profiles are read from Redis, not from the local table, so any worker answers for
+any customer (a table only holds the partitions its worker owns).
+
+Access (docs/security.md has the full matrix):
+
+* ``GET /customers/{id}``: bearer token with role ``crm``; every attempt, allowed or
+  not, is written to the audit topic first and a profile is only sent once its audit
+  record is acknowledged (else 503).
+* ``GET /health``: open, but only ``status`` and ``assigned_partitions`` (what a load
+  balancer or readiness probe needs); the details need role ``ops``.
+* ``GET /metrics``: open by default (Prometheus scrapers rarely carry tokens; labels
+  hold no customer data), ``TIERSTREAM_METRICS_PUBLIC=false`` requires role ``ops``.
+
+Errors are fixed strings: they never echo the customer id, the profile or the token.
+faust's built-in table and router pages are switched off here because they would
+serve raw customer state without any check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import TYPE_CHECKING, Final
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import Counter
+
+from streams.audit import AUDIT_TOPIC, AuditLog, AuditUnavailable, profile_read
+from streams.auth import ROLE_CRM, ROLE_OPS, Principal, TokenStore, TokenStoreError, bearer_token
+from streams.redis_sink import read_profile
+from streams.security import WebSecurity
+
+if TYPE_CHECKING:
+    from streams.app import TierstreamService
+
+log = logging.getLogger(__name__)
+
+_MAX_CUSTOMER_ID: Final = 128
+_REALM: Final = 'Bearer realm="tierstream"'
+
+
+def valid_customer_id(customer_id: str) -> bool:
+    """The ids the input contract allows: 1-128 characters, no control characters."""
+    return 0 < len(customer_id) <= _MAX_CUSTOMER_ID and not any(
+        ord(c) < 0x20 or ord(c) == 0x7F for c in customer_id
+    )
+
+
+class Denied(Exception):
+    """Authentication or authorisation failed; carries the HTTP answer."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+class AccessControl:
+    """Turns a request's Authorization header into a principal and checks roles."""
+
+    def __init__(self, config: WebSecurity, store: TokenStore) -> None:
+        self.config = config
+        self.store = store
+
+    def principal(self, request: Request) -> Principal | None:
+        """The caller, or None when no Authorization header was sent.
+
+        A header that is present but malformed, or a token nobody issued, is a 401:
+        silently treating it as anonymous would hide a misconfigured client.
+        """
+        header = request.headers.get("Authorization")
+        if header is None:
+            return None
+        token = bearer_token(header)
+        try:
+            who = self.store.authenticate(token) if token is not None else None
+        except TokenStoreError as exc:
+            log.error("API tokens unavailable, refusing authenticated requests: %s", exc)
+            raise Denied(503, "authentication unavailable") from None
+        if who is None:
+            raise Denied(401, "invalid token")
+        return who
+
+    def require(self, request: Request, role: str) -> Principal | None:
+        """The caller if it holds ``role``; raises Denied (401/403) otherwise.
+
+        Returns None only when authentication is disabled by configuration.
+        """
+        if not self.config.auth_required:
+            return None
+        who = self.principal(request)
+        if who is None:
+            raise Denied(401, "authentication required")
+        if who.role != role:
+            raise Denied(403, "forbidden")
+        return who
+
+    def has_role(self, request: Request, role: str) -> bool:
+        """For endpoints that are open but show more to ``role``."""
+        if not self.config.auth_required:
+            return True
+        who = self.principal(request)
+        return who is not None and who.role == role
+
+
+def register_web(app: faust.App, service: TierstreamService) -> None:
+    """Register the views, HTTPS and the audit topic on ``app`` (before it starts)."""
+    config = WebSecurity.from_env()
+    store = config.token_store()
+    access = AccessControl(config, store)
+    _harden_faust_web(app, config)
+    if not config.auth_required:
+        log.warning("HTTP API authentication is DISABLED (TIERSTREAM_API_AUTH=disabled)")
+    elif not store.configured:
+        log.warning(
+            "no API tokens configured (TIERSTREAM_API_TOKENS_FILE / TIERSTREAM_API_TOKENS): "
+            "/customers answers 401 to every request"
+        )
+    log.info("web security: %s", config.describe())
+
+    registry = service.metrics.registry
+    requests = Counter(
+        "tierstream_http_requests_total",
+        "HTTP requests by endpoint and status code.",
+        ["endpoint", "status"],
+        registry=registry,
+    )
+    audit_topic = app.topic(
+        service.settings.topic(AUDIT_TOPIC), key_serializer="raw", value_serializer="raw"
+    )
+    audit = AuditLog(audit_topic, config.audit_timeout_s, registry)
+
+    def challenge(status: int) -> dict[str, str]:
+        return {"WWW-Authenticate": _REALM} if status == 401 else {}
+
+    class Customer(View):
+        async def get(self, request: Request, customer_id: str) -> Response:
+            status, body, headers = await self._answer(request, customer_id)
+            requests.labels("customer", str(status)).inc()
+            return self.json(body, status=status, headers=headers)
+
+        async def _answer(
+            self, request: Request, customer_id: str
+        ) -> tuple[int, object, dict[str, str]]:
+            if not valid_customer_id(customer_id):
+                return 400, {"error": "invalid customer id"}, {}
+            try:
+                who = access.require(request, ROLE_CRM)
+            except Denied as d:
+                # Denied attempts are audited too (who tried to read whom). The answer
+                # stays the denial even if that audit write fails: nothing is served.
+                holder = _safe_principal(access, request)
+                with contextlib.suppress(AuditUnavailable):
+                    await audit.record(
+                        profile_read(
+                            customer_id,
+                            "denied" if d.status in (401, 403) else "error",
+                            holder.name if holder else None,
+                            holder.role if holder else None,
+                        )
+                    )
+                return d.status, {"error": d.error}, challenge(d.status)
+            name, role = (who.name, who.role) if who else ("anonymous", None)
+            try:
+                profile = await read_profile(
+                    service.redis, service.settings.redis_key_prefix, customer_id
+                )
+            except Exception as exc:  # Redis down or refusing: audited as an error
+                log.warning("profile read failed: %s", type(exc).__name__)
+                with contextlib.suppress(AuditUnavailable):
+                    await audit.record(profile_read(customer_id, "error", name, role))
+                return 503, {"error": "profile store unavailable"}, {}
+            result = "ok" if profile else "not_found"
+            try:
+                await audit.record(profile_read(customer_id, result, name, role))
+            except AuditUnavailable:
+                return 503, {"error": "audit unavailable; read refused"}, {}
+            if not profile:
+                return 404, {"error": "customer not found"}, {}
+            return 200, profile, {}
+
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            redis_ok = True
+            try:
+                await service.redis.ping()
+            except Exception:
+                redis_ok = False
+            status = 200 if redis_ok else 503
+            body: dict[str, object] = {
+                "status": "ok" if redis_ok else "degraded",
+                "assigned_partitions": service.assigned_input_partitions(),
+            }
+            try:
+                details = access.has_role(request, ROLE_OPS)
+            except Denied as d:
+                requests.labels("health", str(d.status)).inc()
+                return self.json({"error": d.error}, status=d.status, headers=challenge(d.status))
+            if details:
+                body.update(
+                    {
+                        "redis": redis_ok,
+                        "recovering": service.recovering(),
+                        "batches_processed": service.batches_done,
+                    }
+                )
+            requests.labels("health", str(status)).inc()
+            return self.json(body, status=status)
+
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            if not config.metrics_public:
+                try:
+                    access.require(request, ROLE_OPS)
+                except Denied as d:
+                    requests.labels("metrics", str(d.status)).inc()
+                    return self.json(
+                        {"error": d.error}, status=d.status, headers=challenge(d.status)
+                    )
+            requests.labels("metrics", "200").inc()
+            return self.bytes(
+                service.metrics.exposition(),
+                content_type="text/plain; version=0.0.4",
+            )
+
+    app.page("/customers/{customer_id}")(Customer)
+    app.page("/health")(Health)
+    app.page("/metrics")(MetricsView)
+
+
+def _safe_principal(access: AccessControl, request: Request) -> Principal | None:
+    """The authenticated caller for the audit of a denial (None when unknown)."""
+    try:
+        return access.principal(request)
+    except Denied:
+        return None
+
+
+def _harden_faust_web(app: faust.App, config: WebSecurity) -> None:
+    """HTTPS when configured; faust's own table/router pages off.
+
+    faust's ``/table/<name>/<key>`` would hand out a customer's raw state to anyone,
+    and ``/router`` the partition map. Set here (before the web server starts) so the
+    service is safe whatever kwargs built the app; the same values belong in the
+    ``faust.App(...)`` call (see docs/security.md) and then this is a no-op.
+    """
+    wanted: dict[str, object] = {"web_tables_enabled": False, "web_router_enabled": False}
+    ctx = config.ssl_context()
+    if ctx is not None:
+        wanted["web_ssl_context"] = ctx
+    with warnings.catch_warnings():
+        # faust warns when a setting is changed after being read; the web server
+        # only reads these when it starts, after this runs.
+        warnings.simplefilter("ignore")
+        for key, value in wanted.items():
+            setattr(app.conf, key, value)

@@ -1,0 +1,255 @@
+"""Static checks of the deploy files: no Docker engine runs here, so the compose file,
+the Dockerfile, the Prometheus rules and the Grafana dashboard are checked as files.
+
+What would break silently otherwise: an unpinned image that changes under a user, an
+environment variable the compose file sets but the service never reads (a typo is a
+setting that does nothing), a variable the service reads that nobody documented, and
+a dashboard panel or alert on a metric the service does not export (an empty graph, an
+alert that can never fire).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.metrics_core import Metric
+
+from streams.metrics import Metrics
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE = DEPLOY / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+PROM_DIR = DEPLOY / "prometheus"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "tierstream.json"
+DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+
+#: Variables in the Dockerfile that pip and Python read, not the service.
+_RUNTIME_ENV = {"PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK", "PYTHONUNBUFFERED"}
+#: Series Prometheus makes itself.
+_PROMETHEUS_OWN = {"up"}
+
+
+def _compose() -> dict[str, Any]:
+    doc = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+class _Recorder(dict[str, str]):
+    """An empty environment that remembers every variable asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+
+def service_env_vars() -> set[str]:
+    """Every variable ``Settings.from_env`` reads, found by running it."""
+    rec = _Recorder()
+    Settings.from_env(rec)
+    assert len(rec.asked) > 10, rec.asked
+    return rec.asked
+
+
+def _image_ok(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag != "latest" and any(c.isdigit() for c in tag)
+
+
+# -- compose and Dockerfile ----------------------------------------------------------
+
+
+def test_compose_has_every_service_and_a_scalable_worker() -> None:
+    services = _compose()["services"]
+    assert {"kafka", "redis", "worker", "simulator", "prometheus", "grafana"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    worker = services["worker"]
+    # --scale worker=3 needs: no fixed name, no fixed host port.
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (COMPOSE.parent / worker["build"]["context"] / worker["build"]["dockerfile"]).is_file()
+    # Every bind-mounted file exists next to the compose file.
+    for svc in services.values():
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0]
+            if src.startswith("./"):
+                assert (COMPOSE.parent / src).exists(), f"missing mount source {src}"
+
+
+def test_every_image_tag_is_pinned() -> None:
+    images = [s["image"] for s in _compose()["services"].values() if "image" in s]
+    images += re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), flags=re.M)
+    assert len(images) >= 7
+    unpinned = [i for i in images if not _image_ok(i)]
+    assert not unpinned, f"unpinned images: {unpinned}"
+    assert not _image_ok("redis") and not _image_ok("redis:latest")  # the check itself works
+
+
+def test_every_variable_the_service_reads_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(v for v in service_env_vars() if not re.search(rf"\b{v}\b", readme))
+    assert not missing, f"read by streams/settings.py but not in README: {missing}"
+
+
+def test_every_variable_the_deploy_files_set_is_read_by_the_service() -> None:
+    read = service_env_vars()
+    offenders: list[str] = []
+    for name, svc in _compose()["services"].items():
+        if "build" not in svc:  # third-party images have their own variables
+            continue
+        env = svc.get("environment", {})
+        assert isinstance(env, dict), f"{name}: use the mapping form for environment"
+        offenders += [f"{name}: {k}" for k in env if k not in read]
+        assert env.get("KAFKA_BOOTSTRAP") == "kafka:9092", name
+    docker_env = re.findall(r"\b([A-Z][A-Z0-9_]+)=", DOCKERFILE.read_text())
+    offenders += [f"Dockerfile: {k}" for k in docker_env if k not in read | _RUNTIME_ENV]
+    assert docker_env, "the Dockerfile sets no variable: the parser is broken"
+    assert not offenders, f"set but never read by streams/settings.py: {offenders}"
+
+
+# -- Prometheus ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    """promtool from Debian's prometheus package (installed by deploy/local/prometheus)."""
+    path = shutil.which("promtool")
+    if path is None:
+        subprocess.run([str(DEPLOY / "local" / "prometheus"), "install"], check=True, timeout=900)
+        path = shutil.which("promtool")
+    assert path is not None, "promtool missing after deploy/local/prometheus install"
+    return path
+
+
+def _promtool(promtool: str, *args: str) -> str:
+    proc = subprocess.run(
+        [promtool, *args], cwd=PROM_DIR, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"promtool {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def test_promtool_accepts_config_and_rules(promtool: str) -> None:
+    out = _promtool(promtool, "check", "config", "prometheus.yml")
+    assert "SUCCESS" in out
+    out = _promtool(promtool, "check", "rules", "alerts.yml")
+    assert "SUCCESS: 8 rules found" in out
+
+
+def test_alert_rules_unit_tests_pass(promtool: str) -> None:
+    out = _promtool(promtool, "test", "rules", "alerts_test.yml")
+    assert "SUCCESS" in out
+
+
+def test_every_required_alert_exists_and_is_unit_tested() -> None:
+    rules = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())
+    names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    required = {
+        "TierstreamWorkerDown",
+        "TierstreamConsumerLagGrowing",
+        "TierstreamDeadLetterRate",
+        "TierstreamNoInput",
+        "TierstreamRedisWriteErrors",
+        "TierstreamRedisBacklog",
+        "TierstreamHighValueDowngradeSpike",
+    }
+    assert required <= names
+    tests = yaml.safe_load((PROM_DIR / "alerts_test.yml").read_text())
+    fired = {
+        case["alertname"]
+        for t in tests["tests"]
+        for case in t["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    assert fired == names, f"alerts without a firing unit test: {names - fired}"
+
+
+# -- metrics used vs exported ----------------------------------------------------------
+
+
+def exported_series() -> set[str]:
+    """Every series name the worker's Metrics() can export (from its registry)."""
+    names: set[str] = set()
+    for family in Metrics().registry.collect():
+        assert isinstance(family, Metric)
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names.update(f"{family.name}{s}" for s in ("_bucket", "_sum", "_count"))
+        else:
+            names.add(family.name)
+    return names
+
+
+def _exprs() -> dict[str, list[str]]:
+    rules = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())
+    dash = json.loads(DASHBOARD.read_text())
+    panel_exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", []) if t.get("expr")]
+    return {
+        "alerts.yml": [r["expr"] for g in rules["groups"] for r in g["rules"]],
+        "tierstream.json": panel_exprs,
+    }
+
+
+def test_every_metric_in_dashboard_and_rules_is_exported() -> None:
+    exported = exported_series()
+    assert "tierstream_events_consumed_total" in exported
+    used_anywhere: set[str] = set()
+    for source, exprs in _exprs().items():
+        assert exprs, f"no expressions found in {source}"
+        for expr in exprs:
+            # Drop label matchers and label lists: only metric names remain to check.
+            bare = re.sub(
+                r"\{[^}]*\}|\((?:le|tier|kind|topic|result|reason|severity|from_tier|"
+                r"to_tier|partition)(?:,\s*\w+)*\)",
+                " ",
+                expr,
+            )
+            for name in re.findall(r"\btierstream_[a-z0-9_]+", bare):
+                used_anywhere.add(name)
+                assert name in exported, f"{source}: {name} is not exported by streams/metrics.py"
+            for name in re.findall(r"(?<![\w{])up(?=\{|\b)", bare):
+                assert name in _PROMETHEUS_OWN
+    assert "tierstream_aum_top20_share" in used_anywhere
+
+
+def test_dashboard_covers_the_issue_and_uses_the_provisioned_datasource() -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    uid = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]["uid"]
+    panels = [p for p in dash["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+    for p in panels:
+        assert p["datasource"]["uid"] == uid, p["title"]
+    text = " ".join(t["expr"] for p in panels for t in p["targets"])
+    for metric in (
+        "tierstream_events_consumed_total",  # throughput
+        "tierstream_event_to_output_latency_seconds_bucket",  # latency
+        "tierstream_customers",  # tier distribution
+        "tierstream_tier_changes_total",  # tier-change flow
+        "tierstream_offers_total",
+        "tierstream_alerts_total",
+        "tierstream_dead_letters_total",
+        "tierstream_redis_backlog_profiles",
+        "tierstream_consumer_lag_messages",
+    ):
+        assert metric in text, f"dashboard has no panel on {metric}"

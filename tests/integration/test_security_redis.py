@@ -1,0 +1,162 @@
+"""The service under a least-privilege Redis ACL user, on the real Redis.
+
+The ACL user is made on the shared server with the rules docs/security.md documents
+(``streams.security.redis_acl_rules``: only this test's key prefix, only the commands
+the service sends) and deleted afterwards. ``ACL LOG`` is the witness: after the
+service ran, the only denials recorded for the user are the ones the test provoked on
+purpose, so the documented set is both sufficient and enforced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import urllib.request
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from redis.exceptions import NoPermissionError, ResponseError
+
+from state.rules import load_rules
+from streams.audit import AUDIT_TOPIC
+from streams.auth import hash_token, new_token
+from streams.metrics import Metrics
+from streams.redis_sink import RedisProfileSink, connect, profile_key, read_profile
+from streams.security import redis_acl_rules, redis_credentials
+from streams.settings import Settings
+from tests.integration.harness import WorkerProcess, group_caught_up, produce, wait_until
+from tests.integration.oracle import recompute
+from tests.integration.scenario import scripted_bank
+
+
+def _with_user(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{user}:{password}@{host}:{parts.port or 6379}"
+    return urlunsplit((parts.scheme, netloc, parts.path or "/0", parts.query, ""))
+
+
+def _denials(admin: redis.Redis, user: str) -> list[dict[bytes, object]]:
+    return [
+        e for e in admin.execute_command("ACL", "LOG", "128") if e[b"username"] == user.encode()
+    ]
+
+
+@pytest.fixture
+def audit_topic(service_settings: Settings) -> Iterator[str]:
+    """Profile reads are audited; made here unless `topics create` already made it."""
+    admin = AdminClient(service_settings.confluent_config())
+    name = service_settings.topic(AUDIT_TOPIC)
+    created = name not in admin.list_topics(timeout=10).topics
+    if created:
+        new = NewTopic(name, num_partitions=service_settings.partitions)
+        admin.create_topics([new])[name].result(timeout=30)
+    wait_until(lambda: name in admin.list_topics(timeout=5).topics, 30, "the audit topic")
+    yield name
+    if created:
+        for fut in admin.delete_topics([name], operation_timeout=30).values():
+            with contextlib.suppress(Exception):  # already gone
+                fut.result()
+
+
+@pytest.fixture
+def acl_user(redis_url: str, redis_key_prefix: str) -> Iterator[tuple[str, str, str]]:
+    """(user, password, url) of an ACL user limited to this test's key prefix."""
+    admin = redis.Redis.from_url(redis_url)
+    user = f"tierstream-test-{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(24)
+    admin.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", *redis_acl_rules(redis_key_prefix)
+    )
+    try:
+        yield user, password, _with_user(redis_url, user, password)
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
+def test_sink_works_under_the_acl_user_and_nothing_else_is_allowed(
+    redis_url: str, redis_key_prefix: str, acl_user: tuple[str, str, str]
+) -> None:
+    user, password, url = acl_user
+    admin = redis.Redis.from_url(redis_url)
+    # The credentials parse the way the worker reads them (URL or REDIS_USERNAME/PASSWORD).
+    creds = redis_credentials(url, env={})
+    assert (creds.username, creds.password) == (user, password)
+
+    async def run() -> None:
+        client = connect(url)
+        try:
+            sink = RedisProfileSink(client, redis_key_prefix, Metrics())
+            assert await sink.write({b"c1": {"version": "1", "tier": "mass", "customer_id": "c1"}})
+            assert await sink.write({b"c1": {"version": "2", "tier": "hnw", "customer_id": "c1"}})
+            assert await sink.write({b"c1": {"version": "1", "tier": "mass"}}) == 0  # stale
+            assert (await read_profile(client, redis_key_prefix, "c1"))["tier"] == "hnw"
+            assert await sink.tier_counts() == {"mass": 0, "hnw": 1}
+            assert await client.ping()
+            # outside the prefix: refused
+            with pytest.raises(NoPermissionError):
+                await client.hset("tierstream-elsewhere:x", "a", "1")
+            # a command the service never sends: refused, even on its own keys
+            with pytest.raises((NoPermissionError, ResponseError)):
+                await client.delete(profile_key(redis_key_prefix, "c1"))
+            with pytest.raises((NoPermissionError, ResponseError)):
+                await client.keys("*")
+            # the upsert script cannot be pointed at a key outside the prefix either
+            sink_out = RedisProfileSink(client, "tierstream-elsewhere:", Metrics())
+            with pytest.raises((NoPermissionError, ResponseError)):
+                await sink_out._write_once({b"c2": {"version": "1", "tier": "mass"}})
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+    assert admin.exists("tierstream-elsewhere:x") == 0
+    assert admin.hget(profile_key(redis_key_prefix, "c1"), "tier") == b"hnw"
+    # every denial Redis logged for this user is one provoked above, and they are there
+    denied = {e[b"object"] for e in _denials(admin, user)}
+    provoked = {b"tierstream-elsewhere:x", b"del", b"keys", b"tierstream-elsewhere:customer:c2"}
+    assert denied == provoked
+    admin.close()
+
+
+def test_worker_runs_end_to_end_under_the_acl_user(
+    service_settings: Settings,
+    make_worker: Callable[..., WorkerProcess],
+    redis_url: str,
+    acl_user: tuple[str, str, str],
+    audit_topic: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user, _password, url = acl_user
+    settings = service_settings
+    token = new_token()
+    monkeypatch.setenv("TIERSTREAM_API_AUTH", "required")
+    monkeypatch.setenv("TIERSTREAM_API_TOKENS", f"crm-test:crm:{hash_token(token)}")
+    admin = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    produce(settings, scripted_bank())
+    worker = make_worker(redis_url=url)
+    worker.start()
+    wait_until(lambda: group_caught_up(settings), 90, "the worker to commit all input")
+
+    truth = recompute(settings, load_rules(settings.rules_path))
+    assert truth.profiles
+    for key, fields in truth.profiles.items():
+        assert admin.hgetall(profile_key(settings.redis_key_prefix, key.decode())) == fields
+    status, body = worker.get("/health")
+    assert status == 200 and body["status"] == "ok"
+
+    # the web layer reads through the same ACL user (HGETALL on the prefix)
+    req = urllib.request.Request(
+        f"{worker.base_url}/customers/cA", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+    # the minimal ACL was enough: Redis recorded no denial for the service's user
+    assert _denials(redis.Redis.from_url(redis_url), user) == []
+    admin.close()

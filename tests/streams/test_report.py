@@ -1,0 +1,231 @@
+"""The management report: pure figures, and ``tierstream report`` on profiles in the real Redis.
+
+The simulated profile set is made the way the worker makes it: simulator records through
+the same ``BatchProcessor`` and written by the real ``RedisProfileSink`` (Lua, versions,
+tier counts), so the report is tested on the data it will meet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import struct
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from state.rules import load_rules
+from streams.metrics import Metrics
+from streams.processor import BatchProcessor, RawMessage
+from streams.redis_sink import RedisProfileSink, tier_counts_key
+from streams.report import (
+    LoadedProfiles,
+    ProfileError,
+    aum_top_share,
+    build_report,
+    load_profiles,
+    lorenz_curve,
+    parse_profile,
+    top_share,
+)
+from streams.report_cli import CHARTS, add_report_parser
+from streams.simulator import SimConfig, Simulator
+
+D = Decimal
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tierstream")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_report_parser(sub)
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+# -- pure figures --------------------------------------------------------------------
+
+
+def test_top_share_exact_on_a_known_bank() -> None:
+    # 8 customers with 1,000 and 2 with 46,000: the top 20% (2 of 10) hold 92/100.
+    values = [D("1000.00")] * 8 + [D("46000.00")] * 2
+    assert top_share(values) == pytest.approx(0.92)
+    assert top_share(values, 0.1) == pytest.approx(0.46)
+    assert top_share(values, 1.0) == 1.0
+
+
+def test_top_share_small_banks_negatives_and_empty() -> None:
+    # ceil(3 * 0.2) = 1 customer; an overdraft counts as zero, not as negative assets.
+    assert top_share([D("1"), D("2"), D("7")]) == pytest.approx(0.7)
+    assert top_share([D("-50"), D("10"), D("30")]) == pytest.approx(0.75)
+    assert top_share([]) == 0.0
+    assert top_share([D("0"), D("0")]) == 0.0
+    with pytest.raises(ValueError, match="share"):
+        top_share([D("1")], 0.0)
+
+
+def test_top_share_is_exact_for_money_that_floats_get_wrong() -> None:
+    # 0.1 + 0.2 in floats is not 0.3; in Decimal the top share of these is exactly 0.5.
+    values = [D("0.1"), D("0.2"), D("0.3")]
+    assert top_share(values) == 0.5
+
+
+def test_lorenz_curve_runs_from_zero_to_one_and_bows_below_equality() -> None:
+    xs, ys = lorenz_curve([D("1"), D("1"), D("1"), D("97")])
+    assert (xs[0], ys[0], xs[-1], ys[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert ys[3] == pytest.approx(0.03)
+    assert all(y <= x for x, y in zip(xs, ys, strict=True))
+
+
+def test_parse_profile_names_the_bad_field() -> None:
+    good = {"tier": "hnw", "aum_cny": "1234.50", "p_alive": "0.5", "r_score": "3"}
+    row = parse_profile("C1", good)
+    assert (row.tier, row.aum, row.p_alive, row.r_score, row.clv) == (
+        "hnw",
+        D("1234.50"),
+        D("0.5"),
+        3,
+        None,
+    )
+    for field, bad, msg in [
+        ("tier", "gold", "unknown tier 'gold'"),
+        ("aum_cny", "12,5", "aum_cny: not a decimal"),
+        ("aum_cny", "NaN", "aum_cny: not a finite"),
+        ("p_alive", "1.5", "p_alive: must be within"),
+        ("r_score", "7", "r_score: must be an RFM score"),
+        ("rfm_segment", "vip", "unknown segment 'vip'"),
+    ]:
+        with pytest.raises(ProfileError, match=msg):
+            parse_profile("C1", {**good, field: bad})
+
+
+def test_build_report_ranks_churn_risk_among_high_value_only() -> None:
+    rows = [
+        parse_profile("M1", {"tier": "mass", "aum_cny": "10", "p_alive": "0.01"}),
+        parse_profile("A1", {"tier": "affluent", "aum_cny": "600000", "p_alive": "0.40"}),
+        parse_profile("H1", {"tier": "hnw", "aum_cny": "2000000", "p_alive": "0.20"}),
+        parse_profile("H2", {"tier": "hnw", "aum_cny": "3000000", "p_alive": "0.20"}),
+        parse_profile("P1", {"tier": "private", "aum_cny": "9000000", "p_alive": ""}),
+    ]
+    report = build_report(LoadedProfiles(rows=rows))
+    # Mass is not high value; unknown P(alive) is not ranked; ties: more AUM at stake first.
+    assert [r.customer_id for r in report.churn_risk] == ["H2", "H1", "A1"]
+    assert report.tier_counts == {"mass": 1, "affluent": 1, "hnw": 2, "private": 1}
+    assert report.total_aum == D("14600010")
+
+
+# -- on the real Redis ------------------------------------------------------------------
+
+
+@pytest.fixture
+def simulated_profiles(
+    redis_url: str, redis_key_prefix: str
+) -> Iterator[dict[bytes, dict[str, str]]]:
+    """Profiles of a simulated 400-customer bank, written by the worker's Redis sink."""
+    sim = Simulator(SimConfig(customers=400, seed=7, drift_share=0.1, bad_share=0.0))
+    msgs = [
+        RawMessage(r.topic, 0, i, r.key, r.value, r.ts_ms, r.topic)
+        for i, r in enumerate(sim.records(limit=20_000))
+    ]
+    profiles = BatchProcessor(load_rules(None)).process(msgs, lambda _p, _k: None).profiles
+
+    async def write() -> None:
+        client = aioredis.from_url(redis_url)
+        try:
+            await RedisProfileSink(client, redis_key_prefix, Metrics()).write(profiles)
+        finally:
+            await client.aclose()
+
+    asyncio.run(write())
+    yield profiles
+
+
+@pytest.mark.integration
+def test_report_on_simulated_bank_writes_charts_and_summary(
+    simulated_profiles: dict[bytes, dict[str, str]],
+    redis_url: str,
+    redis_key_prefix: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    r = redis.Redis.from_url(redis_url)
+    # One corrupt profile: it must be named in the report, not silently dropped.
+    r.hset(f"{redis_key_prefix}customer:BROKEN", mapping={"tier": "gold", "version": "1"})
+    counts = {k.decode(): int(v) for k, v in r.hgetall(tier_counts_key(redis_key_prefix)).items()}
+    r.close()
+    out = tmp_path / "report"
+
+    rc = _run(
+        ["report", "--redis-url", redis_url, "--redis-prefix", redis_key_prefix, "--out", str(out)]
+    )
+
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "skipped profile BROKEN: tier: unknown tier 'gold'" in err
+    for chart in CHARTS:
+        width, height = _png_size(out / chart)
+        assert width >= 400 and height >= 300, chart
+    expected_share = top_share([D(p["aum_cny"]) for p in simulated_profiles.values()])
+    assert 0.5 < expected_share < 1.0  # the simulator's Pareto bank is concentrated
+    md = (out / "report.md").read_text()
+    assert f"the top 20% of customers hold {expected_share:.1%}" in md
+    assert f"{len(simulated_profiles):,} customers" in md
+    # The tier table agrees with the sink's own cluster-wide counts.
+    for tier, n in counts.items():
+        assert f"| {tier} | {n:,} |" in md
+    assert "| BROKEN | tier: unknown tier 'gold'" in md
+    page = (out / "report.html").read_text()
+    assert "<img src='lorenz.png'" in page and "BROKEN" in page
+    # The churn list holds only high-value customers, lowest P(alive) first.
+    section = md.split("## High-value customers")[1].split("##")[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| C")]
+    assert lines, "no customer in the churn-risk list"
+    p_alive = [D(ln.split("|")[4].strip()) for ln in lines]
+    assert p_alive == sorted(p_alive)
+    assert all(ln.split("|")[2].strip() in {"affluent", "hnw", "private"} for ln in lines)
+
+
+@pytest.mark.integration
+async def test_aum_top_share_gauge_matches_the_report(
+    simulated_profiles: dict[bytes, dict[str, str]], redis_url: str, redis_key_prefix: str
+) -> None:
+    client = aioredis.from_url(redis_url)
+    try:
+        gauge = await aum_top_share(client, redis_key_prefix)
+        loaded = await load_profiles(client, redis_key_prefix)
+    finally:
+        await client.aclose()
+    assert len(loaded.rows) == len(simulated_profiles) and not loaded.problems
+    assert gauge == build_report(loaded).top20_share
+    assert gauge == top_share([D(p["aum_cny"]) for p in simulated_profiles.values()])
+
+
+@pytest.mark.integration
+def test_report_without_profiles_says_so(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = _run(
+        [
+            "report",
+            "--redis-url",
+            redis_url,
+            "--redis-prefix",
+            redis_key_prefix,
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 1
+    assert f"no readable profiles under prefix {redis_key_prefix!r}" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
