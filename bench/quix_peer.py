@@ -155,7 +155,7 @@ def main() -> int:
         stored = state.get(_STATE_KEY)
         st = CustomerState.from_bytes(stored) if stored is not None else None
         try:
-            outcome = apply(st, decoded.event, rules)
+            outcome = apply(st, decoded.event, rules)  # type: ignore[arg-type]  # inputs only
         except CoreError as err:
             return [_dead(raw, f"$.{err.field}: {err.reason}")]
         if outcome.status == "duplicate":

@@ -92,7 +92,7 @@ def measure_recovery(
     started = time.monotonic()
     worker.start()
     try:
-        wait_ready(worker, timeout)
+        wait_ready(worker, timeout, expect_recovery=customers > 0)
         ready_s = time.monotonic() - started
     finally:
         worker.stop()

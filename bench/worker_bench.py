@@ -11,7 +11,9 @@ offsets reaching the end is checked too and reported as the commit lag.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -34,9 +36,14 @@ from bench.common import (
 )
 from streams.settings import Settings
 
+#: An ops token for this benchmark's workers only: /health shows "recovering" to ops.
+_OPS_TOKEN = secrets.token_hex(16)
+
 
 def worker_env(s: Settings) -> dict[str, str]:
     env = dict(os.environ)
+    digest = hashlib.sha256(_OPS_TOKEN.encode()).hexdigest()
+    env["TIERSTREAM_API_TOKENS"] = f"bench:ops:{digest}"
     env.update(
         {
             "KAFKA_BOOTSTRAP": s.kafka_bootstrap,
@@ -93,7 +100,9 @@ class Worker:
 
     def health(self) -> dict[str, object] | None:
         try:
-            body = http_json(self.url + "/health")
+            body = http_json(
+                self.url + "/health", headers={"Authorization": f"Bearer {_OPS_TOKEN}"}
+            )
         except OSError:  # not serving yet (HTTPError 503 is an OSError too)
             return None
         return body if isinstance(body, dict) else None
@@ -185,19 +194,30 @@ def worker_state_bytes(data_dir: Path, customers: int) -> tuple[float | None, in
     return (total / count if count else None), on_disk, count
 
 
-def wait_ready(worker: Worker, timeout: float) -> float:
-    """Seconds from now until /health says recovered with partitions assigned."""
+def wait_ready(worker: Worker, timeout: float, expect_recovery: bool = False) -> float:
+    """Seconds from now until /health says recovered with partitions assigned.
+
+    With ``expect_recovery`` the worker must first be seen recovering: right after the
+    assignment faust may not have started the recovery yet, and /health would already
+    say "not recovering" (a 0 s recovery that restored nothing).
+    """
     started = time.monotonic()
+    seen_recovering = False
 
     def ready() -> bool:
+        nonlocal seen_recovering
         if not worker.alive():
             raise BenchError(f"worker exited during start-up:\n{worker.tail()}")
         h = worker.health()
-        return bool(
-            h is not None
-            and not h.get("recovering", True)
-            and int(h.get("assigned_partitions", 0)) > 0  # type: ignore[call-overload]
+        if h is None or "recovering" not in h:
+            return False
+        if h["recovering"]:
+            seen_recovering = True
+            return False
+        assigned = h.get("assigned_partitions", 0)
+        return (
+            isinstance(assigned, int) and assigned > 0 and (seen_recovering or not expect_recovery)
         )
 
-    wait_until(ready, timeout, "worker ready", every=0.1)
+    wait_until(ready, timeout, "worker ready", every=0.05)
     return time.monotonic() - started

@@ -33,13 +33,15 @@ import orjson
 from faust.types import TP
 
 from schemas.decoder import Decoder
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_TICKS
 from state.customer import CustomerState
+from state.decisions import format_ts
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from streams.aligner import InputAligner
 from streams.metrics import Metrics
 from streams.processor import (
+    ALIGNED_TOPICS,
     BadInputGuard,
     BatchProcessor,
     BatchResult,
@@ -124,7 +126,7 @@ class TierstreamService:
         self.sink = RedisProfileSink(self.redis, settings.redis_key_prefix, self.metrics)
         self.batches_done = 0
         self.aligner: InputAligner[tuple[Decoded, Any]] = InputAligner(
-            INPUT_TOPICS, lambda item: item[0].ts, self.tuning.max_idle_ms
+            ALIGNED_TOPICS, lambda item: item[0].ts, self.tuning.max_idle_ms
         )
         self._last_seen: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
@@ -161,9 +163,10 @@ class TierstreamService:
             stream_buffer_maxsize=self.tuning.batch_max * 4,
             table_standby_replicas=0,
         )
-        self._contract = {s.topic(t): t for t in INPUT_TOPICS}
+        self._contract = {s.topic(t): t for t in (*INPUT_TOPICS, *TICK_TOPICS)}
         self.input_topic = app.topic(
             *s.input_topics,
+            s.topic(TOPIC_TICKS),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -187,6 +190,8 @@ class TierstreamService:
         app.agent(self.input_topic, name="tierstream-process")(self._agent)
         app.timer(interval=5.0)(self._refresh_gauges)
         app.timer(interval=60.0)(self._refresh_pareto)
+        if s.tick_interval > 0:
+            app.timer(interval=s.tick_interval)(self._tick)
         app.timer(interval=self.tuning.resync_check_interval)(self._resync_lost_partitions)
         app.timer(interval=self.tuning.release_interval)(self._release_held)
 
@@ -202,8 +207,8 @@ class TierstreamService:
         return bool(self.app.tables.recovery.in_recovery)  # type: ignore[attr-defined]
 
     def assigned_input_partitions(self) -> int:
-        contract = self._contract
-        return sum(1 for tp in self.app.consumer.assignment() if tp.topic in contract)
+        inputs = set(self.settings.input_topics)
+        return sum(1 for tp in self.app.consumer.assignment() if tp.topic in inputs)
 
     # -- processing -------------------------------------------------------------------
 
@@ -286,6 +291,8 @@ class TierstreamService:
                 if tp.topic in self._contract
             ]
             dropped = self.aligner.drop_partitions(tps)
+            for _topic, partition in tps:
+                self.processor.due.drop(partition)
             for tp in revoked:
                 self._last_seen.pop((tp.topic, tp.partition), None)
         if dropped:
@@ -293,7 +300,7 @@ class TierstreamService:
 
     async def handle_batch(self, items: list[Decoded]) -> None:
         started = time.perf_counter()
-        result = self.processor.apply_ordered(items, self.table.get)
+        result = self.processor.apply_ordered(items, self.table.get, self.table.items)
 
         if self._eos:
             await self._write_transactional(result)
@@ -308,6 +315,27 @@ class TierstreamService:
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.metrics.held.set(self.aligner.held)
         self.batches_done += 1
+
+    async def _tick(self) -> None:
+        """The clock: one tick per owned partition, carrying the wall time.
+
+        Time enters the core only as data: the tick goes through the ticks topic like
+        any event (and is aligned with the inputs by event time), so a replay of the
+        inputs with the ticks fires the same timers.
+        """
+        if self.recovering():
+            return
+        now_ms = int(time.time() * 1000)
+        topic = self.settings.topic(TOPIC_TICKS)
+        first_input = self.settings.input_topics[0]
+        owned = sorted(
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic == first_input
+        )
+        for p in owned:
+            value = orjson.dumps(
+                {"event_id": f"tick-{p}-{now_ms}", "partition": p, "ts": format_ts(now_ms)}
+            )
+            await self.app.producer.send(topic, None, value, p, None, None)
 
     async def _refresh_pareto(self) -> None:
         """The top-20% AUM share (Pareto) gauge, from the Redis profiles."""

@@ -29,14 +29,26 @@ import orjson
 
 from schemas.dead_letter import dead_letter_record
 from schemas.decoder import DecodeError, Decoder
-from schemas.events import INPUT_TOPICS, TOPIC_DEAD_LETTERS, InputEvent
-from state.core import CoreError, apply
+from schemas.events import (
+    INPUT_TOPICS,
+    TICK_TOPICS,
+    TOPIC_DEAD_LETTERS,
+    TOPIC_TICKS,
+    InputEvent,
+    Tick,
+)
+from state.core import CoreError, apply, fire_timers
 from state.customer import CustomerState
 from state.decisions import Decision
 from state.profile import profile_fields
 from state.rules import Rules
+from state.triggers import next_due_ms
+from streams.due_index import DueIndex
 
-_TOPIC_RANK = {t: i for i, t in enumerate(INPUT_TOPICS)}
+#: Tie-break order for equal event times: inputs first, then ticks (a tick at T sees
+#: every input stamped T).
+ALIGNED_TOPICS = (*INPUT_TOPICS, *TICK_TOPICS)
+_TOPIC_RANK = {t: i for i, t in enumerate(ALIGNED_TOPICS)}
 
 
 class RawMessage(NamedTuple):
@@ -138,7 +150,7 @@ class Decoded(NamedTuple):
     """A message after decoding: exactly one of ``event`` and ``error`` is set."""
 
     msg: RawMessage
-    event: InputEvent | None
+    event: InputEvent | Tick | None
     error: DecodeError | None
 
     @property
@@ -148,6 +160,7 @@ class Decoded(NamedTuple):
 
 
 StateLoader = Callable[[int, bytes], bytes | None]
+StateScan = Callable[[int], Iterable[tuple[bytes, bytes]]]
 
 
 class BatchProcessor:
@@ -162,6 +175,8 @@ class BatchProcessor:
         self.rules = rules
         self.decoder = decoder or Decoder()
         self.guard = guard or BadInputGuard()
+        #: When each customer's next time trigger is due, per partition (derived state).
+        self.due = DueIndex()
 
     def decode(self, msg: RawMessage, now_ms: int | None = None) -> Decoded:
         """Decode and validate one message; checks the key is the customer id.
@@ -170,6 +185,8 @@ class BatchProcessor:
         in the future (the decoder's skew check); decisions never read it. Raises
         ``TooMuchBadInput`` when the partition's recent input is mostly bad.
         """
+        if msg.topic == TOPIC_TICKS:
+            return self._decode_tick(msg, now_ms)
         ev = self.decoder.decode(msg.topic, msg.value, now_ms)
         if not isinstance(ev, DecodeError) and (
             msg.key is None or msg.key != ev.customer_id.encode()
@@ -185,6 +202,19 @@ class BatchProcessor:
         self.guard.record(msg.topic, msg.partition, False)
         return Decoded(msg, ev, None)
 
+    def _decode_tick(self, msg: RawMessage, now_ms: int | None) -> Decoded:
+        tick = self.decoder.decode_tick(msg.value, now_ms)
+        if not isinstance(tick, DecodeError) and tick.partition != msg.partition:
+            tick = DecodeError(
+                "$.partition",
+                f"tick for partition {tick.partition} read from partition {msg.partition}",
+            )
+        if isinstance(tick, DecodeError):
+            self.guard.record(msg.topic, msg.partition, True)
+            return Decoded(msg, None, tick)
+        self.guard.record(msg.topic, msg.partition, False)
+        return Decoded(msg, tick, None)
+
     def process(
         self, messages: Sequence[RawMessage], load: StateLoader, now_ms: int | None = None
     ) -> BatchResult:
@@ -197,9 +227,15 @@ class BatchProcessor:
         decoded = [self.decode(m, now_ms) for m in messages]
         return self.apply_ordered(merge_by_event_time(decoded), load)
 
-    def apply_ordered(self, items: Iterable[Decoded], load: StateLoader) -> BatchResult:
-        """Apply decoded messages in the given order; ``load(partition, key)`` returns
-        a stored state or None."""
+    def apply_ordered(
+        self, items: Iterable[Decoded], load: StateLoader, scan: StateScan | None = None
+    ) -> BatchResult:
+        """Apply decoded messages in the given order.
+
+        ``load(partition, key)`` returns a stored state or None; ``scan(partition)``
+        yields every stored (key, state) of a partition, used once per partition to
+        build the due index before its first tick.
+        """
         result = BatchResult()
         counts = result.counts
         dead: list[OutputRecord] = []
@@ -210,6 +246,9 @@ class BatchProcessor:
             if ev is None:
                 assert error is not None
                 dead.append(self._dead_letter(msg, error, result))
+                continue
+            if isinstance(ev, Tick):
+                self._fire_due(msg, ev, load, scan, states, dirty, result)
                 continue
             key = msg.key
             assert key is not None  # checked by decode()
@@ -230,12 +269,8 @@ class BatchProcessor:
             if outcome.status == "duplicate":
                 continue
             dirty.add(key)
-            for d in outcome.decisions:
-                result.decisions.append(d)
-                result.outputs.append(
-                    OutputRecord(d.topic, key, orjson.dumps(d.to_record()), msg.partition)
-                )
-                result.decision_event_ts.append(ev.ts)
+            self.due.update(msg.partition, key, next_due_ms(outcome.state, rules))
+            self._emit(outcome.decisions, key, msg.partition, ev.ts, result)
 
         for key in dirty:
             partition, st = states[key]
@@ -243,6 +278,64 @@ class BatchProcessor:
             result.profiles[key] = profile_fields(st, rules)
         result.outputs.extend(dead)
         return result
+
+    def _emit(
+        self,
+        decisions: Iterable[Decision],
+        key: bytes,
+        partition: int,
+        ts: int,
+        result: BatchResult,
+    ) -> None:
+        for d in decisions:
+            result.decisions.append(d)
+            result.outputs.append(
+                OutputRecord(d.topic, key, orjson.dumps(d.to_record()), partition)
+            )
+            result.decision_event_ts.append(ts)
+
+    def _fire_due(
+        self,
+        msg: RawMessage,
+        tick: Tick,
+        load: StateLoader,
+        scan: StateScan | None,
+        states: dict[bytes, tuple[int, CustomerState]],
+        dirty: set[bytes],
+        result: BatchResult,
+    ) -> None:
+        """A tick: fire the timers of every customer of its partition that is due."""
+        p, rules, due = msg.partition, self.rules, self.due
+        if not due.has(p):
+            stored = scan(p) if scan is not None else ()
+            due.rebuild(
+                p,
+                (
+                    (k, next_due_ms(CustomerState.from_bytes(v), rules))
+                    for k, v in stored
+                    if k not in states
+                ),
+            )
+            due.rebuild(p, ((k, next_due_ms(st, rules)) for k, (q, st) in states.items() if q == p))
+        counts = result.counts
+        counts[(TOPIC_TICKS, "applied")] = counts.get((TOPIC_TICKS, "applied"), 0) + 1
+        for key in due.pop_due(p, tick.ts):
+            cached = states.get(key)
+            if cached is not None:
+                st = cached[1]
+            else:
+                raw_state = load(p, key)
+                if raw_state is None:
+                    continue
+                st = CustomerState.from_bytes(raw_state)
+            outcome = fire_timers(st, tick.ts, tick.event_id, rules)
+            states[key] = (p, outcome.state)
+            due.update(p, key, next_due_ms(outcome.state, rules))
+            ck = (TOPIC_TICKS, f"timers_{outcome.status}")
+            counts[ck] = counts.get(ck, 0) + 1
+            if outcome.status == "fired":
+                dirty.add(key)
+                self._emit(outcome.decisions, key, p, tick.ts, result)
 
     def _dead_letter(
         self, msg: RawMessage, error: DecodeError | CoreError, result: BatchResult

@@ -46,6 +46,8 @@ class Settings:
     web_port: int = 6066
     data_dir: str = ".tierstream-data"
     processing_guarantee: str = "at_least_once"
+    #: Seconds between clock ticks per owned partition (0: this worker writes none).
+    tick_interval: float = 60.0
     kafka_security: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -69,6 +71,7 @@ class Settings:
             web_port=int(e.get("TIERSTREAM_WEB_PORT", d.web_port)),
             data_dir=e.get("TIERSTREAM_DATA_DIR", d.data_dir),
             processing_guarantee=e.get("TIERSTREAM_PROCESSING_GUARANTEE", d.processing_guarantee),
+            tick_interval=float(e.get("TIERSTREAM_TICK_INTERVAL", d.tick_interval)),
             kafka_security=sec,
         )
 

@@ -37,6 +37,7 @@ def service_settings(
         app_id=f"{unique_prefix}app",
         web_port=free_port(),
         data_dir=str(tmp_path / "data"),
+        tick_interval=0,  # tests that need ticks produce them (or turn the clock on)
     )
     create_topics(settings)
     yield settings
@@ -55,6 +56,9 @@ def make_worker(
     workers: list[WorkerProcess] = []
 
     def _make(name: str = "worker", **overrides: object) -> WorkerProcess:
+        data_dir = tmp_path / "data" / name
+        data_dir.mkdir(parents=True, exist_ok=True)
+        overrides.setdefault("data_dir", str(data_dir))
         s = service_settings.with_overrides(**overrides)
         w = WorkerProcess(s, tmp_path / "logs", name=name)
         workers.append(w)

@@ -159,8 +159,11 @@ class WorkerProcess:
                 "TIERSTREAM_WEB_PORT": str(s.web_port),
                 "TIERSTREAM_DATA_DIR": s.data_dir,
                 "TIERSTREAM_PROCESSING_GUARANTEE": s.processing_guarantee,
+                "TIERSTREAM_TICK_INTERVAL": str(s.tick_interval),
             }
         )
+        if s.rules_path:
+            env["TIERSTREAM_RULES"] = s.rules_path
         env.setdefault("TIERSTREAM_API_AUTH", "disabled")
         return env
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.events import INPUT_TOPICS
+from schemas.events import INPUT_TOPICS, TICK_TOPICS
 from state.rules import Rules
 from streams.processor import BatchProcessor, BatchResult, RawMessage
 from streams.settings import Settings
@@ -36,7 +36,7 @@ def read_inputs(settings: Settings, timeout: float = 30.0) -> list[RawMessage]:
     try:
         tps: list[TopicPartition] = []
         ends: dict[tuple[str, int], int] = {}
-        for name in INPUT_TOPICS:
+        for name in (*INPUT_TOPICS, *TICK_TOPICS):
             full = settings.topic(name)
             meta = c.list_topics(full, timeout=10).topics[full]
             for p in meta.partitions:
@@ -45,7 +45,7 @@ def read_inputs(settings: Settings, timeout: float = 30.0) -> list[RawMessage]:
                     ends[(full, p)] = hi
                     tps.append(TopicPartition(full, p, 0))
         c.assign(tps)
-        contract = {settings.topic(t): t for t in INPUT_TOPICS}
+        contract = {settings.topic(t): t for t in (*INPUT_TOPICS, *TICK_TOPICS)}
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
             m = c.poll(0.5)

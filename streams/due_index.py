@@ -1,0 +1,88 @@
+"""Per-partition index of when each customer's next time trigger is due.
+
+A tick for partition *p* at time *T* must cost in proportion to what is due, not to
+the number of customers: the index is one min-heap of (due_ms, customer) per
+partition, so an idle tick is a single peek at the heap's top.
+
+Entries are lazy. A customer has at most one live entry (``_due``); when their next
+due time moves *later* (a transaction pushes the dormancy deadline out) the old,
+earlier entry stays and fires early: the core's ``fire_timers`` then finds nothing
+due and the customer is indexed again at the new time. When it moves *earlier* (a
+birthday entered on a profile) a new entry is pushed and the old one is skipped when
+popped. So every event costs O(1) amortised here and no write is ever lost.
+
+The index is derived state: the worker rebuilds a partition's heap from its table
+the first time a tick for it arrives after an assignment (``has``/``rebuild``), and
+forgets it when the partition is revoked.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+
+
+class DueIndex:
+    def __init__(self) -> None:
+        self._heaps: dict[int, list[tuple[int, bytes]]] = {}
+        self._due: dict[int, dict[bytes, int]] = {}
+
+    def has(self, partition: int) -> bool:
+        return partition in self._heaps
+
+    def rebuild(
+        self,
+        partition: int,
+        entries: Iterable[tuple[bytes, int | None]],
+    ) -> int:
+        """Index (key, due_ms) pairs for a partition, keeping entries already there
+        (those come from this batch and are fresher than the stored states)."""
+        heap = self._heaps.setdefault(partition, [])
+        due = self._due.setdefault(partition, {})
+        n = 0
+        for key, when in entries:
+            if when is None or key in due:
+                continue
+            due[key] = when
+            heap.append((when, key))
+            n += 1
+        heapq.heapify(heap)
+        return n
+
+    def update(self, partition: int, key: bytes, when: int | None) -> None:
+        """Record a customer's next due time (None: nothing can fire)."""
+        due = self._due.setdefault(partition, {})
+        heap = self._heaps.setdefault(partition, [])
+        current = due.get(key)
+        if when is None:
+            return  # a live earlier entry, if any, fires idle and is dropped then
+        if current is not None and current <= when:
+            return  # the earlier entry will wake the customer first
+        due[key] = when
+        heapq.heappush(heap, (when, key))
+
+    def pop_due(self, partition: int, now_ms: int) -> list[bytes]:
+        """Customers whose indexed time is at or before ``now_ms`` (removed)."""
+        heap = self._heaps.get(partition)
+        if not heap or heap[0][0] > now_ms:
+            return []
+        due = self._due[partition]
+        out: list[bytes] = []
+        while heap and heap[0][0] <= now_ms:
+            when, key = heapq.heappop(heap)
+            if due.get(key) == when:
+                del due[key]
+                out.append(key)
+        return out
+
+    def drop(self, partition: int) -> None:
+        self._heaps.pop(partition, None)
+        self._due.pop(partition, None)
+
+    def size(self, partition: int | None = None) -> int:
+        if partition is not None:
+            return len(self._due.get(partition, {}))
+        return sum(len(d) for d in self._due.values())
+
+
+NextDue = Callable[[bytes], int | None]
