@@ -61,7 +61,8 @@ def main() -> None:
     far = 4_102_444_800_000  # 2100-01-01
     proc.due.rebuild(0, ((f"c{i:07d}".encode(), far + i) for i in range(args.customers - args.due)))
     print(
-        f"indexed customers: {proc.due.size(0):,} (built {args.due:,} real states in {build_s:.1f}s)"
+        f"indexed customers: {proc.due.size(0):,} "
+        f"(built {args.due:,} real states in {build_s:.1f}s)"
     )
 
     def load(_p: int, k: bytes) -> bytes | None:

@@ -11,6 +11,7 @@ bytes are always recoverable. The record matches schemas/json/dead-letters.schem
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 from state.decisions import format_ts
@@ -23,6 +24,14 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+#: Largest raw value kept whole in a dead letter. A rejected payload can be as large as
+#: the broker allows (1 MB by default), and base64 adds a third: kept whole it would not
+#: fit in a dead-letter record, and the dead letter would itself fail. Larger values keep
+#: their first bytes, their size and a SHA-256 of the whole, which is enough to find the
+#: producer and to prove which message it was.
+MAX_VALUE_BYTES = 65536
+
+
 def dead_letter_record(
     source_topic: str,
     partition: int,
@@ -31,6 +40,7 @@ def dead_letter_record(
     raw: bytes | None,
     error: str,
     ts_ms: int,
+    max_value_bytes: int = MAX_VALUE_BYTES,
 ) -> dict[str, Any]:
     """The JSON-ready dead-letter record for one rejected message.
 
@@ -49,16 +59,21 @@ def dead_letter_record(
             key_text, key_encoding = bytes(key).decode("utf-8"), KEY_UTF8
         except UnicodeDecodeError:
             key_text, key_encoding = _b64(bytes(key)), KEY_BASE64
-    return {
+    record: dict[str, Any] = {
         "source_topic": source_topic,
         "partition": partition,
         "offset": offset,
         "key": key_text,
         "key_encoding": key_encoding,
-        "value": None if raw is None else _b64(bytes(raw)),
+        "value": None if raw is None else _b64(bytes(raw[:max_value_bytes])),
         "error": error,
         "ts": format_ts(ts_ms),
     }
+    if raw is not None and len(raw) > max_value_bytes:
+        record["value_truncated"] = True
+        record["value_size"] = len(raw)
+        record["value_sha256"] = hashlib.sha256(raw).hexdigest()
+    return record
 
 
 def original_key(record: dict[str, Any]) -> bytes | None:
@@ -72,6 +87,8 @@ def original_key(record: dict[str, Any]) -> bytes | None:
 
 
 def original_value(record: dict[str, Any]) -> bytes | None:
-    """The source value bytes back from a dead-letter record (for replay tools)."""
+    """The source value bytes back from a dead-letter record (for replay tools).
+
+    For a truncated record (``value_truncated``) these are only the first bytes."""
     value = record["value"]
     return None if value is None else base64.b64decode(value, validate=True)

@@ -161,7 +161,9 @@ class TierstreamService:
             broker_commit_every=10_000,
             broker_commit_interval=1.0,
             stream_buffer_maxsize=self.tuning.batch_max * 4,
-            table_standby_replicas=0,
+            table_standby_replicas=s.standby_replicas,
+            broker_session_timeout=s.session_timeout,
+            broker_heartbeat_interval=min(3.0, s.session_timeout / 5),
         )
         self._contract = {s.topic(t): t for t in (*INPUT_TOPICS, *TICK_TOPICS)}
         self.input_topic = app.topic(
@@ -238,12 +240,23 @@ class TierstreamService:
             except TooMuchBadInput as exc:
                 self._fatal(str(exc))
             self.aligner.add(items)
-            await self._release()
+            try:
+                await self._release()
+            except Exception as exc:
+                # Nothing of this batch was acknowledged, so stopping loses nothing;
+                # going on would leave a worker that holds partitions but no longer
+                # consumes (a crashed faust agent does not stop its worker).
+                log.exception("batch processing failed")
+                self._fatal(f"batch processing failed: {exc!r}")
 
     async def _release_held(self) -> None:
         """Timer: release records whose inputs became caught up or timed out idle."""
         if self.aligner.held and self._stream is not None:
-            await self._release()
+            try:
+                await self._release()
+            except Exception as exc:
+                log.exception("batch processing failed")
+                self._fatal(f"batch processing failed: {exc!r}")
 
     async def _release(self) -> None:
         async with self._lock:

@@ -48,6 +48,10 @@ class Settings:
     processing_guarantee: str = "at_least_once"
     #: Seconds between clock ticks per owned partition (0: this worker writes none).
     tick_interval: float = 60.0
+    #: Consumer-group session timeout: how long a dead worker keeps its partitions.
+    session_timeout: float = 15.0
+    #: Standby replicas of the state table (warm copies on other workers).
+    standby_replicas: int = 0
     kafka_security: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -72,6 +76,8 @@ class Settings:
             data_dir=e.get("TIERSTREAM_DATA_DIR", d.data_dir),
             processing_guarantee=e.get("TIERSTREAM_PROCESSING_GUARANTEE", d.processing_guarantee),
             tick_interval=float(e.get("TIERSTREAM_TICK_INTERVAL", d.tick_interval)),
+            session_timeout=float(e.get("TIERSTREAM_SESSION_TIMEOUT", d.session_timeout)),
+            standby_replicas=int(e.get("TIERSTREAM_STANDBY_REPLICAS", d.standby_replicas)),
             kafka_security=sec,
         )
 

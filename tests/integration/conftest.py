@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from confluent_kafka.admin import AdminClient
 
 from streams.settings import Settings
 from streams.topics import create_topics, topic_specs
-from tests.integration.harness import WorkerProcess, free_port
+from tests.integration.harness import WorkerProcess, free_port, wait_until
 
 
 @pytest.fixture
@@ -67,3 +69,52 @@ def make_worker(
     yield _make
     for w in workers:
         w.stop()
+
+
+@pytest.fixture
+def private_redis(
+    redis_url: str, tmp_path: Path
+) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A Redis on its own port that the test may stop and restart empty."""
+    port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        wait_until(lambda: _redis_pings(port), 10, "private redis")
+
+    def stop() -> None:
+        p = procs[-1]
+        p.kill()
+        p.wait(10)
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", start, stop
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+def _redis_pings(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 import redis
 
 from streams.metrics import Metrics
 from streams.redis_sink import RedisProfileSink, connect, profile_key, tier_counts_key
-from tests.integration.harness import free_port
 
 
 def _fields(tier: str, version: int, aum: str = "1.00") -> dict[str, str]:
@@ -45,23 +41,13 @@ async def test_older_versions_never_overwrite_newer_and_counts_stay_exact(
         await client.aclose()
 
 
-@pytest.fixture
-def private_redis(redis_url: str, tmp_path: Path) -> tuple[int, Path]:
-    """A port for a Redis this test starts late (the shared one stays up).
-
-    Depends on ``redis_url`` so deploy/local/redis has installed redis-server.
-    """
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server not on PATH; run deploy/local/redis start")
-    return free_port(), tmp_path
-
-
 async def test_outage_blocks_with_backoff_then_writes_everything(
-    private_redis: tuple[int, Path],
+    private_redis: tuple[str, Callable[[], None], Callable[[], None]],
 ) -> None:
-    port, workdir = private_redis
+    url, start_redis, stop_redis = private_redis
+    stop_redis()  # down before the first write
     metrics = Metrics()
-    client = connect(f"redis://127.0.0.1:{port}/0")
+    client = connect(url)
     sink = RedisProfileSink(client, "t:", metrics, backoff_initial=0.05, backoff_max=0.2)
     profiles = {f"c{i}".encode(): _fields("mass", 1) for i in range(50)}
     task = asyncio.create_task(sink.write(profiles))
@@ -70,29 +56,12 @@ async def test_outage_blocks_with_backoff_then_writes_everything(
     assert metrics.registry.get_sample_value("tierstream_redis_backlog_profiles") == 50
     errors = metrics.registry.get_sample_value("tierstream_redis_write_errors_total")
     assert errors is not None and errors >= 3
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    start_redis()
     try:
         assert await asyncio.wait_for(task, 20) == 50
         assert metrics.registry.get_sample_value("tierstream_redis_backlog_profiles") == 0
-        r = redis.Redis(port=port)
+        r = redis.Redis.from_url(url)
         assert r.hlen("t:customer:c49") == 4
         assert r.hget("t:tier-counts", "mass") == b"50"
     finally:
         await client.aclose()
-        proc.terminate()
-        proc.wait(10)

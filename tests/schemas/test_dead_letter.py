@@ -77,3 +77,20 @@ def test_schema_rejects_malformed_dead_letters(change: dict[str, object], messag
     with pytest.raises(ValueError) as info:
         validate_output("dead-letters", record)
     assert message in str(info.value)
+
+
+def test_a_huge_value_is_truncated_with_its_size_and_hash() -> None:
+    import base64
+    import hashlib
+
+    from schemas.dead_letter import MAX_VALUE_BYTES, dead_letter_record
+    from schemas.decoder import validate_output
+
+    raw = b"x" * 1_000_000
+    rec = dead_letter_record("t", 0, 5, b"k", raw, "$: payload too large", 0)
+    validate_output("dead-letters", rec)
+    assert base64.b64decode(rec["value"]) == raw[:MAX_VALUE_BYTES]
+    assert rec["value_truncated"] is True and rec["value_size"] == 1_000_000
+    assert rec["value_sha256"] == hashlib.sha256(raw).hexdigest()
+    small = dead_letter_record("t", 0, 5, b"k", b"abc", "e", 0)
+    assert "value_truncated" not in small
