@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import ssl
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -203,6 +205,20 @@ class TierstreamService:
 
         register_web(app, self)
         return app
+
+    def discard_uncommitted_local_state(self) -> None:
+        """exactly_once: start from the committed changelog, not the local store.
+
+        The local RocksDB is written before the partition's transaction commits; after a
+        crash it can hold state from a transaction that was aborted, and the replayed
+        events would then look like duplicates and emit nothing. Recovery reads the
+        changelog read_committed, so deleting the local copy at start-up restores
+        exactly the committed state (at the cost of a full changelog read).
+        """
+        tabledir = Path(self.app.conf.tabledir)
+        if tabledir.exists():
+            shutil.rmtree(tabledir)
+            log.info("exactly_once: discarded local table state in %s", tabledir)
 
     def recovering(self) -> bool:
         """True while faust restores tables from their changelogs."""

@@ -65,6 +65,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_future_skew_ms=args.max_future_skew_ms,
     )
     service = TierstreamService(settings, tuning=tuning)
+    if settings.processing_guarantee == "exactly_once":
+        service.discard_uncommitted_local_state()
     logging.getLogger("tierstream").info("settings: %s", settings.redacted())
     run_worker(service, loglevel=args.loglevel)
     return 0

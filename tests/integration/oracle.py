@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from schemas.decoder import Decoder
 from schemas.events import INPUT_TOPICS, TICK_TOPICS
 from state.rules import Rules
 from streams.processor import BatchProcessor, BatchResult, RawMessage
@@ -71,9 +72,18 @@ def read_inputs(settings: Settings, timeout: float = 30.0) -> list[RawMessage]:
     return out
 
 
-def recompute(settings: Settings, rules: Rules) -> BatchResult:
+def recompute(settings: Settings, rules: Rules, max_future_skew_ms: int = 300_000) -> BatchResult:
+    """The truth for everything in the input topics.
+
+    The future-skew check uses the time of the recomputation: the worker checked each
+    record against its own clock when it read it, a little earlier, so only records
+    stamped within seconds of the skew limit could be judged differently.
+    """
     msgs = read_inputs(settings)
-    return BatchProcessor(rules).process(msgs, lambda _p, _k: None)
+    decoder = Decoder(max_future_skew_ms=max_future_skew_ms)
+    return BatchProcessor(rules, decoder).process(
+        msgs, lambda _p, _k: None, now_ms=int(time.time() * 1000)
+    )
 
 
 @dataclass
