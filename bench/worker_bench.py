@@ -56,6 +56,8 @@ def worker_env(s: Settings) -> dict[str, str]:
             "TIERSTREAM_WEB_PORT": str(s.web_port),
             "TIERSTREAM_DATA_DIR": s.data_dir,
             "TIERSTREAM_PROCESSING_GUARANTEE": s.processing_guarantee,
+            # simulated event time: wall-clock ticks would fire every timer at once
+            "TIERSTREAM_TICK_INTERVAL": "0",
         }
     )
     return env

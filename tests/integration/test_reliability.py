@@ -218,16 +218,21 @@ def test_redis_outage_then_empty_restart_catches_up(
     wait_done(settings)
     # profiles come back: live writes plus the resync of every partition
     figures: dict[str, int] = {}
+    last_error = ""
 
     def equal() -> bool:
-        nonlocal figures
+        nonlocal figures, last_error
         try:
             figures = check_against_oracle(settings, url, allow_redelivery=True)
             return True
-        except AssertionError:
+        except AssertionError as exc:
+            last_error = str(exc)[:2000]
             return False
 
-    wait_until(equal, 60, "Redis to equal the oracle", every=2)
+    try:
+        wait_until(equal, 150, "Redis to equal the oracle", every=2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last difference: {last_error}") from None
     report(
         "redis outage + empty restart",
         events=len(records),
