@@ -61,6 +61,15 @@ class InputAligner(Generic[T]):
     def held(self) -> int:
         return sum(len(q) for task in self._buf.values() for q in task.values())
 
+    def blocking_inputs(self) -> list[tuple[str, int]]:
+        """(topic, partition) of every empty input in a task that holds records: the
+        inputs whose caught-up state decides whether anything can be released."""
+        out: list[tuple[str, int]] = []
+        for partition, task in self._buf.items():
+            if any(task.values()):
+                out.extend((t, partition) for t, q in task.items() if not q)
+        return out
+
     def release(self, caught_up: CaughtUp, now_ms: int) -> list[T]:
         """Everything that may be processed now, in processing order."""
         out: list[T] = []

@@ -132,6 +132,7 @@ class TierstreamService:
         )
         self._last_seen: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
+        self._fresh_ends: dict[tuple[str, int], int] = {}
         self._stream: Any = None
         self._eos = settings.processing_guarantee == "exactly_once"
         self._output_names = {t: settings.topic(t) for t in OUTPUT_TOPICS}
@@ -276,6 +277,7 @@ class TierstreamService:
 
     async def _release(self) -> None:
         async with self._lock:
+            self._fresh_ends = await self._end_offsets(self.aligner.blocking_inputs())
             ready = self.aligner.release(self._caught_up, int(time.time() * 1000))
             if not ready:
                 return
@@ -284,21 +286,45 @@ class TierstreamService:
             for _d, event in ready:
                 await stream.ack(event)
 
+    async def _end_offsets(self, inputs: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Current end offsets (ListOffsets, one round trip) of the given inputs.
+
+        The high watermark cached from the last fetch is not enough: the fetcher leaves
+        partitions out of a fetch while records of theirs are still buffered, so their
+        cached watermark can be older than a record already received on another input.
+        Asked *after* receiving a record, the broker's end offset covers every record
+        appended before it on any input — which is what event-time alignment needs.
+        Read_committed consumers get the last stable offset.
+        """
+        if not inputs:
+            return {}
+        tps = [TP(self.settings.topic(t), p) for t, p in inputs]
+        try:
+            thread = self.app.consumer._thread  # type: ignore[attr-defined]
+            ends = await thread.call_thread(thread._ensure_consumer().end_offsets, tps)
+        except Exception as exc:  # broker unreachable: fall back to fetch watermarks
+            log.debug("end offsets unavailable (%s); using fetch high watermarks", exc)
+            return {}
+        return {(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
+
     def _caught_up(self, topic: str, partition: int) -> bool:
         """Has this input partition nothing more to give right now?
 
         Compares the last offset this worker received (or, before the first record,
-        the committed position faust seeked to) with the high watermark of the last
-        fetch. Unknown (no fetch yet) counts as not caught up: the aligner then waits,
-        at most ``max_idle_ms``.
+        the committed position faust seeked to) with the partition's end offset, asked
+        of the broker just before this release (falling back to the high watermark of
+        the last fetch). Unknown counts as not caught up: the aligner then waits, at
+        most ``max_idle_ms``.
         """
         full = self.settings.topic(topic)
         tp = TP(full, partition)
         consumer = self.app.consumer
-        try:
-            high = consumer.highwater(tp)
-        except Exception:  # partition not (yet) assigned on this consumer
-            return False
+        high: int | None = self._fresh_ends.get((full, partition))
+        if high is None:
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # partition not (yet) assigned on this consumer
+                return False
         if high is None:
             return False
         seen = self._last_seen.get((full, partition))

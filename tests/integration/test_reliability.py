@@ -137,9 +137,8 @@ def check_against_oracle(
 
 
 EOS_GAP = (
-    "open finding: under exactly_once (and with the memory store) the kill test loses "
-    "8 of 809 decisions (onboarding offers of the first customers); at_least_once with "
-    "RocksDB loses none. Cause not found yet; see docs/reliability.md"
+    "open finding: exactly_once kill test lost decisions in 1 of 3 runs after the "
+    "alignment fix (0 lost, 0 duplicates in the other two); see docs/reliability.md"
 )
 
 
@@ -455,11 +454,6 @@ def private_broker(
     run("stop")
 
 
-@pytest.mark.xfail(
-    reason="open finding: after a broker restart the worker catches up but decisions "
-    "went missing against the oracle; see docs/reliability.md",
-    strict=False,
-)
 def test_broker_restart_mid_stream_loses_nothing(
     service_settings: Settings,
     make_worker: Callable[..., WorkerProcess],
