@@ -132,7 +132,7 @@ class TierstreamService:
         )
         self._last_seen: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
-        self._fresh_ends: dict[tuple[str, int], int] = {}
+        self._fresh_ends: dict[tuple[str, int], int] | None = {}
         self._stream: Any = None
         self._eos = settings.processing_guarantee == "exactly_once"
         self._output_names = {t: settings.topic(t) for t in OUTPUT_TOPICS}
@@ -286,7 +286,9 @@ class TierstreamService:
             for _d, event in ready:
                 await stream.ack(event)
 
-    async def _end_offsets(self, inputs: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    async def _end_offsets(
+        self, inputs: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], int] | None:
         """Current end offsets (ListOffsets, one round trip) of the given inputs.
 
         The high watermark cached from the last fetch is not enough: the fetcher leaves
@@ -294,7 +296,9 @@ class TierstreamService:
         cached watermark can be older than a record already received on another input.
         Asked *after* receiving a record, the broker's end offset covers every record
         appended before it on any input — which is what event-time alignment needs.
-        Read_committed consumers get the last stable offset.
+        Read_committed consumers get the last stable offset. None when the broker did
+        not answer: then no empty input counts as caught up (the aligner waits, at most
+        ``max_idle_ms``) — a stale watermark would silently reorder events.
         """
         if not inputs:
             return {}
@@ -302,9 +306,9 @@ class TierstreamService:
         try:
             thread = self.app.consumer._thread  # type: ignore[attr-defined]
             ends = await thread.call_thread(thread._ensure_consumer().end_offsets, tps)
-        except Exception as exc:  # broker unreachable: fall back to fetch watermarks
-            log.debug("end offsets unavailable (%s); using fetch high watermarks", exc)
-            return {}
+        except Exception as exc:  # broker unreachable: wait (bounded) rather than guess
+            log.warning("end offsets unavailable (%s); holding blocked inputs", exc)
+            return None
         return {(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
 
     def _caught_up(self, topic: str, partition: int) -> bool:
@@ -312,25 +316,19 @@ class TierstreamService:
 
         Compares the last offset this worker received (or, before the first record,
         the committed position faust seeked to) with the partition's end offset, asked
-        of the broker just before this release (falling back to the high watermark of
-        the last fetch). Unknown counts as not caught up: the aligner then waits, at
-        most ``max_idle_ms``.
+        of the broker just before this release. Unknown counts as not caught up: the
+        aligner then waits, at most ``max_idle_ms``.
         """
         full = self.settings.topic(topic)
         tp = TP(full, partition)
-        consumer = self.app.consumer
-        high: int | None = self._fresh_ends.get((full, partition))
-        if high is None:
-            try:
-                high = consumer.highwater(tp)
-            except Exception:  # partition not (yet) assigned on this consumer
-                return False
+        fresh = self._fresh_ends
+        high = None if fresh is None else fresh.get((full, partition))
         if high is None:
             return False
         seen = self._last_seen.get((full, partition))
         if seen is not None:
             return seen + 1 >= high
-        pos = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+        pos = self.app.consumer._read_offset.get(tp)  # type: ignore[attr-defined]
         return (pos or 0) >= high
 
     async def _on_revoked(self, revoked: set[TP]) -> None:
@@ -522,7 +520,7 @@ class TierstreamService:
             if tp.topic not in self._contract:
                 continue
             high = consumer.highwater(tp)
-            pos = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+            pos = self.app.consumer._read_offset.get(tp)  # type: ignore[attr-defined]
             if high is None:
                 continue
             lag = high - ((pos + 1) if pos is not None else 0)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from schemas.events import CHANNELS, DEBIT_TYPES, BalanceSnapshot, InputEvent, Transaction
 from state.core import CoreError, apply
-from state.customer import CustomerState
+from state.customer import CustomerState, event_key
 from state.decisions import TIER_RANK, TierChange
 from state.money import to_fen
 from state.rules import Rules
@@ -165,7 +165,9 @@ def test_money_sums_are_exact(evs: list[InputEvent]) -> None:
             val = e.balance if isinstance(e, BalanceSnapshot) else e.balance_after
             if val is not None:
                 cur = latest.get(e.account_id)
-                if cur is None or (e.ts, e.event_id) > (cur[0], cur[1]):
+                # last writer wins by event time; equal times go to the larger
+                # event_key (the core's documented tie-break, not string order)
+                if cur is None or (e.ts, event_key(e.event_id)) > (cur[0], event_key(cur[1])):
                     latest[e.account_id] = (e.ts, e.event_id, val, e.currency, "")
                     if isinstance(e, BalanceSnapshot):
                         products[e.account_id] = e.product
