@@ -180,7 +180,9 @@ def redact_url(url: str) -> str:
 #: the worker under exactly these rules and finds no denial in ``ACL LOG``):
 #: PING (health), HGETALL (profile reads, tier counts), EVALSHA + SCRIPT LOAD/EXISTS
 #: (the versioned upsert script, loaded by redis-py's pipeline), and HGET/HSET/HINCRBY
-#: (called inside that script; Redis checks script calls against the user's ACL too).
+#: (called inside that script; Redis checks script calls against the user's ACL too);
+#: EXISTS + SET on ``<prefix>synced:<partition>`` markers (detecting a Redis that lost
+#: its data, streams/app.py resync) and SCAN + HGET for the Pareto gauge (every 60 s).
 REDIS_ACL_COMMANDS: tuple[str, ...] = (
     "ping",
     "hgetall",
@@ -190,6 +192,9 @@ REDIS_ACL_COMMANDS: tuple[str, ...] = (
     "hget",
     "hset",
     "hincrby",
+    "exists",
+    "set",
+    "scan",
 )
 
 
