@@ -178,7 +178,7 @@ class GroupOffsets:
     def __init__(self, settings: Settings, group: str) -> None:
         self.c = Consumer(settings.confluent_config(**{"group.id": group}))
         self.tps: list[TopicPartition] = []
-        for t in settings.input_topics:
+        for t in settings.consumed_topics:
             meta = self.c.list_topics(t, timeout=10).topics[t]
             self.tps.extend(TopicPartition(t, p) for p in meta.partitions)
         self.ends = {

@@ -6,10 +6,21 @@ records in event-time order: each input keeps its offset order, and the next rec
 is always the earliest of the inputs' heads. An input with nothing buffered blocks
 its task only while it may still hold earlier data:
 
-* if it is caught up (its position has reached the partition's high watermark) the
-  task proceeds without it — like Kafka Streams with ``max.task.idle.ms=0``;
-* otherwise the task waits for the fetch, but no longer than ``max_idle_ms``, after
-  which it proceeds anyway and counts an "idle timeout" (the bounded wait).
+* caught up (the broker's end offset says it holds nothing more): the task proceeds
+  without it — like Kafka Streams with ``max.task.idle.ms=0``;
+* known to be behind (the broker holds records this worker has not received yet):
+  the task waits for the fetch, as Kafka Streams does for a partition with known lag
+  — those records exist and may be earlier. The wait is still bounded, by
+  ``max_lag_wait_ms`` (default 30 s), so a fetch that never comes cannot stall the
+  partition forever; running out counts a ``lag`` timeout;
+* unknown (the broker did not answer): the task waits at most ``max_idle_ms``
+  (default 2 s), then proceeds and counts an ``idle`` timeout.
+
+Why not give up on a lagging input after a couple of seconds: at a restart, under a
+rebalance or with a backlog, one input's fetch can trail another's by seconds, and
+proceeding then applies, say, a balance before the profile that precedes it in event
+time — the kill test caught exactly that (onboarding offers missing because consent
+had not been applied yet).
 
 With all input already in Kafka (a replay, a restart, a backlog) this makes the
 processing order a pure function of the input — the same order the test oracle uses —
@@ -27,7 +38,8 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-CaughtUp = Callable[[str, int], bool]
+#: (topic, partition) -> True caught up, False known behind, None unknown.
+CaughtUp = Callable[[str, int], bool | None]
 
 
 class InputAligner(Generic[T]):
@@ -42,13 +54,18 @@ class InputAligner(Generic[T]):
         topics: Sequence[str],
         ts_of: Callable[[T], int],
         max_idle_ms: int = 2000,
+        max_lag_wait_ms: int = 30_000,
     ) -> None:
         self.topics = tuple(topics)
         self.ts_of = ts_of
         self.max_idle_ms = max_idle_ms
+        self.max_lag_wait_ms = max_lag_wait_ms
         self._buf: dict[int, dict[str, deque[T]]] = {}
         self._blocked_since: dict[int, int] = {}
+        #: Releases that went ahead without an input whose end was unknown.
         self.idle_timeouts = 0
+        #: Releases that went ahead without an input known to hold unreceived records.
+        self.lag_timeouts = 0
 
     def add(self, items: Iterable[tuple[str, int, T]]) -> None:
         for topic, partition, item in items:
@@ -86,12 +103,17 @@ class InputAligner(Generic[T]):
                 self._blocked_since.pop(partition, None)
                 return
             if len(heads) < len(task):
-                waiting = [t for t, q in task.items() if not q and not caught_up(t, partition)]
-                if waiting:
+                states = [caught_up(t, partition) for t, q in task.items() if not q]
+                if False in states or None in states:
+                    lagging = False in states
+                    limit = self.max_lag_wait_ms if lagging else self.max_idle_ms
                     since = self._blocked_since.setdefault(partition, now_ms)
-                    if now_ms - since < self.max_idle_ms:
+                    if now_ms - since < limit:
                         return
-                    self.idle_timeouts += 1
+                    if lagging:
+                        self.lag_timeouts += 1
+                    else:
+                        self.idle_timeouts += 1
             self._blocked_since.pop(partition, None)
             # earliest head first; ties go to the first topic in the configured order
             _, q = min(heads, key=lambda h: (ts_of(h[1][0]), self.topics.index(h[0])))

@@ -73,8 +73,11 @@ class WorkerTuning:
     max_future_skew_ms: int = 5 * 60 * 1000
     bad_window: int = 1000
     bad_max_share: float = 0.5
-    #: Longest wait for an input partition that may still hold earlier events.
+    #: Longest wait for an input partition whose end offset is unknown (broker did not
+    #: answer) or that was fetched but not fully received yet.
     max_idle_ms: int = 2000
+    #: Longest wait for an input partition known to hold records not yet fetched.
+    max_lag_wait_ms: int = 30_000
     #: How often held records are re-checked when no new input arrives.
     release_interval: float = 0.1
     #: How often to check whether Redis lost this worker's profiles (restart, flush).
@@ -128,11 +131,15 @@ class TierstreamService:
         self.sink = RedisProfileSink(self.redis, settings.redis_key_prefix, self.metrics)
         self.batches_done = 0
         self.aligner: InputAligner[tuple[Decoded, Any]] = InputAligner(
-            ALIGNED_TOPICS, lambda item: item[0].ts, self.tuning.max_idle_ms
+            ALIGNED_TOPICS,
+            lambda item: item[0].ts,
+            self.tuning.max_idle_ms,
+            self.tuning.max_lag_wait_ms,
         )
         self._last_seen: dict[tuple[str, int], int] = {}
+        self._timeouts_counted = {"lag": 0, "idle": 0}
         self._lock = asyncio.Lock()
-        self._fresh_ends: dict[tuple[str, int], int] | None = {}
+        self._fresh_ends: dict[tuple[str, int], tuple[int, int | None]] | None = {}
         self._stream: Any = None
         self._eos = settings.processing_guarantee == "exactly_once"
         self._output_names = {t: settings.topic(t) for t in OUTPUT_TOPICS}
@@ -170,8 +177,7 @@ class TierstreamService:
         )
         self._contract = {s.topic(t): t for t in (*INPUT_TOPICS, *TICK_TOPICS)}
         self.input_topic = app.topic(
-            *s.input_topics,
-            s.topic(TOPIC_TICKS),
+            *s.consumed_topics,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -277,7 +283,7 @@ class TierstreamService:
 
     async def _release(self) -> None:
         async with self._lock:
-            self._fresh_ends = await self._end_offsets(self.aligner.blocking_inputs())
+            self._fresh_ends = await self._probe_inputs(self.aligner.blocking_inputs())
             ready = self.aligner.release(self._caught_up, int(time.time() * 1000))
             if not ready:
                 return
@@ -286,50 +292,75 @@ class TierstreamService:
             for _d, event in ready:
                 await stream.ack(event)
 
-    async def _end_offsets(
+    async def _probe_inputs(
         self, inputs: list[tuple[str, int]]
-    ) -> dict[tuple[str, int], int] | None:
-        """Current end offsets (ListOffsets, one round trip) of the given inputs.
+    ) -> dict[tuple[str, int], tuple[int, int | None]] | None:
+        """End offset and fetch position of the given inputs (one trip to the broker).
 
         The high watermark cached from the last fetch is not enough: the fetcher leaves
         partitions out of a fetch while records of theirs are still buffered, so their
         cached watermark can be older than a record already received on another input.
         Asked *after* receiving a record, the broker's end offset covers every record
         appended before it on any input — which is what event-time alignment needs.
-        Read_committed consumers get the last stable offset. None when the broker did
-        not answer: then no empty input counts as caught up (the aligner waits, at most
-        ``max_idle_ms``) — a stale watermark would silently reorder events.
+        Read_committed consumers get the last stable offset. The fetch position tells
+        "records exist that this worker has not fetched" (wait for them) apart from
+        "everything was fetched" (at most a control marker or records still in a local
+        buffer: a short wait). None when the broker did not answer: then no empty input
+        counts as caught up (the aligner waits, at most ``max_idle_ms``) — a stale
+        watermark would silently reorder events.
         """
         if not inputs:
             return {}
         tps = [TP(self.settings.topic(t), p) for t, p in inputs]
+        thread = self.app.consumer._thread  # type: ignore[attr-defined]
+
+        async def probe() -> dict[tuple[str, int], tuple[int, int | None]]:
+            consumer = thread._ensure_consumer()
+            ends = await consumer.end_offsets(tps)
+            out: dict[tuple[str, int], tuple[int, int | None]] = {}
+            for tp, end in ends.items():
+                try:
+                    pos: int | None = await consumer.position(tp)
+                except Exception:  # revoked meanwhile: unknown
+                    pos = None
+                out[(tp.topic, tp.partition)] = (int(end), pos)
+            return out
+
         try:
-            thread = self.app.consumer._thread  # type: ignore[attr-defined]
-            ends = await thread.call_thread(thread._ensure_consumer().end_offsets, tps)
+            result: dict[tuple[str, int], tuple[int, int | None]] = await thread.call_thread(probe)
         except Exception as exc:  # broker unreachable: wait (bounded) rather than guess
             log.warning("end offsets unavailable (%s); holding blocked inputs", exc)
             return None
-        return {(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
+        return result
 
-    def _caught_up(self, topic: str, partition: int) -> bool:
+    def _caught_up(self, topic: str, partition: int) -> bool | None:
         """Has this input partition nothing more to give right now?
 
-        Compares the last offset this worker received (or, before the first record,
-        the committed position faust seeked to) with the partition's end offset, asked
-        of the broker just before this release. Unknown counts as not caught up: the
-        aligner then waits, at most ``max_idle_ms``.
+        True when the last offset this worker received (or, before the first record,
+        the committed position faust seeked to) reached the partition's end offset,
+        asked of the broker just before this release; False when the broker holds
+        records this worker has not even fetched (they exist and may be earlier: the
+        aligner waits for them); None when unknown — the broker did not answer, or
+        everything was fetched but not all of it received (a local buffer, or a
+        transaction marker that occupies an offset): the aligner waits briefly.
         """
         full = self.settings.topic(topic)
-        tp = TP(full, partition)
         fresh = self._fresh_ends
-        high = None if fresh is None else fresh.get((full, partition))
-        if high is None:
-            return False
+        probe = None if fresh is None else fresh.get((full, partition))
+        if probe is None:
+            return None
+        high, position = probe
         seen = self._last_seen.get((full, partition))
         if seen is not None:
-            return seen + 1 >= high
-        pos = self.app.consumer._read_offset.get(tp)  # type: ignore[attr-defined]
-        return (pos or 0) >= high
+            if seen + 1 >= high:
+                return True
+        else:
+            pos = self.app.consumer._read_offset.get(TP(full, partition))  # type: ignore[attr-defined]
+            if (pos or 0) >= high:
+                return True
+        if position is not None and position < high:
+            return False
+        return None
 
     async def _on_revoked(self, revoked: set[TP]) -> None:
         """Drop held records of partitions this worker no longer owns.
@@ -367,7 +398,15 @@ class TierstreamService:
         self.metrics.batch_size.observe(len(items))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.metrics.held.set(self.aligner.held)
+        self._count_alignment_timeouts()
         self.batches_done += 1
+
+    def _count_alignment_timeouts(self) -> None:
+        a, seen = self.aligner, self._timeouts_counted
+        for reason, total in (("lag", a.lag_timeouts), ("idle", a.idle_timeouts)):
+            if total > seen[reason]:
+                self.metrics.alignment_timeouts.labels(reason).inc(total - seen[reason])
+                seen[reason] = total
 
     async def _tick(self) -> None:
         """The clock: one tick per owned partition, carrying the wall time.
@@ -448,10 +487,22 @@ class TierstreamService:
                 await fut
         # 2. profiles (blocks with backoff while Redis is down)
         await self.sink.write(result.profiles)
-        # 3. state; faust flushes the changelog before committing offsets
-        put = self.table.put
-        for partition, key, value in result.states:
-            put(partition, key, value)
+        # 3. state: the changelog acknowledged by the broker before the local store and
+        #    before any input is acked, so no offset commit can overtake it
+        if result.states:
+            send = self.app.producer.send
+            changelog = self._changelog_name
+            sent = [
+                (p, k, v, await send(changelog, k, v, p, None, None)) for p, k, v in result.states
+            ]
+            last: dict[int, int] = {}
+            local_put = self.table.put_local
+            for partition, key, value, fut in sent:
+                md = await fut
+                local_put(partition, key, value)
+                last[partition] = max(last.get(partition, -1), md.offset)
+            for partition, offset in last.items():
+                self.table.mark_persisted(changelog, partition, offset)
 
     async def _write_transactional(self, result: BatchResult) -> None:
         """exactly_once: outputs and changelog go into the source partition's transaction.

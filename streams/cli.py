@@ -62,6 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         batch_max=args.batch_max,
         batch_within=args.batch_within,
         max_idle_ms=args.max_idle_ms,
+        max_lag_wait_ms=args.max_lag_wait_ms,
         max_future_skew_ms=args.max_future_skew_ms,
     )
     service = TierstreamService(settings, tuning=tuning)
@@ -139,7 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-idle-ms",
         type=int,
         default=2000,
-        help="longest wait for an input partition that may hold earlier events",
+        help="longest wait for an input partition whose end offset is unknown",
+    )
+    w.add_argument(
+        "--max-lag-wait-ms",
+        type=int,
+        default=30_000,
+        help="longest wait for an input partition known to hold unfetched records",
     )
     w.add_argument(
         "--max-future-skew-ms",

@@ -167,11 +167,14 @@ class OutputTail:
             if msg.error():
                 state.last_error = str(msg.error())
                 continue
+            raw, topic = msg.value(), msg.topic()
+            if raw is None or topic is None:
+                continue  # a tombstone or a bare error record: nothing to show
             try:
-                value = json.loads(msg.value())
+                value = json.loads(raw)
             except (TypeError, ValueError):
                 continue  # our outputs are JSON; anything else is not ours to show
-            state.apply_output(self._contract[msg.topic()], value)
+            state.apply_output(self._contract[topic], value)
 
     def close(self) -> None:
         self.consumer.close()

@@ -105,6 +105,15 @@ class Metrics:
             "alignment across topics).",
             registry=r,
         )
+        self.alignment_timeouts = Counter(
+            "tierstream_aligner_timeouts_total",
+            "Releases that went ahead without waiting any longer for an input: reason "
+            "'lag' (records known on the broker were not fetched within max_lag_wait_ms) "
+            "or 'idle' (end offset unknown for max_idle_ms). Each may reorder events "
+            "across topics; a rising count means fetches trail or the broker is slow.",
+            ["reason"],
+            registry=r,
+        )
         self.lag = Gauge(
             "tierstream_consumer_lag_messages",
             "Messages between the partition's high watermark and the worker's position.",

@@ -9,7 +9,7 @@ on the first request. Nothing here logs or returns a secret in clear text:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -240,7 +240,8 @@ def kafka_preflight(conf: Mapping[str, object], timeout_s: float = 20.0) -> int:
             auth_errors.append(err.str())
 
     # librdkafka logs the same failure itself: silence it, the exception says it once.
-    admin = AdminClient({**conf, "error_cb": on_error, "log_level": 0})
+    admin_conf: dict[str, Any] = {**conf, "error_cb": on_error, "log_level": 0}
+    admin = AdminClient(admin_conf)
     user = conf.get("sasl.username")
     mech = conf.get("sasl.mechanism", "PLAIN")
     deadline = time.monotonic() + timeout_s

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS
 from streams.security import redact_url
 
 #: Kafka security settings passed through to every client (env name -> librdkafka key).
@@ -92,6 +92,15 @@ class Settings:
     @property
     def input_topics(self) -> tuple[str, ...]:
         return tuple(self.topic(t) for t in INPUT_TOPICS)
+
+    @property
+    def consumed_topics(self) -> tuple[str, ...]:
+        """Every topic the worker consumes: the inputs and the clock's ``ticks``.
+
+        "Caught up" means caught up on all of them: a worker that has read every
+        transaction may still owe the decisions of ticks written after them.
+        """
+        return (*self.input_topics, *(self.topic(t) for t in TICK_TOPICS))
 
     @property
     def output_topics(self) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from faust.stores import memory as memory_store
+from faust.types import TP
 
 try:  # rocksdict is a runtime dependency, but keep memory-only installs importable
     from faust.stores import rocksdb as rocksdb_store
@@ -51,14 +52,16 @@ class PartitionedTable:
             return value if value is None else bytes(value)
         raise TypeError(f"unsupported table store {type(store).__name__}")
 
-    def put(self, partition: int, key: bytes, value: bytes) -> None:
-        """Write locally and send the changelog record to ``partition``."""
-        self.put_local(partition, key, value)
-        self.table.send_changelog(partition, key, value)
-
     def put_local(self, partition: int, key: bytes, value: bytes) -> None:
-        """Write the local store only; the caller sends the changelog record itself
-        (under exactly_once, inside the partition's transaction)."""
+        """Write the local store only; the caller sends the changelog record itself.
+
+        faust's own ``send_changelog`` queues the record in a buffer that its offset
+        commit does not reliably drain (``ProducerBuffer.flush`` gives up after 0.1 s
+        without progress), so a commit can overtake the state it covers and a kill
+        then loses that state. The worker therefore sends every changelog record
+        itself and acknowledges input only after the broker acknowledged the record
+        (under exactly_once, inside the partition's transaction).
+        """
         store = self._store
         if isinstance(store, memory_store.Store):
             store.data[key] = value
@@ -68,6 +71,11 @@ class PartitionedTable:
             store._key_index[key] = partition
         else:
             raise TypeError(f"unsupported table store {type(store).__name__}")
+
+    def mark_persisted(self, changelog: str, partition: int, offset: int) -> None:
+        """Remember the last changelog offset the local store holds (RocksDB keeps it
+        in the partition's db), so a restart recovers only what came after it."""
+        self._store.set_persisted_offset(TP(changelog, partition), offset)
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of one partition held locally (for Redis resyncs)."""

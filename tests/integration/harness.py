@@ -113,23 +113,55 @@ def consume_all(settings: Settings, topic: str, timeout: float = 20.0) -> list[d
         c.close()
 
 
-def group_caught_up(settings: Settings) -> bool:
-    """True when the worker group's committed offsets reached every input's end."""
+def group_lag(settings: Settings) -> dict[tuple[str, int], int]:
+    """Records of every consumed topic the worker group has not committed yet, per
+    partition (only partitions with lag). Inputs *and* ticks: a worker can have read
+    every transaction and still owe the decisions of later ticks."""
     c = Consumer(settings.confluent_config(**{"group.id": settings.app_id}))
     try:
         tps = []
-        for t in settings.input_topics:
+        for t in settings.consumed_topics:
             meta = c.list_topics(t, timeout=10).topics[t]
             tps.extend(TopicPartition(t, p) for p in meta.partitions)
         committed = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=10)}
+        lag = {}
         for tp in tps:
             _lo, hi = c.get_watermark_offsets(tp, timeout=10)
             got = committed[(tp.topic, tp.partition)]
-            if hi > 0 and (got is None or got < hi):
-                return False
-        return True
+            behind = hi - (got if got is not None and got >= 0 else 0)
+            if behind > 0:
+                lag[(tp.topic, tp.partition)] = behind
+        return lag
     finally:
         c.close()
+
+
+def group_caught_up(settings: Settings) -> bool:
+    """True when the worker group's committed offsets reached the end of every
+    consumed topic."""
+    return not group_lag(settings)
+
+
+def wait_caught_up(settings: Settings, timeout: float, what: str, *workers: WorkerProcess) -> None:
+    """Wait until the group committed everything; on timeout (or a worker that died)
+    fail with the remaining lag and the workers' last log lines, so a CI failure says
+    which partition stalled and why."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for w in workers:
+            if w.proc is not None and w.proc.poll() is not None:
+                raise AssertionError(
+                    f"{w.name} exited with {w.proc.returncode} while waiting for {what}:\n"
+                    f"{w.tail()}"
+                )
+        if group_caught_up(settings):
+            return
+        time.sleep(0.2)
+    tails = "\n".join(f"--- {w.name} log tail\n{w.tail(40)}" for w in workers)
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}; "
+        f"uncommitted {group_lag(settings)}\n{tails}"
+    )
 
 
 @dataclass

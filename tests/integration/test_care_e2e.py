@@ -17,8 +17,8 @@ from streams.settings import Settings
 from tests.integration.harness import (
     WorkerProcess,
     consume_all,
-    group_caught_up,
     produce,
+    wait_caught_up,
     wait_until,
 )
 from tests.integration.oracle import compare_decisions, recompute
@@ -102,7 +102,7 @@ def test_ticks_fire_dormancy_cadence_birthday_and_campaign(
     produce_ticks(settings, daily_ticks(settings, FIRST_TICK, 95))
     worker = make_worker(rules_path=settings.rules_path)
     worker.start()
-    wait_until(lambda: group_caught_up(settings), 120, "the worker to commit all input")
+    wait_caught_up(settings, 120, "the worker to commit all input", worker)
     got = _outputs(settings)
     offers = [(o["customer_id"], o["kind"], o["ts"][:10]) for o in got["offers"]]
     alerts = [(a["customer_id"], a["kind"], a["ts"][:10]) for a in got["alerts"]]
@@ -140,11 +140,11 @@ def test_restart_neither_loses_nor_repeats_a_due_trigger(
     produce_ticks(settings, iter(ticks[:half]))
     worker = make_worker(rules_path=settings.rules_path, store="rocksdb://")
     worker.start()
-    wait_until(lambda: group_caught_up(settings), 120, "first half")
+    wait_caught_up(settings, 120, "first half", worker)
     assert worker.stop() == 0
     produce_ticks(settings, iter(ticks[half:]))
     worker.start()
-    wait_until(lambda: group_caught_up(settings), 120, "second half")
+    wait_caught_up(settings, 120, "second half", worker)
     got = _outputs(settings)
     ids = [o["event_id"] for t in OUTPUTS for o in got[t]]
     assert len(ids) == len(set(ids)), "a trigger fired twice across the restart"

@@ -35,8 +35,8 @@ from tests.integration.harness import (
     WorkerProcess,
     consume_all,
     free_port,
-    group_caught_up,
     produce,
+    wait_caught_up,
     wait_until,
 )
 from tests.integration.oracle import compare_decisions, recompute
@@ -95,8 +95,8 @@ class LoadProducer(threading.Thread):
             self.error = exc
 
 
-def wait_done(settings: Settings, timeout: float = 240) -> None:
-    wait_until(lambda: group_caught_up(settings), timeout, "the group to commit all input")
+def wait_done(settings: Settings, *workers: WorkerProcess, timeout: float = 240) -> None:
+    wait_caught_up(settings, timeout, "the group to commit all input", *workers)
 
 
 def outputs(settings: Settings) -> dict[str, list[dict[str, Any]]]:
@@ -179,7 +179,7 @@ def test_kill_minus_nine_three_times_under_load_loses_nothing(
         recover_s.append(time.monotonic() - t0)
     load.join(300)
     assert load.error is None, load.error
-    wait_done(settings)
+    wait_done(settings, w1, w2)
     assert w1.stop() == 0 and w2.stop() == 0
     figures = check_against_oracle(
         settings, redis_url, allow_redelivery=guarantee == "at_least_once"
@@ -217,7 +217,7 @@ def test_redis_outage_then_empty_restart_catches_up(
     t0 = time.monotonic()
     load.join(120)
     assert load.error is None
-    wait_done(settings)
+    wait_done(settings, worker)
     # profiles come back: live writes plus the resync of every partition
     figures: dict[str, int] = {}
     last_error = ""
@@ -329,7 +329,7 @@ def test_bad_input_at_scale_all_dead_lettered_good_all_processed(
     worker = make_worker()
     worker.start()
     pid = worker.proc.pid if worker.proc else None
-    wait_done(settings)
+    wait_done(settings, worker)
     dead = consume_all(settings, "dead-letters", 60)
     assert len(dead) == n_bad, f"{len(dead)} dead letters for {n_bad} bad records"
     reasons = Counter(d["value"]["error"].split(":")[0] for d in dead)
@@ -392,7 +392,7 @@ def test_every_event_twice_and_shuffled_within_each_customer(
     produce(settings, shuffled)
     worker = make_worker()
     worker.start()
-    wait_done(settings)
+    wait_done(settings, worker)
 
     # the oracle on the deduplicated, event-time-ordered input
     from schemas.decoder import Decoder
@@ -474,7 +474,7 @@ def test_broker_restart_mid_stream_loses_nothing(
     worker.extra_args = ["--max-idle-ms", "10000"]
     worker.start()
     produce(settings, records[:half])
-    wait_done(settings)
+    wait_done(settings, worker)
     t0 = time.monotonic()
     stop_broker()
     down_s = 5.0
@@ -484,7 +484,7 @@ def test_broker_restart_mid_stream_loses_nothing(
     load.start()
     load.join(120)
     assert load.error is None, load.error
-    wait_done(settings, timeout=180)
+    wait_done(settings, worker, timeout=180)
     caught_up_s = time.monotonic() - t0
     assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
     figures = check_against_oracle(settings, redis_url, allow_redelivery=True)

@@ -40,8 +40,8 @@ from tests.integration.harness import (
     WorkerProcess,
     consume_all,
     free_port,
-    group_caught_up,
     produce,
+    wait_caught_up,
     wait_until,
 )
 from tests.integration.oracle import compare_decisions, recompute
@@ -204,7 +204,7 @@ def test_worker_end_to_end_through_scram_with_only_the_documented_acls(
         worker.start()
         # checks read as admin: the service user may only write the outputs
         reader = settings.with_overrides(kafka_security=as_admin.kafka_security)
-        wait_until(lambda: group_caught_up(reader), 90, "the worker to commit all input")
+        wait_caught_up(reader, 90, "the worker to commit all input", worker)
         truth = recompute(reader, load_rules(settings.rules_path))
         assert truth.decisions
         for topic in OUTPUTS:

@@ -29,7 +29,7 @@ from streams.metrics import Metrics
 from streams.redis_sink import RedisProfileSink, connect, profile_key, read_profile
 from streams.security import redis_acl_rules, redis_credentials
 from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, group_caught_up, produce, wait_until
+from tests.integration.harness import WorkerProcess, produce, wait_caught_up, wait_until
 from tests.integration.oracle import recompute
 from tests.integration.scenario import scripted_bank
 
@@ -142,7 +142,7 @@ def test_worker_runs_end_to_end_under_the_acl_user(
     produce(settings, scripted_bank())
     worker = make_worker(redis_url=url)
     worker.start()
-    wait_until(lambda: group_caught_up(settings), 90, "the worker to commit all input")
+    wait_caught_up(settings, 90, "the worker to commit all input", worker)
 
     truth = recompute(settings, load_rules(settings.rules_path))
     assert truth.profiles

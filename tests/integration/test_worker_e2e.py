@@ -15,9 +15,8 @@ from tests.integration.harness import (
     WorkerProcess,
     consume_all,
     free_port,
-    group_caught_up,
     produce,
-    wait_until,
+    wait_caught_up,
 )
 from tests.integration.oracle import compare_decisions, recompute
 from tests.integration.scenario import scripted_bank
@@ -30,7 +29,7 @@ def _outputs(settings: Settings) -> dict[str, list[dict[str, Any]]]:
 
 
 def _run_to_completion(worker: WorkerProcess, settings: Settings) -> None:
-    wait_until(lambda: group_caught_up(settings), 90, "the worker to commit all input")
+    wait_caught_up(settings, 90, "the worker to commit all input", worker)
 
 
 def _by_customer(records: list[dict[str, Any]], cid: str) -> list[dict[str, Any]]:

@@ -10,9 +10,9 @@ from streams.aligner import InputAligner
 TOPICS = ("transactions", "balances")
 
 
-def _aligner(max_idle_ms: int = 1000) -> InputAligner[tuple[str, int]]:
+def _aligner(max_idle_ms: int = 1000, max_lag_wait_ms: int = 5000) -> InputAligner[tuple[str, int]]:
     # items are (name, ts)
-    return InputAligner(TOPICS, lambda item: item[1], max_idle_ms)
+    return InputAligner(TOPICS, lambda item: item[1], max_idle_ms, max_lag_wait_ms)
 
 
 def test_releases_earliest_head_first_and_keeps_each_input_in_offset_order() -> None:
@@ -24,19 +24,43 @@ def test_releases_earliest_head_first_and_keeps_each_input_in_offset_order() -> 
     assert [x[0] for x in out] == ["b1", "t1", "t2", "b2"]
 
 
-def test_waits_for_an_input_that_is_not_caught_up_but_only_for_max_idle() -> None:
+def test_waits_for_an_input_of_unknown_end_but_only_for_max_idle() -> None:
     a = _aligner(max_idle_ms=1000)
     a.add([("transactions", 3, ("t1", 10))])
-    lagging = {"balances"}
 
-    def caught_up(topic: str, partition: int) -> bool:
-        return topic not in lagging
+    def caught_up(topic: str, partition: int) -> bool | None:
+        return None if topic == "balances" else True
 
     assert a.release(caught_up, now_ms=0) == []
     assert a.release(caught_up, now_ms=999) == []
     assert a.held == 1
     assert [x[0] for x in a.release(caught_up, now_ms=1000)] == ["t1"]
-    assert a.idle_timeouts == 1
+    assert (a.idle_timeouts, a.lag_timeouts) == (1, 0)
+
+
+def test_waits_longer_for_an_input_known_to_hold_unfetched_records() -> None:
+    """A known-lagging input holds records that exist and may be earlier: the task
+    waits past max_idle_ms, up to max_lag_wait_ms (Kafka Streams waits for them)."""
+    a = _aligner(max_idle_ms=1000, max_lag_wait_ms=5000)
+    a.add([("transactions", 3, ("t1", 10))])
+
+    def caught_up(topic: str, partition: int) -> bool | None:
+        return topic != "balances"
+
+    assert a.release(caught_up, now_ms=0) == []
+    assert a.release(caught_up, now_ms=4999) == []
+    assert [x[0] for x in a.release(caught_up, now_ms=5000)] == ["t1"]
+    assert (a.idle_timeouts, a.lag_timeouts) == (0, 1)
+
+
+def test_a_lagging_input_that_delivers_is_merged_in_event_time_order() -> None:
+    a = _aligner()
+    a.add([("transactions", 0, ("balance-after-profile", 20))])
+    assert a.release(lambda t, p: t != "balances", now_ms=0) == []
+    a.add([("balances", 0, ("earlier", 5))])
+    out = a.release(lambda t, p: True, now_ms=3000)
+    assert [x[0] for x in out] == ["earlier", "balance-after-profile"]
+    assert (a.idle_timeouts, a.lag_timeouts) == (0, 0)
 
 
 def test_a_caught_up_empty_input_does_not_block() -> None:
