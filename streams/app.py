@@ -240,6 +240,7 @@ class TierstreamService:
     async def _agent(self, stream: Any) -> None:
         """Feed the aligner; process whatever it releases; ack only what was processed."""
         self._stream = stream
+        self._serialize_commits()
         t = self.tuning
         async for events in stream.noack_take(t.batch_max, within=t.batch_within):
             now_ms = int(time.time() * 1000)
@@ -271,6 +272,32 @@ class TierstreamService:
                 # consumes (a crashed faust agent does not stop its worker).
                 log.exception("batch processing failed")
                 self._fatal(f"batch processing failed: {exc!r}")
+
+    def _serialize_commits(self) -> None:
+        """Make faust's offset commits wait for a batch in flight to finish.
+
+        faust commits from its own timer task, which can run at any ``await`` of a
+        batch's write. Under exactly_once that commits the partition's transaction
+        with some of the batch's outputs already in it but without the batch's input
+        offsets (they are acked only after the write): a kill right then makes the
+        next owner redo those inputs, and read_committed consumers see the outputs
+        twice — the kill test caught one duplicate alert that way. Taking the batch
+        lock around faust's commit makes each commit see a batch either not started
+        or fully written and acked. (Under at_least_once it costs nothing: the commit
+        only covers acked offsets anyway.)
+        """
+        consumer: Any = self.app.consumer
+        if getattr(consumer, "_tierstream_serialized", False):
+            return
+        force_commit = consumer.force_commit
+        lock = self._lock
+
+        async def serialized_force_commit(*args: Any, **kwargs: Any) -> bool:
+            async with lock:
+                return bool(await force_commit(*args, **kwargs))
+
+        consumer.force_commit = serialized_force_commit
+        consumer._tierstream_serialized = True
 
     async def _release_held(self) -> None:
         """Timer: release records whose inputs became caught up or timed out idle."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +44,8 @@ def service_settings(
     )
     create_topics(settings)
     yield settings
+    if os.environ.get("TIERSTREAM_KEEP_TOPICS"):  # debugging: inspect a failed run's topics
+        return
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     names = [s.name for s in topic_specs(settings)]
     for fut in admin.delete_topics(names, operation_timeout=30).values():
