@@ -11,8 +11,9 @@ its task only while it may still hold earlier data:
 * known to be behind (the broker holds records this worker has not received yet):
   the task waits for the fetch, as Kafka Streams does for a partition with known lag
   — those records exist and may be earlier. The wait is still bounded, by
-  ``max_lag_wait_ms`` (default 30 s), so a fetch that never comes cannot stall the
-  partition forever; running out counts a ``lag`` timeout;
+  ``max_lag_wait_ms`` (the worker's default is 2 s, a throughput trade-off; the
+  reliability tests use 30 s), so a fetch that never comes cannot stall the partition
+  forever; running out counts a ``lag`` timeout;
 * unknown (the broker did not answer): the task waits at most ``max_idle_ms``
   (default 2 s), then proceeds and counts an ``idle`` timeout.
 
@@ -54,7 +55,7 @@ class InputAligner(Generic[T]):
         topics: Sequence[str],
         ts_of: Callable[[T], int],
         max_idle_ms: int = 2000,
-        max_lag_wait_ms: int = 30_000,
+        max_lag_wait_ms: int = 2000,
     ) -> None:
         self.topics = tuple(topics)
         self.ts_of = ts_of

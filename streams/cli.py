@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--max-lag-wait-ms",
         type=int,
-        default=30_000,
+        default=2000,
         help="longest wait for an input partition known to hold unfetched records",
     )
     w.add_argument(

@@ -166,7 +166,8 @@ def test_kill_minus_nine_three_times_under_load_loses_nothing(
     w1 = make_worker("w1", processing_guarantee=guarantee, store="rocksdb://")
     w2 = make_worker("w2", processing_guarantee=guarantee, web_port=free_port(), store="rocksdb://")
     for w in (w1, w2):
-        w.extra_args = ["--max-idle-ms", "10000"]
+        # generous waits: restarts and rebalances make one input's fetch trail another's
+        w.extra_args = ["--max-idle-ms", "10000", "--max-lag-wait-ms", "30000"]
         w.start()
     load = LoadProducer(settings, records, rate=600 * SCALE)
     load.start()
