@@ -77,9 +77,9 @@ class WorkerTuning:
     #: answer) or that was fetched but not fully received yet.
     max_idle_ms: int = 2000
     #: Longest wait for an input partition known to hold records not yet fetched.
-    #: Longer waits order a backlog more strictly but cost throughput: with 30 s the
-    #: quick benchmark's backlog ran ~7x slower (faust's fetcher delivers lagging
-    #: inputs slowly), so the default equals ``max_idle_ms`` (see docs/reliability.md).
+    #: The reliability tests use 30 s; the default equals ``max_idle_ms``, a
+    #: conservative choice while backlog throughput is being worked on (see
+    #: docs/reliability.md, "Strict ordering of a backlog is slow").
     max_lag_wait_ms: int = 2000
     #: How often held records are re-checked when no new input arrives.
     release_interval: float = 0.1
