@@ -137,10 +137,11 @@ def check_against_oracle(
 
 
 EOS_GAP = (
-    "open finding (exactly_once only): once in 9 runs on 2026-12-02, before the commit "
-    "serialisation fix, a restarted owner emitted ~200 tier changes the oracle does not "
-    "have (customer state incomplete after recovering a partition under transactions). "
-    "4 of 4 runs since passed; kept non-strict until the cause is shown; see "
+    "open finding (exactly_once only): before the commit serialisation fix of "
+    "2026-12-02, 4 of 8 runs failed — one duplicate (explained and fixed), one run where "
+    "a restarted owner emitted ~200 tier changes the oracle does not have (state "
+    "incomplete after recovery under transactions), two not captured. All runs since "
+    "passed; kept non-strict until the incomplete-state cause is shown; see "
     "docs/reliability.md"
 )
 
