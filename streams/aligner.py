@@ -56,11 +56,14 @@ class InputAligner(Generic[T]):
         ts_of: Callable[[T], int],
         max_idle_ms: int = 2000,
         max_lag_wait_ms: int = 2000,
+        on_timeout: Callable[[str], None] | None = None,
     ) -> None:
         self.topics = tuple(topics)
         self.ts_of = ts_of
         self.max_idle_ms = max_idle_ms
         self.max_lag_wait_ms = max_lag_wait_ms
+        #: Told "lag" or "idle" whenever a release stops waiting (the worker's metric).
+        self.on_timeout = on_timeout
         self._buf: dict[int, dict[str, deque[T]]] = {}
         self._blocked_since: dict[int, int] = {}
         #: Releases that went ahead without an input whose end was unknown.
@@ -115,6 +118,8 @@ class InputAligner(Generic[T]):
                         self.lag_timeouts += 1
                     else:
                         self.idle_timeouts += 1
+                    if self.on_timeout is not None:
+                        self.on_timeout("lag" if lagging else "idle")
             self._blocked_since.pop(partition, None)
             # earliest head first; ties go to the first topic in the configured order
             _, q = min(heads, key=lambda h: (ts_of(h[1][0]), self.topics.index(h[0])))

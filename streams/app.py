@@ -138,9 +138,9 @@ class TierstreamService:
             lambda item: item[0].ts,
             self.tuning.max_idle_ms,
             self.tuning.max_lag_wait_ms,
+            on_timeout=lambda reason: self.metrics.alignment_timeouts.labels(reason).inc(),
         )
         self._last_seen: dict[tuple[str, int], int] = {}
-        self._timeouts_counted = {"lag": 0, "idle": 0}
         self._lock = asyncio.Lock()
         self._fresh_ends: dict[tuple[str, int], tuple[int, int | None]] | None = {}
         self._stream: Any = None
@@ -428,15 +428,7 @@ class TierstreamService:
         self.metrics.batch_size.observe(len(items))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.metrics.held.set(self.aligner.held)
-        self._count_alignment_timeouts()
         self.batches_done += 1
-
-    def _count_alignment_timeouts(self) -> None:
-        a, seen = self.aligner, self._timeouts_counted
-        for reason, total in (("lag", a.lag_timeouts), ("idle", a.idle_timeouts)):
-            if total > seen[reason]:
-                self.metrics.alignment_timeouts.labels(reason).inc(total - seen[reason])
-                seen[reason] = total
 
     async def _tick(self) -> None:
         """The clock: one tick per owned partition, carrying the wall time.
@@ -519,20 +511,36 @@ class TierstreamService:
         await self.sink.write(result.profiles)
         # 3. state: the changelog acknowledged by the broker before the local store and
         #    before any input is acked, so no offset commit can overtake it
-        if result.states:
-            send = self.app.producer.send
-            changelog = self._changelog_name
-            sent = [
-                (p, k, v, await send(changelog, k, v, p, None, None)) for p, k, v in result.states
-            ]
-            last: dict[int, int] = {}
-            local_put = self.table.put_local
-            for partition, key, value, fut in sent:
-                md = await fut
-                local_put(partition, key, value)
-                last[partition] = max(last.get(partition, -1), md.offset)
-            for partition, offset in last.items():
-                self.table.mark_persisted(changelog, partition, offset)
+        states = result.states
+        futures = await self._send_changelog(states, None)
+        last: dict[int, int] = {}
+        local_put = self.table.put_local
+        for (partition, key, value), fut in zip(states, futures, strict=True):
+            md = await fut
+            local_put(partition, key, value)
+            last[partition] = max(last.get(partition, -1), md.offset)
+        for partition, offset in last.items():
+            self.table.mark_persisted(self._changelog_name, partition, offset)
+
+    async def _send_changelog(
+        self, states: list[tuple[int, bytes, bytes]], tid_prefix: str | None
+    ) -> list[Any]:
+        """Send each state to its partition of the changelog (inside that partition's
+        transaction when ``tid_prefix`` is given); returns the delivery futures."""
+        send = self.app.producer.send
+        changelog = self._changelog_name
+        return [
+            await send(
+                changelog,
+                key,
+                value,
+                partition,
+                None,
+                None,
+                transactional_id=None if tid_prefix is None else f"{tid_prefix}{partition}",
+            )
+            for partition, key, value in states
+        ]
 
     async def _write_transactional(self, result: BatchResult) -> None:
         """exactly_once: outputs and changelog go into the source partition's transaction.
@@ -561,21 +569,10 @@ class TierstreamService:
             for o in result.outputs
         ]
         await self.sink.write(result.profiles)
-        changelog = self._changelog_name
         local_put = self.table.put_local
         for partition, key, value in result.states:
             local_put(partition, key, value)
-            futures.append(
-                await send(
-                    changelog,
-                    key,
-                    value,
-                    partition,
-                    None,
-                    None,
-                    transactional_id=f"{prefix}{partition}",
-                )
-            )
+        futures += await self._send_changelog(result.states, prefix)
         for fut in futures:
             await fut
 

@@ -53,16 +53,6 @@ def test_waits_longer_for_an_input_known_to_hold_unfetched_records() -> None:
     assert (a.idle_timeouts, a.lag_timeouts) == (0, 1)
 
 
-def test_a_lagging_input_that_delivers_is_merged_in_event_time_order() -> None:
-    a = _aligner()
-    a.add([("transactions", 0, ("balance-after-profile", 20))])
-    assert a.release(lambda t, p: t != "balances", now_ms=0) == []
-    a.add([("balances", 0, ("earlier", 5))])
-    out = a.release(lambda t, p: True, now_ms=3000)
-    assert [x[0] for x in out] == ["earlier", "balance-after-profile"]
-    assert (a.idle_timeouts, a.lag_timeouts) == (0, 0)
-
-
 def test_a_caught_up_empty_input_does_not_block() -> None:
     a = _aligner()
     a.add([("transactions", 0, ("t1", 10))])
@@ -75,8 +65,9 @@ def test_an_earlier_event_arriving_later_is_released_before_a_held_later_one() -
     a.add([("transactions", 0, ("t-late", 50))])
     assert a.release(lambda t, p: t != "balances", now_ms=0) == []
     a.add([("balances", 0, ("b-early", 20))])
-    out = a.release(lambda t, p: True, now_ms=10)
+    out = a.release(lambda t, p: True, now_ms=3000)  # past max_idle_ms: no timeout either
     assert [x[0] for x in out] == ["b-early", "t-late"]
+    assert (a.idle_timeouts, a.lag_timeouts) == (0, 0)
 
 
 def test_partitions_are_independent_tasks() -> None:
@@ -109,3 +100,12 @@ def test_release_is_a_merge_that_loses_and_duplicates_nothing(
     for topic in TOPICS:  # each input's own order is kept
         mine = [x for x in out if x[0].startswith(topic)]
         assert mine == [i[2] for i in items if i[0] == topic]
+
+
+def test_on_timeout_is_told_the_reason_of_each_timeout() -> None:
+    reasons: list[str] = []
+    a = InputAligner(TOPICS, lambda item: item[1], 1000, 5000, on_timeout=reasons.append)
+    a.add([("transactions", 0, ("t1", 10)), ("transactions", 1, ("t2", 10))])
+    a.release(lambda t, p: (None if p == 0 else False) if t == "balances" else True, now_ms=0)
+    a.release(lambda t, p: (None if p == 0 else False) if t == "balances" else True, now_ms=5000)
+    assert reasons == ["idle", "lag"]
