@@ -41,7 +41,7 @@ from state.customer import CustomerState
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from streams.processor import BatchProcessor, RawMessage
-from streams.redis_sink import _UPSERT_LUA, profile_key, tier_counts_key
+from streams.redis_sink import _UPSERT_LUA, upsert_calls
 from streams.settings import Settings
 
 _STATE_KEY = b"s"
@@ -69,7 +69,6 @@ class ProfileSink(BaseSink):
         self.prefix = prefix
         self.client = client
         self.script = client.register_script(_UPSERT_LUA)
-        self.counts_key = tier_counts_key(prefix)
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         return None
@@ -77,18 +76,11 @@ class ProfileSink(BaseSink):
     def flush(self) -> None:
         if not self.dirty:
             return
+        rules = self.rules
+        profiles = {key: profile_fields(st, rules) for key, st in self.dirty.items()}
         pipe = self.client.pipeline(transaction=False)
-        for key, st in self.dirty.items():
-            fields = profile_fields(st, self.rules)
-            argv: list[str] = [fields["version"], fields.get("tier", "")]
-            for f, v in fields.items():
-                argv.append(f)
-                argv.append(v)
-            self.script(
-                keys=[profile_key(self.prefix, key.decode()), self.counts_key],
-                args=argv,
-                client=pipe,
-            )
+        for keys, args in upsert_calls(self.prefix, profiles):
+            self.script(keys=keys, args=args, client=pipe)
         pipe.execute()
         self.dirty.clear()
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from bench.common import (
     run_id,
     stop_process,
     topics_containing,
+    wait_until,
 )
 from bench.data import ensure_dataset, load_into_kafka, read_records
 from bench.latency import Latency, offered_load
@@ -122,6 +124,16 @@ def _spawn(module: str, extra: list[str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _status_consumed(status: Path) -> Callable[[], int]:
+    """Events a baseline or peer process has counted, from its status file."""
+
+    def consumed() -> int:
+        n = read_status(status).get("consumed", 0)
+        return int(n) if isinstance(n, int | float) else 0
+
+    return consumed
+
+
 def _tail(log: Path, n: int = 20) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
@@ -183,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         web_port=free_port(),
         data_dir=str(work / "worker"),
     )
-    tail = max(args.events // 2, 50_000)
+    # records kept for the latency phases: each of the three systems gets its own slice
+    # of up to rate x seconds (half the worker's max for 30 s was ~100,000 on 2026-12-03)
+    tail = max(args.events * 2, 50_000)
     timeout = max(600.0, args.events / 200)
     print(
         f"run {rid}: {args.customers:,} customers, {args.events:,} events, "
@@ -205,11 +219,19 @@ def main(argv: list[str] | None = None) -> int:
         offset = args.events  # next unused record of the tail (for latency phases)
         rate = args.latency_rate
 
-        def latency(name: str, thr: Throughput) -> None:
-            """Offered load at half the worker's max (the first system measured sets it)."""
+        def latency(name: str, thr: Throughput, consumed: Callable[[], int]) -> None:
+            """Offered load at half the worker's max (the first system measured sets it).
+
+            Every system reads the same input topics, so the records offered to the
+            systems measured before this one are a backlog for it: it first works
+            through them (``consumed`` reaches ``offset``), or its latency would measure
+            that backlog (it did, before 2026-12-03: the baseline's 2 s / 11 s).
+            """
             nonlocal offset, rate
             if "latency" not in args.phases or data is None:
                 return
+            if offset > args.events:
+                wait_until(lambda: consumed() >= offset, timeout, f"{name} to catch up")
             if rate is None:
                 rate = thr.events_per_s / 2
             if not rate:
@@ -236,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"    {thr.events_per_s:,.0f} events/s, {thr.cpu_per_1000:.3f} CPU s/1k", flush=True
             )
             try:
-                latency("worker", thr)
+                latency("worker", thr, w.consumed)
             finally:
                 w.stop()
             avg, disk, keys = worker_state_bytes(Path(base.data_dir), args.customers)
@@ -256,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(proc)
             print(f"    {thr.events_per_s:,.0f} events/s", flush=True)
             try:
-                latency("baseline", thr)
+                latency("baseline", thr, _status_consumed(status))
             finally:
                 stop_process(proc)
             st = read_status(status)
@@ -281,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(proc)
             print(f"    {thr.events_per_s:,.0f} events/s", flush=True)
             try:
-                latency("peer", thr)
+                latency("peer", thr, _status_consumed(status))
             finally:
                 stop_process(proc)
             thr.state_bytes_per_customer = _quix_state_bytes(qdir)

@@ -100,6 +100,20 @@ class Worker:
             return 0
         return int(metric_sum(text, "tierstream_events_consumed_total"))
 
+    def aligner_timeouts(self) -> str:
+        """Aligner waits that ran out, by reason (a release that went ahead without an
+        input that might hold earlier records); "0" when there were none."""
+        try:
+            text = http_text(self.url + "/metrics")
+        except OSError:
+            return "unknown"
+        parts = []
+        for reason in ("lag", "idle"):
+            n = metric_sum(text, f'tierstream_aligner_timeouts_total{{reason="{reason}"}}')
+            if n:
+                parts.append(f"{n:.0f} {reason}")
+        return ", ".join(parts) or "0"
+
     def health(self) -> dict[str, object] | None:
         try:
             body = http_json(
@@ -162,6 +176,7 @@ def run_throughput(worker: Worker, events: int, timeout: float) -> Throughput:
         t_commit = wait_until(offsets.caught_up, 60, "worker group commit", every=0.1)
     finally:
         offsets.close()
+    timeouts = worker.aligner_timeouts()
     return Throughput(
         name="tierstream worker",
         events=events,
@@ -169,7 +184,11 @@ def run_throughput(worker: Worker, events: int, timeout: float) -> Throughput:
         cpu_s=cpu1 - cpu0,
         peak_rss=peak_rss_bytes(worker.pid),
         committed_after_s=t_commit - t_done,
-        notes="faust agent, RocksDB table + changelog, outputs acked, Redis profiles",
+        notes=(
+            "faust consumer group + tierstream intake, RocksDB table + changelog, outputs "
+            "acked, Redis profiles; "
+            f"aligner waits that ran out: {timeouts}"
+        ),
     )
 
 

@@ -129,6 +129,152 @@ def _compile(topic: str) -> Callable[[Any], Any]:
     return cast(Callable[[Any], Any], fastjsonschema.compile(load_schema(topic), use_formats=False))
 
 
+# --------------------------------------------------------------------------- fast path
+# The compiled validators raise with the detail ``_explain`` turns into the reason, and
+# they are the one contract. For speed, each schema also gets a generated *pre-check*
+# that can only conclude "certainly valid": it covers the keywords the input schemas
+# use, each checked at least as strictly as fastjsonschema checks it (exact types, no
+# floats for "integer", the validator's own compiled regexes). On anything else it
+# hands the document to the compiled validator -- and a schema using a keyword it does
+# not know gets no pre-check at all -- so every rejection and every reason is exactly
+# what it always was; valid documents just skip the generic code.
+
+#: Annotations (and "format", which is compiled with use_formats=False): no effect.
+_ANNOTATIONS: Final = frozenset({"description", "title", "format", "$comment", "examples"})
+_PROPERTY_KEYWORDS: Final = (
+    frozenset(
+        {
+            "type",
+            "minLength",
+            "maxLength",
+            "pattern",
+            "enum",
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+        }
+    )
+    | _ANNOTATIONS
+)
+_SCHEMA_KEYWORDS: Final = (
+    frozenset({"$schema", "$id", "type", "properties", "required", "additionalProperties"})
+    | _ANNOTATIONS
+)
+_JSON_TYPES: Final = frozenset({"string", "number", "integer", "boolean", "null"})
+#: A pattern whose matches include every non-empty str.isprintable() string (printable
+#: strings have no C0 control character nor DEL): the cheap test goes first.
+_NO_CONTROLS: Final = "^[^\\u0000-\\u001f\\u007f]+$"
+_BOUNDS: Final = {
+    "minimum": ">=",
+    "maximum": "<=",
+    "exclusiveMinimum": ">",
+    "exclusiveMaximum": "<",
+}
+
+
+def _property_check(
+    name: str,
+    prop: dict[str, Any],
+    required: bool,
+    regexes: Mapping[str, re.Pattern[str]],
+    env: dict[str, Any],
+) -> list[str] | None:
+    """Source lines that fall back to the validator unless ``v`` (the property's value)
+    passes; None when the property uses something the pre-check does not cover.
+    ``required``: the generated code has already checked that the key is present."""
+    if not isinstance(prop, dict) or not set(prop) <= _PROPERTY_KEYWORDS or "type" not in prop:
+        return None
+    types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+    if not types or not all(isinstance(t, str) and t in _JSON_TYPES for t in types):
+        return None
+    n = len(env)
+    allowed: list[str] = []  # one condition per accepted Python type
+    if "null" in types:
+        enum = prop.get("enum")
+        if enum is None or None in enum:
+            allowed.append("v is None")
+    if "boolean" in types and "enum" not in prop:
+        allowed.append("type(v) is bool")
+    numeric = [t for t in ("number", "integer") if t in types]
+    if numeric and "enum" not in prop:
+        cond = "type(v) is int"
+        if numeric != ["integer"]:
+            cond = "(type(v) is int or type(v) is float)"
+        for key, op in _BOUNDS.items():
+            if key in prop:
+                bound = prop[key]
+                if type(bound) not in (int, float):
+                    return None
+                cond += f" and v {op} {bound!r}"
+        allowed.append(cond)
+    if "string" in types:
+        cond = "type(v) is str"
+        if "minLength" in prop or "maxLength" in prop:
+            lo, hi = prop.get("minLength", 0), prop.get("maxLength")
+            if type(lo) is not int or (hi is not None and type(hi) is not int):
+                return None
+            cond += f" and {lo} <= len(v)" + (f" <= {hi}" if hi is not None else "")
+        if "enum" in prop:
+            values = prop["enum"]
+            if not isinstance(values, list) or not all(x is None or type(x) is str for x in values):
+                return None
+            env[f"E{n}"] = frozenset(x for x in values if x is not None)
+            cond += f" and v in E{n}"
+        if "pattern" in prop:
+            regex = regexes.get(prop["pattern"])
+            if regex is None:
+                return None
+            env[f"P{n}"] = regex.search
+            test = f"P{n}(v) is not None"
+            if prop["pattern"] == _NO_CONTROLS and prop.get("minLength", 0) >= 1:
+                test = f"(v.isprintable() or {test})"
+            cond += f" and {test}"
+        allowed.append(cond)
+    if not allowed:
+        return None
+    env[f"K{n}"] = name
+    passes = " or ".join(f"({c})" for c in allowed)
+    if required:
+        return [f"    v = d[K{n}]", f"    if not ({passes}):", "        return VALIDATE(d)"]
+    return [
+        f"    v = d.get(K{n}, MISSING)",
+        f"    if v is not MISSING and not ({passes}):",
+        "        return VALIDATE(d)",
+    ]
+
+
+def _with_precheck(schema: dict[str, Any], validate: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``validate`` behind a generated "certainly valid" pre-check (see above); just
+    ``validate`` when the schema uses anything the pre-check does not cover. Called
+    with JSON objects only (``Decoder._document`` checks that first)."""
+    if not set(schema) <= _SCHEMA_KEYWORDS or schema.get("type") != "object":
+        return validate
+    if schema.get("additionalProperties", True) is not True:
+        return validate
+    props = schema.get("properties", {})
+    required = schema.get("required", [])
+    if not isinstance(props, dict) or not isinstance(required, list):
+        return validate
+    if not all(isinstance(k, str) for k in required):
+        return validate
+    regexes = getattr(validate, "__globals__", {}).get("REGEX_PATTERNS", {})
+    env: dict[str, Any] = {"MISSING": object(), "VALIDATE": validate}
+    lines = ["def validate_with_precheck(d):"]
+    for i, key in enumerate(required):
+        env[f"R{i}"] = key
+        lines += [f"    if R{i} not in d:", "        return VALIDATE(d)"]
+    for name, prop in props.items():
+        check = _property_check(name, prop, name in required, regexes, env)
+        if check is None:
+            return validate
+        lines += check
+    lines.append("    return d")
+    # the source is built above from the schema; its own file name keeps profiles readable
+    exec(compile("\n".join(lines), f"<precheck {schema.get('$id', '?')}>", "exec"), env)
+    return cast(Callable[[Any], Any], env["validate_with_precheck"])
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -299,11 +445,38 @@ def _money_fast(value: object, key: str, raw: bytes, sign: str) -> Decimal | Dec
     return _money(value, key, raw, sign)
 
 
+#: "YYYY-MM-DDTHH:MM:SS" + offset -> epoch ms of that second, for the common shape with
+#: exactly three fraction digits: its epoch ms is that plus the digits, and whether it
+#: parses does not depend on them. A bounded memo of what fromisoformat said.
+_TS_SECONDS: dict[str, int] = {}
+_TS_CACHE_MAX: Final = 16_384  # ~4.5 h of distinct seconds; a few MB at most
+_MILLIS: Final = {f"{i:03d}": i for i in range(1000)}
+
+
 def _ts_fast(value: str) -> int | DecodeError:
+    key = None
+    if (
+        type(value) is str
+        and len(value) > 23
+        and value[19] == "."
+        and value[23] in "Zz+-"
+        and value[11:13] != "24"  # hour 24 is only ever valid at .000, if at all
+    ):
+        ms = _MILLIS.get(value[20:23])
+        if ms is not None:
+            key = value[:19] + value[23:]
+            base = _TS_SECONDS.get(key)
+            if base is not None:
+                return base + ms
     try:
-        return (datetime.fromisoformat(value.upper()) - _EPOCH) // _ONE_MS
+        ts: int = (datetime.fromisoformat(value.upper()) - _EPOCH) // _ONE_MS
     except ValueError:
         return _ts(value)
+    if key is not None:
+        if len(_TS_SECONDS) >= _TS_CACHE_MAX:
+            _TS_SECONDS.clear()
+        _TS_SECONDS[key] = ts - _MILLIS[value[20:23]]
+    return ts
 
 
 def _build_transaction(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
@@ -531,7 +704,9 @@ class Decoder:
             raise ValueError(f"max_future_skew_ms must be >= 0, got {max_future_skew_ms}")
         self._max_bytes = max_bytes
         self._max_future_skew_ms = max_future_skew_ms
-        self._validators = {topic: _compile(topic) for topic in INPUT_TOPICS}
+        self._validators = {
+            topic: _with_precheck(load_schema(topic), _compile(topic)) for topic in INPUT_TOPICS
+        }
         self._tick_validator = _compile(TOPIC_TICKS)
 
     @property

@@ -25,6 +25,7 @@ Format history:
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import struct
 from decimal import Decimal
@@ -181,8 +182,9 @@ class CustomerState:
             d["u"] = self.updated_at
         if self.day != NO_DAY:
             d["d"] = self.day
-        if self.accounts:
-            d["a"] = {k: self.accounts[k].dump() for k in sorted(self.accounts)}
+        accounts = self.accounts
+        if accounts:
+            d["a"] = {k: accounts[k].dump() for k in sorted(accounts)}
         if self.windows.buckets:
             d["w"] = self.windows.dump()
         if self.late_events:
@@ -218,9 +220,9 @@ class CustomerState:
         if self.tier is not None:
             d["T"] = [self.tier, self.tier_since]
         if self.last_offer:
-            d["o"] = {k: self.last_offer[k] for k in sorted(self.last_offer)}
+            d["o"] = _sorted_dict(self.last_offer)
         if self.last_alert:
-            d["la"] = {k: self.last_alert[k] for k in sorted(self.last_alert)}
+            d["la"] = _sorted_dict(self.last_alert)
         if self.greeted_year:
             d["g"] = self.greeted_year
         if self.churn_day != NO_DAY:
@@ -232,7 +234,7 @@ class CustomerState:
         if self.last_contact_ts >= 0:
             d["ct"] = self.last_contact_ts
         if self.campaigns_done:
-            d["cp"] = {k: self.campaigns_done[k] for k in sorted(self.campaigns_done)}
+            d["cp"] = _sorted_dict(self.campaigns_done)
         return orjson.dumps(d)
 
     @classmethod
@@ -252,19 +254,25 @@ class CustomerState:
                 f"customer state format v{v} is newer than this code (v{FORMAT_VERSION}); "
                 "upgrade tierstream instead of reading it"
             )
+        # Fields left out of ``b`` keep the defaults __init__ gave them; the ones present
+        # are converted in the same order as always (so a corrupt state fails the same way).
         s = cls(str(d["c"]))
-        s.version = int(d.get("n", 0))
-        s.updated_at = int(d.get("u", 0))
-        s.day = int(d.get("d", NO_DAY))
-        s.accounts = {k: Account.load(row) for k, row in d.get("a", {}).items()}
-        s.recompute_aum()
-        s.windows = DailyWindows.load(d.get("w", []), dense=v == 1)
-        s.late_events = int(d.get("L", 0))
-        raw_seen = d.get("s")
-        if isinstance(raw_seen, list):  # v1: plain event_id strings, applied "today"
-            s.seen = {event_key(str(e)): s.day for e in raw_seen}
-        elif isinstance(raw_seen, str):
+        get = d.get
+        s.version = int(get("n", 0))
+        s.updated_at = int(get("u", 0))
+        s.day = int(get("d", NO_DAY))
+        if "a" in d:
+            s.accounts = {k: Account.load(row) for k, row in d["a"].items()}
+            s.recompute_aum()
+        if "w" in d:
+            s.windows = DailyWindows.load(d["w"], dense=v == 1)
+        if "L" in d:
+            s.late_events = int(d["L"])
+        raw_seen = get("s")
+        if isinstance(raw_seen, str):
             s.seen = _load_seen(raw_seen, s.day)
+        elif isinstance(raw_seen, list):  # v1: plain event_id strings, applied "today"
+            s.seen = {event_key(str(e)): s.day for e in raw_seen}
         if "t" in d:
             (
                 s.tx_first_day,
@@ -272,7 +280,7 @@ class CustomerState:
                 s.tx_days,
                 s.tx_total_fen,
                 s.tx_first_fen,
-            ) = (int(x) for x in d["t"])
+            ) = map(int, d["t"])
         if "h" in d:
             s.aum_days = _load_samples(d["h"], v)
         if "p" in d:
@@ -285,18 +293,24 @@ class CustomerState:
             s.assessed_ts, s.assess_tie = int(ats), _tie(aeid)
         if "T" in d:
             s.tier, s.tier_since = str(d["T"][0]), int(d["T"][1])
-        s.last_offer = {str(k): int(x) for k, x in d.get("o", {}).items()}
-        s.last_alert = {str(k): int(x) for k, x in d.get("la", {}).items()}
-        s.greeted_year = int(d.get("g", 0))
-        s.churn_day = int(d.get("cc", NO_DAY))
+        if "o" in d:
+            s.last_offer = {str(k): int(x) for k, x in d["o"].items()}
+        if "la" in d:
+            s.last_alert = {str(k): int(x) for k, x in d["la"].items()}
+        if "g" in d:
+            s.greeted_year = int(d["g"])
+        if "cc" in d:
+            s.churn_day = int(d["cc"])
         if v < 3:  # before timers: start them at the newest event, as documented above
             s.timer_mark = s.updated_at if s.version else -1
             s.first_day = s.tx_first_day if s.tx_days else s.day
         else:
-            s.timer_mark = int(d.get("tm", -1))
-            s.first_day = int(d.get("fd", NO_DAY))
-        s.last_contact_ts = int(d.get("ct", -1))
-        s.campaigns_done = {str(k): int(x) for k, x in d.get("cp", {}).items()}
+            s.timer_mark = int(get("tm", -1))
+            s.first_day = int(get("fd", NO_DAY))
+        if "ct" in d:
+            s.last_contact_ts = int(d["ct"])
+        if "cp" in d:
+            s.campaigns_done = {str(k): int(x) for k, x in d["cp"].items()}
         return s
 
     def __repr__(self) -> str:
@@ -308,6 +322,14 @@ class CustomerState:
         return self.to_bytes() == other.to_bytes()
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+def _sorted_dict(m: dict[str, int]) -> dict[str, int]:
+    """``m`` with its keys in sorted order (``m`` itself when it has one key: it is
+    only read by orjson.dumps, which writes the same bytes either way)."""
+    if len(m) == 1:
+        return m
+    return {k: m[k] for k in sorted(m)}
 
 
 def _tie(x: object) -> int:
@@ -340,12 +362,27 @@ def _load_samples(rows: list[list[int]], version: int) -> dict[int, list[int]]:
     return out
 
 
+_SEEN_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _seen_struct(n: int) -> struct.Struct:
+    """The layout of a dedup set of ``n`` entries (compiled once per size)."""
+    st = _SEEN_STRUCTS.get(n)
+    if st is None:
+        if len(_SEEN_STRUCTS) >= 1024:
+            _SEEN_STRUCTS.clear()
+        st = _SEEN_STRUCTS[n] = struct.Struct(f">{n}Q{n}H")
+    return st
+
+
 def _dump_seen(seen: dict[int, int], today: int) -> str:
     """FIFO order kept: n 8-byte keys, then n 2-byte ages (today - day applied)."""
     n = len(seen)
-    ages = [min(max(today - d, 0), _AGE_MAX) for d in seen.values()]
-    raw = struct.pack(f">{n}Q{n}H", *seen, *ages)
-    return base64.b64encode(raw).decode("ascii")
+    ages = [today - d for d in seen.values()]
+    if ages and (min(ages) < 0 or max(ages) > _AGE_MAX):  # rare: clamp into 0..0xFFFF
+        ages = [min(max(a, 0), _AGE_MAX) for a in ages]
+    raw = _seen_struct(n).pack(*seen, *ages)
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")  # = base64.b64encode
 
 
 def _load_seen(text: str, today: int) -> dict[int, int]:
@@ -353,5 +390,5 @@ def _load_seen(text: str, today: int) -> dict[int, int]:
     n, rest = divmod(len(raw), 10)
     if rest:
         raise ValueError("customer state: corrupt dedup set")
-    vals = struct.unpack(f">{n}Q{n}H", raw)
-    return {vals[i]: today - vals[n + i] for i in range(n)}
+    vals = _seen_struct(n).unpack(raw)
+    return dict(zip(vals[:n], [today - age for age in vals[n:]], strict=True))

@@ -53,8 +53,7 @@ def customer_clv(state: CustomerState, rules: Rules) -> float | None:
     if h is None:
         return None
     per = float(rules.clv_period_days)
-    bg = rules.bg_nbd
-    scaled = BgNbdParams(bg.r, bg.alpha / per, bg.a, bg.b)
+    scaled = _per_period(rules.bg_nbd, per)
     return _clv_memo(
         float(h[0]),
         h[1] / per,
@@ -65,6 +64,24 @@ def customer_clv(state: CustomerState, rules: Rules) -> float | None:
         rules.clv_horizon_periods,
         rules.clv_discount_rate,
     )
+
+
+#: (id, the rules' parameters, period) -> the parameters rescaled to the period. The
+#: parameters are immutable and held here, so an id cannot be reused while cached.
+_PER_PERIOD: dict[int, tuple[BgNbdParams, float, BgNbdParams]] = {}
+
+
+def _per_period(bg: BgNbdParams, per: float) -> BgNbdParams:
+    """``bg`` with alpha per ``per``-day period (built once per rules, not per profile:
+    the constructor validates every field)."""
+    hit = _PER_PERIOD.get(id(bg))
+    if hit is not None and hit[0] is bg and hit[1] == per:
+        return hit[2]
+    scaled = BgNbdParams(bg.r, bg.alpha / per, bg.a, bg.b)
+    if len(_PER_PERIOD) >= 64:
+        _PER_PERIOD.clear()
+    _PER_PERIOD[id(bg)] = (bg, per, scaled)
+    return scaled
 
 
 #: CLV is a pure function of a handful of numbers that change at most once per

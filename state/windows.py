@@ -95,12 +95,10 @@ class DailyWindows:
 
     def preferred_channel(self) -> str:
         """The most used channel in the window ("" if none); ties go to CHANNELS order."""
-        best = -1
-        best_n = 0
-        for i, n in enumerate(self.channels):
-            if n > best_n:
-                best, best_n = i, n
-        return CHANNELS[best] if best >= 0 else ""
+        # the first channel with the highest count, if that count is positive
+        channels = self.channels
+        top = max(channels)
+        return CHANNELS[channels.index(top)] if top > 0 else ""
 
     def channel_shares(self) -> dict[str, float]:
         """Share of window transactions per channel (empty dict when no transactions)."""

@@ -1,25 +1,33 @@
-"""The faust-streaming worker: topics, the state table, the agent, HTTP and timers.
+"""The faust-streaming worker: topics, the state table, the processing loop, HTTP, timers.
 
-The agent is a thin adapter. For each batch it:
+faust runs the consumer group (rebalancing, fetching, offset commits), the table and
+its changelog, and the web server. Consumed input reaches the processing loop through
+streams/intake.py (an input buffer in place of a faust agent's stream: faust's
+per-message machinery cost more CPU than tierstream's own work). For each batch the
+loop:
 
-1. hands the raw messages to ``BatchProcessor`` (decode -> core -> decisions),
+1. hands the raw messages to ``BatchProcessor`` (decode -> core -> decisions), in the
+   event-time order the aligner releases them,
 2. produces tier changes, offers, alerts and dead letters and waits for the broker's
-   acknowledgement,
-3. writes the changed customers' profiles to Redis (retrying while Redis is down),
-4. writes the new states to the table, whose changelog faust flushes before any
-   offset commit,
-5. and only then acknowledges the batch's input messages.
+   acknowledgement, while writing the changed customers' profiles to Redis (retrying
+   while Redis is down),
+3. writes the new states to the changelog, waits for its acknowledgement, then to the
+   local store,
+4. and only then acknowledges the batch's input messages.
 
 That order is what makes at-least-once hold without losing decisions: a crash before
-step 4 leaves the state unchanged, so the replayed events decide again and re-emit the
-same outputs with the same deterministic ids; a crash after step 4 finds the events
+step 3 leaves the state unchanged, so the replayed events decide again and re-emit the
+same outputs with the same deterministic ids; a crash after step 3 finds the events
 already applied (the core deduplicates them), but their outputs and profiles were
 durable before the state was. Nothing is acknowledged before it is written.
+Under exactly_once, outputs, changelog and input offsets go into one transaction per
+input partition instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -40,7 +48,11 @@ from state.customer import CustomerState
 from state.decisions import format_ts
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
+from streams.acked_producer import AckedProducer
 from streams.aligner import InputAligner
+from streams.end_offsets import EndOffsets
+from streams.intake import BufferedInputTopic, InputBuffer, install_lean_drain
+from streams.lean_monitor import LeanMonitor
 from streams.metrics import Metrics
 from streams.processor import (
     ALIGNED_TOPICS,
@@ -66,10 +78,12 @@ EXIT_FATAL = 3
 
 @dataclass
 class WorkerTuning:
-    """Batching knobs. ``batch_within`` is also the bounded wait for a quiet input."""
+    """Batching knobs."""
 
     batch_max: int = 1000
-    batch_within: float = 0.05
+    #: Extra wait for a batch to fill (seconds). 0: a batch is whatever input is
+    #: waiting when the previous batch is done — small when quiet, large under load.
+    batch_within: float = 0.0
     max_future_skew_ms: int = 5 * 60 * 1000
     bad_window: int = 1000
     bad_max_share: float = 0.5
@@ -77,9 +91,8 @@ class WorkerTuning:
     #: answer) or that was fetched but not fully received yet.
     max_idle_ms: int = 2000
     #: Longest wait for an input partition known to hold records not yet fetched.
-    #: The reliability tests use 30 s; the default equals ``max_idle_ms``, a
-    #: conservative choice while backlog throughput is being worked on (see
-    #: docs/reliability.md, "Strict ordering of a backlog is slow").
+    #: The reliability tests use 30 s (restarts and rebalances can delay a fetch for
+    #: seconds); the default keeps a stuck fetch from stalling a live partition long.
     max_lag_wait_ms: int = 2000
     #: How often held records are re-checked when no new input arrives.
     release_interval: float = 0.1
@@ -110,6 +123,15 @@ def _broker_credentials(settings: Settings) -> Any:
     if ctx is not None:
         return faust.SSLCredentials(ctx)
     return None
+
+
+class _App(faust.App):
+    """faust's App with the worker's consumer intake (streams/intake.py) installed at
+    start, before faust's fetcher first drains the consumer."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        install_lean_drain(self.consumer)
 
 
 class TierstreamService:
@@ -143,10 +165,13 @@ class TierstreamService:
         self._last_seen: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
         self._fresh_ends: dict[tuple[str, int], tuple[int, int | None]] | None = {}
-        self._stream: Any = None
         self._eos = settings.processing_guarantee == "exactly_once"
         self._output_names = {t: settings.topic(t) for t in OUTPUT_TOPICS}
         self._changelog_name = changelog_topic(settings)
+        self._end_offsets = EndOffsets(settings.confluent_config(), read_committed=self._eos)
+        self._probe_warned_at = 0.0
+        #: at_least_once writes (exactly_once sends through faust's transactions).
+        self._acked = AckedProducer(settings.producer_config(**{"linger.ms": 1}))
         self.app = self._build_app()
 
     # -- construction ---------------------------------------------------------------
@@ -154,7 +179,7 @@ class TierstreamService:
     def _build_app(self) -> faust.App:
         s = self.settings
         brokers = [f"kafka://{b.strip()}" for b in s.kafka_bootstrap.split(",") if b.strip()]
-        app = faust.App(
+        app = _App(
             s.app_id,
             broker=brokers,
             broker_credentials=_broker_credentials(s),
@@ -177,19 +202,21 @@ class TierstreamService:
             table_standby_replicas=s.standby_replicas,
             broker_session_timeout=s.session_timeout,
             broker_heartbeat_interval=min(3.0, s.session_timeout / 5),
+            Monitor=LeanMonitor,
         )
         self._contract = {s.topic(t): t for t in (*INPUT_TOPICS, *TICK_TOPICS)}
-        self.input_topic = app.topic(
-            *s.consumed_topics,
+        self.input_topic = BufferedInputTopic(
+            app,
+            topics=list(s.consumed_topics),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.output_topics = {
-            t: app.topic(s.topic(t), key_serializer="raw", value_serializer="raw")
-            for t in OUTPUT_TOPICS
-        }
+        self.input_topic.buffer = self.input_buffer = InputBuffer(self.tuning.batch_max * 4)
+        # Registered before start, where an agent would register its channel: the
+        # conductor subscribes what it holds once agents and tables have started.
+        app.topics._topics.add(self.input_topic)  # type: ignore[attr-defined]
         table = app.Table(
             STATE_TABLE,
             key_type=bytes,
@@ -201,7 +228,7 @@ class TierstreamService:
         table.key_serializer = "raw"  # type: ignore[attr-defined]
         table.value_serializer = "raw"  # type: ignore[attr-defined]
         self.table = PartitionedTable(table)
-        app.agent(self.input_topic, name="tierstream-process")(self._agent)
+        app.task(self._consume)
         app.timer(interval=5.0)(self._refresh_gauges)
         app.timer(interval=60.0)(self._refresh_pareto)
         if s.tick_interval > 0:
@@ -240,19 +267,41 @@ class TierstreamService:
 
     # -- processing -------------------------------------------------------------------
 
-    async def _agent(self, stream: Any) -> None:
-        """Feed the aligner; process whatever it releases; ack only what was processed."""
-        self._stream = stream
+    async def _consume(self) -> None:
+        """Feed the aligner; process whatever it releases; ack only what was processed.
+
+        Takes everything buffered at once (up to ``batch_max``), so batches are small
+        when the input is quiet (low latency) and grow under load (fewer, larger
+        writes). Messages fetched before a rebalance are skipped: the consumer seeks
+        back to the committed offsets and fetches them again for their new owner.
+        """
         self._serialize_commits()
-        t = self.tuning
-        async for events in stream.noack_take(t.batch_max, within=t.batch_within):
+        app = self.app
+        buffer = self.input_buffer
+        batch_max = self.tuning.batch_max
+        contract = self._contract
+        decode = self.processor.decode
+        # faust's Stream inlines Consumer.track_message the same way (without its
+        # per-message sensor call): unacked messages hold back graceful shutdown
+        track = app.consumer._unacked_messages.add  # type: ignore[attr-defined]
+        last_seen = self._last_seen
+        linger = self.tuning.batch_within
+        while True:
+            messages = await buffer.take(batch_max)
+            if linger > 0 and len(messages) < batch_max:
+                await asyncio.sleep(linger)
+                if buffer.qsize():
+                    messages += await buffer.take(batch_max - len(messages))
             now_ms = int(time.time() * 1000)
-            contract = self._contract
-            decode = self.processor.decode
+            generation = app.consumer_generation_id
             items = []
             try:
-                for e in events:
-                    m = e.message
+                for m in messages:
+                    if m.generation_id != generation:
+                        continue
+                    if not m.tracked:
+                        m.tracked = True
+                        track(m)
                     raw = RawMessage(
                         contract[m.topic],
                         m.partition,
@@ -262,8 +311,8 @@ class TierstreamService:
                         int(m.timestamp * 1000),
                         m.topic,
                     )
-                    self._last_seen[(m.topic, m.partition)] = m.offset
-                    items.append((raw.topic, raw.partition, (decode(raw, now_ms), e)))
+                    last_seen[(m.topic, m.partition)] = m.offset
+                    items.append((raw.topic, raw.partition, (decode(raw, now_ms), m)))
             except TooMuchBadInput as exc:
                 self._fatal(str(exc))
             self.aligner.add(items)
@@ -272,7 +321,7 @@ class TierstreamService:
             except Exception as exc:
                 # Nothing of this batch was acknowledged, so stopping loses nothing;
                 # going on would leave a worker that holds partitions but no longer
-                # consumes (a crashed faust agent does not stop its worker).
+                # consumes.
                 log.exception("batch processing failed")
                 self._fatal(f"batch processing failed: {exc!r}")
 
@@ -304,7 +353,7 @@ class TierstreamService:
 
     async def _release_held(self) -> None:
         """Timer: release records whose inputs became caught up or timed out idle."""
-        if self.aligner.held and self._stream is not None:
+        if self.aligner.held:
             try:
                 await self._release()
             except Exception as exc:
@@ -317,10 +366,10 @@ class TierstreamService:
             ready = self.aligner.release(self._caught_up, int(time.time() * 1000))
             if not ready:
                 return
-            await self.handle_batch([d for d, _e in ready])
-            stream = self._stream
-            for _d, event in ready:
-                await stream.ack(event)
+            await self.handle_batch([d for d, _m in ready])
+            consumer = self.app.consumer
+            for _d, message in ready:
+                message.ack(consumer)
 
     async def _probe_inputs(
         self, inputs: list[tuple[str, int]]
@@ -341,27 +390,40 @@ class TierstreamService:
         """
         if not inputs:
             return {}
-        tps = [TP(self.settings.topic(t), p) for t, p in inputs]
-        thread = self.app.consumer._thread  # type: ignore[attr-defined]
-
-        async def probe() -> dict[tuple[str, int], tuple[int, int | None]]:
-            consumer = thread._ensure_consumer()
-            ends = await consumer.end_offsets(tps)
-            out: dict[tuple[str, int], tuple[int, int | None]] = {}
-            for tp, end in ends.items():
-                try:
-                    pos: int | None = await consumer.position(tp)
-                except Exception:  # revoked meanwhile: unknown
-                    pos = None
-                out[(tp.topic, tp.partition)] = (int(end), pos)
-            return out
-
+        names = [(self.settings.topic(t), p) for t, p in inputs]
         try:
-            result: dict[tuple[str, int], tuple[int, int | None]] = await thread.call_thread(probe)
+            ends = await self._end_offsets.get(names)
         except Exception as exc:  # broker unreachable: wait (bounded) rather than guess
-            log.warning("end offsets unavailable (%s); holding blocked inputs", exc)
+            now = time.monotonic()
+            if now - self._probe_warned_at > 10:
+                self._probe_warned_at = now
+                log.warning("end offsets unavailable (%s); holding blocked inputs", exc)
             return None
-        return result
+        positions = self._fetch_positions(names)
+        return {tp: (end, positions.get(tp)) for tp, end in ends.items()}
+
+    def _fetch_positions(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The consumer's next fetch offset of each partition, where it has a valid one.
+
+        Read from aiokafka's subscription state without going through the consumer
+        thread (a call there waits behind the fetch in progress); reading an int that
+        another thread writes is safe under the GIL, and a value a moment old only
+        makes the caught-up test more cautious.
+        """
+        out: dict[tuple[str, int], int] = {}
+        try:
+            consumer = self.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+            assignment = consumer._subscription.subscription.assignment
+        except Exception:  # not started, or rebalancing: positions unknown
+            return out
+        for topic, partition in tps:
+            try:
+                state = assignment.state_value(TP(topic, partition))
+            except Exception:
+                continue
+            if state is not None and state.has_valid_position:
+                out[(topic, partition)] = int(state.position)
+        return out
 
     def _caught_up(self, topic: str, partition: int) -> bool | None:
         """Has this input partition nothing more to give right now?
@@ -500,47 +562,29 @@ class TierstreamService:
         return n
 
     async def _write_at_least_once(self, result: BatchResult) -> None:
-        # 1. outputs, acknowledged by the broker before anything else moves
-        outputs = self.output_topics
-        futures = [await outputs[o.topic].send(key=o.key, value=o.value) for o in result.outputs]
-        if futures:
-            await self.app.producer.flush()
-            for fut in futures:
-                await fut
-        # 2. profiles (blocks with backoff while Redis is down)
-        await self.sink.write(result.profiles)
-        # 3. state: the changelog acknowledged by the broker before the local store and
+        # 1. outputs acknowledged by the broker, and profiles in Redis (which blocks with
+        #    backoff while Redis is down), both before the state moves; the two are
+        #    independent (profiles are versioned), so they overlap
+        names = self._output_names
+        await asyncio.gather(
+            self._acked.send_all([(names[o.topic], o.key, o.value, None) for o in result.outputs]),
+            self.sink.write(result.profiles),
+        )
+        # 2. state: the changelog acknowledged by the broker before the local store and
         #    before any input is acked, so no offset commit can overtake it
         states = result.states
-        futures = await self._send_changelog(states, None)
+        changelog = self._changelog_name
+        delivered = await self._acked.send_all(
+            [(changelog, key, value, partition) for partition, key, value in states]
+        )
         last: dict[int, int] = {}
         local_put = self.table.put_local
-        for (partition, key, value), fut in zip(states, futures, strict=True):
-            md = await fut
+        for (partition, key, value), (_p, offset) in zip(states, delivered, strict=True):
             local_put(partition, key, value)
-            last[partition] = max(last.get(partition, -1), md.offset)
+            if offset > last.get(partition, -1):
+                last[partition] = offset
         for partition, offset in last.items():
-            self.table.mark_persisted(self._changelog_name, partition, offset)
-
-    async def _send_changelog(
-        self, states: list[tuple[int, bytes, bytes]], tid_prefix: str | None
-    ) -> list[Any]:
-        """Send each state to its partition of the changelog (inside that partition's
-        transaction when ``tid_prefix`` is given); returns the delivery futures."""
-        send = self.app.producer.send
-        changelog = self._changelog_name
-        return [
-            await send(
-                changelog,
-                key,
-                value,
-                partition,
-                None,
-                None,
-                transactional_id=None if tid_prefix is None else f"{tid_prefix}{partition}",
-            )
-            for partition, key, value in states
-        ]
+            self.table.mark_persisted(changelog, partition, offset)
 
     async def _write_transactional(self, result: BatchResult) -> None:
         """exactly_once: outputs and changelog go into the source partition's transaction.
@@ -572,7 +616,19 @@ class TierstreamService:
         local_put = self.table.put_local
         for partition, key, value in result.states:
             local_put(partition, key, value)
-        futures += await self._send_changelog(result.states, prefix)
+        changelog = self._changelog_name
+        futures += [
+            await send(
+                changelog,
+                key,
+                value,
+                partition,
+                None,
+                None,
+                transactional_id=f"{prefix}{partition}",
+            )
+            for partition, key, value in result.states
+        ]
         for fut in futures:
             await fut
 
@@ -606,7 +662,17 @@ class TierstreamService:
 
 
 def run_worker(service: TierstreamService, loglevel: str = "info") -> None:
-    """Run the faust worker in this process until it is stopped (SIGINT/SIGTERM)."""
+    """Run the faust worker in this process until it is stopped (SIGINT/SIGTERM).
+
+    Garbage collection: a batch allocates tens of thousands of short-lived objects
+    (messages, decoded events, states, decisions) and CPython's default threshold runs
+    a young-generation collection every 700 allocations, each one walking everything a
+    batch still holds — about 10–15 µs per event here. A higher threshold makes those
+    collections rare; freezing what start-up allocated (modules, rules, the app) keeps
+    it out of every full collection. Reference counting still frees almost everything.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     worker = faust.Worker(service.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
 

@@ -134,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--batch-max", type=int, default=1000, help="max events per batch")
     w.add_argument(
-        "--batch-within", type=float, default=0.05, help="max seconds to wait to fill a batch"
+        "--batch-within",
+        type=float,
+        default=0.0,
+        help="extra seconds to wait for a batch to fill (0: take what is waiting)",
     )
     w.add_argument(
         "--max-idle-ms",

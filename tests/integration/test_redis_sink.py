@@ -65,3 +65,30 @@ async def test_outage_blocks_with_backoff_then_writes_everything(
         assert r.hget("t:tier-counts", "mass") == b"50"
     finally:
         await client.aclose()
+
+
+async def test_a_batch_larger_than_one_script_call_is_written_whole(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    """Profiles go to Redis in chunks (one script call each): every chunk is written,
+    stale entries anywhere in the batch are skipped, and the counts add up."""
+    metrics = Metrics()
+    client = connect(redis_url)
+    sink = RedisProfileSink(client, redis_key_prefix, metrics)
+    try:
+        n = 450  # more than two chunks
+        first = {f"c{i}".encode(): _fields("mass", 5) for i in range(n)}
+        assert await sink.write(first) == n
+        # every third one is older than what Redis holds: skipped; the rest move tier
+        second = {
+            f"c{i}".encode(): _fields("mass", 4) if i % 3 == 0 else _fields("hnw", 6)
+            for i in range(n)
+        }
+        assert await sink.write(second) == n - n // 3
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert r.hget(profile_key(redis_key_prefix, "c0"), "version") == "5"
+        assert r.hget(profile_key(redis_key_prefix, "c1"), "tier") == "hnw"
+        assert r.hget(profile_key(redis_key_prefix, f"c{n - 1}"), "aum_cny") == "1.00"
+        assert await sink.tier_counts() == {"mass": n // 3, "hnw": n - n // 3}
+    finally:
+        await client.aclose()

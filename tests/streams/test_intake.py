@@ -1,0 +1,46 @@
+"""InputBuffer: the conductor's side never blocks; the worker's side takes what waits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.intake import InputBuffer
+
+
+def test_take_returns_what_is_waiting_up_to_the_limit_in_arrival_order() -> None:
+    async def run() -> tuple[list[int], list[int], list[int]]:
+        buf = InputBuffer(pressure_high=100)
+        for i in range(5):
+            buf.put_nowait_enhanced(i, on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
+        first = await buf.take(3)
+        second = await buf.take(10)
+        waiter = asyncio.ensure_future(buf.take(10))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()  # nothing buffered: waits
+        buf.put_nowait_enhanced(9, on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
+        return first, second, await asyncio.wait_for(waiter, 1)
+
+    assert asyncio.run(run()) == ([0, 1, 2], [3, 4], [9])
+
+
+def test_pressure_pauses_each_partition_once_and_resumes_it_when_drained() -> None:
+    events: list[str] = []
+
+    def handler(tp: str) -> tuple[object, object]:
+        return (lambda: events.append(f"high {tp}")), (lambda: events.append(f"drop {tp}"))
+
+    async def run() -> None:
+        buf = InputBuffer(pressure_high=4)
+        high_a, drop_a = handler("a")
+        high_b, drop_b = handler("b")
+        for _ in range(5):
+            assert not buf.full()  # the conductor must never block on it
+            buf.put_nowait_enhanced(0, on_pressure_high=high_a, on_pressure_drop=drop_a)  # type: ignore[arg-type]
+        buf.put_nowait_enhanced(0, on_pressure_high=high_b, on_pressure_drop=drop_b)  # type: ignore[arg-type]
+        assert events == ["high a", "high b"]
+        await buf.take(1)  # 5 left: still above half
+        assert events == ["high a", "high b"]
+        await buf.take(4)  # 1 left: both resume
+        assert sorted(events[2:]) == ["drop a", "drop b"]
+
+    asyncio.run(run())
