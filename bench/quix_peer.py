@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -101,16 +102,24 @@ def main() -> int:
     rules = load_rules(None)
     processor = BatchProcessor(rules, Decoder(max_future_skew_ms=5 * 60 * 1000))
     consumed = 0
-    next_status = 0.0
+    running = threading.Event()
+    running.set()
 
     def on_processed(topic: str, partition: int, offset: int) -> None:
-        nonlocal consumed, next_status
+        nonlocal consumed
         consumed += 1
-        if consumed % 256 == 0:
-            now = time.monotonic()
-            if now >= next_status:
-                write_status(args.status, {"consumed": consumed})
-                next_status = now + 0.1
+
+    def report_progress() -> None:
+        # on a timer, not per event: an idle peer must still report its last count
+        last = -1
+        while running.is_set():
+            if consumed != last:
+                last = consumed
+                write_status(args.status, {"consumed": last})
+            time.sleep(0.1)
+
+    reporter = threading.Thread(target=report_progress, daemon=True)
+    reporter.start()
 
     app = Application(
         broker_address=args.bootstrap,
@@ -171,6 +180,8 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     app.run()
+    running.clear()
+    reporter.join(5)
     write_status(args.status, {"consumed": consumed, "done": True})
     return 0
 
