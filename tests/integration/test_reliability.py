@@ -140,7 +140,7 @@ EOS_GAP = (
     "open finding (exactly_once only): before the commit serialisation fix of "
     "2026-12-02, 4 of 8 runs failed — one duplicate (explained and fixed), one run where "
     "a restarted owner emitted ~200 tier changes the oracle does not have (state "
-    "incomplete after recovery under transactions), two not captured. 9 of 14 runs since "
+    "incomplete after recovery under transactions), two not captured. 10 of 15 runs since "
     "passed; kept non-strict until the incomplete-state cause is shown; see "
     "docs/reliability.md"
 )
