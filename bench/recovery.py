@@ -19,7 +19,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from bench.common import BenchError
+from bench.common import BenchError, http_text, metric_sum
 from bench.worker_bench import Worker, wait_ready, worker_state_bytes
 from schemas.decoder import Decoder
 from state.core import apply
@@ -39,6 +39,8 @@ class Recovery:
     changelog_bytes: int
     ready_s: float  # process start -> recovered and assigned
     restored: int | None  # keys found in the worker's RocksDB afterwards
+    bulk_records: int | None = None  # of which read by the bulk restore (worker metric)
+    bulk_s: float | None = None  # time in the bulk restore (worker metric)
 
 
 def typical_state() -> bytes:
@@ -94,7 +96,16 @@ def measure_recovery(
     try:
         wait_ready(worker, timeout, expect_recovery=customers > 0)
         ready_s = time.monotonic() - started
+        metrics = http_text(worker.url + "/metrics")
     finally:
         worker.stop()
     _avg, _disk, restored = worker_state_bytes(Path(settings.data_dir), customers)
-    return Recovery(customers, produce_s, size, ready_s, restored)
+    return Recovery(
+        customers,
+        produce_s,
+        size,
+        ready_s,
+        restored,
+        bulk_records=int(metric_sum(metrics, "tierstream_changelog_restored_records_total")),
+        bulk_s=metric_sum(metrics, "tierstream_changelog_restore_seconds_total"),
+    )

@@ -488,13 +488,15 @@ def render(rep: Report) -> str:
             "Changelog recovery (worker start → `/health` recovered with partitions; the "
             "0-customer row is plain start-up):",
             "",
-            "| customers | changelog MB | ready after s | restored keys |",
-            "| ---: | ---: | ---: | ---: |",
+            "| customers | changelog MB | ready after s | restored keys "
+            "| of which bulk-read | bulk read s |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in rep.recovery:
             lines.append(
                 f"| {r.customers:,} | {r.changelog_bytes / 1e6:,.0f} | {r.ready_s:.1f} "
-                f"| {_fmt(r.restored, ',')} |"
+                f"| {_fmt(r.restored, ',')} | {_fmt(r.bulk_records, ',')} "
+                f"| {_fmt(r.bulk_s, '.1f')} |"
             )
         lines.append("")
     if rep.redis:

@@ -63,6 +63,7 @@ from streams.processor import (
     RawMessage,
     TooMuchBadInput,
 )
+from streams.recovery import BulkRecovery
 from streams.redis_sink import RedisProfileSink, connect
 from streams.report import aum_top_share
 from streams.settings import Settings
@@ -94,6 +95,10 @@ class WorkerTuning:
     #: The reliability tests use 30 s (restarts and rebalances can delay a fetch for
     #: seconds); the default keeps a stuck fetch from stalling a live partition long.
     max_lag_wait_ms: int = 2000
+    #: Longest bulk changelog read per rebalance (streams/recovery.py); None: 60% of
+    #: faust's broker_request_timeout (faust stops recovery when that runs out);
+    #: 0: no bulk read, faust's own per-record recovery only.
+    restore_budget_s: float | None = None
     #: How often held records are re-checked when no new input arrives.
     release_interval: float = 0.1
     #: How often to check whether Redis lost this worker's profiles (restart, flush).
@@ -228,6 +233,7 @@ class TierstreamService:
         table.key_serializer = "raw"  # type: ignore[attr-defined]
         table.value_serializer = "raw"  # type: ignore[attr-defined]
         self.table = PartitionedTable(table)
+        self._install_bulk_recovery(app)
         app.task(self._consume)
         app.timer(interval=5.0)(self._refresh_gauges)
         app.timer(interval=60.0)(self._refresh_pareto)
@@ -242,6 +248,34 @@ class TierstreamService:
 
         register_web(app, self)
         return app
+
+    def _install_bulk_recovery(self, app: faust.App) -> None:
+        """Replace faust's Recovery service (created lazily) with BulkRecovery."""
+        tables: Any = app.tables
+        if tables._recovery is not None:
+            raise RuntimeError("faust's recovery service was created before tierstream's")
+
+        def restored(records: int, seconds: float) -> None:
+            self.metrics.restored_records.inc(records)
+            self.metrics.restore_seconds.inc(seconds)
+
+        tables._recovery = BulkRecovery(
+            app,
+            tables,
+            beacon=tables.beacon,
+            loop=tables.loop,
+            table=self.table,
+            consumer_config=self.settings.confluent_config(),
+            read_committed=self._eos,
+            # faust runs the step under broker_request_timeout and stops recovery
+            # when that runs out; the rest is left to faust's per-record loop
+            budget=(
+                0.6 * float(app.conf.broker_request_timeout)
+                if self.tuning.restore_budget_s is None
+                else min(self.tuning.restore_budget_s, 0.9 * float(app.conf.broker_request_timeout))
+            ),
+            on_restored=restored,
+        )
 
     def discard_uncommitted_local_state(self) -> None:
         """exactly_once: start from the committed changelog, not the local store.

@@ -64,6 +64,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_idle_ms=args.max_idle_ms,
         max_lag_wait_ms=args.max_lag_wait_ms,
         max_future_skew_ms=args.max_future_skew_ms,
+        restore_budget_s=args.restore_budget_s,
     )
     service = TierstreamService(settings, tuning=tuning)
     if settings.processing_guarantee == "exactly_once":
@@ -156,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=300_000,
         help="events stamped further in the future than this go to dead-letters",
+    )
+    w.add_argument(
+        "--restore-budget-s",
+        type=float,
+        default=None,
+        help="longest bulk changelog read per rebalance before faust's own recovery takes "
+        "the rest (default: 60%% of faust's broker request timeout; 0: faust's only)",
     )
     w.add_argument("--loglevel", default="info")
     w.set_defaults(func=cmd_worker)

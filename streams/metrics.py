@@ -114,6 +114,17 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.restored_records = Counter(
+            "tierstream_changelog_restored_records_total",
+            "State changelog records copied into the local store by the bulk restore "
+            "when partitions are assigned (faust's own recovery reads what it leaves).",
+            registry=r,
+        )
+        self.restore_seconds = Counter(
+            "tierstream_changelog_restore_seconds_total",
+            "Time spent in the bulk changelog restore.",
+            registry=r,
+        )
         self.lag = Gauge(
             "tierstream_consumer_lag_messages",
             "Messages between the partition's high watermark and the worker's position.",

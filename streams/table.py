@@ -20,7 +20,7 @@ behaviour on both stores.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from faust.stores import memory as memory_store
@@ -30,6 +30,11 @@ try:  # rocksdict is a runtime dependency, but keep memory-only installs importa
     from faust.stores import rocksdb as rocksdb_store
 except ImportError:  # pragma: no cover
     rocksdb_store = None  # type: ignore[assignment]
+
+
+#: Writes one batch of changelog records ``(key, value or None for a tombstone)`` of a
+#: partition into the local store, with the offset of the batch's last record.
+BatchWriter = Callable[[list[tuple[bytes, bytes | None]], int], None]
 
 
 class PartitionedTable:
@@ -76,6 +81,53 @@ class PartitionedTable:
         """Remember the last changelog offset the local store holds (RocksDB keeps it
         in the partition's db), so a restart recovers only what came after it."""
         self._store.set_persisted_offset(TP(changelog, partition), offset)
+
+    @property
+    def changelog_topic(self) -> str:
+        return str(self.table.changelog_topic.get_topic_name())
+
+    def batch_writer(self, partition: int) -> BatchWriter:
+        """A writer for bulk changelog restore (streams/recovery.py), callable from a
+        thread: the store handle is resolved here, on the caller's thread.
+
+        RocksDB: the records and the partition's persisted changelog offset go into one
+        write batch, so after a crash the store never holds data its offset does not
+        cover (or the reverse). Memory store: plain dict writes (it keeps no offsets).
+        """
+        store = self._store
+        if isinstance(store, memory_store.Store):
+            data, owner = store.data, store._key_partition
+
+            def write_memory(items: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
+                for key, value in items:
+                    if value is None:
+                        data.pop(key, None)
+                        owner.pop(key, None)
+                    else:
+                        data[key] = value
+                        owner[key] = partition
+
+            return write_memory
+        if rocksdb_store is not None and isinstance(store, rocksdb_store.Store):
+            if not store.use_rocksdict:
+                raise TypeError("bulk restore needs the rocksdict RocksDB driver")
+            from rocksdict import WriteBatch
+
+            db = store._db_for_partition(partition)
+            offset_key = store.offset_key
+
+            def write_rocksdb(items: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
+                batch = WriteBatch(raw_mode=True)
+                for key, value in items:
+                    if value is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+                batch.put(offset_key, str(last_offset).encode())
+                db.write(batch)
+
+            return write_rocksdb
+        raise TypeError(f"unsupported table store {type(store).__name__}")
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of one partition held locally (for Redis resyncs)."""

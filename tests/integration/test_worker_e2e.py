@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from state.rules import load_rules
 from streams.redis_sink import profile_key, tier_counts_key
@@ -114,9 +116,31 @@ def test_scripted_bank_end_to_end(
     assert 'tierstream_tier_changes_total{from_tier="hnw",to_tier="affluent"} 1.0' in metrics
 
 
-@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def _restored_records(worker: WorkerProcess) -> float:
+    status, text = worker.get("/metrics")
+    assert status == 200
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(str(text))
+        for sample in family.samples
+        if sample.name == "tierstream_changelog_restored_records_total"
+    )
+
+
+@pytest.mark.parametrize(
+    ("store", "restore"),
+    [
+        ("memory://", "bulk"),  # memory: every start restores the whole changelog
+        ("rocksdb://", "local"),  # same data dir: RocksDB already holds the state
+        ("rocksdb://", "bulk"),  # data dir lost: the bulk read restores it
+        ("rocksdb://", "faust"),  # data dir lost, --restore-budget-s 0: faust's loop
+    ],
+)
 def test_restart_recovers_state_and_emits_nothing_twice(
-    service_settings: Settings, make_worker: Callable[..., WorkerProcess], store: str
+    service_settings: Settings,
+    make_worker: Callable[..., WorkerProcess],
+    store: str,
+    restore: str,
 ) -> None:
     settings = service_settings
     records = scripted_bank()
@@ -129,9 +153,18 @@ def test_restart_recovers_state_and_emits_nothing_twice(
     first = _outputs(settings)
 
     produce(settings, records[half:])
+    if store == "rocksdb://" and restore != "local":
+        shutil.rmtree(worker.settings.data_dir)
+    if restore == "faust":
+        worker.extra_args = ["--restore-budget-s", "0"]
     worker.start()
     _run_to_completion(worker, settings)
+    restored = _restored_records(worker)
     second = _outputs(settings)
+    if restore == "bulk":
+        assert restored > 0, "the bulk restore did not run"
+    else:
+        assert restored == 0, "nothing was to be bulk-restored"
 
     # nothing processed and committed before the restart was emitted again
     for topic in OUTPUTS:

@@ -1,0 +1,231 @@
+"""Changelog recovery: faust's Recovery with a bulk read of the active partitions first.
+
+Why: faust restores a table one record at a time through its whole consumer path — a
+faust Event per record, a ``wait_for`` task per queue read, debug-log formatting and a
+scan of every partition's remaining count per record. Profiled (py-spy, 200,000
+customers) that is where recovery's CPU went; restoring 1,000,000 customers (~1 GB of
+changelog) took 110 s, where librdkafka alone reads it in a few seconds.
+
+What changes, and what does not: faust still decides *what* to restore and from where
+(assignment, standby vs active, highwaters, persisted offsets, the earliest offset
+after compaction) and still runs its own per-record loop afterwards. Just before faust
+seeks its consumer to the active changelog partitions, :class:`BulkRecovery` reads
+each of them from faust's start offset up to faust's highwater with a librdkafka
+consumer of its own (no group; read_committed under exactly_once, like faust's), and
+writes the records to the local store in batches, each batch together with the
+partition's persisted changelog offset (one RocksDB write batch, so data and offset
+never disagree). It then advances faust's start offsets, so faust's loop finds
+nothing — or only what the time budget left — to read.
+
+Bounded: faust runs this step under ``broker_request_timeout`` and treats a timeout
+as a stop, so the bulk read ends after ``budget`` seconds and leaves the rest to
+faust's loop; it also ends at once when faust signals a new rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+from streams.table import BatchWriter, PartitionedTable
+
+log = logging.getLogger("tierstream.recovery")
+
+#: Records taken from librdkafka per call, and per store write.
+_CONSUME_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Span:
+    """Offsets of one changelog partition to restore: ``start`` up to ``last``, inclusive."""
+
+    start: int
+    last: int
+
+
+@dataclass
+class Reached:
+    """How far the bulk read got in one partition."""
+
+    applied: int | None = None  # offset of the last record written to the store
+    complete: bool = False  # everything up to the span's ``last`` was read
+    records: int = 0
+
+
+def read_changelog(
+    config: Mapping[str, Any],
+    spans: Mapping[TP, Span],
+    writers: Mapping[TP, BatchWriter],
+    *,
+    deadline: float,
+    stop: threading.Event,
+    read_committed: bool,
+) -> dict[TP, Reached]:
+    """Copy each span of changelog records into its partition's store (blocking).
+
+    Stops a partition at its span's last offset or at the partition's end (EOF: under
+    read_committed, trailing transaction markers never arrive as records). Records past
+    ``last`` (written after faust took the highwater) are left to faust. Returns how far
+    each partition got; what was written is durable with its offset either way.
+    """
+    reached = {tp: Reached() for tp in spans}
+    if not spans:
+        return reached
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": "tierstream-bulk-restore",  # required by librdkafka; never joined
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",  # a start compacted away meanwhile
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
+    by_name = {(tp.topic, tp.partition): tp for tp in spans}
+    open_ = set(spans)
+    try:
+        _copy(consumer, spans, writers, reached, by_name, open_, deadline, stop)
+    except Exception:  # what was written stays consistent with its offset
+        log.warning("bulk restore failed; faust's recovery reads the rest", exc_info=True)
+    finally:
+        consumer.close()
+    return reached
+
+
+def _copy(
+    consumer: Consumer,
+    spans: Mapping[TP, Span],
+    writers: Mapping[TP, BatchWriter],
+    reached: dict[TP, Reached],
+    by_name: Mapping[tuple[str, int], TP],
+    open_: set[TP],
+    deadline: float,
+    stop: threading.Event,
+) -> None:
+    consumer.assign([TopicPartition(tp.topic, tp.partition, s.start) for tp, s in spans.items()])
+    while open_ and not stop.is_set() and time.monotonic() < deadline:
+        pending: dict[TP, list[tuple[bytes, bytes | None]]] = {}
+        last_offset: dict[TP, int] = {}
+        for msg in consumer.consume(_CONSUME_BATCH, 0.2):
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(err)
+                tp = by_name[(msg.topic(), msg.partition())]
+                if tp in open_:
+                    reached[tp].complete = True
+                    open_.discard(tp)
+                continue
+            tp = by_name[(msg.topic(), msg.partition())]
+            if tp not in open_:
+                continue
+            offset = msg.offset()
+            last = spans[tp].last
+            if offset > last:
+                reached[tp].complete = True
+                open_.discard(tp)
+                continue
+            pending.setdefault(tp, []).append((msg.key(), msg.value()))
+            last_offset[tp] = offset
+            if offset == last:
+                reached[tp].complete = True
+                open_.discard(tp)
+        for tp, items in pending.items():
+            writers[tp](items, last_offset[tp])
+            r = reached[tp]
+            r.applied = last_offset[tp]
+            r.records += len(items)
+
+
+class BulkRecovery(Recovery):
+    """faust's Recovery service with a bulk read of active changelog partitions."""
+
+    def __init__(
+        self,
+        app: Any,
+        tables: Any,
+        *,
+        table: PartitionedTable,
+        consumer_config: Mapping[str, Any],
+        read_committed: bool,
+        budget: float,
+        on_restored: Callable[[int, float], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, tables, **kwargs)
+        self._table = table
+        self._consumer_config = dict(consumer_config)
+        self._read_committed = read_committed
+        self._budget = budget
+        self._on_restored = on_restored
+
+    async def _seek_offsets(self, consumer: Any, tps: set[TP], offsets: Any, title: str) -> None:
+        if title == "active" and tps and self._budget > 0:
+            await self._bulk_restore(tps, offsets)
+        await super()._seek_offsets(consumer, tps, offsets, title)
+
+    async def _bulk_restore(self, tps: set[TP], offsets: Any) -> None:
+        highwaters = self.active_highwaters
+        changelog = self._table.changelog_topic
+        spans = {
+            tp: Span(offsets[tp] + 1, highwaters[tp])
+            for tp in tps
+            if tp.topic == changelog
+            and highwaters.get(tp) is not None
+            and offsets[tp] is not None
+            and highwaters[tp] > offsets[tp]
+        }
+        if not spans:
+            return
+        # store handles are opened here, on the loop, not in the reading thread
+        writers = {tp: self._table.batch_writer(tp.partition) for tp in spans}
+        stop = threading.Event()
+        started = time.monotonic()
+        future = asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: read_changelog(
+                self._consumer_config,
+                spans,
+                writers,
+                deadline=started + self._budget,
+                stop=stop,
+                read_committed=self._read_committed,
+            ),
+        )
+        try:
+            reached = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # a new rebalance (faust cancels this step): stop writing before faust
+            # revokes and closes the stores; what was written keeps its offsets
+            stop.set()
+            await asyncio.wait([future])
+            raise
+        elapsed = time.monotonic() - started
+        total = sum(r.records for r in reached.values())
+        for tp, r in reached.items():
+            if r.complete:
+                offsets[tp] = spans[tp].last
+            elif r.applied is not None:
+                offsets[tp] = r.applied
+        left = [tp for tp, r in reached.items() if not r.complete]
+        log.info(
+            "bulk restore: %d changelog records in %.1f s from %d partitions%s",
+            total,
+            elapsed,
+            len(spans),
+            f"; {len(left)} left to faust's recovery (budget {self._budget:.0f} s)" if left else "",
+        )
+        if self._on_restored is not None:
+            self._on_restored(total, elapsed)
