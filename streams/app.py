@@ -274,6 +274,7 @@ class TierstreamService:
                 if self.tuning.restore_budget_s is None
                 else min(self.tuning.restore_budget_s, 0.9 * float(app.conf.broker_request_timeout))
             ),
+            end_offsets=self._end_offsets,
             on_restored=restored,
         )
 

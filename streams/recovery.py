@@ -17,6 +17,15 @@ partition's persisted changelog offset (one RocksDB write batch, so data and off
 never disagree). It then advances faust's start offsets, so faust's loop finds
 nothing — or only what the time budget left — to read.
 
+Highwaters from the broker: under exactly_once faust takes the recovery highwater of a
+changelog partition from aiokafka's ``last_stable_offset()``, which is only what the
+last fetch response said — ``None`` (faust then uses -1: "nothing to restore") for a
+partition not fetched since it was assigned, or an older value. A worker restarted
+under exactly_once (which discards its local store) could so skip restoring a
+partition and process its inputs on empty state; the kill -9 test's ~200 unexplained
+tier changes of 2026-12-02 fit that. :class:`BulkRecovery` asks the broker instead
+(ListOffsets, read_committed under exactly_once) and logs where faust's value differed.
+
 Bounded: faust runs this step under ``broker_request_timeout`` and treats a timeout
 as a stop, so the bulk read ends after ``budget`` seconds and leaves the rest to
 faust's loop; it also ends at once when faust signals a new rebalance.
@@ -36,6 +45,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from streams.end_offsets import EndOffsets
 from streams.table import BatchWriter, PartitionedTable
 
 log = logging.getLogger("tierstream.recovery")
@@ -161,15 +171,56 @@ class BulkRecovery(Recovery):
         consumer_config: Mapping[str, Any],
         read_committed: bool,
         budget: float,
+        end_offsets: EndOffsets,
         on_restored: Callable[[int, float], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, tables, **kwargs)
+        self._end_offsets = end_offsets
         self._table = table
         self._consumer_config = dict(consumer_config)
         self._read_committed = read_committed
         self._budget = budget
         self._on_restored = on_restored
+
+    async def _build_highwaters(
+        self, consumer: Any, tps: set[TP], destination: Any, title: str
+    ) -> None:
+        await super()._build_highwaters(consumer, tps, destination, title)
+        if not tps:
+            return
+        ends = await self._broker_end_offsets(tps)
+        for tp in tps:
+            highwater = ends[(tp.topic, tp.partition)] - 1  # faust's "last offset" convention
+            if destination.get(tp) != highwater:
+                log.warning(
+                    "recovery highwater of %s changelog %s[%d]: broker %d, faust %s; "
+                    "using the broker's",
+                    title,
+                    tp.topic,
+                    tp.partition,
+                    highwater,
+                    destination.get(tp),
+                )
+                destination[tp] = highwater
+
+    async def _broker_end_offsets(
+        self, tps: set[TP], attempts: int = 5
+    ) -> dict[tuple[str, int], int]:
+        """End offsets (last stable offsets under exactly_once) asked of the broker.
+
+        Raises after ``attempts`` failures: recovering against an unknown end could
+        leave state out, so faust's recovery (and with it the worker) stops instead.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._end_offsets.get((tp.topic, tp.partition) for tp in tps)
+            except Exception:
+                if attempt == attempts:
+                    raise
+                log.warning("changelog end offsets: attempt %d failed; retrying", attempt)
+                await asyncio.sleep(1.0)
+        raise AssertionError("unreachable")
 
     async def _seek_offsets(self, consumer: Any, tps: set[TP], offsets: Any, title: str) -> None:
         if title == "active" and tps and self._budget > 0:

@@ -8,15 +8,21 @@ aborted transactions under read_committed, the time budget and the stop signal.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
+import faust
 import pytest
 from confluent_kafka import Producer
 from faust.types import TP
 
-from streams.recovery import Reached, Span, read_changelog
+from streams.end_offsets import EndOffsets
+from streams.recovery import BulkRecovery, Reached, Span, read_changelog
+from streams.table import PartitionedTable
 from tests.conftest import MakeTopics
 
 
@@ -160,3 +166,36 @@ def test_an_unreachable_broker_ends_the_read_with_nothing_complete() -> None:
     reached = _read("127.0.0.1:1", {tp: Span(0, 10)}, FakeStore(), budget=3)
     assert reached[tp] == Reached()
     assert time.monotonic() - started < 15
+
+
+class _CachedLsoConsumer:
+    """What faust's consumer answers under exactly_once for a changelog partition not
+    fetched since its assignment: aiokafka's cached last stable offset, None."""
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int | None]:
+        return {tp: None for tp in tps}
+
+
+@pytest.mark.parametrize("read_committed", [True, False])
+def test_recovery_highwaters_come_from_the_broker(
+    kafka_bootstrap: str, changelog: str, tmp_path: Path, read_committed: bool
+) -> None:
+    """faust would restore nothing (highwater -1) of a partition holding 9 records."""
+    _produce(kafka_bootstrap, changelog, [(0, f"k{i}".encode(), b"v") for i in range(9)])
+    app = faust.App("hw-test", store="memory://", datadir=str(tmp_path))
+    table = PartitionedTable(app.Table("state", key_type=bytes, value_type=bytes, partitions=3))
+    recovery = BulkRecovery(
+        app,
+        app.tables,
+        table=table,
+        consumer_config={"bootstrap.servers": kafka_bootstrap},
+        read_committed=read_committed,
+        budget=10,
+        end_offsets=EndOffsets({"bootstrap.servers": kafka_bootstrap}, read_committed),
+    )
+    tps = {TP(changelog, 0), TP(changelog, 1)}
+    highwaters: Counter[TP] = Counter()
+
+    asyncio.run(recovery._build_highwaters(_CachedLsoConsumer(), tps, highwaters, "active"))
+
+    assert highwaters == {TP(changelog, 0): 8, TP(changelog, 1): -1}
