@@ -177,6 +177,8 @@ class BulkRecovery(Recovery):
     ) -> None:
         super().__init__(app, tables, **kwargs)
         self._end_offsets = end_offsets
+        #: active changelog partitions of the last assignment (exactly_once)
+        self._owned: set[TP] = set()
         self._table = table
         self._consumer_config = dict(consumer_config)
         self._read_committed = read_committed
@@ -223,9 +225,31 @@ class BulkRecovery(Recovery):
         raise AssertionError("unreachable")
 
     async def _seek_offsets(self, consumer: Any, tps: set[TP], offsets: Any, title: str) -> None:
-        if title == "active" and tps and self._budget > 0:
-            await self._bulk_restore(tps, offsets)
+        if title == "active":
+            if self._read_committed:
+                self._discard_foreign_state(tps, offsets)
+            if tps and self._budget > 0:
+                await self._bulk_restore(tps, offsets)
         await super()._seek_offsets(consumer, tps, offsets, title)
+
+    def _discard_foreign_state(self, tps: set[TP], offsets: Any) -> None:
+        """exactly_once: restore a partition this worker did not own a moment ago from
+        the committed changelog alone.
+
+        The local store is written before the partition's transaction commits. If this
+        worker owned the partition earlier and lost it without committing (a stall
+        past the session timeout: its transaction was then aborted by the next owner's
+        fencing), its store still holds state from that aborted transaction, and a
+        recovery from the store's old offset would keep it for every customer the later
+        owners did not touch. Partitions kept across the rebalance hold only this
+        worker's own committed writes (faust commits before a rebalance) and are kept.
+        """
+        changelog = self._table.changelog_topic
+        for tp in tps:
+            if tp.topic == changelog and tp not in self._owned:
+                self._table.clear_partition(tp.partition)
+                offsets[tp] = -1
+        self._owned = {tp for tp in tps if tp.topic == changelog}
 
     async def _bulk_restore(self, tps: set[TP], offsets: Any) -> None:
         highwaters = self.active_highwaters

@@ -129,6 +129,31 @@ class PartitionedTable:
             return write_rocksdb
         raise TypeError(f"unsupported table store {type(store).__name__}")
 
+    def clear_partition(self, partition: int) -> None:
+        """Delete every key of one partition held locally, faust's persisted changelog
+        offset included (the next recovery then reads the partition's whole changelog).
+        """
+        store = self._store
+        if isinstance(store, memory_store.Store):
+            owner = store._key_partition
+            for key in [k for k, p in owner.items() if p == partition]:
+                store.data.pop(key, None)
+                del owner[key]
+        elif rocksdb_store is not None and isinstance(store, rocksdb_store.Store):
+            db = store._db_for_partition(partition)
+            it = db.iter()
+            it.seek_to_first()
+            if not it.valid():
+                return
+            first = it.key()
+            it.seek_to_last()
+            last = it.key()
+            del it
+            db.delete_range(first, last)  # [first, last)
+            db.delete(last)
+        else:
+            raise TypeError(f"unsupported table store {type(store).__name__}")
+
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of one partition held locally (for Redis resyncs)."""
         store = self._store
