@@ -177,8 +177,9 @@ class BulkRecovery(Recovery):
     ) -> None:
         super().__init__(app, tables, **kwargs)
         self._end_offsets = end_offsets
-        #: active changelog partitions of the last assignment (exactly_once)
-        self._owned: set[TP] = set()
+        #: exactly_once: changelog partitions restored by a completed recovery and
+        #: owned since (their local store is complete)
+        self._complete: set[TP] = set()
         self._table = table
         self._consumer_config = dict(consumer_config)
         self._read_committed = read_committed
@@ -227,29 +228,47 @@ class BulkRecovery(Recovery):
     async def _seek_offsets(self, consumer: Any, tps: set[TP], offsets: Any, title: str) -> None:
         if title == "active":
             if self._read_committed:
-                self._discard_foreign_state(tps, offsets)
+                self._exactly_once_start_offsets(tps, offsets)
             if tps and self._budget > 0:
                 await self._bulk_restore(tps, offsets)
         await super()._seek_offsets(consumer, tps, offsets, title)
 
-    def _discard_foreign_state(self, tps: set[TP], offsets: Any) -> None:
-        """exactly_once: restore a partition this worker did not own a moment ago from
-        the committed changelog alone.
+    def _exactly_once_start_offsets(self, tps: set[TP], offsets: Any) -> None:
+        """exactly_once: the local store counts only for partitions this worker kept.
 
-        The local store is written before the partition's transaction commits. If this
-        worker owned the partition earlier and lost it without committing (a stall
-        past the session timeout: its transaction was then aborted by the next owner's
-        fencing), its store still holds state from that aborted transaction, and a
-        recovery from the store's old offset would keep it for every customer the later
-        owners did not touch. Partitions kept across the rebalance hold only this
-        worker's own committed writes (faust commits before a rebalance) and are kept.
+        The local store is written before the partition's transaction commits, and
+        under exactly_once no changelog offset is recorded with those writes (faust's
+        persisted offset is where the last recovery ended). So:
+
+        * a partition restored by this worker's last completed recovery and kept across
+          this rebalance holds this worker's own writes since — a superset of the
+          committed changelog, as nobody else wrote it meanwhile: nothing is read
+          (re-reading would replace state from a still-open transaction with older
+          committed state);
+        * any other partition — new to this worker, or owned before and lost in
+          between (its transaction then aborted by the next owner's fencing, the store
+          keeping the aborted state), or whose recovery was interrupted — is cleared
+          and restored from the committed changelog alone.
         """
         changelog = self._table.changelog_topic
+        highwaters = self.active_highwaters
+        kept = {tp for tp in tps if tp in self._complete}
         for tp in tps:
-            if tp.topic == changelog and tp not in self._owned:
+            if tp.topic != changelog:
+                continue
+            if tp in kept:
+                high = highwaters.get(tp)
+                if high is not None and (offsets[tp] is None or offsets[tp] < high):
+                    offsets[tp] = high
+            else:
                 self._table.clear_partition(tp.partition)
                 offsets[tp] = -1
-        self._owned = {tp for tp in tps if tp.topic == changelog}
+        self._complete = kept
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        changelog = self._table.changelog_topic
+        self._complete |= {tp for tp in self.active_tps if tp.topic == changelog}
+        await super().on_recovery_completed(generation_id)
 
     async def _bulk_restore(self, tps: set[TP], offsets: Any) -> None:
         highwaters = self.active_highwaters

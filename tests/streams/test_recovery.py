@@ -1,5 +1,5 @@
-"""BulkRecovery's exactly_once rule for partitions it did not own (no broker needed;
-the broker-facing parts are in tests/integration/test_bulk_restore.py)."""
+"""BulkRecovery's exactly_once rule for kept and newly assigned partitions (no broker
+needed; the broker-facing parts are in tests/integration/test_bulk_restore.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class _SeekRecorder:
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 @pytest.mark.parametrize("read_committed", [True, False])
-def test_exactly_once_restores_partitions_it_did_not_own_from_the_changelog_alone(
+def test_exactly_once_keeps_kept_partitions_and_restores_others_from_the_changelog(
     tmp_path: Path, store: str, read_committed: bool
 ) -> None:
     app = faust.App("rec-test", store=store, datadir=str(tmp_path))
@@ -47,16 +47,18 @@ def test_exactly_once_restores_partitions_it_did_not_own_from_the_changelog_alon
         table.batch_writer(tp.partition)([(b"c%d" % tp.partition, b"local")], 10)
     offsets: Counter[TP] = Counter({p0: 10, p1: 10})
 
-    recovery._owned = {p0}  # owned p0 in the last assignment; p1 comes (back) now
+    recovery._complete = {p0}  # p0 restored and kept; p1 comes (back) now
+    recovery.active_highwaters.update({p0: 15, p1: 15})  # the committed changelog's end
     consumer = _SeekRecorder()
     asyncio.run(recovery._seek_offsets(consumer, {p0, p1}, offsets, "active"))
 
-    assert list(table.items(0)) == [(b"c0", b"local")]  # kept: its own committed writes
+    assert list(table.items(0)) == [(b"c0", b"local")]  # kept: its own writes
     assert list(table.items(2)) == [(b"c2", b"local")]  # not assigned: untouched
     if read_committed:
         assert list(table.items(1)) == []  # may hold an aborted transaction's state
-        assert offsets == {p0: 10, p1: -1}  # read from the start of the changelog
+        # p0: nothing to read (its own writes include the committed ones); p1: all
+        assert offsets == {p0: 15, p1: -1}
     else:
         assert list(table.items(1)) == [(b"c1", b"local")]
         assert offsets == {p0: 10, p1: 10}
-    assert consumer.seeks == [{p0: 10, p1: 0 if read_committed else 10}]  # faust seeks on
+    assert consumer.seeks == [{p0: 15, p1: 0} if read_committed else {p0: 10, p1: 10}]
