@@ -136,24 +136,8 @@ def check_against_oracle(
     return figures
 
 
-EOS_GAP = (
-    "open finding (exactly_once only): before the commit serialisation fix of "
-    "2026-12-02, 4 of 8 runs failed — one duplicate (explained and fixed), one run where "
-    "a restarted owner emitted ~200 tier changes the oracle does not have (state "
-    "incomplete after recovery under transactions), two not captured. 10 of 15 runs since "
-    "passed; kept non-strict until the incomplete-state cause is shown; see "
-    "docs/reliability.md"
-)
-
-
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize(
-    "guarantee",
-    [
-        "at_least_once",
-        pytest.param("exactly_once", marks=pytest.mark.xfail(reason=EOS_GAP, strict=False)),
-    ],
-)
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_kill_minus_nine_three_times_under_load_loses_nothing(
     service_settings: Settings,
     make_worker: Callable[..., WorkerProcess],
