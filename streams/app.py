@@ -165,7 +165,7 @@ class TierstreamService:
             lambda item: item[0].ts,
             self.tuning.max_idle_ms,
             self.tuning.max_lag_wait_ms,
-            on_timeout=lambda reason: self.metrics.alignment_timeouts.labels(reason).inc(),
+            on_timeout=self._on_alignment_timeout,
         )
         self._last_seen: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
@@ -175,6 +175,7 @@ class TierstreamService:
         self._changelog_name = changelog_topic(settings)
         self._end_offsets = EndOffsets(settings.confluent_config(), read_committed=self._eos)
         self._probe_warned_at = 0.0
+        self._timeout_warned_at = 0.0
         #: at_least_once writes (exactly_once sends through faust's transactions).
         self._acked = AckedProducer(settings.producer_config(**{"linger.ms": 1}))
         self.app = self._build_app()
@@ -277,6 +278,23 @@ class TierstreamService:
             end_offsets=self._end_offsets,
             on_restored=restored,
         )
+
+    def _on_alignment_timeout(self, reason: str) -> None:
+        """The aligner stopped waiting for an input: events may now go out of event-time
+        order across topics. Counted, and logged at most every 10 s, so an operator (or
+        a failed test) can tell such a reorder from a bug."""
+        self.metrics.alignment_timeouts.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._timeout_warned_at > 10:
+            self._timeout_warned_at = now
+            limit = self.tuning.max_lag_wait_ms if reason == "lag" else self.tuning.max_idle_ms
+            log.warning(
+                "aligner: stopped waiting for an input after %d ms (%s); events may be "
+                "processed out of event-time order across topics "
+                "(see tierstream_aligner_timeouts_total, --max-lag-wait-ms, --max-idle-ms)",
+                limit,
+                reason,
+            )
 
     def discard_uncommitted_local_state(self) -> None:
         """exactly_once: start from the committed changelog, not the local store.
