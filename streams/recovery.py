@@ -103,10 +103,8 @@ def read_changelog(
             "fetch.max.bytes": 64 * 1024 * 1024,
         }
     )
-    by_name = {(tp.topic, tp.partition): tp for tp in spans}
-    open_ = set(spans)
     try:
-        _copy(consumer, spans, writers, reached, by_name, open_, deadline, stop)
+        _copy(consumer, spans, writers, reached, deadline, stop)
     except Exception:  # what was written stays consistent with its offset
         log.warning("bulk restore failed; faust's recovery reads the rest", exc_info=True)
     finally:
@@ -119,11 +117,11 @@ def _copy(
     spans: Mapping[TP, Span],
     writers: Mapping[TP, BatchWriter],
     reached: dict[TP, Reached],
-    by_name: Mapping[tuple[str, int], TP],
-    open_: set[TP],
     deadline: float,
     stop: threading.Event,
 ) -> None:
+    by_name = {(tp.topic, tp.partition): tp for tp in spans}
+    open_ = set(spans)
     consumer.assign([TopicPartition(tp.topic, tp.partition, s.start) for tp, s in spans.items()])
     while open_ and not stop.is_set() and time.monotonic() < deadline:
         pending: dict[TP, list[tuple[bytes, bytes | None]]] = {}
@@ -252,7 +250,7 @@ class BulkRecovery(Recovery):
         """
         changelog = self._table.changelog_topic
         highwaters = self.active_highwaters
-        kept = {tp for tp in tps if tp in self._complete}
+        kept = tps & self._complete
         for tp in tps:
             if tp.topic != changelog:
                 continue

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
 
@@ -244,6 +245,17 @@ class WorkerProcess:
             return status, json.loads(body)
         except ValueError:
             return status, body.decode(errors="replace")
+
+    def metric_samples(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """(labels, value) of every sample called ``name`` on the worker's /metrics."""
+        status, text = self.get("/metrics")
+        assert status == 200, text
+        return [
+            (sample.labels, sample.value)
+            for family in text_string_to_metric_families(str(text))
+            for sample in family.samples
+            if sample.name == name
+        ]
 
     def is_ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

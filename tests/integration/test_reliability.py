@@ -27,7 +27,6 @@ import orjson
 import pytest
 import redis
 from confluent_kafka import Producer
-from prometheus_client.parser import text_string_to_metric_families
 
 from state.rules import load_rules
 from streams.redis_sink import profile_key
@@ -99,13 +98,9 @@ class LoadProducer(threading.Thread):
 
 def aligner_timeouts(worker: WorkerProcess) -> dict[str, float]:
     """The worker's ``tierstream_aligner_timeouts_total`` by reason."""
-    status, text = worker.get("/metrics")
-    assert status == 200, text
     return {
-        sample.labels["reason"]: sample.value
-        for family in text_string_to_metric_families(str(text))
-        for sample in family.samples
-        if sample.name == "tierstream_aligner_timeouts_total"
+        labels["reason"]: value
+        for labels, value in worker.metric_samples("tierstream_aligner_timeouts_total")
     }
 
 

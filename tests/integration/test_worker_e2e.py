@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from state.rules import load_rules
 from streams.redis_sink import profile_key, tier_counts_key
@@ -119,14 +118,7 @@ def test_scripted_bank_end_to_end(
 
 
 def _restored_records(worker: WorkerProcess) -> float:
-    status, text = worker.get("/metrics")
-    assert status == 200
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(str(text))
-        for sample in family.samples
-        if sample.name == "tierstream_changelog_restored_records_total"
-    )
+    return sum(v for _l, v in worker.metric_samples("tierstream_changelog_restored_records_total"))
 
 
 @pytest.mark.parametrize(
