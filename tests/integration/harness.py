@@ -43,32 +43,17 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str, every: float
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def produce(
-    settings: Settings,
-    records: Iterable[tuple[str, bytes | None, bytes | None]],
-    *,
-    ack_between_topics: bool = False,
-) -> int:
-    """Produce (contract topic, key, value) records, partitioned like the service expects.
-
-    With ``ack_between_topics`` the producer waits for the broker's acks whenever the
-    topic changes, so no record becomes visible before one produced earlier on another
-    input: needed when a running worker reads the records live and the oracle's order is
-    compared (otherwise the documented cross-topic race can reorder them).
-    """
+def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> int:
+    """Produce (contract topic, key, value) records, partitioned like the service expects."""
     p = Producer(settings.producer_config())
     n = 0
     errors: list[str] = []
-    last_topic: str | None = None
 
     def on_delivery(err: Any, msg: Any) -> None:
         if err is not None:
             errors.append(str(err))
 
     for topic, key, value in records:
-        if ack_between_topics and last_topic is not None and topic != last_topic:
-            assert p.flush(30) == 0, "produce: records not acknowledged within 30 s"
-        last_topic = topic
         p.produce(settings.topic(topic), key=key, value=value, on_delivery=on_delivery)
         n += 1
         if n % 1000 == 0:

@@ -209,7 +209,7 @@ def test_two_workers_give_the_same_results_as_one(
     w2 = make_worker("w2", web_port=free_port())
     w1.start()
     w2.start()
-    produce(settings, scripted_bank(), ack_between_topics=True)  # read live
+    produce(settings, scripted_bank())
     _run_to_completion(w1, settings)
     out = _outputs(settings)
     truth = recompute(settings, load_rules(settings.rules_path))
