@@ -103,6 +103,44 @@ def metric_sum(text: str, name: str) -> float:
     return total
 
 
+def histogram_buckets(text: str, name: str, labels: str = "") -> dict[float, float]:
+    """Cumulative bucket counts ``{le: count}`` of one Prometheus histogram series.
+
+    ``labels`` selects one labelled series, e.g. ``'stage="outputs"'`` (in any order
+    relative to ``le``); empty takes a histogram without labels.
+    """
+    want = set(labels.split(",")) if labels else set()
+    prefix = f"{name}_bucket{{"
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        inside, value = line[len(prefix) :].rsplit("} ", 1)
+        parts = inside.split(",")
+        le = [p for p in parts if p.startswith("le=")]
+        if not le or set(parts) - set(le) != want:
+            continue
+        out[float(le[0][4:-1])] = float(value)
+    return out
+
+
+def histogram_quantile(
+    before: dict[float, float], after: dict[float, float], q: float
+) -> float | None:
+    """The ``q`` quantile of what a histogram observed between two scrapes, as the
+    upper bound of the bucket it falls in (Prometheus' estimate without interpolation:
+    an upper bound, never flattering). None when nothing was observed."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank = q * counts[-1]
+    for b, c in zip(bounds, counts, strict=True):
+        if c >= rank:
+            return b
+    return bounds[-1]
+
+
 def wait_until(pred: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> float:
     """Poll ``pred`` until true; returns the time.monotonic() when it became true."""
     deadline = time.monotonic() + timeout

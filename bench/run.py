@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,9 @@ from bench.common import (
     delete_redis_prefix,
     delete_topics,
     dir_bytes,
+    histogram_buckets,
+    histogram_quantile,
+    http_text,
     machine,
     measure_progress,
     peak_rss_bytes,
@@ -71,6 +75,10 @@ class Report:
     recovery: list[Recovery] = field(default_factory=list)
     redis: RedisThroughput | None = None
     profile_md: str = ""
+    #: Extra throughput rounds (round 2..N): system -> Throughput, per round.
+    rounds: list[dict[str, Throughput]] = field(default_factory=list)
+    #: The worker's own stage histograms over its latency run: (stage, n, p50, p99) s.
+    stages: list[tuple[str, int, float | None, float | None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -87,6 +95,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         default=",".join(p for p in PHASES if p != "profile"),
         help=f"comma-separated phases from {','.join(PHASES)} (default: all but profile)",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="throughput rounds of worker, baseline and peer, interleaved (ratios per "
+        "round; their median is reported: one round is at the mercy of machine drift)",
     )
     ap.add_argument("--latency-seconds", type=float, default=30.0, help="offered-load duration")
     ap.add_argument(
@@ -107,6 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.customers, args.events = 20_000, 200_000
     if args.recovery_sizes is None:
         args.recovery_sizes = "100000" if args.quick else "100000,1000000"
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     args.phases = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(args.phases) - set(PHASES)
     if unknown:
@@ -122,6 +139,38 @@ def _spawn(module: str, extra: list[str], log: Path) -> subprocess.Popen[bytes]:
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
+
+
+#: The worker's histograms that split one record's latency, in the order a record
+#: meets them: (label in the report, metric, label selector).
+STAGES = (
+    ("input age at intake (producer, broker, fetch)", "tierstream_input_age_at_intake_seconds", ""),
+    ("aligner hold (alignment + batch in progress)", "tierstream_aligner_hold_seconds", ""),
+    ("batch: whole (decode, core, writes)", "tierstream_batch_duration_seconds", ""),
+    ("batch write: outputs acked + Redis", "tierstream_batch_write_seconds", 'stage="outputs"'),
+    ("batch write: changelog acked + store", "tierstream_batch_write_seconds", 'stage="state"'),
+    ("batch size (events, not seconds)", "tierstream_batch_size_events", ""),
+)
+
+
+def _scrape(url: str) -> str:
+    if not url:
+        return ""
+    try:
+        return http_text(url, timeout=5)
+    except OSError:
+        return ""
+
+
+def worker_stages(before: str, after: str) -> list[tuple[str, int, float | None, float | None]]:
+    """p50/p99 of each stage histogram over the interval between two scrapes."""
+    out = []
+    for label, metric, sel in STAGES:
+        b = histogram_buckets(before, metric, sel)
+        a = histogram_buckets(after, metric, sel)
+        n = int(max(a.values(), default=0) - max(b.values(), default=0))
+        out.append((label, n, histogram_quantile(b, a, 0.5), histogram_quantile(b, a, 0.99)))
+    return out
 
 
 def _status_consumed(status: Path) -> Callable[[], int]:
@@ -208,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     workers: list[Worker] = []
     try:
         needs_data = {"worker", "baseline", "peer", "profile"} & set(args.phases)
+        systems = [k for k in ("worker", "baseline", "peer") if k in args.phases]
         data = None
         if needs_data:
             data = ensure_dataset(args.customers, args.events, tail, args.seed)
@@ -219,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         offset = args.events  # next unused record of the tail (for latency phases)
         rate = args.latency_rate
 
-        def latency(name: str, thr: Throughput, consumed: Callable[[], int]) -> None:
+        def latency(
+            name: str, thr: Throughput, consumed: Callable[[], int], metrics_url: str = ""
+        ) -> None:
             """Offered load at half the worker's max (the first system measured sets it).
 
             Every system reads the same input topics, so the records offered to the
@@ -241,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"  latency: {name} at {rate:,.0f} events/s for {args.latency_seconds:.0f}s",
                 flush=True,
             )
+            before = _scrape(metrics_url)
             res = offered_load(name, base, data, offset, available, rate, args.latency_seconds)
             offset += res.inputs
             rep.latency[name] = res
+            if metrics_url:
+                rep.stages = worker_stages(before, _scrape(metrics_url))
             print(
                 f"    p50 {res.p50_ms} ms, p99 {res.p99_ms} ms ({res.samples} outputs)", flush=True
             )
@@ -258,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"    {thr.events_per_s:,.0f} events/s, {thr.cpu_per_1000:.3f} CPU s/1k", flush=True
             )
             try:
-                latency("worker", thr, w.consumed)
+                latency("worker", thr, w.consumed, w.url + "/metrics")
             finally:
                 w.stop()
             avg, disk, keys = worker_state_bytes(Path(base.data_dir), args.customers)
@@ -312,6 +367,22 @@ def main(argv: list[str] | None = None) -> int:
             )
             rep.throughput["peer"] = thr
 
+        for rnd in range(2, args.rounds + 1) if systems and data is not None else ():
+            # rotate the order each round, so no system always runs first or last
+            order = systems[(rnd - 1) % len(systems) :] + systems[: (rnd - 1) % len(systems)]
+            print(f"  round {rnd}/{args.rounds}: {', '.join(order)} ...", flush=True)
+            # the same records on topics of the round's own: the latency phases have
+            # appended to the first round's topics
+            assert data is not None
+            rs = base.with_overrides(topic_prefix=f"{rid}-r{rnd}.")
+            create_topics(rs)
+            load_into_kafka(rs, data, args.events)
+            got: dict[str, Throughput] = {}
+            for name in order:
+                got[name] = _extra_round(name, rnd, rs, args, rid, work, logs, timeout, workers)
+                print(f"    {name}: {got[name].events_per_s:,.0f} events/s", flush=True)
+            rep.rounds.append(got)
+
         if "profile" in args.phases and data is not None:
             rep.profile_md = _profile(base, rid, work, logs, args.events, timeout, workers)
 
@@ -358,6 +429,70 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nreport: {out} (and bench/LATEST.md)")
     print(ratios(rep))
     return 1 if rep.errors else 0
+
+
+def _extra_round(
+    name: str,
+    r: int,
+    base: Settings,
+    args: argparse.Namespace,
+    rid: str,
+    work: Path,
+    logs: Path,
+    timeout: float,
+    workers: list[Worker],
+) -> Throughput:
+    """One more throughput run of one system over the round's copy of the input
+    (``base`` names its topics), with its own consumer group, state and Redis prefix."""
+    if name == "worker":
+        s = base.with_overrides(
+            app_id=f"{rid}-w{r}",
+            data_dir=str(work / f"worker{r}"),
+            web_port=free_port(),
+            redis_key_prefix=f"{rid}:w{r}:",
+        )
+        create_topics(s)  # this app id's changelog
+        w = Worker(s, logs / f"worker-r{r}.log")
+        workers.append(w)
+        try:
+            return run_throughput(w, args.events, timeout)
+        finally:
+            w.stop()
+    common = [
+        "--bootstrap", args.bootstrap, "--topic-prefix", base.topic_prefix,
+        "--redis-url", args.redis_url,
+    ]  # fmt: skip
+    if name == "baseline":
+        extra = [*common, "--group", f"{rid}-baseline-r{r}", "--redis-prefix", f"{rid}:b{r}:"]
+        module, label = "bench.baseline", "baseline"
+    else:
+        extra = [
+            *common, "--group", f"{rid}-quix-r{r}", "--redis-prefix", f"{rid}:q{r}:",
+            "--state-dir", str(work / f"quix{r}"),
+        ]  # fmt: skip
+        module, label = "bench.quix_peer", "quix"
+    status = work / f"{name}-r{r}.json"
+    thr, proc = run_plain(
+        label, module, extra, status, logs / f"{name}-r{r}.log", args.events, timeout
+    )
+    stop_process(proc)
+    return thr
+
+
+def all_rounds(rep: Report) -> list[dict[str, Throughput]]:
+    """Round 1 (the main table's runs) and any extra rounds."""
+    return [dict(rep.throughput), *rep.rounds] if rep.throughput else []
+
+
+def _round_ratio(rd: dict[str, Throughput], other: str) -> float | None:
+    if "worker" not in rd or other not in rd or rd[other].events_per_s <= 0:
+        return None
+    return rd["worker"].events_per_s / rd[other].events_per_s
+
+
+def round_ratios(rep: Report, other: str) -> list[float]:
+    """worker / ``other`` throughput of every round that measured both."""
+    return [r for r in (_round_ratio(rd, other) for rd in all_rounds(rep)) if r is not None]
 
 
 def _quix_state_bytes(qdir: Path) -> float | None:
@@ -466,6 +601,30 @@ def render(rep: Report) -> str:
                 f"the end {w.committed_after_s:.1f}s after the last event was counted."
             )
             lines.append("")
+    rounds = all_rounds(rep)
+    if len(rounds) > 1:
+        names = [k for k in ("worker", "baseline", "peer") if any(k in rd for rd in rounds)]
+        again = "round 2 runs" if len(rounds) == 2 else f"rounds 2–{len(rounds)} run"
+        lines += [
+            f"Throughput by round: events/s (CPU s / 1k events). Round 1 is the table "
+            f"above; {again} the systems again, interleaved in rotating order, each with "
+            "its own consumer group and state, so that machine drift hits every system "
+            "alike. The ratios below are the medians.",
+            "",
+            "| round | " + " | ".join(names) + " | worker/baseline | worker/peer |",
+            "| ---: | " + " | ".join("---:" for _ in names) + " | ---: | ---: |",
+        ]
+        for i, rd in enumerate(rounds, 1):
+            cells = [
+                f"{rd[n].events_per_s:,.0f} ({rd[n].cpu_per_1000:.3f})" if n in rd else "—"
+                for n in names
+            ]
+            wb = _round_ratio(rd, "baseline")
+            wp = _round_ratio(rd, "peer")
+            lines.append(
+                f"| {i} | " + " | ".join(cells) + f" | {_fmt(wb, '.2f')} | {_fmt(wp, '.2f')} |"
+            )
+        lines.append("")
     if rep.latency:
         lines += [
             "Latency at a fixed offered rate (output CreateTime − input CreateTime of its "
@@ -481,6 +640,22 @@ def render(rep: Report) -> str:
                 f"| {lat.seconds:.0f} | {lat.inputs:,} | {lat.samples:,} "
                 f"| {_fmt(lat.p50_ms, '.0f')} | {_fmt(lat.p99_ms, '.0f')} "
                 f"| {_fmt(lat.max_ms, '.0f')} |"
+            )
+        lines.append("")
+    if rep.stages:
+        lines += [
+            "Where the worker's latency goes during its latency run (its own histograms; "
+            "each quantile is the upper bound of its bucket):",
+            "",
+            "| stage | observations | p50 | p99 |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for label, n, p50, p99 in rep.stages:
+            unit = 1 if "events" in label else 1000
+            suffix = "" if unit == 1 else " ms"
+            lines.append(
+                f"| {label} | {n:,} | {_fmt(None if p50 is None else p50 * unit, 'g')}{suffix} "
+                f"| {_fmt(None if p99 is None else p99 * unit, 'g')}{suffix} |"
             )
         lines.append("")
     if rep.recovery:
@@ -515,17 +690,18 @@ def render(rep: Report) -> str:
 
 
 def ratios(rep: Report) -> str:
-    w, b, p = (rep.throughput.get(k) for k in ("worker", "baseline", "peer"))
+    """The ratios, last: the median over the rounds, with their range and count."""
     out = []
-    if w and b:
+    for other, label in (("baseline", "worker/baseline"), ("peer", "worker/peer    ")):
+        rs = round_ratios(rep, other)
+        if not rs:
+            continue
+        med = statistics.median(rs)
+        spread = f", range {min(rs):.2f}–{max(rs):.2f}" if len(rs) > 1 else ""
+        per = ", ".join(f"{x:.2f}" for x in rs)
         out.append(
-            f"worker/baseline throughput: {w.events_per_s / b.events_per_s:.2f} "
-            f"({w.events_per_s:,.0f} / {b.events_per_s:,.0f} events/s)"
-        )
-    if w and p:
-        out.append(
-            f"worker/peer     throughput: {w.events_per_s / p.events_per_s:.2f} "
-            f"({w.events_per_s:,.0f} / {p.events_per_s:,.0f} events/s)"
+            f"{label} throughput: {med:.2f} (median of {len(rs)} round"
+            f"{'s' if len(rs) > 1 else ''}{spread}; per round {per})"
         )
     return "\n".join(out) or "(no ratios: worker, baseline or peer not measured)"
 

@@ -125,6 +125,17 @@ class InputAligner(Generic[T]):
             _, q = min(heads, key=lambda h: (ts_of(h[1][0]), self.topics.index(h[0])))
             out.append(q.popleft())
 
+    def drain(self) -> list[T]:
+        """Forget every held record and return them (the worker is giving up its
+        partitions: nothing held will be processed here)."""
+        out: list[T] = []
+        for task in self._buf.values():
+            for queue in task.values():
+                out.extend(queue)
+                queue.clear()
+        self._blocked_since.clear()
+        return out
+
     def drop_partitions(self, partitions: Iterable[tuple[str, int]]) -> int:
         """Forget held records of revoked partitions; returns how many were dropped.
 

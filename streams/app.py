@@ -53,7 +53,7 @@ from streams.aligner import InputAligner
 from streams.end_offsets import EndOffsets
 from streams.intake import BufferedInputTopic, InputBuffer, install_lean_drain
 from streams.lean_monitor import LeanMonitor
-from streams.metrics import Metrics
+from streams.metrics import Metrics, observe_many
 from streams.processor import (
     ALIGNED_TOPICS,
     BadInputGuard,
@@ -160,7 +160,8 @@ class TierstreamService:
         self.redis = connect(settings.redis_url, settings.redis_password, settings.redis_username)
         self.sink = RedisProfileSink(self.redis, settings.redis_key_prefix, self.metrics)
         self.batches_done = 0
-        self.aligner: InputAligner[tuple[Decoded, Any]] = InputAligner(
+        #: (decoded, faust message, monotonic time of intake)
+        self.aligner: InputAligner[tuple[Decoded, Any, float]] = InputAligner(
             ALIGNED_TOPICS,
             lambda item: item[0].ts,
             self.tuning.max_idle_ms,
@@ -169,6 +170,9 @@ class TierstreamService:
         )
         self._last_seen: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
+        #: The consumer generation whose partitions are being given up (revocation
+        #: or shutdown): its records are no longer processed here (see _drain_first).
+        self._drained_generation: int | None = None
         self._fresh_ends: dict[tuple[str, int], tuple[int, int | None]] | None = {}
         self._eos = settings.processing_guarantee == "exactly_once"
         self._output_names = {t: settings.topic(t) for t in OUTPUT_TOPICS}
@@ -329,6 +333,7 @@ class TierstreamService:
         back to the committed offsets and fetches them again for their new owner.
         """
         self._serialize_commits()
+        self._drain_first()
         app = self.app
         buffer = self.input_buffer
         batch_max = self.tuning.batch_max
@@ -346,8 +351,12 @@ class TierstreamService:
                 if buffer.qsize():
                     messages += await buffer.take(batch_max - len(messages))
             now_ms = int(time.time() * 1000)
+            intake = time.monotonic()
             generation = app.consumer_generation_id
+            if generation == self._drained_generation:
+                continue  # fetched before the partitions went: their next owner reads them
             items = []
+            ages = []
             try:
                 for m in messages:
                     if m.generation_id != generation:
@@ -365,9 +374,11 @@ class TierstreamService:
                         m.topic,
                     )
                     last_seen[(m.topic, m.partition)] = m.offset
-                    items.append((raw.topic, raw.partition, (decode(raw, now_ms), m)))
+                    ages.append(max(0, now_ms - raw.timestamp_ms) / 1000)
+                    items.append((raw.topic, raw.partition, (decode(raw, now_ms), m, intake)))
             except TooMuchBadInput as exc:
                 self._fatal(str(exc))
+            observe_many(self.metrics.intake_age, ages)
             self.aligner.add(items)
             try:
                 await self._release()
@@ -413,15 +424,57 @@ class TierstreamService:
                 log.exception("batch processing failed")
                 self._fatal(f"batch processing failed: {exc!r}")
 
+    def _drain_first(self) -> None:
+        """Make faust's ``wait_empty`` give up held records instead of waiting for them.
+
+        faust waits (``Consumer.wait_empty``) for every tracked, unacknowledged message
+        before it revokes partitions and before it stops. The worker tracks a record
+        when it takes it in, and the aligner may hold it for a while; once the fetch is
+        stopped, a held record can wait for an input that will not move, and at
+        shutdown nothing releases it any more: a SIGTERM under load hung until killed
+        (the graceful-rebalance test caught it). So before faust waits, the batch in
+        flight finishes (and is acknowledged, so its offsets are committed), then every
+        held record is forgotten and untracked, and records of that generation still
+        arriving are skipped. None of them was acknowledged: the partitions' next owner
+        (this worker again, after a rebalance) reads them from the committed offsets.
+        """
+        consumer: Any = self.app.consumer
+        if getattr(consumer, "_tierstream_drain_first", False):
+            return
+        wait_empty = consumer.wait_empty
+
+        async def wait_empty_without_held(*args: Any, **kwargs: Any) -> Any:
+            async with self._lock:
+                self._drained_generation = self.app.consumer_generation_id
+                self._forget_held()
+            return await wait_empty(*args, **kwargs)
+
+        consumer.wait_empty = wait_empty_without_held
+        consumer._tierstream_drain_first = True
+
+    def _forget_held(self) -> None:
+        held = self.aligner.drain()
+        if held:
+            unacked = self.app.consumer._unacked_messages  # type: ignore[attr-defined]
+            for _d, message, _t in held:
+                unacked.discard(message)
+            log.info("giving up partitions: %d held records left to their next owner", len(held))
+        self.metrics.held.set(0)
+
     async def _release(self) -> None:
         async with self._lock:
+            if self.app.consumer_generation_id == self._drained_generation:
+                self._forget_held()
+                return
             self._fresh_ends = await self._probe_inputs(self.aligner.blocking_inputs())
             ready = self.aligner.release(self._caught_up, int(time.time() * 1000))
             if not ready:
                 return
-            await self.handle_batch([d for d, _m in ready])
+            now = time.monotonic()
+            observe_many(self.metrics.aligner_hold, [now - t for _d, _m, t in ready])
+            await self.handle_batch([d for d, _m, _t in ready])
             consumer = self.app.consumer
-            for _d, message in ready:
+            for _d, message, _t in ready:
                 message.ack(consumer)
 
     async def _probe_inputs(
@@ -618,6 +671,7 @@ class TierstreamService:
         # 1. outputs acknowledged by the broker, and profiles in Redis (which blocks with
         #    backoff while Redis is down), both before the state moves; the two are
         #    independent (profiles are versioned), so they overlap
+        started = time.perf_counter()
         names = self._output_names
         await asyncio.gather(
             self._acked.send_all([(names[o.topic], o.key, o.value, None) for o in result.outputs]),
@@ -625,6 +679,9 @@ class TierstreamService:
         )
         # 2. state: the changelog acknowledged by the broker before the local store and
         #    before any input is acked, so no offset commit can overtake it
+        outputs_done = time.perf_counter()
+        stage = self.metrics.write_duration
+        stage.labels("outputs").observe(outputs_done - started)
         states = result.states
         changelog = self._changelog_name
         delivered = await self._acked.send_all(
@@ -638,6 +695,7 @@ class TierstreamService:
                 last[partition] = offset
         for partition, offset in last.items():
             self.table.mark_persisted(changelog, partition, offset)
+        stage.labels("state").observe(time.perf_counter() - outputs_done)
 
     async def _write_transactional(self, result: BatchResult) -> None:
         """exactly_once: outputs and changelog go into the source partition's transaction.
@@ -650,6 +708,7 @@ class TierstreamService:
         together. Redis is outside any Kafka transaction; its versioned writes make a
         re-run after an abort rewrite the same versions.
         """
+        started = time.perf_counter()
         prefix = self._transactional_prefix()
         send = self.app.producer.send
         full = self._output_names
@@ -684,6 +743,7 @@ class TierstreamService:
         ]
         for fut in futures:
             await fut
+        self.metrics.write_duration.labels("transaction").observe(time.perf_counter() - started)
 
     def _transactional_prefix(self) -> str:
         group = self.app.assignor.group_for_topic(self.settings.input_topics[0])

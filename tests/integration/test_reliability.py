@@ -190,6 +190,56 @@ def test_kill_minus_nine_three_times_under_load_loses_nothing(
     )
 
 
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_workers_joining_and_leaving_under_load_commit_everything(
+    service_settings: Settings,
+    make_worker: Callable[..., WorkerProcess],
+    redis_url: str,
+    guarantee: str,
+) -> None:
+    """Graceful rebalances while input is produced: a second worker joins, leaves
+    (SIGTERM) and joins again, each time taking partitions with batches in flight.
+
+    The kill test covers crashes; this covers the orderly path, where a worker's last
+    batch of a partition finishes while faust revokes it. Every partition's committed
+    offset must reach its end (a partition whose commits stall fails ``wait_done``),
+    and the outputs and profiles must equal the oracle's.
+    """
+    settings = service_settings.with_overrides(processing_guarantee=guarantee)
+    records = sim_records(customers=int(300 * SCALE), events=int(9000 * SCALE), seed=11)
+    w1 = make_worker("w1", processing_guarantee=guarantee, store="rocksdb://")
+    w2 = make_worker("w2", processing_guarantee=guarantee, web_port=free_port(), store="rocksdb://")
+    for w in (w1, w2):
+        w.extra_args = ["--max-idle-ms", "10000", "--max-lag-wait-ms", "30000"]
+    w1.start()
+    load = LoadProducer(settings, records, rate=600 * SCALE)
+    load.start()
+    time.sleep(3)
+    w2.start()  # join: partitions move to w2 mid-stream
+    time.sleep(4)
+    assert w2.stop() == 0  # leave: they move back to w1
+    time.sleep(2)
+    w2.start()  # and join again
+    load.join(300)
+    assert load.error is None, load.error
+    wait_done(settings, w1, w2)
+    timeouts = {w.name: aligner_timeouts(w) for w in (w1, w2)}
+    assert w1.stop() == 0 and w2.stop() == 0
+    figures = check_against_oracle(
+        settings, redis_url, allow_redelivery=guarantee == "at_least_once"
+    )
+    if guarantee == "exactly_once":
+        assert figures["duplicates"] == 0, "read_committed saw duplicates under exactly_once"
+    report(
+        f"graceful rebalances x3 under load ({guarantee})",
+        events=len(records),
+        rebalances=3,
+        aligner_timeouts=timeouts,
+        **figures,
+    )
+
+
 def test_redis_outage_then_empty_restart_catches_up(
     service_settings: Settings,
     make_worker: Callable[..., WorkerProcess],

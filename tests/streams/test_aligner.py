@@ -86,6 +86,22 @@ def test_drop_partitions_forgets_held_records_of_revoked_partitions() -> None:
     assert a.held == 0
 
 
+def test_drain_returns_and_forgets_every_held_record() -> None:
+    a = _aligner()
+    items = [
+        ("transactions", 2, ("x", 1)),
+        ("balances", 2, ("y", 2)),
+        ("transactions", 5, ("z", 3)),
+    ]
+    a.add(items)
+    assert a.held == 3
+    drained = a.drain()
+    assert sorted(drained) == sorted(i[2] for i in items)
+    assert a.held == 0
+    assert a.drain() == []
+    assert a.release(lambda t, p: True, now_ms=10_000) == []  # nothing comes back
+
+
 @given(
     st.lists(st.tuples(st.sampled_from(TOPICS), st.integers(0, 100)), max_size=60),
 )

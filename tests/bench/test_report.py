@@ -1,0 +1,98 @@
+"""bench/: the report's arithmetic (ratios over rounds, stage quantiles from /metrics).
+
+The benchmark itself reports figures and never passes or fails on them; these tests
+only pin that the figures it prints are computed from what it measured.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.common import Throughput, histogram_buckets, histogram_quantile
+from bench.run import Report, parse_args, ratios, render, round_ratios, worker_stages
+from streams.metrics import Metrics, observe_many
+
+
+def _thr(name: str, events_per_s: float, cpu_per_1000: float = 0.1) -> Throughput:
+    events = 100_000
+    seconds = events / events_per_s
+    return Throughput(name, events, seconds, cpu_per_1000 * events / 1000, 100 * 2**20)
+
+
+def _report(rounds: list[dict[str, float]]) -> Report:
+    machine = {k: "x" for k in ("cpus", "cpu_model", "ram_gib", "load_avg_at_start")}
+    machine |= {"python": "3.11", "kernel": "6"}
+    rep = Report(parse_args(["--quick", "--rounds", str(len(rounds))]), machine, "run")
+    first, *rest = rounds
+    rep.throughput = {k: _thr(k, v) for k, v in first.items()}
+    rep.rounds = [{k: _thr(k, v) for k, v in rd.items()} for rd in rest]
+    return rep
+
+
+def test_ratios_are_the_median_over_rounds_with_their_range() -> None:
+    rep = _report(
+        [
+            {"worker": 8000, "baseline": 10000, "peer": 4000},  # 0.80, 2.00
+            {"worker": 9000, "baseline": 9000, "peer": 9000},  # 1.00, 1.00
+            {"worker": 6000, "baseline": 10000, "peer": 5000},  # 0.60, 1.20
+        ]
+    )
+    assert round_ratios(rep, "baseline") == pytest.approx([0.8, 1.0, 0.6])
+    text = ratios(rep)
+    assert "worker/baseline throughput: 0.80 (median of 3 rounds, range 0.60–1.00" in text
+    assert "worker/peer     throughput: 1.20 (median of 3 rounds, range 1.00–2.00" in text
+    page = render(rep)
+    assert "| 2 | 9,000 (0.100) | 9,000 (0.100) | 9,000 (0.100) | 1.00 | 1.00 |" in page
+    assert page.rstrip().endswith("```")  # the ratios come last
+
+
+def test_a_round_missing_a_system_is_left_out_of_that_ratio() -> None:
+    rep = _report([{"worker": 8000, "baseline": 10000}, {"worker": 9000, "peer": 3000}])
+    assert round_ratios(rep, "baseline") == pytest.approx([0.8])
+    assert round_ratios(rep, "peer") == pytest.approx([3.0])
+    assert "median of 1 round;" in ratios(rep)
+
+
+def test_rounds_must_be_positive() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--rounds", "0"])
+
+
+def test_stage_quantiles_come_from_the_interval_between_two_scrapes() -> None:
+    from prometheus_client import generate_latest
+
+    m = Metrics()
+    observe_many(m.aligner_hold, [5.0] * 100)  # before the run: must not count
+    m.write_duration.labels("outputs").observe(0.2)
+    before = generate_latest(m.registry).decode()
+    observe_many(m.aligner_hold, [0.002] * 98 + [0.3, 0.3])
+    for _ in range(10):
+        m.write_duration.labels("outputs").observe(0.004)
+        m.write_duration.labels("state").observe(0.04)
+    after = generate_latest(m.registry).decode()
+
+    stages = {label: (n, p50, p99) for label, n, p50, p99 in worker_stages(before, after)}
+    hold = next(v for k, v in stages.items() if k.startswith("aligner hold"))
+    assert hold == (100, 0.0025, 0.5)
+    outputs = next(v for k, v in stages.items() if "outputs acked" in k)
+    assert outputs == (10, 0.005, 0.005)
+    state = next(v for k, v in stages.items() if "changelog acked" in k)
+    assert state == (10, 0.05, 0.05)
+    age = next(v for k, v in stages.items() if k.startswith("input age"))
+    assert age == (0, None, None)
+
+
+def test_histogram_buckets_selects_one_labelled_series() -> None:
+    text = "\n".join(
+        [
+            'x_bucket{le="0.1",stage="a"} 3.0',
+            'x_bucket{le="1.0",stage="a"} 10.0',
+            'x_bucket{le="+Inf",stage="a"} 10.0',
+            'x_bucket{le="+Inf",stage="b"} 99.0',
+        ]
+    )
+    a = histogram_buckets(text, "x", 'stage="a"')
+    assert a == {0.1: 3.0, 1.0: 10.0, float("inf"): 10.0}
+    assert histogram_quantile({}, a, 0.3) == 0.1
+    assert histogram_quantile({}, a, 0.31) == 1.0
+    assert histogram_quantile(a, a, 0.5) is None
