@@ -25,6 +25,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
 
@@ -103,25 +104,22 @@ def metric_sum(text: str, name: str) -> float:
     return total
 
 
-def histogram_buckets(text: str, name: str, labels: str = "") -> dict[float, float]:
+def histogram_buckets(
+    text: str, name: str, labels: dict[str, str] | None = None
+) -> dict[float, float]:
     """Cumulative bucket counts ``{le: count}`` of one Prometheus histogram series.
 
-    ``labels`` selects one labelled series, e.g. ``'stage="outputs"'`` (in any order
-    relative to ``le``); empty takes a histogram without labels.
+    ``labels`` selects one labelled series, e.g. ``{"stage": "outputs"}``; none takes
+    a histogram without labels.
     """
-    want = set(labels.split(",")) if labels else set()
-    prefix = f"{name}_bucket{{"
-    out: dict[float, float] = {}
-    for line in text.splitlines():
-        if not line.startswith(prefix):
-            continue
-        inside, value = line[len(prefix) :].rsplit("} ", 1)
-        parts = inside.split(",")
-        le = [p for p in parts if p.startswith("le=")]
-        if not le or set(parts) - set(le) != want:
-            continue
-        out[float(le[0][4:-1])] = float(value)
-    return out
+    want = labels or {}
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == f"{name}_bucket"
+        and {k: v for k, v in sample.labels.items() if k != "le"} == want
+    }
 
 
 def histogram_quantile(

@@ -144,12 +144,16 @@ def _spawn(module: str, extra: list[str], log: Path) -> subprocess.Popen[bytes]:
 #: The worker's histograms that split one record's latency, in the order a record
 #: meets them: (label in the report, metric, label selector).
 STAGES = (
-    ("input age at intake (producer, broker, fetch)", "tierstream_input_age_at_intake_seconds", ""),
-    ("aligner hold (alignment + batch in progress)", "tierstream_aligner_hold_seconds", ""),
-    ("batch: whole (decode, core, writes)", "tierstream_batch_duration_seconds", ""),
-    ("batch write: outputs acked + Redis", "tierstream_batch_write_seconds", 'stage="outputs"'),
-    ("batch write: changelog acked + store", "tierstream_batch_write_seconds", 'stage="state"'),
-    ("batch size (events, not seconds)", "tierstream_batch_size_events", ""),
+    (
+        "input age at intake (producer, broker, fetch)",
+        "tierstream_input_age_at_intake_seconds",
+        None,
+    ),
+    ("aligner hold (alignment + batch in progress)", "tierstream_aligner_hold_seconds", None),
+    ("batch: whole (decode, core, writes)", "tierstream_batch_duration_seconds", None),
+    ("batch write: outputs acked + Redis", "tierstream_batch_write_seconds", {"stage": "outputs"}),
+    ("batch write: changelog acked + store", "tierstream_batch_write_seconds", {"stage": "state"}),
+    ("batch size (events, not seconds)", "tierstream_batch_size_events", None),
 )
 
 
@@ -324,10 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             print("  baseline: throughput ...", flush=True)
             status = work / "baseline.json"
             thr, proc = run_plain(
-                "baseline", "bench.baseline",
-                ["--bootstrap", args.bootstrap, "--topic-prefix", base.topic_prefix,
-                 "--group", f"{rid}-baseline", "--redis-url", args.redis_url,
-                 "--redis-prefix", f"{rid}:b:"],
+                "baseline", PLAIN["baseline"], plain_argv("baseline", base, args, rid, work),
                 status, logs / "baseline.log", args.events, timeout,
             )  # fmt: skip
             procs.append(proc)
@@ -347,12 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         if "peer" in args.phases:
             print("  peer (Quix Streams): throughput ...", flush=True)
             status = work / "peer.json"
-            qdir = work / "quix"
+            qdir = quix_dir(work)
             thr, proc = run_plain(
-                "quix", "bench.quix_peer",
-                ["--bootstrap", args.bootstrap, "--topic-prefix", base.topic_prefix,
-                 "--group", f"{rid}-quix", "--redis-url", args.redis_url,
-                 "--redis-prefix", f"{rid}:q:", "--state-dir", str(qdir)],
+                "quix", PLAIN["peer"], plain_argv("peer", base, args, rid, work),
                 status, logs / "quix.log", args.events, timeout,
             )  # fmt: skip
             procs.append(proc)
@@ -431,6 +429,31 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if rep.errors else 0
 
 
+#: The module each framework-free or peer system runs as.
+PLAIN = {"baseline": "bench.baseline", "peer": "bench.quix_peer"}
+
+
+def quix_dir(work: Path, tag: str = "") -> Path:
+    return work / f"quix{tag}"
+
+
+def plain_argv(
+    name: str, topics: Settings, args: argparse.Namespace, rid: str, work: Path, tag: str = ""
+) -> list[str]:
+    """Arguments of a baseline or peer run over ``topics``' input; ``tag`` (a round
+    number, empty for round 1) gives it its own consumer group, Redis prefix and
+    Quix state directory."""
+    group, short = ("baseline", "b") if name == "baseline" else ("quix", "q")
+    argv = [
+        "--bootstrap", args.bootstrap, "--topic-prefix", topics.topic_prefix,
+        "--group", f"{rid}-{group}" + (f"-r{tag}" if tag else ""),
+        "--redis-url", args.redis_url, "--redis-prefix", f"{rid}:{short}{tag}:",
+    ]  # fmt: skip
+    if name == "peer":
+        argv += ["--state-dir", str(quix_dir(work, tag))]
+    return argv
+
+
 def _extra_round(
     name: str,
     r: int,
@@ -458,22 +481,15 @@ def _extra_round(
             return run_throughput(w, args.events, timeout)
         finally:
             w.stop()
-    common = [
-        "--bootstrap", args.bootstrap, "--topic-prefix", base.topic_prefix,
-        "--redis-url", args.redis_url,
-    ]  # fmt: skip
-    if name == "baseline":
-        extra = [*common, "--group", f"{rid}-baseline-r{r}", "--redis-prefix", f"{rid}:b{r}:"]
-        module, label = "bench.baseline", "baseline"
-    else:
-        extra = [
-            *common, "--group", f"{rid}-quix-r{r}", "--redis-prefix", f"{rid}:q{r}:",
-            "--state-dir", str(work / f"quix{r}"),
-        ]  # fmt: skip
-        module, label = "bench.quix_peer", "quix"
     status = work / f"{name}-r{r}.json"
     thr, proc = run_plain(
-        label, module, extra, status, logs / f"{name}-r{r}.log", args.events, timeout
+        "baseline" if name == "baseline" else "quix",
+        PLAIN[name],
+        plain_argv(name, base, args, rid, work, str(r)),
+        status,
+        logs / f"{name}-r{r}.log",
+        args.events,
+        timeout,
     )
     stop_process(proc)
     return thr

@@ -91,7 +91,7 @@ def test_histogram_buckets_selects_one_labelled_series() -> None:
             'x_bucket{le="+Inf",stage="b"} 99.0',
         ]
     )
-    a = histogram_buckets(text, "x", 'stage="a"')
+    a = histogram_buckets(text, "x", {"stage": "a"})
     assert a == {0.1: 3.0, 1.0: 10.0, float("inf"): 10.0}
     assert histogram_quantile({}, a, 0.3) == 0.1
     assert histogram_quantile({}, a, 0.31) == 1.0

@@ -145,6 +145,30 @@ def check_against_oracle(
     return figures
 
 
+def two_workers(
+    make_worker: Callable[..., WorkerProcess], guarantee: str
+) -> tuple[WorkerProcess, WorkerProcess]:
+    """Two RocksDB workers (not started), the production store: it keeps each
+    partition's data and changelog offset across reassignments (see
+    docs/reliability.md on the memory store)."""
+    w1 = make_worker("w1", processing_guarantee=guarantee, store="rocksdb://")
+    w2 = make_worker("w2", processing_guarantee=guarantee, web_port=free_port(), store="rocksdb://")
+    for w in (w1, w2):
+        # generous waits: restarts and rebalances make one input's fetch trail another's
+        w.extra_args = ["--max-idle-ms", "10000", "--max-lag-wait-ms", "30000"]
+    return w1, w2
+
+
+def check_guarantee(settings: Settings, redis_url: str, guarantee: str) -> dict[str, int]:
+    """``check_against_oracle`` for the guarantee; exactly_once also allows no copies."""
+    figures = check_against_oracle(
+        settings, redis_url, allow_redelivery=guarantee == "at_least_once"
+    )
+    if guarantee == "exactly_once":
+        assert figures["duplicates"] == 0, "read_committed saw duplicates under exactly_once"
+    return figures
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_kill_minus_nine_three_times_under_load_loses_nothing(
@@ -155,13 +179,8 @@ def test_kill_minus_nine_three_times_under_load_loses_nothing(
 ) -> None:
     settings = service_settings.with_overrides(processing_guarantee=guarantee)
     records = sim_records(customers=int(300 * SCALE), events=int(9000 * SCALE))
-    # RocksDB, the production store: it keeps each partition's data and changelog
-    # offset across reassignments (see docs/reliability.md on the memory store)
-    w1 = make_worker("w1", processing_guarantee=guarantee, store="rocksdb://")
-    w2 = make_worker("w2", processing_guarantee=guarantee, web_port=free_port(), store="rocksdb://")
+    w1, w2 = two_workers(make_worker, guarantee)
     for w in (w1, w2):
-        # generous waits: restarts and rebalances make one input's fetch trail another's
-        w.extra_args = ["--max-idle-ms", "10000", "--max-lag-wait-ms", "30000"]
         w.start()
     load = LoadProducer(settings, records, rate=600 * SCALE)
     load.start()
@@ -176,11 +195,7 @@ def test_kill_minus_nine_three_times_under_load_loses_nothing(
     assert load.error is None, load.error
     wait_done(settings, w1, w2)
     assert w1.stop() == 0 and w2.stop() == 0
-    figures = check_against_oracle(
-        settings, redis_url, allow_redelivery=guarantee == "at_least_once"
-    )
-    if guarantee == "exactly_once":
-        assert figures["duplicates"] == 0, "read_committed saw duplicates under exactly_once"
+    figures = check_guarantee(settings, redis_url, guarantee)
     report(
         f"kill-9 x3 ({guarantee})",
         events=len(records),
@@ -208,10 +223,7 @@ def test_workers_joining_and_leaving_under_load_commit_everything(
     """
     settings = service_settings.with_overrides(processing_guarantee=guarantee)
     records = sim_records(customers=int(300 * SCALE), events=int(9000 * SCALE), seed=11)
-    w1 = make_worker("w1", processing_guarantee=guarantee, store="rocksdb://")
-    w2 = make_worker("w2", processing_guarantee=guarantee, web_port=free_port(), store="rocksdb://")
-    for w in (w1, w2):
-        w.extra_args = ["--max-idle-ms", "10000", "--max-lag-wait-ms", "30000"]
+    w1, w2 = two_workers(make_worker, guarantee)
     w1.start()
     load = LoadProducer(settings, records, rate=600 * SCALE)
     load.start()
@@ -226,11 +238,7 @@ def test_workers_joining_and_leaving_under_load_commit_everything(
     wait_done(settings, w1, w2)
     timeouts = {w.name: aligner_timeouts(w) for w in (w1, w2)}
     assert w1.stop() == 0 and w2.stop() == 0
-    figures = check_against_oracle(
-        settings, redis_url, allow_redelivery=guarantee == "at_least_once"
-    )
-    if guarantee == "exactly_once":
-        assert figures["duplicates"] == 0, "read_committed saw duplicates under exactly_once"
+    figures = check_guarantee(settings, redis_url, guarantee)
     report(
         f"graceful rebalances x3 under load ({guarantee})",
         events=len(records),
