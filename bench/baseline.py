@@ -5,10 +5,12 @@
     and wait for the acks -> Redis profiles through streams.redis_sink.RedisProfileSink
     (the same Lua upsert, pipelined per batch) -> state into a dict -> commit offsets.
 
-It keeps the worker's at-least-once order (outputs acked and profiles written before
-the offsets are committed), so the gap to the worker is framework overhead, not a
-weaker guarantee. State lives in a plain dict of the core's serialized bytes (no
-RocksDB, no changelog): that is the one thing the baseline gets for free.
+It runs the worker's processing with the worker's decoded-state cache and garbage
+collector settings, and keeps the worker's at-least-once order (outputs acked and
+profiles written before the offsets are committed), so the gap to the worker is
+framework overhead, not a weaker guarantee or a different setting. State lives in a
+plain dict of the core's serialized bytes (no RocksDB, no changelog): that is the
+one thing the baseline gets for free.
 
 Run as a subprocess by bench.run (so its CPU and RSS are its own); it writes its
 progress to ``--status`` a few times a second and runs until SIGTERM.
@@ -29,10 +31,12 @@ from confluent_kafka import Consumer, Producer
 from schemas.decoder import Decoder
 from schemas.events import INPUT_TOPICS
 from state.rules import load_rules
+from streams.gc_tuning import tune_gc
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, RawMessage
 from streams.redis_sink import RedisProfileSink, connect
 from streams.settings import Settings
+from streams.state_cache import DEFAULT_CAPACITY, StateCache
 
 
 def write_status(path: Path, status: dict[str, object]) -> None:
@@ -58,6 +62,12 @@ def main() -> int:
     ap.add_argument("--redis-prefix", required=True)
     ap.add_argument("--status", required=True, type=Path)
     ap.add_argument("--no-redis", action="store_true", help="skip the Redis profile writes")
+    ap.add_argument(
+        "--state-cache",
+        type=int,
+        default=DEFAULT_CAPACITY,
+        help="decoded states kept between batches (the worker's default)",
+    )
     args = ap.parse_args()
 
     settings = Settings(
@@ -69,7 +79,13 @@ def main() -> int:
     contract = {settings.topic(t): t for t in INPUT_TOPICS}
     out_names: dict[str, str] = {}
     rules = load_rules(None)
-    processor = BatchProcessor(rules, Decoder(max_future_skew_ms=5 * 60 * 1000))
+    # the worker's processing, cache and GC settings: the baseline differs only in
+    # having no framework, no changelog and no consumer-group machinery around them
+    processor = BatchProcessor(
+        rules,
+        Decoder(max_future_skew_ms=5 * 60 * 1000),
+        cache=StateCache(args.state_cache) if args.state_cache else None,
+    )
     consumer = Consumer(
         settings.confluent_config(
             **{
@@ -94,6 +110,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     consumer.subscribe(list(settings.input_topics))
+    tune_gc()
     consumed = 0
     next_status = 0.0
     load = lambda _p, key: states.get(key)  # noqa: E731 - the BatchProcessor loader

@@ -13,7 +13,7 @@ import functools
 
 from state.customer import CustomerState
 from state.rules import Rules
-from state.value import BgNbdParams, clv, p_alive
+from state.value import BgNbdParams, discounted_purchases, expected_avg_spend, p_alive
 
 
 def history(state: CustomerState) -> tuple[int, int, int] | None:
@@ -53,17 +53,17 @@ def customer_clv(state: CustomerState, rules: Rules) -> float | None:
     if h is None:
         return None
     per = float(rules.clv_period_days)
-    scaled = _per_period(rules.bg_nbd, per)
-    return _clv_memo(
-        float(h[0]),
+    x = float(h[0])
+    spend = expected_avg_spend(x, mean_repeat_spend_cny(state), rules.gamma_gamma)
+    purchases = _purchases_memo(
+        x,
         h[1] / per,
         h[2] / per,
-        mean_repeat_spend_cny(state),
-        scaled,
-        rules.gamma_gamma,
+        _per_period(rules.bg_nbd, per),
         rules.clv_horizon_periods,
         rules.clv_discount_rate,
     )
+    return purchases * spend  # = state.value.clv(...), the same float operations
 
 
 #: (id, the rules' parameters, period) -> the parameters rescaled to the period. The
@@ -84,9 +84,11 @@ def _per_period(bg: BgNbdParams, per: float) -> BgNbdParams:
     return scaled
 
 
-#: CLV is a pure function of a handful of numbers that change at most once per
-#: customer per day (x, t_x, T in days, mean spend), while the profile is rebuilt after
-#: every batch that touches the customer; memoising the series evaluation (~100 µs
-#: each) is what keeps profile building off the per-event hot path. Pure: a cache hit
-#: returns exactly what a fresh evaluation would.
-_clv_memo = functools.lru_cache(maxsize=65536)(clv)
+#: CLV = discounted expected purchases x expected spend. The purchases part holds all
+#: the cost (a hypergeometric series per period) and depends only on (x, t_x, T) in
+#: days, which change at most once per customer per day -- and many customers share
+#: them -- while the mean spend changes with every transaction and the profile is
+#: rebuilt after every batch that touches the customer. So the memo is keyed without
+#: the spend (keying on it too hit ~never in steady state). Pure: a hit returns exactly
+#: what a fresh evaluation would.
+_purchases_memo = functools.lru_cache(maxsize=65536)(discounted_purchases)

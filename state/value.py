@@ -248,13 +248,25 @@ def clv(
     the BG/NBD parameters were fitted in (a week for CDNOW-style weekly data) and
     ``discount_rate`` is per period -- the same discrete discounting as lifetimes'
     ``customer_lifetime_value`` when its ``freq`` equals the fitting unit. The result is
-    in the currency unit of ``mean_spend``.
+    in the currency unit of ``mean_spend``: ``discounted_purchases(...) * E[spend]``.
+    """
+    spend = expected_avg_spend(x, mean_spend, gg)
+    return discounted_purchases(x, t_x, T, bg, horizon, discount_rate) * spend
+
+
+def discounted_purchases(
+    x: float, t_x: float, T: float, bg: BgNbdParams, horizon: int, discount_rate: float
+) -> float:
+    """``sum_{k=1..horizon} (E[Y(k)] - E[Y(k-1)]) / (1 + discount_rate)^k``: the part of
+    ``clv`` that does not depend on spend (and holds all of its cost).
+
+    Split out so a caller can memoise it on (x, t_x, T) alone: the mean spend changes
+    with every transaction, the purchase history at most once per customer per day.
     """
     if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
         raise ValueError(f"horizon must be a non-negative int, got {horizon!r}")
     if not (math.isfinite(discount_rate) and discount_rate > -1.0):
         raise ValueError(f"discount_rate must be finite and > -1, got {discount_rate!r}")
-    spend = expected_avg_spend(x, mean_spend, gg)
     total = 0.0
     previous = 0.0
     log_growth = math.log1p(discount_rate)
@@ -262,4 +274,4 @@ def clv(
         current = expected_purchases(float(k), x, t_x, T, bg)
         total += (current - previous) * math.exp(-k * log_growth)
         previous = current
-    return total * spend
+    return total

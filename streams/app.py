@@ -27,7 +27,6 @@ input partition instead.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import shutil
@@ -51,6 +50,7 @@ from state.rules import Rules, load_rules
 from streams.acked_producer import AckedProducer
 from streams.aligner import InputAligner
 from streams.end_offsets import EndOffsets
+from streams.gc_tuning import tune_gc
 from streams.intake import BufferedInputTopic, InputBuffer, install_lean_drain
 from streams.lean_monitor import LeanMonitor
 from streams.metrics import Metrics, observe_many
@@ -67,6 +67,7 @@ from streams.recovery import BulkRecovery
 from streams.redis_sink import RedisProfileSink, connect
 from streams.report import aum_top_share
 from streams.settings import Settings
+from streams.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.table import PartitionedTable
 from streams.topics import STATE_TABLE, changelog_topic
 from streams.web import register_web
@@ -103,6 +104,9 @@ class WorkerTuning:
     release_interval: float = 0.1
     #: How often to check whether Redis lost this worker's profiles (restart, flush).
     resync_check_interval: float = 5.0
+    #: Decoded customer states kept between batches (streams/state_cache.py), about
+    #: 5.5 KB each; 0 turns the cache off (every state read from the store).
+    state_cache: int = DEFAULT_CAPACITY
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -152,10 +156,12 @@ class TierstreamService:
         self.rules = rules or load_rules(settings.rules_path)
         self.tuning = tuning or WorkerTuning()
         self.metrics = Metrics()
+        self.state_cache = StateCache(self.tuning.state_cache)
         self.processor = BatchProcessor(
             self.rules,
             Decoder(max_future_skew_ms=self.tuning.max_future_skew_ms),
             BadInputGuard(self.tuning.bad_window, self.tuning.bad_max_share),
+            cache=self.state_cache if self.tuning.state_cache else None,
         )
         self.redis = connect(settings.redis_url, settings.redis_password, settings.redis_username)
         self.sink = RedisProfileSink(self.redis, settings.redis_key_prefix, self.metrics)
@@ -169,6 +175,7 @@ class TierstreamService:
             on_timeout=self._on_alignment_timeout,
         )
         self._last_seen: dict[tuple[str, int], int] = {}
+        self._cache_counted = (0, 0)  # cache hits, misses already in the metrics
         self._lock = asyncio.Lock()
         #: The consumer generation whose partitions are being given up (revocation
         #: or shutdown): its records are no longer processed here (see _drain_first).
@@ -250,6 +257,13 @@ class TierstreamService:
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
             await self._on_revoked(revoked)
+
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+            # a partition coming (back) may have moved on elsewhere: its state comes
+            # from the changelog, not from what this worker remembered of it
+            async with self._lock:
+                self.state_cache.drop_partitions({tp.partition for tp in assigned})
 
         register_web(app, self)
         return app
@@ -575,6 +589,7 @@ class TierstreamService:
             dropped = self.aligner.drop_partitions(tps)
             for _topic, partition in tps:
                 self.processor.due.drop(partition)
+            self.state_cache.drop_partitions({p for _t, p in tps})
             for tp in revoked:
                 self._last_seen.pop((tp.topic, tp.partition), None)
         if dropped:
@@ -593,6 +608,12 @@ class TierstreamService:
             self.metrics.event_latency.observe(max(0.0, emitted_at - ts / 1000))
 
         self.metrics.observe_batch(result)
+        cache = self.state_cache
+        lookups = self.metrics.state_cache_lookups
+        lookups.labels("hit").inc(cache.hits - self._cache_counted[0])
+        lookups.labels("miss").inc(cache.misses - self._cache_counted[1])
+        self._cache_counted = (cache.hits, cache.misses)
+        self.metrics.state_cache_entries.set(len(cache))
         self.metrics.batch_size.observe(len(items))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.metrics.held.set(self.aligner.held)
@@ -777,17 +798,27 @@ class TierstreamService:
 def run_worker(service: TierstreamService, loglevel: str = "info") -> None:
     """Run the faust worker in this process until it is stopped (SIGINT/SIGTERM).
 
-    Garbage collection: a batch allocates tens of thousands of short-lived objects
-    (messages, decoded events, states, decisions) and CPython's default threshold runs
-    a young-generation collection every 700 allocations, each one walking everything a
-    batch still holds — about 10–15 µs per event here. A higher threshold makes those
-    collections rare; freezing what start-up allocated (modules, rules, the app) keeps
-    it out of every full collection. Reference counting still frees almost everything.
+    Garbage collection is tuned first (streams/gc_tuning.py): a batch allocates tens
+    of thousands of short-lived objects, and the default thresholds cost 10-20% of the
+    CPU per event.
     """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    tune_gc()
+    faust_worker(service, loglevel).execute_from_commandline()
+
+
+def faust_worker(service: TierstreamService, loglevel: str = "info") -> faust.Worker:
+    """faust's Worker for the service, without its terminal spinner.
+
+    At a log level of WARNING or above, faust's Worker installs a progress spinner on
+    the root logger and sets the *root logger's* level to DEBUG so the spinner sees
+    every record: from then on every ``logger.debug`` call in aiokafka, faust and mode
+    builds a LogRecord that the handlers then drop. aiokafka logs per fetch request,
+    so under load that was about a quarter of the consumer thread's time holding the
+    GIL (py-spy, 2026-12-03). A service has no terminal to spin on anyway.
+    """
     worker = faust.Worker(service.app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    worker.spinner = None
+    return worker
 
 
 def profile_json(profile: dict[str, str]) -> bytes:

@@ -18,6 +18,7 @@ from streams.clv_cli import add_clv_parser
 from streams.report_cli import add_report_parser
 from streams.settings import Settings
 from streams.sim_cli import add_sim_parsers
+from streams.state_cache import DEFAULT_CAPACITY
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -65,6 +66,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_lag_wait_ms=args.max_lag_wait_ms,
         max_future_skew_ms=args.max_future_skew_ms,
         restore_budget_s=args.restore_budget_s,
+        state_cache=args.state_cache,
     )
     service = TierstreamService(settings, tuning=tuning)
     if settings.processing_guarantee == "exactly_once":
@@ -134,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="env TIERSTREAM_PROCESSING_GUARANTEE",
     )
     w.add_argument("--batch-max", type=int, default=1000, help="max events per batch")
+    w.add_argument(
+        "--state-cache",
+        type=int,
+        default=DEFAULT_CAPACITY,
+        help="decoded customer states kept in memory between batches, ~5.5 KB each "
+        "(0: off, every state read from the store)",
+    )
     w.add_argument(
         "--batch-within",
         type=float,

@@ -135,6 +135,19 @@ class Metrics:
             "alignment across topics).",
             registry=r,
         )
+        self.state_cache_lookups = Counter(
+            "tierstream_state_cache_lookups_total",
+            "Customer states looked up in the decoded-state cache, by result (hit: no "
+            "store read or decode; miss: read from the store). A low hit share under "
+            "load means the cache (--state-cache) is smaller than the active customers.",
+            ["result"],
+            registry=r,
+        )
+        self.state_cache_entries = Gauge(
+            "tierstream_state_cache_entries",
+            "Decoded customer states held in memory between batches (about 5.5 KB each).",
+            registry=r,
+        )
         self.alignment_timeouts = Counter(
             "tierstream_aligner_timeouts_total",
             "Releases that went ahead without waiting any longer for an input: reason "

@@ -44,6 +44,7 @@ from state.profile import profile_fields
 from state.rules import Rules
 from state.triggers import next_due_ms
 from streams.due_index import DueIndex
+from streams.state_cache import StateCache
 
 #: Tie-break order for equal event times: inputs first, then ticks (a tick at T sees
 #: every input stamped T).
@@ -171,10 +172,14 @@ class BatchProcessor:
         rules: Rules,
         decoder: Decoder | None = None,
         guard: BadInputGuard | None = None,
+        cache: StateCache | None = None,
     ) -> None:
         self.rules = rules
         self.decoder = decoder or Decoder()
         self.guard = guard or BadInputGuard()
+        #: Decoded states left by earlier batches (streams/state_cache.py); None: every
+        #: state is loaded and decoded from the store (replays, the test oracle).
+        self.cache = cache
         #: When each customer's next time trigger is due, per partition (derived state).
         self.due = DueIndex()
 
@@ -234,7 +239,10 @@ class BatchProcessor:
 
         ``load(partition, key)`` returns a stored state or None; ``scan(partition)``
         yields every stored (key, state) of a partition, used once per partition to
-        build the due index before its first tick.
+        build the due index before its first tick. With a cache, a state is taken from
+        it before ``load`` is asked, and every state the batch touched goes back into
+        it: the caller must write ``result.states`` to the store before the next batch
+        (or stop), so that the cache and the store agree.
         """
         result = BatchResult()
         counts = result.counts
@@ -253,11 +261,7 @@ class BatchProcessor:
             key = msg.key
             assert key is not None  # checked by decode()
             cached = states.get(key)
-            if cached is None:
-                raw_state = load(msg.partition, key)
-                st = CustomerState.from_bytes(raw_state) if raw_state is not None else None
-            else:
-                st = cached[1]
+            st = self._load(msg.partition, key, load) if cached is None else cached[1]
             try:
                 outcome = apply(st, ev, rules)
             except CoreError as err:
@@ -277,7 +281,19 @@ class BatchProcessor:
             result.states.append((partition, key, st.to_bytes()))
             result.profiles[key] = profile_fields(st, rules)
         result.outputs.extend(dead)
+        if self.cache is not None:
+            # untouched (duplicate-only) states are unchanged: as good as written
+            self.cache.put_all((k, p, st) for k, (p, st) in states.items())
         return result
+
+    def _load(self, partition: int, key: bytes, load: StateLoader) -> CustomerState | None:
+        """The customer's state before this batch: cached, else stored, else None."""
+        if self.cache is not None:
+            st = self.cache.take(key)
+            if st is not None:
+                return st
+        raw_state = load(partition, key)
+        return CustomerState.from_bytes(raw_state) if raw_state is not None else None
 
     def _emit(
         self,
@@ -324,10 +340,10 @@ class BatchProcessor:
             if cached is not None:
                 st = cached[1]
             else:
-                raw_state = load(p, key)
-                if raw_state is None:
+                loaded = self._load(p, key, load)
+                if loaded is None:
                     continue
-                st = CustomerState.from_bytes(raw_state)
+                st = loaded
             outcome = fire_timers(st, tick.ts, tick.event_id, rules)
             states[key] = (p, outcome.state)
             due.update(p, key, next_due_ms(outcome.state, rules))

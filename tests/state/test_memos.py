@@ -56,3 +56,37 @@ def test_preferred_channel_first_highest_count() -> None:
     assert w.preferred_channel() == CHANNELS[1]
     w.channels = [0, 0, 0, 0, 0, 2]
     assert w.preferred_channel() == CHANNELS[5]
+
+
+def test_customer_clv_memo_is_exactly_the_plain_clv() -> None:
+    """The memo holds only the spend-free part (discounted purchases); the result must
+    be bit-for-bit what ``state.value.clv`` gives, whatever the spend."""
+    from state.customer import CustomerState
+    from state.lifetime import _per_period, customer_clv, history, mean_repeat_spend_cny
+    from state.rules import load_rules
+    from state.value import clv
+
+    rules = load_rules()
+    per = float(rules.clv_period_days)
+    rnd = random.Random(3)
+    for i in range(3000):
+        st = CustomerState(f"c{i}")
+        st.tx_first_day = 20_000 - rnd.randrange(0, 400)
+        st.tx_days = rnd.randrange(1, 8)  # few distinct histories: the memo is hit
+        st.tx_last_day = st.tx_first_day + rnd.randrange(0, 30) * (st.tx_days > 1)
+        st.day = max(st.tx_last_day, 20_000 - rnd.randrange(0, 3))
+        st.tx_first_fen = rnd.randrange(1, 10**6)
+        st.tx_total_fen = st.tx_first_fen + rnd.randrange(1, 10**8) * (st.tx_days > 1)
+        h = history(st)
+        assert h is not None
+        want = clv(
+            float(h[0]),
+            h[1] / per,
+            h[2] / per,
+            mean_repeat_spend_cny(st),
+            _per_period(rules.bg_nbd, per),
+            rules.gamma_gamma,
+            rules.clv_horizon_periods,
+            rules.clv_discount_rate,
+        )
+        assert customer_clv(st, rules) == want
