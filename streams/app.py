@@ -708,14 +708,17 @@ class TierstreamService:
         delivered = await self._acked.send_all(
             [(changelog, key, value, partition) for partition, key, value in states]
         )
-        last: dict[int, int] = {}
-        local_put = self.table.put_local
+        # per partition: the states and the newest changelog offset, in one store write
+        by_partition: dict[int, tuple[list[tuple[bytes, bytes]], list[int]]] = {}
         for (partition, key, value), (_p, offset) in zip(states, delivered, strict=True):
-            local_put(partition, key, value)
-            if offset > last.get(partition, -1):
-                last[partition] = offset
-        for partition, offset in last.items():
-            self.table.mark_persisted(changelog, partition, offset)
+            entry = by_partition.get(partition)
+            if entry is None:
+                entry = by_partition[partition] = ([], [offset])
+            entry[0].append((key, value))
+            if offset > entry[1][0]:
+                entry[1][0] = offset
+        for partition, (items, (offset,)) in by_partition.items():
+            self.table.put_many(partition, items, offset)
         stage.labels("state").observe(time.perf_counter() - outputs_done)
 
     async def _write_transactional(self, result: BatchResult) -> None:
@@ -746,9 +749,13 @@ class TierstreamService:
             for o in result.outputs
         ]
         await self.sink.write(result.profiles)
-        local_put = self.table.put_local
+        # the local store runs ahead of the transaction: a restart under exactly_once
+        # discards it (discard_uncommitted_local_state), so no offset is kept with it
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for partition, key, value in result.states:
-            local_put(partition, key, value)
+            by_partition.setdefault(partition, []).append((key, value))
+        for partition, items in by_partition.items():
+            self.table.put_many(partition, items, None)
         changelog = self._changelog_name
         futures += [
             await send(

@@ -3,6 +3,9 @@
 It reaches into faust's store internals, so these pin the behaviour the worker relies
 on: explicit-partition reads and writes, the persisted changelog offset, and the bulk
 restore writer.
+
+The worker's writes (``put_many``) carry the changelog offset into the same write
+batch as the states, like the bulk restore.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ def _is_rocksdb(table: PartitionedTable) -> bool:
 
 
 def test_reads_and_writes_name_their_partition(table: PartitionedTable) -> None:
-    table.put_local(1, b"c1", b"one")
-    table.put_local(3, b"c3", b"three")
+    table.put_many(1, [(b"c1", b"one")], None)
+    table.put_many(3, [(b"c3", b"three")], None)
     assert table.get(1, b"c1") == b"one"
     assert table.get(1, b"missing") is None
     assert list(table.items(1)) == [(b"c1", b"one")]
@@ -39,7 +42,7 @@ def test_reads_and_writes_name_their_partition(table: PartitionedTable) -> None:
 
 
 def test_batch_writer_applies_in_order_with_tombstones(table: PartitionedTable) -> None:
-    table.put_local(2, b"old", b"x")
+    table.put_many(2, [(b"old", b"x")], None)
     write = table.batch_writer(2)
     write([(b"a", b"1"), (b"b", b"2"), (b"a", b"3"), (b"b", None), (b"old", None)], 41)
     write([(b"c", b"4")], 42)
@@ -60,8 +63,12 @@ def test_batch_writer_persists_the_changelog_offset_with_the_data(
         assert store.persisted_offset(tp) == 41  # faust resumes after it
     else:
         assert store.persisted_offset(tp) is None  # memory keeps no offsets
-    table.mark_persisted(table.changelog_topic, 2, 57)
+    table.put_many(2, [(b"b", b"2"), (b"a", b"5")], 57)
     assert store.persisted_offset(tp) == (57 if _is_rocksdb(table) else None)
+    assert sorted(table.items(2)) == [(b"a", b"5"), (b"b", b"2")]
+    table.put_many(2, [(b"a", b"6")], None)  # no offset given: the old one stays
+    assert store.persisted_offset(tp) == (57 if _is_rocksdb(table) else None)
+    assert table.get(2, b"a") == b"6"
 
 
 def test_changelog_topic_is_faust_s_name(table: PartitionedTable) -> None:
