@@ -486,10 +486,16 @@ class TierstreamService:
                 return
             now = time.monotonic()
             observe_many(self.metrics.aligner_hold, [now - t for _d, _m, t in ready])
-            await self.handle_batch([d for d, _m, _t in ready])
+            # A release of records the aligner held can be several intakes' worth: cut
+            # it into batches of at most batch_max, each written and acknowledged before
+            # the next, so batch duration (and the commit) stays bounded under backlog.
             consumer = self.app.consumer
-            for _d, message, _t in ready:
-                message.ack(consumer)
+            step = self.tuning.batch_max
+            for start in range(0, len(ready), step):
+                chunk = ready[start : start + step]
+                await self.handle_batch([d for d, _m, _t in chunk])
+                for _d, message, _t in chunk:
+                    message.ack(consumer)
 
     async def _probe_inputs(
         self, inputs: list[tuple[str, int]]

@@ -232,3 +232,32 @@ def test_partition_of_only_bad_input_stops_the_worker(
     rc = worker.wait_exit(120)
     assert rc == 3
     assert "were bad" in worker.tail()
+
+
+def test_batches_stay_within_batch_max_when_the_aligner_releases_a_backlog(
+    service_settings: Settings, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A backlog on four topics makes the aligner hold records while it waits for the
+    other inputs' fetches, then release several intakes' worth at once; the worker
+    must still process (and acknowledge) at most --batch-max events per batch."""
+    from streams.simulator import SimConfig, Simulator
+
+    settings = service_settings
+    records = list(Simulator(SimConfig(customers=200, seed=5)).records(limit=4000))
+    produce(settings, ((r.topic, r.key, r.value) for r in records))
+    worker = make_worker()
+    worker.extra_args = ["--batch-max", "100"]
+    worker.start()
+    _run_to_completion(worker, settings)
+
+    def total(name: str, **labels: str) -> float:
+        return sum(
+            v
+            for lab, v in worker.metric_samples(name)
+            if all(lab.get(k) == x for k, x in labels.items())
+        )
+
+    assert total("tierstream_events_consumed_total") == len(records)
+    batches = total("tierstream_batch_size_events_count")
+    assert batches >= len(records) / 100
+    assert total("tierstream_batch_size_events_bucket", le="100.0") == batches
