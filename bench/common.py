@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -161,6 +161,10 @@ class Throughput:
     state_bytes_per_customer: float | None = None
     notes: str = ""
     committed_after_s: float | None = None  # last event -> group commit reached the end
+    #: The run's second half: (events, seconds, CPU seconds) from the first poll that
+    #: saw half the input done to the end. Later events cost more (more of them touch a
+    #: customer with history), so this is closer to steady state than the whole run.
+    second_half: tuple[int, float, float] | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -170,6 +174,39 @@ class Throughput:
     def cpu_per_1000(self) -> float:
         return self.cpu_s / self.events * 1000 if self.events else 0.0
 
+    @property
+    def second_half_per_s(self) -> float | None:
+        if self.second_half is None or self.second_half[1] <= 0:
+            return None
+        return self.second_half[0] / self.second_half[1]
+
+
+class Progress(NamedTuple):
+    """What ``measure_progress`` saw: wall clock (monotonic) and process CPU seconds."""
+
+    t_first: float  # first poll with progress
+    t_done: float  # first poll with everything done
+    cpu_first: float
+    cpu_done: float
+    n_half: int  # events done at the first poll that saw at least half of them
+    t_half: float
+    cpu_half: float
+
+    def throughput(self, name: str, events: int, peak_rss: int, **extra: Any) -> Throughput:
+        return Throughput(
+            name=name,
+            events=events,
+            seconds=self.t_done - self.t_first,
+            cpu_s=self.cpu_done - self.cpu_first,
+            peak_rss=peak_rss,
+            second_half=(
+                events - self.n_half,
+                self.t_done - self.t_half,
+                self.cpu_done - self.cpu_half,
+            ),
+            **extra,
+        )
+
 
 def measure_progress(
     pid: int,
@@ -178,15 +215,16 @@ def measure_progress(
     total: int,
     timeout: float,
     every: float = 0.1,
-) -> tuple[float, float, float, float]:
+) -> Progress:
     """Watch a process work through ``total`` events.
 
-    Returns (t_first, t_done, cpu_at_first, cpu_at_done); t_first is the first poll
-    that saw progress > 0 (so up to ``every`` late: the figures are taken over at
-    least tens of seconds, where that is noise).
+    t_first is the first poll that saw progress > 0 (so up to ``every`` late: the
+    figures are taken over at least tens of seconds, where that is noise); the half
+    mark is the first poll that saw at least ``total / 2``.
     """
     deadline = time.monotonic() + timeout
     t_first = cpu_first = None
+    half: tuple[int, float, float] | None = None
     last_report = time.monotonic()
     while time.monotonic() < deadline:
         if not alive():
@@ -198,9 +236,14 @@ def measure_progress(
         now = time.monotonic()
         if n > 0 and t_first is None:
             t_first, cpu_first = now, cpu_seconds(pid)
+        if half is None and n >= total / 2 and n < total:
+            half = (n, now, cpu_seconds(pid))
         if n >= total:
             assert t_first is not None and cpu_first is not None
-            return t_first, now, cpu_first, cpu_seconds(pid)
+            cpu_done = cpu_seconds(pid)
+            if half is None:  # went from below half to done between two polls
+                half = (n, now, cpu_done)
+            return Progress(t_first, now, cpu_first, cpu_done, *half)
         if now - last_report > 10:
             print(f"    ... {n:,}/{total:,} events", flush=True)
             last_report = now

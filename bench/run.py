@@ -212,22 +212,11 @@ def run_plain(
         return int(v) if isinstance(v, int) else 0
 
     try:
-        t_first, t_done, cpu0, cpu1 = measure_progress(
-            proc.pid, lambda: proc.poll() is None, consumed, events, timeout
-        )
+        seen = measure_progress(proc.pid, lambda: proc.poll() is None, consumed, events, timeout)
     except BenchError as exc:
         stop_process(proc)
         raise BenchError(f"{name}: {exc}\n{_tail(log)}") from exc
-    return (
-        Throughput(
-            name=name,
-            events=events,
-            seconds=t_done - t_first,
-            cpu_s=cpu1 - cpu0,
-            peak_rss=peak_rss_bytes(proc.pid),
-        ),
-        proc,
-    )
+    return seen.throughput(name, events, peak_rss_bytes(proc.pid)), proc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,9 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             workers.append(w)
             thr = run_throughput(w, args.events, timeout)
             rep.throughput["worker"] = thr
-            print(
-                f"    {thr.events_per_s:,.0f} events/s, {thr.cpu_per_1000:.3f} CPU s/1k", flush=True
-            )
+            print(f"    {_rate(thr)}", flush=True)
             try:
                 latency("worker", thr, w.consumed, w.url + "/metrics")
             finally:
@@ -332,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 status, logs / "baseline.log", args.events, timeout,
             )  # fmt: skip
             procs.append(proc)
-            print(f"    {thr.events_per_s:,.0f} events/s", flush=True)
+            print(f"    {_rate(thr)}", flush=True)
             try:
                 latency("baseline", thr, _status_consumed(status))
             finally:
@@ -354,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 status, logs / "quix.log", args.events, timeout,
             )  # fmt: skip
             procs.append(proc)
-            print(f"    {thr.events_per_s:,.0f} events/s", flush=True)
+            print(f"    {_rate(thr)}", flush=True)
             try:
                 latency("peer", thr, _status_consumed(status))
             finally:
@@ -378,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             got: dict[str, Throughput] = {}
             for name in order:
                 got[name] = _extra_round(name, rnd, rs, args, rid, work, logs, timeout, workers)
-                print(f"    {name}: {got[name].events_per_s:,.0f} events/s", flush=True)
+                print(f"    {name}: {_rate(got[name])}", flush=True)
             rep.rounds.append(got)
 
         if "profile" in args.phases and data is not None:
@@ -551,7 +538,8 @@ def _profile(
     w.start()
     spy = PySpy(w.pid, RESULTS)
     try:
-        t_first, t_done, c0, c1 = measure_progress(w.pid, w.alive, w.consumed, events, timeout)
+        seen = measure_progress(w.pid, w.alive, w.consumed, events, timeout)
+        t_first, t_done, c0, c1 = seen.t_first, seen.t_done, seen.cpu_first, seen.cpu_done
     finally:
         spy.stop()
         w.stop()
@@ -565,6 +553,12 @@ def _profile(
     (RESULTS / "profile.md").write_text(text)
     print(text, flush=True)
     return text
+
+
+def _rate(t: Throughput) -> str:
+    half = t.second_half_per_s
+    tail = f" (second half {half:,.0f})" if half else ""
+    return f"{t.events_per_s:,.0f} events/s, {t.cpu_per_1000:.3f} CPU s/1k{tail}"
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -610,6 +604,18 @@ def render(rep: Report) -> str:
                 f"| {t.notes} |"
             )
         lines.append("")
+        halves = [
+            f"{t.name} {t.second_half_per_s:,.0f} events/s "
+            f"({t.second_half[2] / t.second_half[0] * 1000:.3f} CPU s/1k)"
+            for t in rep.throughput.values()
+            if t.second_half is not None and t.second_half_per_s and t.second_half[0]
+        ]
+        if halves:
+            lines.append(
+                "Second half of each run (the events after the first half, when more of them "
+                "touch a customer with history; closer to steady state): " + "; ".join(halves) + "."
+            )
+            lines.append("")
         w = rep.throughput.get("worker")
         if w and w.committed_after_s is not None:
             lines.append(

@@ -166,9 +166,7 @@ def run_throughput(worker: Worker, events: int, timeout: float) -> Throughput:
     """Start the worker and time it through ``events`` loaded input events."""
     worker.start()
     try:
-        t_first, t_done, cpu0, cpu1 = measure_progress(
-            worker.pid, worker.alive, worker.consumed, events, timeout
-        )
+        seen = measure_progress(worker.pid, worker.alive, worker.consumed, events, timeout)
     except BenchError as exc:
         raise BenchError(f"worker: {exc}\n{worker.tail()}") from exc
     offsets = GroupOffsets(worker.settings, worker.settings.app_id)
@@ -177,13 +175,11 @@ def run_throughput(worker: Worker, events: int, timeout: float) -> Throughput:
     finally:
         offsets.close()
     timeouts = worker.aligner_timeouts()
-    return Throughput(
-        name="tierstream worker",
-        events=events,
-        seconds=t_done - t_first,
-        cpu_s=cpu1 - cpu0,
-        peak_rss=peak_rss_bytes(worker.pid),
-        committed_after_s=t_commit - t_done,
+    return seen.throughput(
+        "tierstream worker",
+        events,
+        peak_rss_bytes(worker.pid),
+        committed_after_s=t_commit - seen.t_done,
         notes=(
             "faust consumer group + tierstream intake, RocksDB table + changelog, outputs "
             "acked, Redis profiles; "

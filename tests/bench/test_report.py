@@ -96,3 +96,25 @@ def test_histogram_buckets_selects_one_labelled_series() -> None:
     assert histogram_quantile({}, a, 0.3) == 0.1
     assert histogram_quantile({}, a, 0.31) == 1.0
     assert histogram_quantile(a, a, 0.5) is None
+
+
+def test_progress_marks_the_half_and_the_second_half_rate() -> None:
+    import os
+
+    from bench.common import measure_progress
+
+    seen = iter([0, 10, 40, 60, 90, 100])
+    p = measure_progress(os.getpid(), lambda: True, lambda: next(seen), 100, 10, every=0)
+    assert p.n_half == 60 and p.t_first <= p.t_half <= p.t_done
+    thr = p.throughput("x", 100, 0)
+    assert thr.second_half is not None and thr.second_half[0] == 40
+    assert thr.second_half[1] == pytest.approx(p.t_done - p.t_half)
+
+
+def test_second_half_rates_are_reported_under_the_main_table() -> None:
+    rep = _report([{"worker": 8000, "baseline": 10000}])
+    rep.throughput["worker"].second_half = (50_000, 10.0, 6.0)  # 5,000 events/s
+    page = render(rep)
+    assert "Second half of each run" in page
+    assert "worker 5,000 events/s (0.120 CPU s/1k)" in page
+    assert "baseline" not in page.split("Second half of each run")[1].split("\n")[0]
