@@ -140,7 +140,14 @@ def check_against_oracle(
         pipe.hgetall(profile_key(settings.redis_key_prefix, key.decode()))
     stored = pipe.execute()
     mismatched = [k for k, s in zip(keys, stored, strict=True) if s != truth.profiles[k]]
-    assert not mismatched, f"{len(mismatched)} Redis profiles differ, e.g. {mismatched[:3]}"
+    diffs = [
+        (k, {f: (v, s.get(f)) for f, v in truth.profiles[k].items() if s.get(f) != v})
+        for k, s in zip(keys, stored, strict=True)
+        if s != truth.profiles[k]
+    ]
+    assert not mismatched, (
+        f"{len(mismatched)} Redis profiles differ, e.g. (field: (oracle, Redis)) {diffs[:3]}"
+    )
     figures["profiles"] = len(keys)
     return figures
 
