@@ -124,8 +124,8 @@ class Metrics:
         )
         self.redis_writes = Counter(
             "tierstream_redis_profile_writes_total",
-            "Profiles written to Redis, by result (written, stale: a newer version "
-            "was already there).",
+            "Profiles written to Redis, by result (written, stale: a newer version, "
+            "or the same version with the same fields, was already there).",
             ["result"],
             registry=r,
         )

@@ -8,10 +8,11 @@ Layout (prefix configurable, default ``tierstream:``):
 
 Writes go through one Lua script per chunk of profiles that compares versions, so
 they are idempotent and ordered: a replay, a rebalance or a slow worker can never move
-a profile backwards, and the tier counts move only when a newer version changes the
-tier. When Redis is unreachable the sink retries with exponential backoff and the
-caller waits (backpressure): the batch's input offsets are not acknowledged until its
-profiles are written, so an outage delays updates but never loses one. The backlog
+a profile backwards, a re-run of the same events after a crash replaces what the first
+run wrote, and the tier counts move only when a write changes the tier. When Redis is
+unreachable the sink retries with exponential backoff and the caller waits
+(backpressure): the batch's input offsets are not acknowledged until its profiles are
+written, so an outage delays updates but never loses one. The backlog
 (profiles waiting) is bounded by one batch and exported as a metric.
 """
 
@@ -31,8 +32,17 @@ log = logging.getLogger(__name__)
 
 #: KEYS[1..n-1] profile hashes, KEYS[n] the tier-count hash; ARGV[i] the fields of KEYS[i]
 #: as one JSON object of strings (version and tier among them). A profile is written
-#: only when its version is newer than the stored one; the tier counts move only then.
-#: Returns how many profiles were written.
+#: when its version is newer than the stored one, or equal with different fields; the
+#: tier counts move only when a write changes the tier. Returns how many were written.
+#:
+#: Why an equal version may overwrite: the version counts applied events, and the same
+#: version decided twice means the same events were applied again -- a re-run after a
+#: crash (at_least_once: Redis is written before the changelog) or an aborted
+#: transaction (exactly_once: Redis is written before the commit). The re-run starts
+#: from the committed state, and if some of those events became visible only later, it
+#: may apply them in another event-time order than the first run did. Its profile is
+#: the one the committed state agrees with, so it must win; an identical re-send is
+#: still skipped (counted as stale).
 _UPSERT_LUA = """
 local written = 0
 local counts = KEYS[#KEYS]
@@ -40,7 +50,17 @@ for i = 1, #KEYS - 1 do
   local key = KEYS[i]
   local fields = cjson.decode(ARGV[i])
   local cur = redis.call('HGET', key, 'version')
-  if not (cur and tonumber(cur) >= tonumber(fields['version'])) then
+  local version = tonumber(fields['version'])
+  local write = (not cur) or tonumber(cur) < version
+  if (not write) and tonumber(cur) == version then
+    for f, v in pairs(fields) do
+      if redis.call('HGET', key, f) ~= v then
+        write = true
+        break
+      end
+    end
+  end
+  if write then
     local old_tier = redis.call('HGET', key, 'tier')
     local flat = {}
     for f, v in pairs(fields) do

@@ -11,6 +11,11 @@ from streams.metrics import Metrics
 from streams.redis_sink import RedisProfileSink, connect, profile_key, tier_counts_key
 
 
+def r_fields(url: str, prefix: str, cid: str) -> dict[str, str]:
+    r = redis.Redis.from_url(url, decode_responses=True)
+    return r.hgetall(profile_key(prefix, cid))  # type: ignore[return-value]
+
+
 def _fields(tier: str, version: int, aum: str = "1.00") -> dict[str, str]:
     return {"customer_id": "x", "tier": tier, "aum_cny": aum, "version": str(version)}
 
@@ -28,6 +33,11 @@ async def test_older_versions_never_overwrite_newer_and_counts_stay_exact(
         assert await sink.write({b"c1": _fields("mass", 2)}) == 0
         # the same version again (redelivery): ignored, idempotent
         assert await sink.write({b"c1": _fields("affluent", 3, "600000.00")}) == 0
+        # the same version decided again with other fields (a re-run after a crash that
+        # applied the same events in another order): the re-run wins, counts follow
+        assert await sink.write({b"c2": _fields("affluent", 1, "500000.00")}) == 1
+        assert await sink.write({b"c2": _fields("mass", 1, "400000.00")}) == 1
+        assert r_fields(redis_url, redis_key_prefix, "c2")["aum_cny"] == "400000.00"
         r = redis.Redis.from_url(redis_url, decode_responses=True)
         assert r.hgetall(profile_key(redis_key_prefix, "c1"))["tier"] == "affluent"
         assert r.hgetall(profile_key(redis_key_prefix, "c1"))["version"] == "3"
