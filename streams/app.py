@@ -715,16 +715,12 @@ class TierstreamService:
             [(changelog, key, value, partition) for partition, key, value in states]
         )
         # per partition: the states and the newest changelog offset, in one store write
-        by_partition: dict[int, tuple[list[tuple[bytes, bytes]], list[int]]] = {}
-        for (partition, key, value), (_p, offset) in zip(states, delivered, strict=True):
-            entry = by_partition.get(partition)
-            if entry is None:
-                entry = by_partition[partition] = ([], [offset])
-            entry[0].append((key, value))
-            if offset > entry[1][0]:
-                entry[1][0] = offset
-        for partition, (items, (offset,)) in by_partition.items():
-            self.table.put_many(partition, items, offset)
+        newest: dict[int, int] = {}
+        for (partition, _k, _v), (_p, offset) in zip(states, delivered, strict=True):
+            if offset > newest.get(partition, -1):
+                newest[partition] = offset
+        for partition, items in _by_partition(states).items():
+            self.table.put_many(partition, items, newest[partition])
         stage.labels("state").observe(time.perf_counter() - outputs_done)
 
     async def _write_transactional(self, result: BatchResult) -> None:
@@ -757,10 +753,7 @@ class TierstreamService:
         await self.sink.write(result.profiles)
         # the local store runs ahead of the transaction: a restart under exactly_once
         # discards it (discard_uncommitted_local_state), so no offset is kept with it
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for partition, key, value in result.states:
-            by_partition.setdefault(partition, []).append((key, value))
-        for partition, items in by_partition.items():
+        for partition, items in _by_partition(result.states).items():
             self.table.put_many(partition, items, None)
         changelog = self._changelog_name
         futures += [
@@ -806,6 +799,14 @@ class TierstreamService:
                 continue
             lag = high - ((pos + 1) if pos is not None else 0)
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+
+
+def _by_partition(states: list[tuple[int, bytes, bytes]]) -> dict[int, list[tuple[bytes, bytes]]]:
+    """A batch's (partition, key, state) rows grouped per partition, in order."""
+    out: dict[int, list[tuple[bytes, bytes]]] = {}
+    for partition, key, value in states:
+        out.setdefault(partition, []).append((key, value))
+    return out
 
 
 def run_worker(service: TierstreamService, loglevel: str = "info") -> None:

@@ -27,6 +27,7 @@ between the two leaves no half-applied object behind.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 
 from state.customer import CustomerState
 
@@ -70,9 +71,8 @@ class StateCache:
             entries.pop(key, None)
             entries[key] = (partition, st)
         excess = len(entries) - self.capacity
-        if excess > 0:
-            for key in [k for k, _ in zip(entries, range(excess), strict=False)]:
-                del entries[key]
+        for key in list(islice(entries, max(excess, 0))):
+            del entries[key]
 
     def drop_partitions(self, partitions: Iterable[int]) -> int:
         """Forget every entry of these partitions; returns how many went."""

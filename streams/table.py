@@ -20,7 +20,7 @@ behaviour on both stores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from faust.stores import memory as memory_store
@@ -31,9 +31,10 @@ except ImportError:  # pragma: no cover
     rocksdb_store = None  # type: ignore[assignment]
 
 
-#: Writes one batch of changelog records ``(key, value or None for a tombstone)`` of a
-#: partition into the local store, with the offset of the batch's last record.
-BatchWriter = Callable[[list[tuple[bytes, bytes | None]], int], None]
+#: Writes one batch of records ``(key, value or None for a tombstone)`` of a partition
+#: into the local store, with the changelog offset of the batch's last record (None:
+#: keep the stored offset).
+BatchWriter = Callable[[Sequence[tuple[bytes, bytes | None]], int | None], None]
 
 
 class PartitionedTable:
@@ -57,7 +58,7 @@ class PartitionedTable:
         raise TypeError(f"unsupported table store {type(store).__name__}")
 
     def put_many(
-        self, partition: int, items: list[tuple[bytes, bytes]], changelog_offset: int | None
+        self, partition: int, items: Sequence[tuple[bytes, bytes]], changelog_offset: int | None
     ) -> None:
         """Write one batch's states of a partition into the local store only.
 
@@ -69,46 +70,33 @@ class PartitionedTable:
         the broker acknowledged the record (under exactly_once, inside the partition's
         transaction), and passes the newest acknowledged changelog offset here.
 
-        RocksDB: one write batch holding the states and (when given) that offset, so
-        the store never holds states its offset does not cover, or the reverse -- and
-        one write instead of one per customer (a put per key was 6% of the worker's GIL
-        time under load, py-spy 2026-12-03). faust resumes recovery after the offset.
+        It is the bulk restore's writer: on RocksDB one write batch holding the states
+        and (when given) that offset -- one write instead of one per customer (a put
+        per key was 6% of the worker's GIL time under load, py-spy 2026-12-03).
         """
-        store = self._store
-        if isinstance(store, memory_store.Store):
-            data, owner = store.data, store._key_partition
-            for key, value in items:
-                data[key] = value
-                owner[key] = partition
-        elif rocksdb_store is not None and isinstance(store, rocksdb_store.Store):
-            from rocksdict import WriteBatch
-
-            batch = WriteBatch(raw_mode=True)
-            for key, value in items:
-                batch.put(key, value)
-            if changelog_offset is not None:
-                batch.put(store.offset_key, str(changelog_offset).encode())
-            store._db_for_partition(partition).write(batch)
-        else:
-            raise TypeError(f"unsupported table store {type(store).__name__}")
+        self.batch_writer(partition)(items, changelog_offset)
 
     @property
     def changelog_topic(self) -> str:
         return str(self.table.changelog_topic.get_topic_name())
 
     def batch_writer(self, partition: int) -> BatchWriter:
-        """A writer for bulk changelog restore (streams/recovery.py), callable from a
-        thread: the store handle is resolved here, on the caller's thread.
+        """A writer for bulk changelog restore (streams/recovery.py) and the worker's
+        batches (``put_many``), callable from a thread: the store handle is resolved
+        here, on the caller's thread.
 
         RocksDB: the records and the partition's persisted changelog offset go into one
         write batch, so after a crash the store never holds data its offset does not
-        cover (or the reverse). Memory store: plain dict writes (it keeps no offsets).
+        cover (or the reverse); faust resumes recovery after that offset. Memory store:
+        plain dict writes (it keeps no offsets).
         """
         store = self._store
         if isinstance(store, memory_store.Store):
             data, owner = store.data, store._key_partition
 
-            def write_memory(items: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
+            def write_memory(
+                items: Sequence[tuple[bytes, bytes | None]], last_offset: int | None
+            ) -> None:
                 for key, value in items:
                     if value is None:
                         data.pop(key, None)
@@ -120,20 +108,23 @@ class PartitionedTable:
             return write_memory
         if rocksdb_store is not None and isinstance(store, rocksdb_store.Store):
             if not store.use_rocksdict:
-                raise TypeError("bulk restore needs the rocksdict RocksDB driver")
+                raise TypeError("tierstream's table writes need the rocksdict RocksDB driver")
             from rocksdict import WriteBatch
 
             db = store._db_for_partition(partition)
             offset_key = store.offset_key
 
-            def write_rocksdb(items: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
+            def write_rocksdb(
+                items: Sequence[tuple[bytes, bytes | None]], last_offset: int | None
+            ) -> None:
                 batch = WriteBatch(raw_mode=True)
                 for key, value in items:
                     if value is None:
                         batch.delete(key)
                     else:
                         batch.put(key, value)
-                batch.put(offset_key, str(last_offset).encode())
+                if last_offset is not None:
+                    batch.put(offset_key, str(last_offset).encode())
                 db.write(batch)
 
             return write_rocksdb

@@ -13,6 +13,7 @@ import redis
 from state.rules import load_rules
 from streams.redis_sink import profile_key, tier_counts_key
 from streams.settings import Settings
+from streams.simulator import SimConfig, Simulator
 from tests.conftest import delete_keys_with_prefix
 from tests.integration.harness import (
     WorkerProcess,
@@ -240,8 +241,6 @@ def test_batches_stay_within_batch_max_when_the_aligner_releases_a_backlog(
     """A backlog on four topics makes the aligner hold records while it waits for the
     other inputs' fetches, then release several intakes' worth at once; the worker
     must still process (and acknowledge) at most --batch-max events per batch."""
-    from streams.simulator import SimConfig, Simulator
-
     settings = service_settings
     records = list(Simulator(SimConfig(customers=200, seed=5)).records(limit=4000))
     produce(settings, ((r.topic, r.key, r.value) for r in records))
