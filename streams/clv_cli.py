@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from state.clv_fit import FitError, bgnbd_log_likelihood, fit_bgnbd, fit_gamma_gamma
 from state.value import (
     BgNbdParams,
     GammaGammaParams,
@@ -186,6 +185,10 @@ def _load_summary(path: Path) -> tuple[list[CustomerSummary], bool]:
 
 
 def _fit_document(rows: list[CustomerSummary], has_money: bool) -> dict[str, Any]:
+    # scipy.optimize (through state.clv_fit) is imported here, not with this module:
+    # streams.cli registers this command's parser for every command, the worker's too.
+    from state.clv_fit import bgnbd_log_likelihood, fit_bgnbd, fit_gamma_gamma
+
     frequency = [r.frequency for r in rows]
     recency = [r.recency for r in rows]
     age = [r.T for r in rows]
@@ -205,6 +208,8 @@ def _fit_document(rows: list[CustomerSummary], has_money: bool) -> dict[str, Any
 
 def cmd_clv_fit(args: argparse.Namespace) -> int:
     """Fit both models to ``--summary`` and print the parameters as JSON on stdout."""
+    from state.clv_fit import FitError
+
     try:
         rows, has_money = _load_summary(args.summary)
         document = _fit_document(rows, has_money)
