@@ -186,21 +186,40 @@ def lorenz_curve(aum_values: Iterable[Decimal]) -> tuple[list[float], list[float
     return xs, ys
 
 
+#: One step of the gauge's scan, run inside Redis: SCAN one cursor step over the profile
+#: keys and return the next cursor with the ``aum_cny`` of every profile found that has
+#: one. Why a script: reading the values with a pipelined HGET per key cost the worker's
+#: event loop ~13 µs of Python per profile (redis-py packs every command in Python): 1.35 s
+#: of CPU per refresh for 100,000 profiles, ~13 s a minute for a million. The script
+#: leaves one call per step and a reply that hiredis parses in C. It reads keys it was
+#: not handed (they come from SCAN), which a standalone Redis allows; SCAN's guarantee
+#: holds as before (every profile present for the whole scan is read at least once).
+_AUM_SCAN_LUA = """
+local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local values = {}
+for _, key in ipairs(step[2]) do
+  local v = redis.call('HGET', key, 'aum_cny')
+  if v and v ~= '' then values[#values + 1] = v end
+end
+return {step[1], values}
+"""
+
+
 async def aum_top_share(client: Any, prefix: str, share: float = 0.2) -> float:
     """The top-``share`` AUM share over every profile in Redis (the worker's gauge).
 
-    Reads only ``aum_cny`` (HGET in pipelined chunks). Unreadable values are logged and
-    left out; profiles without AUM yet are left out.
+    Reads only ``aum_cny``, one SCAN step at a time inside Redis (``_AUM_SCAN_LUA``).
+    Unreadable values are logged and left out; profiles without AUM yet are left out.
     """
+    _check_prefix(prefix)
+    scan_step = client.register_script(_AUM_SCAN_LUA)
+    match = f"{prefix}customer:*"
     values: list[Decimal] = []
     bad = 0
-    async for keys in _profile_keys(client, prefix):
-        pipe = client.pipeline(transaction=False)
-        for k in keys:
-            pipe.hget(k, "aum_cny")
-        for raw in await pipe.execute():
-            if raw is None or raw in (b"", ""):
-                continue
+    cursor: bytes | int = 0
+    while True:
+        cursor, raw_values = await scan_step(keys=[], args=[cursor, match, _SCAN_COUNT])
+        for raw in raw_values:
             try:
                 value = Decimal(_text(raw))
             except InvalidOperation:
@@ -210,6 +229,8 @@ async def aum_top_share(client: Any, prefix: str, share: float = 0.2) -> float:
                 values.append(value)
             else:
                 bad += 1
+        if int(cursor) == 0:
+            break
     if bad:
         log.warning("aum_top_share: %d profiles with an unreadable aum_cny were left out", bad)
     return top_share(values, share)

@@ -27,6 +27,7 @@ from streams.audit import AUDIT_TOPIC
 from streams.auth import hash_token, new_token
 from streams.metrics import Metrics
 from streams.redis_sink import RedisProfileSink, connect, profile_key, read_profile
+from streams.report import aum_top_share
 from streams.security import redis_acl_rules, redis_credentials
 from streams.settings import Settings
 from tests.integration.harness import WorkerProcess, produce, wait_caught_up, wait_until
@@ -94,11 +95,14 @@ def test_sink_works_under_the_acl_user_and_nothing_else_is_allowed(
         try:
             sink = RedisProfileSink(client, redis_key_prefix, Metrics())
             assert await sink.write({b"c1": {"version": "1", "tier": "mass", "customer_id": "c1"}})
-            assert await sink.write({b"c1": {"version": "2", "tier": "hnw", "customer_id": "c1"}})
+            v2 = {"version": "2", "tier": "hnw", "customer_id": "c1", "aum_cny": "2000000.00"}
+            assert await sink.write({b"c1": v2})
             assert await sink.write({b"c1": {"version": "1", "tier": "mass"}}) == 0  # stale
             assert (await read_profile(client, redis_key_prefix, "c1"))["tier"] == "hnw"
             assert await sink.tier_counts() == {"mass": 0, "hnw": 1}
             assert await client.ping()
+            # the Pareto gauge's scan script (SCAN and HGET inside EVALSHA)
+            assert await aum_top_share(client, redis_key_prefix) == 1.0
             # outside the prefix: refused
             with pytest.raises(NoPermissionError):
                 await client.hset("tierstream-elsewhere:x", "a", "1")

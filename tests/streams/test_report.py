@@ -19,6 +19,7 @@ import redis
 import redis.asyncio as aioredis
 
 from state.rules import load_rules
+from streams import report as report_module
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, RawMessage
 from streams.redis_sink import RedisProfileSink, tier_counts_key
@@ -197,9 +198,17 @@ def test_report_on_simulated_bank_writes_charts_and_summary(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("scan_count", [7, 1000])
 async def test_aum_top_share_gauge_matches_the_report(
-    simulated_profiles: dict[bytes, dict[str, str]], redis_url: str, redis_key_prefix: str
+    simulated_profiles: dict[bytes, dict[str, str]],
+    redis_url: str,
+    redis_key_prefix: str,
+    scan_count: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Exact over every profile, whether the scan takes one step or dozens (7 keys a
+    step over 400 profiles among other tests' keys: a cursor bug would lose some)."""
+    monkeypatch.setattr(report_module, "_SCAN_COUNT", scan_count)
     client = aioredis.from_url(redis_url)
     try:
         gauge = await aum_top_share(client, redis_key_prefix)
@@ -209,6 +218,26 @@ async def test_aum_top_share_gauge_matches_the_report(
     assert len(loaded.rows) == len(simulated_profiles) and not loaded.problems
     assert gauge == build_report(loaded).top20_share
     assert gauge == top_share([D(p["aum_cny"]) for p in simulated_profiles.values()])
+
+
+@pytest.mark.integration
+async def test_aum_top_share_leaves_out_unreadable_values_and_says_how_many(
+    redis_url: str, redis_key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = aioredis.from_url(redis_url)
+    aum = {"A": "900.00", "B": "100.00", "C": "0.00", "D": "0.00", "E": ""}
+    aum |= {"X1": "lots", "X2": "NaN"}
+    try:
+        for cid, value in aum.items():
+            await client.hset(f"{redis_key_prefix}customer:{cid}", "aum_cny", value)
+        await client.hset(f"{redis_key_prefix}customer:NOAUM", "tier", "mass")
+        with caplog.at_level("WARNING", logger="streams.report"):
+            gauge = await aum_top_share(client, redis_key_prefix)
+    finally:
+        await client.aclose()
+    # A..D are read (E has no AUM yet): the top 20% of 4 is 1 customer, 900 of 1,000.
+    assert gauge == 0.9
+    assert "2 profiles with an unreadable aum_cny were left out" in caplog.text
 
 
 @pytest.mark.integration
