@@ -189,11 +189,12 @@ def lorenz_curve(aum_values: Iterable[Decimal]) -> tuple[list[float], list[float
 #: One step of the gauge's scan, run inside Redis: SCAN one cursor step over the profile
 #: keys and return the next cursor with the ``aum_cny`` of every profile found that has
 #: one. Why a script: reading the values with a pipelined HGET per key cost the worker's
-#: event loop ~13 µs of Python per profile (redis-py packs every command in Python): 1.35 s
-#: of CPU per refresh for 100,000 profiles, ~13 s a minute for a million. The script
-#: leaves one call per step and a reply that hiredis parses in C. It reads keys it was
-#: not handed (they come from SCAN), which a standalone Redis allows; SCAN's guarantee
-#: holds as before (every profile present for the whole scan is read at least once).
+#: event loop 14-18 µs of Python per profile (redis-py packs every command in Python):
+#: 1.4-1.8 s of CPU per refresh for 100,000 profiles, ~15 s a minute for a million. The
+#: script leaves one call per step and a reply that hiredis parses in C (0.02-0.04 s).
+#: It reads keys it was not handed (they come from SCAN), which a standalone Redis
+#: allows; SCAN's guarantee holds as before (every profile present for the whole scan is
+#: read at least once).
 _AUM_SCAN_LUA = """
 local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local values = {}
