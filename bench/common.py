@@ -180,6 +180,12 @@ class Throughput:
             return None
         return self.second_half[0] / self.second_half[1]
 
+    @property
+    def second_half_cpu_per_1000(self) -> float | None:
+        if self.second_half is None or self.second_half[0] <= 0:
+            return None
+        return self.second_half[2] / self.second_half[0] * 1000
+
 
 class Progress(NamedTuple):
     """What ``measure_progress`` saw: wall clock (monotonic) and process CPU seconds."""

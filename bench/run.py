@@ -539,15 +539,15 @@ def _profile(
     spy = PySpy(w.pid, RESULTS)
     try:
         seen = measure_progress(w.pid, w.alive, w.consumed, events, timeout)
-        t_first, t_done, c0, c1 = seen.t_first, seen.t_done, seen.cpu_first, seen.cpu_done
     finally:
         spy.stop()
         w.stop()
     summary = summarise(spy.raw)
     head = (
         f"Worker under py-spy (100 Hz, non-blocking; throughput while profiled "
-        f"{events / (t_done - t_first):,.0f} events/s, "
-        f"{(c1 - c0) / events * 1e6:,.0f} µs CPU/event). Flame graph: bench/results/worker.svg\n\n"
+        f"{events / (seen.t_done - seen.t_first):,.0f} events/s, "
+        f"{(seen.cpu_done - seen.cpu_first) / events * 1e6:,.0f} µs CPU/event). "
+        "Flame graph: bench/results/worker.svg\n\n"
     )
     text = head + summary.render()
     (RESULTS / "profile.md").write_text(text)
@@ -605,10 +605,9 @@ def render(rep: Report) -> str:
             )
         lines.append("")
         halves = [
-            f"{t.name} {t.second_half_per_s:,.0f} events/s "
-            f"({t.second_half[2] / t.second_half[0] * 1000:.3f} CPU s/1k)"
+            f"{t.name} {rate:,.0f} events/s ({cpu:.3f} CPU s/1k)"
             for t in rep.throughput.values()
-            if t.second_half is not None and t.second_half_per_s and t.second_half[0]
+            if (rate := t.second_half_per_s) and (cpu := t.second_half_cpu_per_1000) is not None
         ]
         if halves:
             lines.append(

@@ -12,8 +12,8 @@ from streams.redis_sink import RedisProfileSink, connect, profile_key, tier_coun
 
 
 def r_fields(url: str, prefix: str, cid: str) -> dict[str, str]:
-    r = redis.Redis.from_url(url, decode_responses=True)
-    return r.hgetall(profile_key(prefix, cid))  # type: ignore[return-value]
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        return r.hgetall(profile_key(prefix, cid))  # type: ignore[return-value]
 
 
 def _fields(tier: str, version: int, aum: str = "1.00") -> dict[str, str]:
