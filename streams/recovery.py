@@ -128,24 +128,30 @@ def _copy(
         last_offset: dict[TP, int] = {}
         for msg in consumer.consume(_CONSUME_BATCH, 0.2):
             err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    raise KafkaException(err)
-                tp = by_name[(msg.topic(), msg.partition())]
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(err)
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            # librdkafka sets all three on a fetched record and on a partition EOF; a
+            # record without them would be a client bug, not something to restore.
+            if topic is None or partition is None or offset is None:
+                raise KafkaException(f"changelog record without topic/partition/offset: {msg!r}")
+            tp = by_name[(topic, partition)]
+            if err is not None:  # end of the partition
                 if tp in open_:
                     reached[tp].complete = True
                     open_.discard(tp)
                 continue
-            tp = by_name[(msg.topic(), msg.partition())]
             if tp not in open_:
                 continue
-            offset = msg.offset()
+            key = msg.key()
+            if key is None:  # a compacted topic refuses keyless records
+                raise KafkaException(f"keyless record in changelog {topic}[{partition}]@{offset}")
             last = spans[tp].last
             if offset > last:
                 reached[tp].complete = True
                 open_.discard(tp)
                 continue
-            pending.setdefault(tp, []).append((msg.key(), msg.value()))
+            pending.setdefault(tp, []).append((key, msg.value()))
             last_offset[tp] = offset
             if offset == last:
                 reached[tp].complete = True

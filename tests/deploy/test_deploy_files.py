@@ -32,8 +32,18 @@ PROM_DIR = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "tierstream.json"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 
-#: Variables in the Dockerfile that pip and Python read, not the service.
-_RUNTIME_ENV = {"PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK", "PYTHONUNBUFFERED"}
+#: Variables in the Dockerfile that pip, uv, the shell and Python read, not the service.
+_RUNTIME_ENV = {
+    "PIP_NO_CACHE_DIR",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+    "PYTHONUNBUFFERED",
+    "UV_PROJECT_ENVIRONMENT",
+    "UV_COMPILE_BYTECODE",
+    "UV_LINK_MODE",
+    "UV_NO_CACHE",
+    "TIERSTREAM_CACHE",
+    "PATH",
+}
 #: Series Prometheus makes itself.
 _PROMETHEUS_OWN = {"up"}
 

@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def demo_env(
             "TIERSTREAM_WEB_PORT": str(free_port()),
             "TIERSTREAM_PARTITIONS": "4",
             "TIERSTREAM_DEMO_DIR": str(tmp_path / "demo"),
+            # the environment under test, as it is (CI's from the lock, or make
+            # test-latest's): the demo must not install another one over it
+            "TIERSTREAM_PYTHON": sys.executable,
         }
     )
     yield env
