@@ -1,6 +1,6 @@
 """Baseline: the same pipeline with no framework — the practical limit for Python here.
 
-    confluent-kafka consume (batches of up to 1000) -> streams.processor.BatchProcessor
+    confluent-kafka consume (batches of up to 1000) -> streams.pipeline.processor.BatchProcessor
     (the same decode + pure core + event-time merge within the batch) -> produce outputs
     and wait for the acks -> Redis profiles through streams.redis_sink.RedisProfileSink
     (the same Lua upsert, pipelined per batch) -> state into a dict -> commit offsets.
@@ -33,10 +33,10 @@ from schemas.events import INPUT_TOPICS
 from state.rules import load_rules
 from streams.gc_tuning import tune_gc
 from streams.metrics import Metrics
-from streams.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.redis_sink import RedisProfileSink, connect
 from streams.settings import Settings
-from streams.state_cache import DEFAULT_CAPACITY, StateCache
 
 
 def write_status(path: Path, status: dict[str, object]) -> None:

@@ -34,8 +34,8 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"streams/table\.py|rocksdict|faust/stores/|faust/tables/"),
     ),
     ("metrics (prometheus_client)", re.compile(r"streams/metrics\.py|prometheus_client")),
-    ("aligner (event-time merge)", re.compile(r"streams/aligner\.py")),
-    ("processor (outputs, orjson, bookkeeping)", re.compile(r"streams/processor\.py")),
+    ("aligner (event-time merge)", re.compile(r"streams/pipeline/aligner\.py")),
+    ("processor (outputs, orjson, bookkeeping)", re.compile(r"streams/pipeline/processor\.py")),
     (
         "produce (faust/aiokafka producer)",
         re.compile(

@@ -41,7 +41,7 @@ from state.core import CoreError, apply
 from state.customer import CustomerState
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
-from streams.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor, RawMessage
 from streams.redis_sink import _UPSERT_LUA, upsert_calls
 from streams.settings import Settings
 

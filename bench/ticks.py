@@ -13,7 +13,7 @@ import time
 import orjson
 
 from state.rules import load_rules
-from streams.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor, RawMessage
 from tests.integration.scenario import balance, profile
 
 

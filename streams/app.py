@@ -48,13 +48,13 @@ from state.decisions import format_ts
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from streams.acked_producer import AckedProducer
-from streams.aligner import InputAligner
 from streams.end_offsets import EndOffsets
 from streams.gc_tuning import tune_gc
 from streams.intake import BufferedInputTopic, InputBuffer, install_lean_drain
 from streams.lean_monitor import LeanMonitor
 from streams.metrics import Metrics, observe_many
-from streams.processor import (
+from streams.pipeline.aligner import InputAligner
+from streams.pipeline.processor import (
     ALIGNED_TOPICS,
     BadInputGuard,
     BatchProcessor,
@@ -63,11 +63,11 @@ from streams.processor import (
     RawMessage,
     TooMuchBadInput,
 )
+from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.recovery import BulkRecovery
 from streams.redis_sink import RedisProfileSink, connect
 from streams.report import aum_top_share
 from streams.settings import Settings
-from streams.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.table import PartitionedTable
 from streams.topics import STATE_TABLE, changelog_topic
 from streams.web import register_web
@@ -104,7 +104,7 @@ class WorkerTuning:
     release_interval: float = 0.1
     #: How often to check whether Redis lost this worker's profiles (restart, flush).
     resync_check_interval: float = 5.0
-    #: Decoded customer states kept between batches (streams/state_cache.py), about
+    #: Decoded customer states kept between batches (streams/pipeline/state_cache.py), about
     #: 5.5 KB each; 0 turns the cache off (every state read from the store).
     state_cache: int = DEFAULT_CAPACITY
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from state.decisions import Alert, Offer, TierChange
-from streams.processor import BatchResult
+from streams.pipeline.processor import BatchResult
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 #: Stages of one record's trip through the worker: finer at the low end, where the

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from state.rules import load_rules
 from streams import report as report_module
 from streams.metrics import Metrics
-from streams.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor, RawMessage
 from streams.redis_sink import RedisProfileSink, tier_counts_key
 from streams.report import (
     LoadedProfiles,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.aligner import InputAligner
+from streams.pipeline.aligner import InputAligner
 
 TOPICS = ("transactions", "balances")
 

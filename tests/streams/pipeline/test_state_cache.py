@@ -11,9 +11,9 @@ import pytest
 from state.customer import CustomerState
 from state.decisions import format_ts
 from state.rules import load_rules
-from streams.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.state_cache import StateCache
 from streams.simulator import SimConfig, Simulator
-from streams.state_cache import StateCache
 
 RULES = load_rules()
 

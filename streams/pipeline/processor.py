@@ -13,7 +13,7 @@ Ordering. One customer's events arrive on four co-partitioned topics and Kafka
 orders nothing across topics. The order in which events are applied is the head
 merge by event time (each topic-partition in offset order, earliest head first —
 Kafka Streams' rule): ``merge_by_event_time`` for a batch at hand, and
-streams/aligner.py across batches in the worker. The core itself makes balances
+streams/pipeline/aligner.py across batches in the worker. The core itself makes balances
 last-writer-wins by event time, so a late snapshot never rolls a newer balance back.
 """
 
@@ -43,8 +43,8 @@ from state.decisions import Decision
 from state.profile import profile_fields
 from state.rules import Rules
 from state.triggers import next_due_ms
-from streams.due_index import DueIndex
-from streams.state_cache import StateCache
+from streams.pipeline.due_index import DueIndex
+from streams.pipeline.state_cache import StateCache
 
 #: Tie-break order for equal event times: inputs first, then ticks (a tick at T sees
 #: every input stamped T).
@@ -177,7 +177,7 @@ class BatchProcessor:
         self.rules = rules
         self.decoder = decoder or Decoder()
         self.guard = guard or BadInputGuard()
-        #: Decoded states left by earlier batches (streams/state_cache.py); None: every
+        #: Decoded states left by earlier batches (streams/pipeline/state_cache.py); None: every
         #: state is loaded and decoded from the store (replays, the test oracle).
         self.cache = cache
         #: When each customer's next time trigger is due, per partition (derived state).
@@ -225,7 +225,7 @@ class BatchProcessor:
     ) -> BatchResult:
         """Decode, merge by event time (all inputs taken as caught up) and apply.
 
-        The worker aligns inputs across batches itself (streams/aligner.py) and calls
+        The worker aligns inputs across batches itself (streams/pipeline/aligner.py) and calls
         ``apply_ordered``; this one-shot form serves the baseline, replays and the
         test oracle, and gives the same order when the whole input is at hand.
         """

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from schemas.events import INPUT_TOPICS
 from state.rules import load_rules
-from streams.aligner import InputAligner
-from streams.processor import (
+from streams.pipeline.aligner import InputAligner
+from streams.pipeline.processor import (
     BadInputGuard,
     BatchProcessor,
     Decoded,
