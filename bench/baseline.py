@@ -31,12 +31,12 @@ from confluent_kafka import Consumer, Producer
 from schemas.decoder import Decoder
 from schemas.events import INPUT_TOPICS
 from state.rules import load_rules
-from streams.gc_tuning import tune_gc
 from streams.metrics import Metrics
 from streams.pipeline.processor import BatchProcessor, RawMessage
 from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.redis_sink import RedisProfileSink, connect
 from streams.settings import Settings
+from streams.worker.gc_tuning import tune_gc
 
 
 def write_status(path: Path, status: dict[str, object]) -> None:

@@ -31,7 +31,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("Redis write (sink, redis-py)", re.compile(r"redis_sink\.py|/redis/")),
     (
         "table get/put + changelog send",
-        re.compile(r"streams/table\.py|rocksdict|faust/stores/|faust/tables/"),
+        re.compile(r"streams/worker/faust_glue/table\.py|rocksdict|faust/stores/|faust/tables/"),
     ),
     ("metrics (prometheus_client)", re.compile(r"streams/metrics\.py|prometheus_client")),
     ("aligner (event-time merge)", re.compile(r"streams/pipeline/aligner\.py")),
@@ -43,7 +43,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
             r"faust/transport/drivers/aiokafka\.py::(send|_send)"
         ),
     ),
-    ("agent adapter (streams/app.py)", re.compile(r"streams/app\.py")),
+    ("agent adapter (streams/worker/)", re.compile(r"streams/worker/")),
     ("consume/fetch (aiokafka)", re.compile(r"aiokafka/")),
     ("faust/mode stream machinery", re.compile(r"(^|/)(faust|mode)/")),
     ("asyncio event loop", re.compile(r"asyncio/|selectors\.py")),

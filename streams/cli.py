@@ -45,9 +45,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.app import EXIT_FATAL, TierstreamService, WorkerTuning, run_worker
     from streams.security import KafkaAuthError, SecurityConfigError, kafka_preflight
     from streams.topics import TopologyError, verify_copartitioned
+    from streams.worker.service import EXIT_FATAL, TierstreamService, WorkerTuning, run_worker
 
     settings = settings_from_args(args)
     try:
@@ -96,8 +96,8 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from streams.app import profile_json
     from streams.redis_sink import connect, read_profile
+    from streams.worker.service import profile_json
 
     settings = settings_from_args(args)
 

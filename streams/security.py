@@ -182,7 +182,7 @@ def redact_url(url: str) -> str:
 #: (the versioned upsert script, loaded by redis-py's pipeline), and HGET/HSET/HINCRBY
 #: (called inside that script; Redis checks script calls against the user's ACL too);
 #: EXISTS + SET on ``<prefix>synced:<partition>`` markers (detecting a Redis that lost
-#: its data, streams/app.py resync) and SCAN + HGET for the Pareto gauge (every 60 s).
+#: its data, streams/worker/service.py resync) and SCAN + HGET for the Pareto gauge (every 60 s).
 REDIS_ACL_COMMANDS: tuple[str, ...] = (
     "ping",
     "hgetall",

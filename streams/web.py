@@ -35,7 +35,7 @@ from streams.redis_sink import read_profile
 from streams.security import WebSecurity
 
 if TYPE_CHECKING:
-    from streams.app import TierstreamService
+    from streams.worker.service import TierstreamService
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The bulk changelog read (streams/recovery.py) on the real broker.
+"""The bulk changelog read (streams/worker/faust_glue/recovery.py) on the real broker.
 
 The worker-level checks (a restart that restores through it, or through faust's own
 loop with ``--restore-budget-s 0``, equals one uninterrupted run) are in
@@ -20,9 +20,9 @@ import pytest
 from confluent_kafka import Producer
 from faust.types import TP
 
-from streams.end_offsets import EndOffsets
-from streams.recovery import BulkRecovery, Reached, Span, read_changelog
-from streams.table import PartitionedTable
+from streams.worker.end_offsets import EndOffsets
+from streams.worker.faust_glue.recovery import BulkRecovery, Reached, Span, read_changelog
+from streams.worker.faust_glue.table import PartitionedTable
 from tests.conftest import MakeTopics
 
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.acked_producer import AckedProducer, DeliveryFailed
-from streams.end_offsets import EndOffsets
+from streams.worker.acked_producer import AckedProducer, DeliveryFailed
+from streams.worker.end_offsets import EndOffsets
 from tests.conftest import MakeTopics
 
 

@@ -31,7 +31,7 @@ def _imported_after(code: str) -> set[str]:
     "code",
     [
         "import streams.cli; streams.cli.build_parser()",
-        "import streams.cli, streams.app",
+        "import streams.cli, streams.worker.service",
     ],
     ids=["parser", "worker"],
 )

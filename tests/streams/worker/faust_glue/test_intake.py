@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.intake import InputBuffer
+from streams.worker.faust_glue.intake import InputBuffer
 
 
 def test_take_returns_what_is_waiting_up_to_the_limit_in_arrival_order() -> None:

@@ -45,8 +45,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from streams.end_offsets import EndOffsets
-from streams.table import BatchWriter, PartitionedTable
+from streams.worker.end_offsets import EndOffsets
+from streams.worker.faust_glue.table import BatchWriter, PartitionedTable
 
 log = logging.getLogger("tierstream.recovery")
 

@@ -11,9 +11,9 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams.end_offsets import EndOffsets
-from streams.recovery import BulkRecovery
-from streams.table import PartitionedTable
+from streams.worker.end_offsets import EndOffsets
+from streams.worker.faust_glue.recovery import BulkRecovery
+from streams.worker.faust_glue.table import PartitionedTable
 
 
 class _SeekRecorder:

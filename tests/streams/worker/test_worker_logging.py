@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.app import TierstreamService, faust_worker
 from streams.settings import Settings
+from streams.worker.service import TierstreamService, faust_worker
 
 
 @pytest.fixture

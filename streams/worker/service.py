@@ -2,7 +2,7 @@
 
 faust runs the consumer group (rebalancing, fetching, offset commits), the table and
 its changelog, and the web server. Consumed input reaches the processing loop through
-streams/intake.py (an input buffer in place of a faust agent's stream: faust's
+streams/worker/faust_glue/intake.py (an input buffer in place of a faust agent's stream: faust's
 per-message machinery cost more CPU than tierstream's own work). For each batch the
 loop:
 
@@ -47,11 +47,6 @@ from state.customer import CustomerState
 from state.decisions import format_ts
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
-from streams.acked_producer import AckedProducer
-from streams.end_offsets import EndOffsets
-from streams.gc_tuning import tune_gc
-from streams.intake import BufferedInputTopic, InputBuffer, install_lean_drain
-from streams.lean_monitor import LeanMonitor
 from streams.metrics import Metrics, observe_many
 from streams.pipeline.aligner import InputAligner
 from streams.pipeline.processor import (
@@ -64,13 +59,18 @@ from streams.pipeline.processor import (
     TooMuchBadInput,
 )
 from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
-from streams.recovery import BulkRecovery
 from streams.redis_sink import RedisProfileSink, connect
 from streams.report import aum_top_share
 from streams.settings import Settings
-from streams.table import PartitionedTable
 from streams.topics import STATE_TABLE, changelog_topic
 from streams.web import register_web
+from streams.worker.acked_producer import AckedProducer
+from streams.worker.end_offsets import EndOffsets
+from streams.worker.faust_glue.intake import BufferedInputTopic, InputBuffer, install_lean_drain
+from streams.worker.faust_glue.lean_monitor import LeanMonitor
+from streams.worker.faust_glue.recovery import BulkRecovery
+from streams.worker.faust_glue.table import PartitionedTable
+from streams.worker.gc_tuning import tune_gc
 
 log = logging.getLogger("tierstream")
 
@@ -96,7 +96,7 @@ class WorkerTuning:
     #: The reliability tests use 30 s (restarts and rebalances can delay a fetch for
     #: seconds); the default keeps a stuck fetch from stalling a live partition long.
     max_lag_wait_ms: int = 2000
-    #: Longest bulk changelog read per rebalance (streams/recovery.py); None: 60% of
+    #: Longest bulk changelog read per rebalance (faust_glue/recovery.py); None: 60% of
     #: faust's broker_request_timeout (faust stops recovery when that runs out);
     #: 0: no bulk read, faust's own per-record recovery only.
     restore_budget_s: float | None = None
@@ -135,7 +135,7 @@ def _broker_credentials(settings: Settings) -> Any:
 
 
 class _App(faust.App):
-    """faust's App with the worker's consumer intake (streams/intake.py) installed at
+    """faust's App with the worker's consumer intake (faust_glue/intake.py) installed at
     start, before faust's fetcher first drains the consumer."""
 
     async def on_start(self) -> None:
@@ -812,7 +812,7 @@ def _by_partition(states: list[tuple[int, bytes, bytes]]) -> dict[int, list[tupl
 def run_worker(service: TierstreamService, loglevel: str = "info") -> None:
     """Run the faust worker in this process until it is stopped (SIGINT/SIGTERM).
 
-    Garbage collection is tuned first (streams/gc_tuning.py): a batch allocates tens
+    Garbage collection is tuned first (streams/worker/gc_tuning.py): a batch allocates tens
     of thousands of short-lived objects, and the default thresholds cost 10-20% of the
     CPU per event.
     """

@@ -81,7 +81,7 @@ class PartitionedTable:
         return str(self.table.changelog_topic.get_topic_name())
 
     def batch_writer(self, partition: int) -> BatchWriter:
-        """A writer for bulk changelog restore (streams/recovery.py) and the worker's
+        """A writer for bulk changelog restore (faust_glue/recovery.py) and the worker's
         batches (``put_many``), callable from a thread: the store handle is resolved
         here, on the caller's thread.
 

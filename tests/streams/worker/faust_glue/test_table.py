@@ -17,7 +17,7 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams.table import PartitionedTable
+from streams.worker.faust_glue.table import PartitionedTable
 
 
 @pytest.fixture(params=["memory://", "rocksdb://"])
