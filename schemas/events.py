@@ -62,7 +62,7 @@ INPUT_TOPICS: Final = (
 TOPIC_TICKS: Final = "ticks"
 TICK_TOPICS: Final = (TOPIC_TICKS,)
 
-#: Audit trail of profile reads over HTTP (written by streams/web.py, keyed by customer).
+#: Audit trail of profile reads over HTTP (written by streams/http/views.py, keyed by customer).
 TOPIC_AUDIT: Final = "audit"
 
 #: Output topic names (before the optional prefix).

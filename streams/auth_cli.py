@@ -1,7 +1,7 @@
 """``tierstream token create|list|revoke``: manage the HTTP API's bearer tokens.
 
 ``create`` prints the new token exactly once, on stdout, and stores only its SHA-256
-digest (streams/auth.py explains why that hash). Nothing here prints a digest or a
+digest (streams/http/tokens.py explains why that hash). Nothing here prints a digest or a
 token again: ``list`` shows names, roles and creation times only.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streams.auth import ROLES, TokenStoreError, add_token, load_tokens_file, revoke_token
+from streams.http.tokens import ROLES, TokenStoreError, add_token, load_tokens_file, revoke_token
 
 
 def _file(args: argparse.Namespace) -> Path | None:

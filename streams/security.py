@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS
-from streams.auth import TokenEntry, TokenStore, TokenStoreError, parse_env_tokens
+from streams.http.tokens import TokenEntry, TokenStore, TokenStoreError, parse_env_tokens
 
 
 class SecurityConfigError(ValueError):
@@ -176,7 +176,7 @@ def redact_url(url: str) -> str:
 
 
 #: Every Redis command the service sends, derived from streams/redis_sink.py and
-#: streams/web.py and checked by tests/integration/test_security_redis.py (which runs
+#: streams/http/views.py and checked by tests/integration/test_security_redis.py (which runs
 #: the worker under exactly these rules and finds no denial in ``ACL LOG``):
 #: PING (health), HGETALL (profile reads, tier counts), EVALSHA + SCRIPT LOAD/EXISTS
 #: (the versioned upsert script, loaded by redis-py's pipeline), and HGET/HSET/HINCRBY
@@ -287,7 +287,7 @@ def kafka_acls(settings: Settings) -> list[KafkaAcl]:
     tests/integration/test_security_kafka.py runs the worker end to end on a broker
     with ``StandardAuthorizer`` and exactly these rules.
     """
-    from streams.audit import AUDIT_TOPIC
+    from streams.http.audit import AUDIT_TOPIC
     from streams.topics import changelog_topic
 
     acls = [

@@ -47,6 +47,7 @@ from state.customer import CustomerState
 from state.decisions import format_ts
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
+from streams.http.views import register_web
 from streams.metrics import Metrics, observe_many
 from streams.pipeline.aligner import InputAligner
 from streams.pipeline.processor import (
@@ -63,7 +64,6 @@ from streams.redis_sink import RedisProfileSink, connect
 from streams.report import aum_top_share
 from streams.settings import Settings
 from streams.topics import STATE_TABLE, changelog_topic
-from streams.web import register_web
 from streams.worker.acked_producer import AckedProducer
 from streams.worker.end_offsets import EndOffsets
 from streams.worker.faust_glue.intake import BufferedInputTopic, InputBuffer, install_lean_drain

@@ -13,8 +13,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from streams.audit import AuditLog, AuditUnavailable, profile_read
-from streams.auth import (
+from streams.auth_cli import add_token_parser
+from streams.http.audit import AuditLog, AuditUnavailable, profile_read
+from streams.http.tokens import (
     TokenStore,
     TokenStoreError,
     add_token,
@@ -25,7 +26,7 @@ from streams.auth import (
     parse_env_tokens,
     revoke_token,
 )
-from streams.auth_cli import add_token_parser
+from streams.http.views import valid_customer_id
 from streams.security import (
     SecurityConfigError,
     WebSecurity,
@@ -33,9 +34,8 @@ from streams.security import (
     redis_acl_rules,
     redis_credentials,
 )
-from streams.web import valid_customer_id
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 AUDIT_SCHEMA = json.loads((REPO / "schemas" / "json" / "audit.schema.json").read_text())
 
 

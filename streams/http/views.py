@@ -29,8 +29,15 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import Counter
 
-from streams.audit import AUDIT_TOPIC, AuditLog, AuditUnavailable, profile_read
-from streams.auth import ROLE_CRM, ROLE_OPS, Principal, TokenStore, TokenStoreError, bearer_token
+from streams.http.audit import AUDIT_TOPIC, AuditLog, AuditUnavailable, profile_read
+from streams.http.tokens import (
+    ROLE_CRM,
+    ROLE_OPS,
+    Principal,
+    TokenStore,
+    TokenStoreError,
+    bearer_token,
+)
 from streams.redis_sink import read_profile
 from streams.security import WebSecurity
 
