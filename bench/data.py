@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from schemas.events import INPUT_TOPICS
-from streams.loader import produce_records
 from streams.settings import Settings
-from streams.simulator import SimConfig, SimRecord, Simulator
+from streams.tools.loader import produce_records
+from streams.tools.simulator import SimConfig, SimRecord, Simulator
 
 CACHE_DIR = Path(os.environ.get("TIERSTREAM_BENCH_CACHE", "~/.cache/tierstream/bench")).expanduser()
 _HEADER = struct.Struct("<BHIq")  # topic index, key length, value length, event ts (ms)

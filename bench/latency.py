@@ -22,8 +22,8 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from bench.data import read_records
 from schemas.events import OUTPUT_TOPICS, TOPIC_DEAD_LETTERS
-from streams.loader import TokenBucket, producer_config
 from streams.settings import Settings
+from streams.tools.loader import TokenBucket, producer_config
 
 _DECISION_TOPICS = [t for t in OUTPUT_TOPICS if t != TOPIC_DEAD_LETTERS]
 

@@ -26,7 +26,7 @@ from state.core import apply
 from state.customer import CustomerState
 from state.rules import load_rules
 from streams.settings import Settings
-from streams.simulator import SimConfig, Simulator
+from streams.tools.simulator import SimConfig, Simulator
 from streams.topics import changelog_topic, create_topics
 
 _TEMPLATE_ID = "C0000000"

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from streams.auth_cli import add_token_parser
 from streams.clv_cli import add_clv_parser
 from streams.pipeline.state_cache import DEFAULT_CAPACITY
-from streams.report_cli import add_report_parser
 from streams.settings import Settings
 from streams.sim_cli import add_sim_parsers
+from streams.tools.report_render import add_report_parser
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,8 @@ from typing import IO, Any, Final
 import orjson
 
 from schemas.events import INPUT_TOPICS
-from streams.loader import (
+from streams.settings import Settings
+from streams.tools.loader import (
     KEY_FIELD,
     LABEL_FIELD,
     RAW_FIELD,
@@ -32,8 +33,7 @@ from streams.loader import (
     produce_records,
     read_replay_file,
 )
-from streams.settings import Settings
-from streams.simulator import LABEL_OK, SimConfig, SimRecord, Simulator, is_bad
+from streams.tools.simulator import LABEL_OK, SimConfig, SimRecord, Simulator, is_bad
 
 EXIT_OK: Final = 0
 EXIT_KAFKA: Final = 1

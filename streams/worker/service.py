@@ -61,8 +61,8 @@ from streams.pipeline.processor import (
 )
 from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.redis_sink import RedisProfileSink, connect
-from streams.report import aum_top_share
 from streams.settings import Settings
+from streams.tools.report import aum_top_share
 from streams.topics import STATE_TABLE, changelog_topic
 from streams.worker.acked_producer import AckedProducer
 from streams.worker.end_offsets import EndOffsets

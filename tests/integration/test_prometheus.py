@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from streams.settings import Settings
-from streams.simulator import SimConfig, Simulator
+from streams.tools.simulator import SimConfig, Simulator
 from tests.integration.harness import REPO_ROOT, WorkerProcess, free_port, produce, wait_until
 
 SCRIPT = REPO_ROOT / "deploy" / "local" / "prometheus"

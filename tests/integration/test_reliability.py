@@ -31,7 +31,7 @@ from confluent_kafka import Producer
 from state.rules import load_rules
 from streams.redis_sink import profile_key
 from streams.settings import Settings
-from streams.simulator import SimConfig, Simulator
+from streams.tools.simulator import SimConfig, Simulator
 from tests.integration.harness import (
     WorkerProcess,
     consume_all,

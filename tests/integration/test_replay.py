@@ -20,10 +20,10 @@ import pytest
 from confluent_kafka import Consumer, Message
 
 from schemas.events import INPUT_TOPICS
-from streams.loader import ProduceError, ReplayStats, produce_records, read_replay_file
 from streams.settings import Settings
 from streams.sim_cli import add_sim_parsers, write_jsonl
-from streams.simulator import SimConfig, Simulator, is_bad
+from streams.tools.loader import ProduceError, ReplayStats, produce_records, read_replay_file
+from streams.tools.simulator import SimConfig, Simulator, is_bad
 from tests.conftest import MakeTopics
 
 PARTITIONS = 4

@@ -27,9 +27,9 @@ from streams.http.audit import AUDIT_TOPIC
 from streams.http.tokens import hash_token, new_token
 from streams.metrics import Metrics
 from streams.redis_sink import RedisProfileSink, connect, profile_key, read_profile
-from streams.report import aum_top_share
 from streams.security import redis_acl_rules, redis_credentials
 from streams.settings import Settings
+from streams.tools.report import aum_top_share
 from tests.integration.harness import WorkerProcess, produce, wait_caught_up, wait_until
 from tests.integration.oracle import recompute
 from tests.integration.scenario import scripted_bank

@@ -13,7 +13,7 @@ import redis
 from state.rules import load_rules
 from streams.redis_sink import profile_key, tier_counts_key
 from streams.settings import Settings
-from streams.simulator import SimConfig, Simulator
+from streams.tools.simulator import SimConfig, Simulator
 from tests.conftest import delete_keys_with_prefix
 from tests.integration.harness import (
     WorkerProcess,

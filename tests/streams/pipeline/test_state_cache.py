@@ -13,7 +13,7 @@ from state.decisions import format_ts
 from state.rules import load_rules
 from streams.pipeline.processor import BatchProcessor, RawMessage
 from streams.pipeline.state_cache import StateCache
-from streams.simulator import SimConfig, Simulator
+from streams.tools.simulator import SimConfig, Simulator
 
 RULES = load_rules()
 

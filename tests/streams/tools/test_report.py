@@ -19,11 +19,11 @@ import redis
 import redis.asyncio as aioredis
 
 from state.rules import load_rules
-from streams import report as report_module
 from streams.metrics import Metrics
 from streams.pipeline.processor import BatchProcessor, RawMessage
 from streams.redis_sink import RedisProfileSink, tier_counts_key
-from streams.report import (
+from streams.tools import report as report_module
+from streams.tools.report import (
     LoadedProfiles,
     ProfileError,
     aum_top_share,
@@ -33,8 +33,8 @@ from streams.report import (
     parse_profile,
     top_share,
 )
-from streams.report_cli import CHARTS, add_report_parser
-from streams.simulator import SimConfig, Simulator
+from streams.tools.report_render import CHARTS, add_report_parser
+from streams.tools.simulator import SimConfig, Simulator
 
 D = Decimal
 
@@ -231,7 +231,7 @@ async def test_aum_top_share_leaves_out_unreadable_values_and_says_how_many(
         for cid, value in aum.items():
             await client.hset(f"{redis_key_prefix}customer:{cid}", "aum_cny", value)
         await client.hset(f"{redis_key_prefix}customer:NOAUM", "tier", "mass")
-        with caplog.at_level("WARNING", logger="streams.report"):
+        with caplog.at_level("WARNING", logger="streams.tools.report"):
             gauge = await aum_top_share(client, redis_key_prefix)
     finally:
         await client.aclose()

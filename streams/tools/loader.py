@@ -46,7 +46,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.events import INPUT_TOPICS, TOPIC_ASSESSMENTS, TOPIC_PROFILES
 from streams.settings import Settings
-from streams.simulator import SimRecord
+from streams.tools.simulator import SimRecord
 
 #: Envelope fields of a replay line (removed before the event is produced).
 TOPIC_FIELD: Final = "topic"

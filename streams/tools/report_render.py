@@ -23,8 +23,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from streams.report import LoadedProfiles, Report, build_report, load_profiles
 from streams.settings import Settings
+from streams.tools.report import LoadedProfiles, Report, build_report, load_profiles
 
 EXIT_OK = 0
 EXIT_NO_DATA = 1

@@ -5,7 +5,7 @@ Prometheus reads) and tails the output topics with a plain confluent-kafka consu
 (no consumer group commits, starting at the end), so what it shows is exactly what an
 operator and the downstream systems see, and it works against any running worker.
 
-    python -m streams.live_view [--metrics-url URL] [--duration S] [--summary-json FILE]
+    python -m streams.tools.live_view [--metrics-url URL] [--duration S] [--summary-json FILE]
 
 On a terminal it redraws a rich screen; otherwise (CI, a pipe) it prints one status
 line per refresh. ``--duration`` stops it by itself; Ctrl-C or SIGTERM stop it cleanly.
@@ -400,7 +400,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m streams.live_view", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m streams.tools.live_view", description=__doc__)
     p.add_argument("--metrics-url", help="default: http://127.0.0.1:$TIERSTREAM_WEB_PORT/metrics")
     p.add_argument("--duration", type=float, help="stop after S seconds (default: Ctrl-C)")
     p.add_argument("--summary-json", type=Path, help="write the final summary here")

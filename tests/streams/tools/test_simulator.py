@@ -1,4 +1,4 @@
-"""The synthetic bank (streams/simulator.py) and the file side of replay (streams/loader.py).
+"""The synthetic bank (streams/tools/simulator.py) and the file side of replay (loader.py).
 
 What must hold for `tierstream simulate` to be useful: the same seed gives the same
 bytes; every good record is a valid contract event; faults come in the configured
@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.loader import ReplayFileError, ReplayStats, TokenBucket, read_replay_file
 from streams.sim_cli import add_sim_parsers, to_jsonl_line, write_jsonl
-from streams.simulator import (
+from streams.tools.loader import ReplayFileError, ReplayStats, TokenBucket, read_replay_file
+from streams.tools.simulator import (
     BAD_KINDS,
     DESIGN_TIER_MIX,
     FX_TO_CNY,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from streams.live_view import ViewState, parse_metrics, render, status_line
 from streams.metrics import Metrics
+from streams.tools.live_view import ViewState, parse_metrics, render, status_line
 
 URLS = {
     "metrics_url": "http://127.0.0.1:6066/metrics",
