@@ -20,8 +20,8 @@ import pytest
 from confluent_kafka import Consumer, Message
 
 from schemas.events import INPUT_TOPICS
+from streams.cli.simulate import add_sim_parsers, write_jsonl
 from streams.settings import Settings
-from streams.sim_cli import add_sim_parsers, write_jsonl
 from streams.tools.loader import ProduceError, ReplayStats, produce_records, read_replay_file
 from streams.tools.simulator import SimConfig, Simulator, is_bad
 from tests.conftest import MakeTopics

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from streams.auth_cli import add_token_parser
+from streams.cli.token import add_token_parser
 from streams.http.audit import AuditLog, AuditUnavailable, profile_read
 from streams.http.tokens import (
     TokenStore,

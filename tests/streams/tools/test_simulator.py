@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.sim_cli import add_sim_parsers, to_jsonl_line, write_jsonl
+from streams.cli.simulate import add_sim_parsers, to_jsonl_line, write_jsonl
 from streams.tools.loader import ReplayFileError, ReplayStats, TokenBucket, read_replay_file
 from streams.tools.simulator import (
     BAD_KINDS,

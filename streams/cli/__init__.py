@@ -13,11 +13,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streams.auth_cli import add_token_parser
-from streams.clv_cli import add_clv_parser
+from streams.cli.clv import add_clv_parser
+from streams.cli.simulate import add_sim_parsers
+from streams.cli.token import add_token_parser
 from streams.pipeline.state_cache import DEFAULT_CAPACITY
 from streams.settings import Settings
-from streams.sim_cli import add_sim_parsers
 from streams.tools.report_render import add_report_parser
 
 
@@ -202,7 +202,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rc: int = args.func(args)
     return rc
-
-
-if __name__ == "__main__":
-    sys.exit(main())

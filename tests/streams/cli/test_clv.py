@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from state.value import BgNbdParams, GammaGammaParams, clv, expected_purchases, p_alive
-from streams.clv_cli import add_clv_parser
+from streams.cli.clv import add_clv_parser
 
-CDNOW = Path(__file__).resolve().parents[1] / "data" / "cdnow_summary.csv"
+CDNOW = Path(__file__).resolve().parents[2] / "data" / "cdnow_summary.csv"
 
 PARAMS_DOC = {
     "bgnbd": {"r": 0.2426, "alpha": 4.4135, "a": 0.7929, "b": 2.4258},
