@@ -14,7 +14,7 @@ import base64
 import hashlib
 from typing import Any
 
-from state.decisions import format_ts
+from schemas.timefmt import format_ts_utc
 
 KEY_UTF8 = "utf-8"
 KEY_BASE64 = "base64"
@@ -67,7 +67,7 @@ def dead_letter_record(
         "key_encoding": key_encoding,
         "value": None if raw is None else _b64(bytes(raw[:max_value_bytes])),
         "error": error,
-        "ts": format_ts(ts_ms),
+        "ts": format_ts_utc(ts_ms),
     }
     if raw is not None and len(raw) > max_value_bytes:
         record["value_truncated"] = True

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.events import InputEvent, Transaction
+from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
-from state.decisions import TIER_RANK, Alert, derive_event_id, format_ts
+from state.decisions import TIER_RANK, Alert, derive_event_id
 from state.lifetime import customer_p_alive, history
 from state.money import fen_str, ratio_str
 from state.risk import valid_risk_type
@@ -163,7 +164,7 @@ def suitability_mismatch(state: CustomerState, tx: Transaction, rules: Rules) ->
             "product_risk": product,
             "risk_type": "",
             "problem": "no_valid_assessment",
-            "assessed_at": format_ts(state.assessed_ts) if state.assessed_ts >= 0 else "",
+            "assessed_at": format_ts_utc(state.assessed_ts) if state.assessed_ts >= 0 else "",
         }
         return _alert(state, "suitability_mismatch", "warning", tx, rules, reason)
     if prisk is None or prisk <= int(rtype[1]):

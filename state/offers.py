@@ -13,8 +13,9 @@ from datetime import date
 from typing import Any
 
 from schemas.events import InputEvent
+from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
-from state.decisions import TIER_RANK, Offer, derive_event_id, format_ts
+from state.decisions import TIER_RANK, Offer, derive_event_id
 from state.recommend import product_ids
 from state.risk import valid_risk_type
 from state.rules import Rules
@@ -128,7 +129,7 @@ def assessment_facts(state: CustomerState) -> dict[str, Any]:
     """What a risk_assessment_due offer says about the assessment on record."""
     if state.assessed_ts < 0:
         return {"assessed_at": "", "risk_type": ""}
-    return {"assessed_at": format_ts(state.assessed_ts), "risk_type": state.risk_type or ""}
+    return {"assessed_at": format_ts_utc(state.assessed_ts), "risk_type": state.risk_type or ""}
 
 
 def tier_entry_offers(

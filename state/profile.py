@@ -8,8 +8,8 @@ replay produces the same profile as the live run.
 
 from __future__ import annotations
 
+from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
-from state.decisions import format_ts
 from state.lifetime import customer_clv, customer_p_alive
 from state.money import fen_str
 from state.rfm import f_score, m_score, r_score, segment
@@ -64,6 +64,6 @@ def profile_fields(state: CustomerState, rules: Rules) -> dict[str, str]:
         "p_alive": f"{pa:.4f}" if pa is not None else "",
         "clv": f"{value:.2f}" if value is not None else "",
         "preferred_channel": w.preferred_channel(),
-        "updated_at": format_ts(state.updated_at) if state.version else "",
+        "updated_at": format_ts_utc(state.updated_at) if state.version else "",
         "version": str(state.version),
     }

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from datetime import date
 
 from schemas.events import INVESTMENT_PRODUCTS
+from schemas.timefmt import format_ts_utc
 from state import alerts, offers
 from state.catalogue import Campaign
 from state.customer import NO_DAY, CustomerState
-from state.decisions import TIER_RANK, Decision, format_ts
+from state.decisions import TIER_RANK, Decision
 from state.money import fen_str
 from state.offers import birthday_in, local_date
 from state.recommend import product_ids
@@ -362,7 +363,7 @@ def _fire_review(
         "trigger": d.trigger,
         "tier": state.tier or "",
         "cadence_days": str(rules.cadence_days.get(state.tier or "mass", 0)),
-        "last_contact_at": format_ts(contact) if contact >= 0 else "",
+        "last_contact_at": format_ts_utc(contact) if contact >= 0 else "",
         "addressed_to": "relationship_manager",
     }
     o = offers.emit(state, "relationship_review", d.ts, cause, d.trigger, rules, reason)
@@ -421,7 +422,7 @@ def _fire_expiry(
     reason = {
         "trigger": d.trigger,
         "reason": "assessment_expired",
-        "expired_at": format_ts(d.ts),
+        "expired_at": format_ts_utc(d.ts),
         **offers.assessment_facts(state),
     }
     o = offers.emit(state, "risk_assessment_due", d.ts, cause, d.trigger, rules, reason)

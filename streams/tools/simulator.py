@@ -98,14 +98,14 @@ def tier_of(aum_cny: Decimal) -> str:
     return TIERS[rank]
 
 
-def format_ts(ts_ms: int) -> str:
+def format_ts_bank_time(ts_ms: int) -> str:
     """Epoch ms as RFC 3339 in bank time, e.g. ``2026-01-01T08:00:00.000+08:00``."""
     return f"{_ts_second(ts_ms // 1000)}.{ts_ms % 1000:03d}+08:00"
 
 
 @lru_cache(maxsize=4096)
 def _ts_second(epoch_s: int) -> str:
-    """The seconds part of ``format_ts`` (cached: consecutive events share seconds)."""
+    """The seconds part of ``format_ts_bank_time`` (cached: consecutive events share seconds)."""
     local = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=epoch_s)).astimezone(BANK_TZ)
     return local.strftime("%Y-%m-%dT%H:%M:%S")
 
@@ -547,7 +547,7 @@ class Simulator:
             }
             if "account_id" in ev.fields:
                 fields["account_id"] = ev.fields["account_id"]
-            fields["ts"] = format_ts(ev.ts_ms)
+            fields["ts"] = format_ts_bank_time(ev.ts_ms)
             fields.update(ev.fields)
             self._last_ts = ev.ts_ms
             yield SimRecord(ev.topic, ev.customer.key, orjson.dumps(fields), ev.ts_ms)
@@ -839,7 +839,7 @@ class Simulator:
         if topic == TOPIC_TRANSACTIONS:
             ev |= {
                 "account_id": acct.account_id,
-                "ts": format_ts(ts),
+                "ts": format_ts_bank_time(ts),
                 "type": "card_payment",
                 "amount": str(_money(rng.uniform(5, 500))),
                 "currency": acct.currency,
@@ -849,17 +849,25 @@ class Simulator:
         elif topic == TOPIC_BALANCES:
             ev |= {
                 "account_id": acct.account_id,
-                "ts": format_ts(ts),
+                "ts": format_ts_bank_time(ts),
                 "product": acct.product,
                 "balance": str(_money(rng.uniform(100, 100_000))),
                 "currency": acct.currency,
             }
             money, enum_field, enum_value = "balance", "product", "crypto"
         elif topic == TOPIC_PROFILES:
-            ev |= {"ts": format_ts(ts), "segment": c.segment, "marketing_consent": c.consent}
+            ev |= {
+                "ts": format_ts_bank_time(ts),
+                "segment": c.segment,
+                "marketing_consent": c.consent,
+            }
             money, enum_field, enum_value = "", "segment", "vip"
         else:
-            ev |= {"ts": format_ts(ts), "score": c.risk_score, "investment_experience_years": 1.0}
+            ev |= {
+                "ts": format_ts_bank_time(ts),
+                "score": c.risk_score,
+                "investment_experience_years": 1.0,
+            }
             money, enum_field, enum_value = "", "", ""
         value: bytes
         if kind == "non_json":

@@ -43,8 +43,8 @@ from faust.types import TP
 
 from schemas.decoder import Decoder
 from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_TICKS
+from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
-from state.decisions import format_ts
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from streams.http.views import register_web
@@ -642,7 +642,7 @@ class TierstreamService:
         )
         for p in owned:
             value = orjson.dumps(
-                {"event_id": f"tick-{p}-{now_ms}", "partition": p, "ts": format_ts(now_ms)}
+                {"event_id": f"tick-{p}-{now_ms}", "partition": p, "ts": format_ts_utc(now_ms)}
             )
             await self.app.producer.send(topic, None, value, p, None, None)
 

@@ -8,8 +8,8 @@ import zlib
 import orjson
 import pytest
 
+from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
-from state.decisions import format_ts
 from state.rules import load_rules
 from streams.pipeline.processor import BatchProcessor, RawMessage
 from streams.pipeline.state_cache import StateCache
@@ -58,7 +58,11 @@ def test_capacity_zero_keeps_nothing_and_negative_is_refused() -> None:
 
 def _tick(partition: int, ts_ms: int) -> RawMessage:
     value = orjson.dumps(
-        {"event_id": f"tick-{partition}-{ts_ms}", "partition": partition, "ts": format_ts(ts_ms)}
+        {
+            "event_id": f"tick-{partition}-{ts_ms}",
+            "partition": partition,
+            "ts": format_ts_utc(ts_ms),
+        }
     )
     return RawMessage("ticks", partition, 0, None, value, ts_ms)
 

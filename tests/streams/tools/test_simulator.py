@@ -32,7 +32,7 @@ from streams.tools.simulator import (
     SimConfig,
     SimRecord,
     Simulator,
-    format_ts,
+    format_ts_bank_time,
     is_bad,
     tier_of,
 )
@@ -130,7 +130,7 @@ def test_wire_format_is_rfc3339_with_offset_and_decimal_strings() -> None:
         assert isinstance(ev["amount"], str) and Decimal(ev["amount"]) > 0
         assert Decimal(ev["amount"]) == Decimal(ev["amount"]).quantize(Decimal("0.01"))
         assert isinstance(ev["balance_after"], str)
-    assert format_ts(1_767_196_800_000) == "2026-01-01T00:00:00.000+08:00"
+    assert format_ts_bank_time(1_767_196_800_000) == "2026-01-01T00:00:00.000+08:00"
 
 
 # --- faults ------------------------------------------------------------------------------
