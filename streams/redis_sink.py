@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from streams.metrics import Metrics
+from streams.settings import SecurityConfigError
 
 log = logging.getLogger(__name__)
 
@@ -200,3 +201,45 @@ async def read_profile(client: aioredis.Redis, prefix: str, customer_id: str) ->
 
 def _text(b: bytes | str) -> str:
     return b.decode() if isinstance(b, bytes) else b
+
+
+#: Every Redis command the service sends: all of them from this module but PING (the
+#: health view, streams/http/views.py). Checked by tests/integration/test_security_redis.py
+#: (which runs the worker under exactly these rules and finds no denial in ``ACL LOG``):
+#: PING (health), HGETALL (profile reads, tier counts), EVALSHA + SCRIPT LOAD/EXISTS
+#: (the versioned upsert script, loaded by redis-py's pipeline), and HGET/HSET/HINCRBY
+#: (called inside that script; Redis checks script calls against the user's ACL too);
+#: EXISTS + SET on ``<prefix>synced:<partition>`` markers (detecting a Redis that lost
+#: its data: the worker's resync) and SCAN + HGET for the Pareto gauge (every 60 s).
+REDIS_ACL_COMMANDS: tuple[str, ...] = (
+    "ping",
+    "hgetall",
+    "evalsha",
+    "script|load",
+    "script|exists",
+    "hget",
+    "hset",
+    "hincrby",
+    "exists",
+    "set",
+    "scan",
+)
+
+
+def redis_acl_rules(prefix: str) -> list[str]:
+    """``ACL SETUSER <user> on >password`` rules: the key prefix and the commands only.
+
+    No pub/sub channels, no other keys, no admin or dangerous commands (``-@all``
+    first, then the allow-list).
+    """
+    if not prefix or any(ch in prefix for ch in "*?[]\\ "):
+        raise SecurityConfigError(
+            f"Redis key prefix must be non-empty, without glob chars: {prefix!r}"
+        )
+    return [
+        "resetkeys",
+        f"~{prefix}*",
+        "resetchannels",
+        "-@all",
+        *(f"+{c}" for c in REDIS_ACL_COMMANDS),
+    ]

@@ -1,19 +1,24 @@
 """Service configuration: environment variables with matching CLI flags.
 
-Every setting has one environment variable (documented in the README's configuration
-table) and the CLI flag of the same name overrides it. Kafka SASL/SSL settings are
-passed through from ``KAFKA_*`` variables so a bank can point the service at a secured
-cluster without code changes; secrets are never logged (``redacted()``).
+The one configuration root: every setting of every command, the HTTP API's security
+included, is read here and nowhere else. Every setting has one environment variable
+(documented in the README's configuration table) and the CLI flag of the same name
+overrides it. Kafka SASL/SSL settings are passed through from ``KAFKA_*`` variables so
+a bank can point the service at a secured cluster without code changes; secrets are
+never logged (``redacted()``, ``redact_url``). The rules on credentials live with them:
+``Settings.redis_credentials`` refuses a Redis user without a password, and a bad
+security value raises ``SecurityConfigError`` naming the variable.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS
-from streams.security import redact_url
 
 #: Kafka security settings passed through to every client (env name -> librdkafka key).
 _KAFKA_SECURITY_ENV = {
@@ -27,6 +32,71 @@ _KAFKA_SECURITY_ENV = {
     "KAFKA_SSL_KEY_PASSWORD": "ssl.key.password",
 }
 _SECRET_KEYS = {"sasl.password", "ssl.key.password"}
+
+
+class SecurityConfigError(ValueError):
+    """A security setting is invalid; the message names the variable."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for logs and error messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+
+
+@dataclass(frozen=True)
+class RedisCredentials:
+    """The ACL user and password the service connects with (``AUTH user pass``)."""
+
+    username: str | None
+    password: str | None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The HTTP API's security settings, as written in the environment.
+
+    Read here with everything else; validated by ``streams.http.access.WebSecurity``
+    when the worker builds its HTTP API, so a bad value stops the worker at start-up
+    with a message naming the variable, while commands without an HTTP API (simulate,
+    report, ...) are not stopped by a setting they never use. docs/security.md lists
+    them.
+    """
+
+    api_auth: str | None = None  # TIERSTREAM_API_AUTH: required | disabled
+    api_tokens: str = ""  # TIERSTREAM_API_TOKENS: name:role:sha256,... (digests only)
+    api_tokens_file: str | None = None  # TIERSTREAM_API_TOKENS_FILE
+    metrics_public: str | None = None  # TIERSTREAM_METRICS_PUBLIC: true | false
+    tls_cert: str | None = None  # TIERSTREAM_WEB_TLS_CERT
+    tls_key: str | None = None  # TIERSTREAM_WEB_TLS_KEY
+    tls_key_password: str | None = None  # TIERSTREAM_WEB_TLS_KEY_PASSWORD
+    audit_timeout: str | None = None  # TIERSTREAM_AUDIT_TIMEOUT: seconds in (0, 120]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebSettings:
+        return cls(
+            api_auth=env.get("TIERSTREAM_API_AUTH") or None,
+            api_tokens=env.get("TIERSTREAM_API_TOKENS", ""),
+            api_tokens_file=env.get("TIERSTREAM_API_TOKENS_FILE") or None,
+            metrics_public=env.get("TIERSTREAM_METRICS_PUBLIC"),
+            tls_cert=env.get("TIERSTREAM_WEB_TLS_CERT") or None,
+            tls_key=env.get("TIERSTREAM_WEB_TLS_KEY") or None,
+            tls_key_password=env.get("TIERSTREAM_WEB_TLS_KEY_PASSWORD") or None,
+            audit_timeout=env.get("TIERSTREAM_AUDIT_TIMEOUT") or None,
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """Safe for logs: the key password and the token digests replaced."""
+        out = dict(self.__dict__)
+        out["api_tokens"] = "***" if self.api_tokens else ""
+        out["tls_key_password"] = "***" if self.tls_key_password else None
+        return out
 
 
 @dataclass(frozen=True)
@@ -53,9 +123,10 @@ class Settings:
     #: Standby replicas of the state table (warm copies on other workers).
     standby_replicas: int = 0
     kafka_security: dict[str, str] = field(default_factory=dict)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         sec = {key: e[name] for name, key in _KAFKA_SECURITY_ENV.items() if e.get(name)}
         d = cls()
@@ -79,6 +150,7 @@ class Settings:
             session_timeout=float(e.get("TIERSTREAM_SESSION_TIMEOUT", d.session_timeout)),
             standby_replicas=int(e.get("TIERSTREAM_STANDBY_REPLICAS", d.standby_replicas)),
             kafka_security=sec,
+            web=WebSettings.from_env(e),
         )
 
     def with_overrides(self, **kw: Any) -> Settings:
@@ -130,12 +202,30 @@ class Settings:
             }
         )
 
+    def redis_credentials(self) -> RedisCredentials:
+        """Credentials from ``REDIS_USERNAME``/``REDIS_PASSWORD``, else from the URL.
+
+        The variables win so a URL can stay in a config map while the password sits in a
+        secret store. A username without any password is refused: ACL users the service
+        should use always have one (``nopass`` users defeat the point). The worker
+        connects with these, so the rule holds from its start-up on.
+        """
+        parts = urlsplit(self.redis_url)
+        user = self.redis_username or (unquote(parts.username) if parts.username else None)
+        password = self.redis_password or (unquote(parts.password) if parts.password else None)
+        if user and not password:
+            raise SecurityConfigError(
+                "Redis user given without a password (set REDIS_PASSWORD or put it in REDIS_URL)"
+            )
+        return RedisCredentials(user or None, password or None)
+
     def redacted(self) -> dict[str, Any]:
         """Settings safe to log: secrets replaced."""
-        out = {k: v for k, v in self.__dict__.items() if k != "kafka_security"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("kafka_security", "web")}
         out["redis_password"] = "***" if self.redis_password else None
         out["redis_url"] = redact_url(self.redis_url)
         out["kafka_security"] = {
             k: ("***" if k in _SECRET_KEYS else v) for k, v in self.kafka_security.items()
         }
+        out["web"] = self.web.redacted()
         return out

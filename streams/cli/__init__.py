@@ -45,12 +45,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.security import KafkaAuthError, SecurityConfigError, kafka_preflight
+    from streams.kafka_access import KafkaAuthError, kafka_preflight
+    from streams.settings import SecurityConfigError
     from streams.topics import TopologyError, verify_copartitioned
     from streams.worker.service import EXIT_FATAL, TierstreamService, WorkerTuning, run_worker
 
     settings = settings_from_args(args)
     try:
+        settings.redis_credentials()  # no Redis user without a password
         kafka_preflight(settings.confluent_config())
         verify_copartitioned(settings)
     except (KafkaAuthError, SecurityConfigError) as exc:
@@ -77,7 +79,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from streams.security import KafkaAuthError, SecurityConfigError, kafka_preflight
+    from streams.kafka_access import KafkaAuthError, kafka_preflight
+    from streams.settings import SecurityConfigError
     from streams.topics import TopologyError, create_topics
 
     settings = settings_from_args(args)

@@ -23,26 +23,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import faust
+import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 from prometheus_client import Counter
 
+from streams.http.access import AccessControl, Denied, WebSecurity
 from streams.http.audit import AUDIT_TOPIC, AuditLog, AuditUnavailable, profile_read
-from streams.http.tokens import (
-    ROLE_CRM,
-    ROLE_OPS,
-    Principal,
-    TokenStore,
-    TokenStoreError,
-    bearer_token,
-)
+from streams.http.tokens import ROLE_CRM, ROLE_OPS, Principal
+from streams.metrics import Metrics
 from streams.redis_sink import read_profile
-from streams.security import WebSecurity
-
-if TYPE_CHECKING:
-    from streams.worker.service import TierstreamService
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,66 +50,34 @@ def valid_customer_id(customer_id: str) -> bool:
     )
 
 
-class Denied(Exception):
-    """Authentication or authorisation failed; carries the HTTP answer."""
+class WorkerStatus(Protocol):
+    """What ``/health`` shows of the worker (``TierstreamService`` provides it).
 
-    def __init__(self, status: int, error: str) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
+    A protocol rather than the service itself, so the HTTP layer imports nothing from
+    streams/worker/ (tests/test_layers.py) and can be served by anything that answers.
+    """
 
+    @property
+    def batches_done(self) -> int: ...
 
-class AccessControl:
-    """Turns a request's Authorization header into a principal and checks roles."""
+    def assigned_input_partitions(self) -> int: ...
 
-    def __init__(self, config: WebSecurity, store: TokenStore) -> None:
-        self.config = config
-        self.store = store
-
-    def principal(self, request: Request) -> Principal | None:
-        """The caller, or None when no Authorization header was sent.
-
-        A header that is present but malformed, or a token nobody issued, is a 401:
-        silently treating it as anonymous would hide a misconfigured client.
-        """
-        header = request.headers.get("Authorization")
-        if header is None:
-            return None
-        token = bearer_token(header)
-        try:
-            who = self.store.authenticate(token) if token is not None else None
-        except TokenStoreError as exc:
-            log.error("API tokens unavailable, refusing authenticated requests: %s", exc)
-            raise Denied(503, "authentication unavailable") from None
-        if who is None:
-            raise Denied(401, "invalid token")
-        return who
-
-    def require(self, request: Request, role: str) -> Principal | None:
-        """The caller if it holds ``role``; raises Denied (401/403) otherwise.
-
-        Returns None only when authentication is disabled by configuration.
-        """
-        if not self.config.auth_required:
-            return None
-        who = self.principal(request)
-        if who is None:
-            raise Denied(401, "authentication required")
-        if who.role != role:
-            raise Denied(403, "forbidden")
-        return who
-
-    def has_role(self, request: Request, role: str) -> bool:
-        """For endpoints that are open but show more to ``role``."""
-        if not self.config.auth_required:
-            return True
-        who = self.principal(request)
-        return who is not None and who.role == role
+    def recovering(self) -> bool: ...
 
 
-def register_web(app: faust.App, service: TierstreamService) -> None:
-    """Register the views, HTTPS and the audit topic on ``app`` (before it starts)."""
-    config = WebSecurity.from_env()
+def register_web(
+    app: faust.App,
+    settings: Settings,
+    redis: aioredis.Redis,
+    metrics: Metrics,
+    worker: WorkerStatus,
+) -> None:
+    """Register the views, HTTPS and the audit topic on ``app`` (before it starts).
+
+    The security configuration comes from ``settings.web`` (read with every other
+    setting) and is checked here, before the app starts: a bad value stops start-up.
+    """
+    config = WebSecurity.from_settings(settings.web)
     store = config.token_store()
     access = AccessControl(config, store)
     _harden_faust_web(app, config)
@@ -129,7 +90,7 @@ def register_web(app: faust.App, service: TierstreamService) -> None:
         )
     log.info("web security: %s", config.describe())
 
-    registry = service.metrics.registry
+    registry = metrics.registry
     requests = Counter(
         "tierstream_http_requests_total",
         "HTTP requests by endpoint and status code.",
@@ -137,7 +98,7 @@ def register_web(app: faust.App, service: TierstreamService) -> None:
         registry=registry,
     )
     audit_topic = app.topic(
-        service.settings.topic(AUDIT_TOPIC), key_serializer="raw", value_serializer="raw"
+        settings.topic(AUDIT_TOPIC), key_serializer="raw", value_serializer="raw"
     )
     audit = AuditLog(audit_topic, config.audit_timeout_s, registry)
 
@@ -173,9 +134,7 @@ def register_web(app: faust.App, service: TierstreamService) -> None:
                 return d.status, {"error": d.error}, challenge(d.status)
             name, role = (who.name, who.role) if who else ("anonymous", None)
             try:
-                profile = await read_profile(
-                    service.redis, service.settings.redis_key_prefix, customer_id
-                )
+                profile = await read_profile(redis, settings.redis_key_prefix, customer_id)
             except Exception as exc:  # Redis down or refusing: audited as an error
                 log.warning("profile read failed: %s", type(exc).__name__)
                 with contextlib.suppress(AuditUnavailable):
@@ -194,13 +153,13 @@ def register_web(app: faust.App, service: TierstreamService) -> None:
         async def get(self, request: Request) -> Response:
             redis_ok = True
             try:
-                await service.redis.ping()
+                await redis.ping()
             except Exception:
                 redis_ok = False
             status = 200 if redis_ok else 503
             body: dict[str, object] = {
                 "status": "ok" if redis_ok else "degraded",
-                "assigned_partitions": service.assigned_input_partitions(),
+                "assigned_partitions": worker.assigned_input_partitions(),
             }
             try:
                 details = access.has_role(request, ROLE_OPS)
@@ -211,8 +170,8 @@ def register_web(app: faust.App, service: TierstreamService) -> None:
                 body.update(
                     {
                         "redis": redis_ok,
-                        "recovering": service.recovering(),
-                        "batches_processed": service.batches_done,
+                        "recovering": worker.recovering(),
+                        "batches_processed": worker.batches_done,
                     }
                 )
             requests.labels("health", str(status)).inc()
@@ -230,7 +189,7 @@ def register_web(app: faust.App, service: TierstreamService) -> None:
                     )
             requests.labels("metrics", "200").inc()
             return self.bytes(
-                service.metrics.exposition(),
+                metrics.exposition(),
                 content_type="text/plain; version=0.0.4",
             )
 

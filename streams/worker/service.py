@@ -163,7 +163,9 @@ class TierstreamService:
             BadInputGuard(self.tuning.bad_window, self.tuning.bad_max_share),
             cache=self.state_cache if self.tuning.state_cache else None,
         )
-        self.redis = connect(settings.redis_url, settings.redis_password, settings.redis_username)
+        # the credential rule (no Redis user without a password) holds from start-up on
+        creds = settings.redis_credentials()
+        self.redis = connect(settings.redis_url, creds.password, creds.username)
         self.sink = RedisProfileSink(self.redis, settings.redis_key_prefix, self.metrics)
         self.batches_done = 0
         #: (decoded, faust message, monotonic time of intake)
@@ -265,7 +267,7 @@ class TierstreamService:
             async with self._lock:
                 self.state_cache.drop_partitions({tp.partition for tp in assigned})
 
-        register_web(app, self)
+        register_web(app, s, self.redis, self.metrics, self)
         return app
 
     def _install_bulk_recovery(self, app: faust.App) -> None:

@@ -4,7 +4,7 @@ A module-scoped fixture starts ``KAFKA_SASL=1 KAFKA_AUTHORIZER=1 deploy/local/ka
 on free ports in a temporary run directory — SCRAM-SHA-512 credentials for ``admin``
 (super user) and ``tierstream`` are made at format time — and wipes it at the end.
 The worker then runs end to end as ``tierstream`` with only the ACLs
-``streams.security.kafka_acls`` documents, which proves the set is enough; wrong
+``streams.kafka_access.kafka_acls`` documents, which proves the set is enough; wrong
 credentials must fail within seconds with a message that names the cause.
 """
 
@@ -32,7 +32,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from state.rules import load_rules
 from streams.http.audit import AUDIT_TOPIC
-from streams.security import KafkaAuthError, kafka_acls, kafka_preflight
+from streams.kafka_access import KafkaAuthError, kafka_acls, kafka_preflight
 from streams.settings import Settings
 from streams.topics import topic_specs
 from tests.conftest import DEPLOY_DIR, REPO_ROOT
@@ -119,7 +119,7 @@ def _settings(broker: ScramBroker, user: str, password: str, tmp_path: Path) -> 
 
 
 def _grant(admin: AdminClient, settings: Settings, principal: str) -> int:
-    """Apply exactly the documented ACL set (streams.security.kafka_acls)."""
+    """Apply exactly the documented ACL set (streams.kafka_access.kafka_acls)."""
     kinds = {
         "topic": ResourceType.TOPIC,
         "group": ResourceType.GROUP,

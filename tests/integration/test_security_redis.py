@@ -1,7 +1,7 @@
 """The service under a least-privilege Redis ACL user, on the real Redis.
 
 The ACL user is made on the shared server with the rules docs/security.md documents
-(``streams.security.redis_acl_rules``: only this test's key prefix, only the commands
+(``streams.redis_sink.redis_acl_rules``: only this test's key prefix, only the commands
 the service sends) and deleted afterwards. ``ACL LOG`` is the witness: after the
 service ran, the only denials recorded for the user are the ones the test provoked on
 purpose, so the documented set is both sufficient and enforced.
@@ -26,8 +26,13 @@ from state.rules import load_rules
 from streams.http.audit import AUDIT_TOPIC
 from streams.http.tokens import hash_token, new_token
 from streams.metrics import Metrics
-from streams.redis_sink import RedisProfileSink, connect, profile_key, read_profile
-from streams.security import redis_acl_rules, redis_credentials
+from streams.redis_sink import (
+    RedisProfileSink,
+    connect,
+    profile_key,
+    read_profile,
+    redis_acl_rules,
+)
 from streams.settings import Settings
 from streams.tools.report import aum_top_share
 from tests.integration.harness import WorkerProcess, produce, wait_caught_up, wait_until
@@ -87,7 +92,7 @@ def test_sink_works_under_the_acl_user_and_nothing_else_is_allowed(
     user, password, url = acl_user
     admin = redis.Redis.from_url(redis_url)
     # The credentials parse the way the worker reads them (URL or REDIS_USERNAME/PASSWORD).
-    creds = redis_credentials(url, env={})
+    creds = Settings.from_env({"REDIS_URL": url}).redis_credentials()
     assert (creds.username, creds.password) == (user, password)
 
     async def run() -> None:
