@@ -1,10 +1,13 @@
-"""Customer profiles in Redis, for the CRM's 360° view.
+"""Customer profiles in Redis, for the CRM's 360° view: the key layout, writes, reads.
 
-Layout (prefix configurable, default ``tierstream:``):
+Layout (prefix configurable, default ``tierstream:``), spelled out in this module only
+(``profile_key``, ``profile_key_pattern``, ``tier_counts_key``, ``synced_key``):
 
 * ``<prefix>customer:<customer_id>`` — a hash of profile fields (state/profile.py),
   including ``version``, a per-customer counter that grows with every applied event;
-* ``<prefix>tier-counts`` — a hash tier -> number of customers, for fast totals.
+* ``<prefix>tier-counts`` — a hash tier -> number of customers, for fast totals;
+* ``<prefix>synced:<partition>`` — set once a worker has written every profile of the
+  partition: a Redis that restarted empty has none, so the owners rewrite theirs.
 
 Writes go through one Lua script per chunk of profiles that compares versions, so
 they are idempotent and ordered: a replay, a rebalance or a slow worker can never move
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -85,12 +90,37 @@ return written
 _CHUNK = 200
 
 
+_PROFILE = "customer:"
+#: Keys asked of SCAN per step; profile keys fetched per pipelined HGETALL round.
+_SCAN_COUNT = 1000
+_FETCH_CHUNK = 500
+
+
 def profile_key(prefix: str, customer_id: str) -> str:
-    return f"{prefix}customer:{customer_id}"
+    return f"{prefix}{_PROFILE}{customer_id}"
+
+
+def profile_key_pattern(prefix: str) -> str:
+    """The SCAN ``MATCH`` pattern of every profile key under ``prefix``.
+
+    A prefix with glob characters would match other deployments' keys: refused.
+    """
+    if any(ch in prefix for ch in "*?[]\\"):
+        raise ValueError(f"Redis prefix must not contain glob characters: {prefix!r}")
+    return f"{prefix}{_PROFILE}*"
+
+
+def customer_id_of(prefix: str, key: bytes | str) -> str:
+    """The customer id of a profile key (the inverse of ``profile_key``)."""
+    return _text(key)[len(prefix) + len(_PROFILE) :]
 
 
 def tier_counts_key(prefix: str) -> str:
     return f"{prefix}tier-counts"
+
+
+def synced_key(prefix: str, partition: int) -> str:
+    return f"{prefix}synced:{partition}"
 
 
 def upsert_calls(
@@ -170,7 +200,7 @@ class RedisProfileSink:
         return sum(int(r) for r in results)
 
     def _synced_key(self, partition: int) -> str:
-        return f"{self.prefix}synced:{partition}"
+        return synced_key(self.prefix, partition)
 
     async def unsynced(self, partitions: list[int]) -> list[int]:
         """Partitions whose 'synced' marker is missing: Redis lost (or never had) them.
@@ -197,6 +227,67 @@ class RedisProfileSink:
 async def read_profile(client: aioredis.Redis, prefix: str, customer_id: str) -> dict[str, str]:
     raw = await client.hgetall(profile_key(prefix, customer_id))
     return {_text(k): _text(v) for k, v in raw.items()}
+
+
+async def scan_profile_keys(client: Any, prefix: str) -> AsyncIterator[list[bytes]]:
+    """Every profile key under ``prefix``, in chunks, by SCAN (never KEYS: a scan does
+    not block a busy server)."""
+    chunk: list[bytes] = []
+    async for key in client.scan_iter(match=profile_key_pattern(prefix), count=_SCAN_COUNT):
+        chunk.append(key)
+        if len(chunk) >= _FETCH_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+#: One step of the AUM scan, run inside Redis: SCAN one cursor step over the profile
+#: keys and return the next cursor with the ``aum_cny`` of every profile found that has
+#: one. Why a script: reading the values with a pipelined HGET per key cost the worker's
+#: event loop 14-18 µs of Python per profile (redis-py packs every command in Python):
+#: 1.4-1.8 s of CPU per refresh for 100,000 profiles, ~15 s a minute for a million. The
+#: script leaves one call per step and a reply that hiredis parses in C (0.02-0.04 s).
+#: It reads keys it was not handed (they come from SCAN), which a standalone Redis
+#: allows; SCAN's guarantee holds as before (every profile present for the whole scan is
+#: read at least once).
+_AUM_SCAN_LUA = """
+local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local values = {}
+for _, key in ipairs(step[2]) do
+  local v = redis.call('HGET', key, 'aum_cny')
+  if v and v ~= '' then values[#values + 1] = v end
+end
+return {step[1], values}
+"""
+
+
+async def aum_values(client: Any, prefix: str) -> tuple[list[Decimal], int]:
+    """The ``aum_cny`` of every profile under ``prefix`` that has one, and how many
+    values could not be read as a finite decimal (left out).
+
+    Reads only that field, one SCAN step at a time inside Redis (``_AUM_SCAN_LUA``).
+    """
+    scan_step = client.register_script(_AUM_SCAN_LUA)
+    match = profile_key_pattern(prefix)
+    values: list[Decimal] = []
+    bad = 0
+    cursor: bytes | int = 0
+    while True:
+        cursor, raw_values = await scan_step(keys=[], args=[cursor, match, _SCAN_COUNT])
+        for raw in raw_values:
+            try:
+                value = Decimal(_text(raw))
+            except InvalidOperation:
+                bad += 1
+                continue
+            if value.is_finite():
+                values.append(value)
+            else:
+                bad += 1
+        if int(cursor) == 0:
+            break
+    return values, bad
 
 
 def _text(b: bytes | str) -> str:

@@ -8,31 +8,25 @@ so a report on a production Redis does not block it.
 Money stays ``Decimal`` from the profile strings to the sums; only the ratios that are
 plotted or exported as a gauge become floats at the very end.
 
-``top_share`` and ``aum_top_share`` are shared with the worker, which exports the top-20%
-AUM share as the gauge ``tierstream_aum_top20_share`` (wealth concentration is the first
-thing a private bank's management looks at, and a sudden move in it means data trouble
-or a large client leaving).
+The top-20% AUM share comes from streams/concentration.py, which the worker's gauge
+``tierstream_aum_top20_share`` uses too; the key layout comes from streams/redis_sink.py.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from state.decisions import TIERS
 from state.rfm import SEGMENTS
-
-log = logging.getLogger(__name__)
+from streams.concentration import top_share
+from streams.redis_sink import customer_id_of, scan_profile_keys
 
 #: Tiers whose customers count as high-value for the churn-risk list.
 HIGH_VALUE_TIERS = ("affluent", "hnw", "private")
-_SCAN_COUNT = 1000
-_FETCH_CHUNK = 500
 
 
 class ProfileError(ValueError):
@@ -104,24 +98,6 @@ def _text(b: bytes | str) -> str:
     return b.decode() if isinstance(b, bytes) else b
 
 
-def _check_prefix(prefix: str) -> None:
-    if any(ch in prefix for ch in "*?[]\\"):
-        raise ValueError(f"Redis prefix must not contain glob characters: {prefix!r}")
-
-
-async def _profile_keys(client: Any, prefix: str) -> AsyncIterator[list[bytes]]:
-    """Profile keys in chunks, by SCAN (non-blocking on a busy server)."""
-    _check_prefix(prefix)
-    chunk: list[bytes] = []
-    async for key in client.scan_iter(match=f"{prefix}customer:*", count=_SCAN_COUNT):
-        chunk.append(key)
-        if len(chunk) >= _FETCH_CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 @dataclass
 class LoadedProfiles:
     rows: list[ProfileRow] = field(default_factory=list)
@@ -136,13 +112,12 @@ async def load_profiles(client: Any, prefix: str) -> LoadedProfiles:
     ``problems`` and the report shows it.
     """
     out = LoadedProfiles()
-    start = len(prefix) + len("customer:")
-    async for keys in _profile_keys(client, prefix):
+    async for keys in scan_profile_keys(client, prefix):
         pipe = client.pipeline(transaction=False)
         for k in keys:
             pipe.hgetall(k)
         for key, raw in zip(keys, await pipe.execute(), strict=True):
-            cid = _text(key)[start:]
+            cid = customer_id_of(prefix, key)
             if not raw:  # deleted between SCAN and HGETALL
                 continue
             fields = {_text(f): _text(v) for f, v in raw.items()}
@@ -152,23 +127,6 @@ async def load_profiles(client: Any, prefix: str) -> LoadedProfiles:
                 out.problems.append((cid, str(exc)))
     out.rows.sort(key=lambda r: r.customer_id)
     return out
-
-
-def top_share(aum_values: list[Decimal], share: float = 0.2) -> float:
-    """Share of the total AUM held by the richest ``share`` of customers (0.0 .. 1.0).
-
-    The top group is ``ceil(n * share)`` customers, so a small bank still has at least
-    one. Negative AUM (an overdrawn current account) counts as zero: concentration is
-    about who holds the assets. Sums are exact; 0.0 when nobody holds anything.
-    """
-    if not 0 < share <= 1:
-        raise ValueError(f"share must be within (0, 1], got {share}")
-    values = sorted((max(v, Decimal(0)) for v in aum_values), reverse=True)
-    total = sum(values, Decimal(0))
-    if not values or total == 0:
-        return 0.0
-    k = max(1, math.ceil(len(values) * share - 1e-9))
-    return float(sum(values[:k], Decimal(0)) / total)
 
 
 def lorenz_curve(aum_values: Iterable[Decimal]) -> tuple[list[float], list[float]]:
@@ -184,57 +142,6 @@ def lorenz_curve(aum_values: Iterable[Decimal]) -> tuple[list[float], list[float
         xs.append(i / n)
         ys.append(float(running / total) if total else i / n)
     return xs, ys
-
-
-#: One step of the gauge's scan, run inside Redis: SCAN one cursor step over the profile
-#: keys and return the next cursor with the ``aum_cny`` of every profile found that has
-#: one. Why a script: reading the values with a pipelined HGET per key cost the worker's
-#: event loop 14-18 µs of Python per profile (redis-py packs every command in Python):
-#: 1.4-1.8 s of CPU per refresh for 100,000 profiles, ~15 s a minute for a million. The
-#: script leaves one call per step and a reply that hiredis parses in C (0.02-0.04 s).
-#: It reads keys it was not handed (they come from SCAN), which a standalone Redis
-#: allows; SCAN's guarantee holds as before (every profile present for the whole scan is
-#: read at least once).
-_AUM_SCAN_LUA = """
-local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-local values = {}
-for _, key in ipairs(step[2]) do
-  local v = redis.call('HGET', key, 'aum_cny')
-  if v and v ~= '' then values[#values + 1] = v end
-end
-return {step[1], values}
-"""
-
-
-async def aum_top_share(client: Any, prefix: str, share: float = 0.2) -> float:
-    """The top-``share`` AUM share over every profile in Redis (the worker's gauge).
-
-    Reads only ``aum_cny``, one SCAN step at a time inside Redis (``_AUM_SCAN_LUA``).
-    Unreadable values are logged and left out; profiles without AUM yet are left out.
-    """
-    _check_prefix(prefix)
-    scan_step = client.register_script(_AUM_SCAN_LUA)
-    match = f"{prefix}customer:*"
-    values: list[Decimal] = []
-    bad = 0
-    cursor: bytes | int = 0
-    while True:
-        cursor, raw_values = await scan_step(keys=[], args=[cursor, match, _SCAN_COUNT])
-        for raw in raw_values:
-            try:
-                value = Decimal(_text(raw))
-            except InvalidOperation:
-                bad += 1
-                continue
-            if value.is_finite():
-                values.append(value)
-            else:
-                bad += 1
-        if int(cursor) == 0:
-            break
-    if bad:
-        log.warning("aum_top_share: %d profiles with an unreadable aum_cny were left out", bad)
-    return top_share(values, share)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
+from streams.concentration import aum_top_share
 from streams.http.views import register_web
 from streams.metrics import Metrics, observe_many
 from streams.pipeline.aligner import InputAligner
@@ -62,7 +63,6 @@ from streams.pipeline.processor import (
 from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.redis_sink import RedisProfileSink, connect
 from streams.settings import Settings
-from streams.tools.report import aum_top_share
 from streams.topics import STATE_TABLE, changelog_topic
 from streams.worker.acked_producer import AckedProducer
 from streams.worker.end_offsets import EndOffsets

@@ -23,6 +23,7 @@ from confluent_kafka.cimpl import NewTopic
 from redis.exceptions import NoPermissionError, ResponseError
 
 from state.rules import load_rules
+from streams.concentration import aum_top_share
 from streams.http.audit import AUDIT_TOPIC
 from streams.http.tokens import hash_token, new_token
 from streams.metrics import Metrics
@@ -34,7 +35,6 @@ from streams.redis_sink import (
     redis_acl_rules,
 )
 from streams.settings import Settings
-from streams.tools.report import aum_top_share
 from tests.integration.harness import WorkerProcess, produce, wait_caught_up, wait_until
 from tests.integration.oracle import recompute
 from tests.integration.scenario import scripted_bank

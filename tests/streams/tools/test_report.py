@@ -19,19 +19,18 @@ import redis
 import redis.asyncio as aioredis
 
 from state.rules import load_rules
+from streams import redis_sink
+from streams.concentration import aum_top_share, top_share
 from streams.metrics import Metrics
 from streams.pipeline.processor import BatchProcessor, RawMessage
 from streams.redis_sink import RedisProfileSink, tier_counts_key
-from streams.tools import report as report_module
 from streams.tools.report import (
     LoadedProfiles,
     ProfileError,
-    aum_top_share,
     build_report,
     load_profiles,
     lorenz_curve,
     parse_profile,
-    top_share,
 )
 from streams.tools.report_render import CHARTS, add_report_parser
 from streams.tools.simulator import SimConfig, Simulator
@@ -56,30 +55,6 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 # -- pure figures --------------------------------------------------------------------
-
-
-def test_top_share_exact_on_a_known_bank() -> None:
-    # 8 customers with 1,000 and 2 with 46,000: the top 20% (2 of 10) hold 92/100.
-    values = [D("1000.00")] * 8 + [D("46000.00")] * 2
-    assert top_share(values) == pytest.approx(0.92)
-    assert top_share(values, 0.1) == pytest.approx(0.46)
-    assert top_share(values, 1.0) == 1.0
-
-
-def test_top_share_small_banks_negatives_and_empty() -> None:
-    # ceil(3 * 0.2) = 1 customer; an overdraft counts as zero, not as negative assets.
-    assert top_share([D("1"), D("2"), D("7")]) == pytest.approx(0.7)
-    assert top_share([D("-50"), D("10"), D("30")]) == pytest.approx(0.75)
-    assert top_share([]) == 0.0
-    assert top_share([D("0"), D("0")]) == 0.0
-    with pytest.raises(ValueError, match="share"):
-        top_share([D("1")], 0.0)
-
-
-def test_top_share_is_exact_for_money_that_floats_get_wrong() -> None:
-    # 0.1 + 0.2 in floats is not 0.3; in Decimal the top share of these is exactly 0.5.
-    values = [D("0.1"), D("0.2"), D("0.3")]
-    assert top_share(values) == 0.5
 
 
 def test_lorenz_curve_runs_from_zero_to_one_and_bows_below_equality() -> None:
@@ -208,7 +183,7 @@ async def test_aum_top_share_gauge_matches_the_report(
 ) -> None:
     """Exact over every profile, whether the scan takes one step or dozens (7 keys a
     step over 400 profiles among other tests' keys: a cursor bug would lose some)."""
-    monkeypatch.setattr(report_module, "_SCAN_COUNT", scan_count)
+    monkeypatch.setattr(redis_sink, "_SCAN_COUNT", scan_count)
     client = aioredis.from_url(redis_url)
     try:
         gauge = await aum_top_share(client, redis_key_prefix)
@@ -231,7 +206,7 @@ async def test_aum_top_share_leaves_out_unreadable_values_and_says_how_many(
         for cid, value in aum.items():
             await client.hset(f"{redis_key_prefix}customer:{cid}", "aum_cny", value)
         await client.hset(f"{redis_key_prefix}customer:NOAUM", "tier", "mass")
-        with caplog.at_level("WARNING", logger="streams.tools.report"):
+        with caplog.at_level("WARNING", logger="streams.concentration"):
             gauge = await aum_top_share(client, redis_key_prefix)
     finally:
         await client.aclose()
