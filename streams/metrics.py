@@ -3,23 +3,42 @@
 classes and partitions — never customer ids or personal data.
 
 Each worker owns a ``Metrics`` with its own registry, so tests (and several apps in
-one process) never share counters.
+one process) never share counters. Shared by the worker, the HTTP API and the Redis
+sink, so it imports no streams sub-package: a batch is observed through the
+``BatchTally`` protocol, which the pipeline's ``BatchResult`` satisfies.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from state.decisions import Alert, Offer, TierChange
-from streams.pipeline.processor import BatchResult
+from state.decisions import Alert, Decision, Offer, TierChange
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 #: Stages of one record's trip through the worker: finer at the low end, where the
 #: latency budget (~100 ms end to end) is spent.
 _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 30)
+
+
+class BatchTally(Protocol):
+    """What a processed batch reports (streams/pipeline/processor.py ``BatchResult``)."""
+
+    @property
+    def counts(self) -> Mapping[tuple[str, str], int]:
+        """(topic, result) -> events; result is applied | duplicate | late | dead_letter."""
+        ...
+
+    @property
+    def dead_letters(self) -> Mapping[tuple[str, str], int]:
+        """(topic, reason class) -> dead letters."""
+        ...
+
+    @property
+    def decisions(self) -> Sequence[Decision]: ...
 
 
 class Metrics:
@@ -175,7 +194,7 @@ class Metrics:
             registry=r,
         )
 
-    def observe_batch(self, result: BatchResult) -> None:
+    def observe_batch(self, result: BatchTally) -> None:
         for (topic, res), n in result.counts.items():
             self.events.labels(topic, res).inc(n)
         for (topic, reason), n in result.dead_letters.items():
