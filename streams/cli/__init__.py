@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import orjson
+
 from streams.cli.clv import add_clv_parser
 from streams.cli.simulate import add_sim_parsers
 from streams.cli.token import add_token_parser
@@ -48,7 +50,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.kafka_access import KafkaAuthError, kafka_preflight
     from streams.settings import SecurityConfigError
     from streams.topics import TopologyError, verify_copartitioned
-    from streams.worker.service import EXIT_FATAL, TierstreamService, WorkerTuning, run_worker
+    from streams.worker.loop import EXIT_FATAL
+    from streams.worker.service import TierstreamService, WorkerTuning, run_worker
 
     settings = settings_from_args(args)
     try:
@@ -100,7 +103,6 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from streams.redis_sink import connect, read_profile
-    from streams.worker.service import profile_json
 
     settings = settings_from_args(args)
 
@@ -117,6 +119,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(profile_json(profile).decode() + "\n")
     return 0
+
+
+def profile_json(profile: dict[str, str]) -> bytes:
+    return orjson.dumps(profile, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
 def build_parser() -> argparse.ArgumentParser:
