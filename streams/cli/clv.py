@@ -41,7 +41,7 @@ from state.value import (
 __all__ = [
     "CustomerSummary",
     "InputError",
-    "add_clv_parser",
+    "add_parser",
     "cmd_clv_fit",
     "cmd_clv_score",
     "params_from_json",
@@ -320,7 +320,7 @@ def cmd_clv_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_clv_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``clv fit`` and ``clv score`` on the main CLI's subparsers."""
     clv_parser = subparsers.add_parser(
         "clv", help="fit / apply the BG/NBD + Gamma-Gamma customer value models"

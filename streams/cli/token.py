@@ -73,7 +73,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_token_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Register ``token`` on the top-level ``tierstream`` subparsers (streams/cli.py)."""
     t = subparsers.add_parser("token", help="manage HTTP API bearer tokens")
     tsub = t.add_subparsers(dest="token_command", required=True)

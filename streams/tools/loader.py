@@ -2,6 +2,8 @@
 
 This is shell code (it talks to Kafka and reads the clock for rate limiting); what it
 produces comes from the pure simulator or from a file read by ``read_replay_file``.
+The replay file format is read and written here: ``write_jsonl`` writes the lines of
+``tierstream simulate --dry-run`` that ``read_replay_file`` turns back into records.
 
 Choices worth knowing:
 
@@ -39,14 +41,14 @@ from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import IO, Any, BinaryIO, Final
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.events import INPUT_TOPICS, TOPIC_ASSESSMENTS, TOPIC_PROFILES
 from streams.settings import Settings
-from streams.tools.simulator import SimRecord
+from streams.tools.simulator import SimRecord, is_bad
 
 #: Envelope fields of a replay line (removed before the event is produced).
 TOPIC_FIELD: Final = "topic"
@@ -502,3 +504,44 @@ def _event_ms(obj: dict[str, Any]) -> int:
     if dt.tzinfo is None:
         return 0
     return int(dt.timestamp() * 1000)
+
+
+def to_jsonl_line(label: str, rec: SimRecord) -> bytes:
+    """One ``--dry-run`` line (without newline) that ``replay`` turns back into ``rec``.
+
+    A good record is its JSON object with ``topic`` in front; a malformed one cannot be
+    embedded as JSON, so it travels base64-encoded in ``_raw_b64`` with its key.
+    """
+    if not is_bad(label) and rec.value[:1] == b"{" and rec.value[1:2] != b"}":
+        return b'{"' + TOPIC_FIELD.encode() + b'":' + orjson.dumps(rec.topic) + b"," + rec.value[1:]
+    return orjson.dumps(
+        {
+            TOPIC_FIELD: rec.topic,
+            KEY_FIELD: rec.key.decode("utf-8", "replace"),
+            RAW_FIELD: base64.b64encode(rec.value).decode(),
+            LABEL_FIELD: label,
+        }
+    )
+
+
+def write_jsonl(
+    labelled: Iterable[tuple[str, SimRecord]],
+    out: IO[bytes],
+    limit: int | None = None,
+    rate: float | None = None,
+    duration: float | None = None,
+) -> int:
+    """Write ``--dry-run`` lines; same limit/rate/duration semantics as producing."""
+    bucket = TokenBucket(rate) if rate else None
+    deadline = time.monotonic() + duration if duration is not None else None
+    n = 0
+    source = labelled if limit is None else islice(labelled, limit)
+    for label, rec in source:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        if bucket is not None:
+            bucket.take()
+        out.write(to_jsonl_line(label, rec) + b"\n")
+        n += 1
+    out.flush()
+    return n

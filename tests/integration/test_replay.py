@@ -10,7 +10,6 @@ murmur2 partitioner picks, so other producers a bank runs agree with ours.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -20,9 +19,15 @@ import pytest
 from confluent_kafka import Consumer, Message
 
 from schemas.events import INPUT_TOPICS
-from streams.cli.simulate import add_sim_parsers, write_jsonl
+from streams.cli import build_parser
 from streams.settings import Settings
-from streams.tools.loader import ProduceError, ReplayStats, produce_records, read_replay_file
+from streams.tools.loader import (
+    ProduceError,
+    ReplayStats,
+    produce_records,
+    read_replay_file,
+    write_jsonl,
+)
 from streams.tools.simulator import SimConfig, Simulator, is_bad
 from tests.conftest import MakeTopics
 
@@ -152,8 +157,7 @@ def test_replay_command_reports_progress_and_counts(
         "e2,C2,2026-03-01T09:00:01+08:00,sme,false,\n"
         "e3,C3,2026-03-01T09:00:02+08:00,vip,true,\n"
     )
-    parser = argparse.ArgumentParser()
-    add_sim_parsers(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(
         [
             "replay",

@@ -1,4 +1,4 @@
-"""``clv fit`` / ``clv score`` handlers, driven through a parser built by add_clv_parser."""
+"""``clv fit`` / ``clv score`` handlers, driven through the parser of streams/cli/clv.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from state.value import BgNbdParams, GammaGammaParams, clv, expected_purchases, p_alive
-from streams.cli.clv import add_clv_parser
+from streams.cli.clv import add_parser
 
 CDNOW = Path(__file__).resolve().parents[2] / "data" / "cdnow_summary.csv"
 
@@ -26,7 +26,7 @@ PARAMS_DOC = {
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="tierstream")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_clv_parser(sub)
+    add_parser(sub)
     args = parser.parse_args(argv)
     rc: int = args.func(args)
     return rc

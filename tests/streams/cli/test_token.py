@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli.token import add_token_parser
+from streams.cli.token import add_parser
 from streams.http.tokens import TokenStore, hash_token
 
 
@@ -15,7 +15,7 @@ def test_token_cli_prints_the_token_once_and_stores_its_hash(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = argparse.ArgumentParser()
-    add_token_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     path = tmp_path / "t.json"
     args = parser.parse_args(
         ["token", "create", "--name", "crm-app", "--role", "crm", "--file", str(path)]

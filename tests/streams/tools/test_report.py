@@ -7,7 +7,6 @@ tier counts), so the report is tested on the data it will meet.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import struct
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import redis.asyncio as aioredis
 
 from state.rules import load_rules
 from streams import redis_sink
+from streams.cli import main
 from streams.concentration import aum_top_share, top_share
 from streams.metrics import Metrics
 from streams.pipeline.processor import BatchProcessor, RawMessage
@@ -32,19 +32,14 @@ from streams.tools.report import (
     lorenz_curve,
     parse_profile,
 )
-from streams.tools.report_render import CHARTS, add_report_parser
+from streams.tools.report_render import CHARTS
 from streams.tools.simulator import SimConfig, Simulator
 
 D = Decimal
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="tierstream")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_report_parser(sub)
-    args = parser.parse_args(argv)
-    rc: int = args.func(args)
-    return rc
+    return main(argv)
 
 
 def _png_size(path: Path) -> tuple[int, int]:

@@ -9,7 +9,6 @@ customers really move across tier lines. And `--dry-run` output replays byte for
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -20,8 +19,15 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.cli.simulate import add_sim_parsers, to_jsonl_line, write_jsonl
-from streams.tools.loader import ReplayFileError, ReplayStats, TokenBucket, read_replay_file
+from streams.cli import build_parser
+from streams.tools.loader import (
+    ReplayFileError,
+    ReplayStats,
+    TokenBucket,
+    read_replay_file,
+    to_jsonl_line,
+    write_jsonl,
+)
 from streams.tools.simulator import (
     BAD_KINDS,
     DESIGN_TIER_MIX,
@@ -326,8 +332,7 @@ def test_dry_run_jsonl_replays_byte_for_byte(tmp_path: Path) -> None:
 def test_cli_dry_run_prints_the_simulator_stream(
     capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_sim_parsers(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(
         ["simulate", "--customers", "40", "--events", "200", "--seed", "6", "--dry-run"]
     )

@@ -1,0 +1,87 @@
+"""``tierstream report``: the management report as PNG charts plus a summary page.
+
+Reads every profile from Redis (streams/tools/report.py) and writes what
+streams/tools/report_render.py draws into ``--out``: ``tiers.png``, ``lorenz.png``,
+``rfm.png``, ``clv_by_tier.png``, ``report.md`` and ``report.html``. matplotlib is
+imported only when a report is written, not when the parser is built.
+
+Exit codes: 0 written, 1 Redis unreachable or no profiles under the prefix, 2 the output
+directory cannot be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from streams.settings import Settings
+from streams.tools.report import LoadedProfiles, build_report, load_profiles
+from streams.tools.report_render import write_report
+
+EXIT_OK = 0
+EXIT_NO_DATA = 1
+EXIT_OUTPUT = 2
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``report`` on the ``tierstream`` sub-command parser."""
+    p = subparsers.add_parser(
+        "report",
+        help="management report from the Redis profiles: PNG charts and a summary",
+        description="Read every customer profile from Redis (SCAN) and write charts "
+        "(tier distribution, AUM Lorenz curve with the top-20%% share, RFM grid, CLV by "
+        "tier) and report.md / report.html with the high-value customers most at risk.",
+    )
+    p.add_argument("--redis-url", help="Redis URL (env REDIS_URL)")
+    p.add_argument("--redis-prefix", help="Redis key prefix (env TIERSTREAM_REDIS_PREFIX)")
+    p.add_argument("--out", required=True, type=Path, help="output directory (created)")
+    p.add_argument("--top", type=int, default=20, help="customers in the churn-risk list")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = Settings.from_env().with_overrides(
+        redis_url=args.redis_url, redis_key_prefix=args.redis_prefix
+    )
+    try:
+        loaded = asyncio.run(_load(settings))
+    except (RedisError, OSError) as exc:
+        print(f"tierstream report: cannot read Redis: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
+    if not loaded.rows:
+        print(
+            f"tierstream report: no readable profiles under prefix "
+            f"{settings.redis_key_prefix!r} ({len(loaded.problems)} unreadable)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    report = build_report(loaded, churn_top=args.top)
+    try:
+        written = write_report(report, args.out, settings.redis_key_prefix)
+    except OSError as exc:
+        print(f"tierstream report: cannot write {args.out}: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    for problem in report.problems[:10]:
+        print(f"tierstream report: skipped profile {problem[0]}: {problem[1]}", file=sys.stderr)
+    print(
+        f"tierstream report: {report.customers} customers, top 20% hold "
+        f"{report.top20_share:.1%} of AUM; wrote {', '.join(p.name for p in written)} "
+        f"to {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+async def _load(settings: Settings) -> LoadedProfiles:
+    from streams.redis_sink import connect
+
+    client = connect(settings.redis_url, settings.redis_password)
+    try:
+        return await load_profiles(client, settings.redis_key_prefix)
+    finally:
+        await client.aclose()

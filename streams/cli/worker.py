@@ -1,0 +1,110 @@
+"""``tierstream worker``: run the stream processor (streams/worker/) in this process.
+
+Checks before it starts: the Redis credential rule, that Kafka accepts the credentials
+(``kafka_preflight``) and that the topics are co-partitioned; the worker itself is
+imported only here, so other commands never load faust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from streams.cli.common import add_kafka_flags, settings_from_args
+from streams.pipeline.state_cache import DEFAULT_CAPACITY
+
+
+def add_parser(sub: Any) -> None:
+    w = sub.add_parser("worker", help="run the stream processor (faust worker)")
+    add_kafka_flags(w, partitions=True)
+    w.add_argument("--redis-url", help="Redis URL, redis:// or rediss:// (env REDIS_URL)")
+    w.add_argument("--redis-prefix", help="Redis key prefix (env TIERSTREAM_REDIS_PREFIX)")
+    w.add_argument("--rules", help="rules file, TOML (env TIERSTREAM_RULES)")
+    w.add_argument("--store", help="table store: rocksdb:// or memory:// (env TIERSTREAM_STORE)")
+    w.add_argument("--web-host", help="HTTP host (env TIERSTREAM_WEB_HOST)")
+    w.add_argument("--web-port", type=int, help="HTTP port (env TIERSTREAM_WEB_PORT)")
+    w.add_argument("--app-id", help="consumer group / app id (env TIERSTREAM_APP_ID)")
+    w.add_argument("--data-dir", help="local state directory (env TIERSTREAM_DATA_DIR)")
+    w.add_argument(
+        "--processing-guarantee",
+        choices=["at_least_once", "exactly_once"],
+        help="env TIERSTREAM_PROCESSING_GUARANTEE",
+    )
+    w.add_argument("--batch-max", type=int, default=1000, help="max events per batch")
+    w.add_argument(
+        "--state-cache",
+        type=int,
+        default=DEFAULT_CAPACITY,
+        help="decoded customer states kept in memory between batches, ~5.5 KB each "
+        "(0: off, every state read from the store)",
+    )
+    w.add_argument(
+        "--batch-within",
+        type=float,
+        default=0.0,
+        help="extra seconds to wait for a batch to fill (0: take what is waiting)",
+    )
+    w.add_argument(
+        "--max-idle-ms",
+        type=int,
+        default=2000,
+        help="longest wait for an input partition whose end offset is unknown",
+    )
+    w.add_argument(
+        "--max-lag-wait-ms",
+        type=int,
+        default=2000,
+        help="longest wait for an input partition known to hold unfetched records",
+    )
+    w.add_argument(
+        "--max-future-skew-ms",
+        type=int,
+        default=300_000,
+        help="events stamped further in the future than this go to dead-letters",
+    )
+    w.add_argument(
+        "--restore-budget-s",
+        type=float,
+        default=None,
+        help="longest bulk changelog read per rebalance before faust's own recovery takes "
+        "the rest (default: 60%% of faust's broker request timeout; 0: faust's only)",
+    )
+    w.add_argument("--loglevel", default="info")
+    w.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.kafka_access import KafkaAuthError, kafka_preflight
+    from streams.settings import SecurityConfigError
+    from streams.topics import TopologyError, verify_copartitioned
+    from streams.worker.loop import EXIT_FATAL
+    from streams.worker.service import TierstreamService, WorkerTuning, run_worker
+
+    settings = settings_from_args(args)
+    try:
+        settings.redis_credentials()  # no Redis user without a password
+        kafka_preflight(settings.confluent_config())
+        verify_copartitioned(settings)
+    except (KafkaAuthError, SecurityConfigError) as exc:
+        print(f"tierstream worker: {exc}", file=sys.stderr)
+        return 2
+    except TopologyError as exc:
+        print(f"tierstream worker: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    tuning = WorkerTuning(
+        batch_max=args.batch_max,
+        batch_within=args.batch_within,
+        max_idle_ms=args.max_idle_ms,
+        max_lag_wait_ms=args.max_lag_wait_ms,
+        max_future_skew_ms=args.max_future_skew_ms,
+        restore_budget_s=args.restore_budget_s,
+        state_cache=args.state_cache,
+    )
+    service = TierstreamService(settings, tuning=tuning)
+    if settings.processing_guarantee == "exactly_once":
+        service.discard_uncommitted_local_state()
+    logging.getLogger("tierstream").info("settings: %s", settings.redacted())
+    run_worker(service, loglevel=args.loglevel)
+    return 0
