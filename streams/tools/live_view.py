@@ -284,60 +284,6 @@ def status_line(state: ViewState) -> str:
     )
 
 
-# -- demo reset --------------------------------------------------------------------------
-
-
-class UnsafeReset(RuntimeError):
-    """Refusing to delete topics or keys that may not belong to a demo."""
-
-
-def reset_demo(settings: Settings, timeout: float = 60.0) -> list[str]:
-    """Delete a previous demo run's topics, consumer group and Redis keys.
-
-    Why: the simulator replays the same synthetic bank from the same start time, so
-    on top of an old run's state every event would be a duplicate or late. Only a
-    deployment whose topic prefix and Redis prefix both contain ``demo`` is touched,
-    so a misdirected demo can never wipe a real deployment. Returns what it deleted.
-    """
-    import redis
-
-    from streams.topics import topic_specs
-
-    prefixes = (settings.topic_prefix, settings.redis_key_prefix)
-    if not all("demo" in p.lower() for p in prefixes):
-        raise UnsafeReset(
-            f"topic prefix {settings.topic_prefix!r} and Redis prefix "
-            f"{settings.redis_key_prefix!r} must both contain 'demo' to be reset"
-        )
-    if any(ch in settings.redis_key_prefix for ch in "*?[]\\"):
-        raise UnsafeReset(f"Redis prefix has glob characters: {settings.redis_key_prefix!r}")
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(settings.confluent_config())
-    wanted = {s.name for s in topic_specs(settings)}
-    existing = sorted(wanted & set(admin.list_topics(timeout=10).topics))
-    if existing:
-        for fut in admin.delete_topics(existing, operation_timeout=30).values():
-            with contextlib.suppress(KafkaException):  # already being deleted
-                fut.result()
-    with contextlib.suppress(KafkaException):  # no such group: nothing to delete
-        for fut in admin.delete_consumer_groups([settings.app_id]).values():
-            fut.result()
-    deadline = time.monotonic() + timeout
-    while set(existing) & set(admin.list_topics(timeout=10).topics):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"demo topics still present after {timeout:.0f}s: {existing}")
-        time.sleep(0.5)
-    client = redis.Redis.from_url(settings.redis_url, password=settings.redis_password)
-    try:
-        keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i : i + 1000])
-    finally:
-        client.close()
-    return [*existing, f"{len(keys)} Redis keys under {settings.redis_key_prefix}"]
-
-
 # -- main loop ---------------------------------------------------------------------------
 
 
@@ -410,23 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plain", action="store_true", help="status lines even on a terminal")
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP)")
     p.add_argument("--topic-prefix", help="topic name prefix (env TIERSTREAM_TOPIC_PREFIX)")
-    p.add_argument(
-        "--reset-demo",
-        action="store_true",
-        help="delete a previous demo's topics, group and Redis keys, then exit",
-    )
     args = p.parse_args(argv)
-    if args.reset_demo:
-        settings = Settings.from_env().with_overrides(
-            kafka_bootstrap=args.bootstrap, topic_prefix=args.topic_prefix
-        )
-        try:
-            gone = reset_demo(settings)
-        except (UnsafeReset, TimeoutError, KafkaException) as exc:
-            print(f"live view: reset refused or failed: {exc}", file=sys.stderr)
-            return 2
-        print("demo: reset " + ", ".join(gone))
-        return 0
     if args.metrics_url is None:
         port = Settings.from_env().web_port
         args.metrics_url = f"http://127.0.0.1:{port}/metrics"

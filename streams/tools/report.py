@@ -21,7 +21,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from state.decisions import TIERS
-from state.rfm import SEGMENTS
+
+# state.rfm.SEGMENTS are RFM segments, not schemas.events.SEGMENTS (retail/sme customers)
+from state.rfm import SEGMENTS as RFM_SEGMENTS
 from streams.concentration import top_share
 from streams.redis_sink import customer_id_of, scan_profile_keys
 
@@ -76,7 +78,7 @@ def parse_profile(customer_id: str, fields: dict[str, str]) -> ProfileRow:
     if tier is not None and tier not in TIERS:
         raise ProfileError(f"tier: unknown tier {tier!r} (known: {', '.join(TIERS)})")
     seg = fields.get("rfm_segment", "") or None
-    if seg is not None and seg not in SEGMENTS:
+    if seg is not None and seg not in RFM_SEGMENTS:
         raise ProfileError(f"rfm_segment: unknown segment {seg!r}")
     p_alive = _dec(fields, "p_alive")
     if p_alive is not None and not 0 <= p_alive <= 1:
@@ -219,7 +221,7 @@ def build_report(loaded: LoadedProfiles, churn_top: int = 20) -> Report:
         top20_share=top_share(aums, 0.2),
         lorenz=lorenz_curve(aums),
         rfm_grid=grid,
-        segment_counts={s: segs.get(s, 0) for s in SEGMENTS},
+        segment_counts={s: segs.get(s, 0) for s in RFM_SEGMENTS},
         clv_by_tier=clv,
         churn_risk=at_risk[:churn_top],
         problems=list(loaded.problems),
