@@ -138,8 +138,8 @@ def _mark_redis_synced(s: Settings) -> None:
     """Tell the worker its (fresh, empty) Redis prefix is in sync with its (empty) table.
 
     The worker rewrites every profile of a partition whose Redis "synced" marker is
-    missing (streams/worker/service.py ``_resync_lost_partitions``). In the benchmark the prefix is
-    new and so is the state, so there is nothing to resync; without the markers the
+    missing (streams/worker/housekeeping.py ``resync_lost_partitions``). In the benchmark
+    the prefix is new and so is the state, so there is nothing to resync; without the markers the
     resync would scan the table in the middle of the measurement (and, in the recovery
     phase, rewrite every restored profile). Skipped on a worker without resyncs.
     """

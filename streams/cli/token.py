@@ -74,7 +74,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``token`` on the top-level ``tierstream`` subparsers (streams/cli.py)."""
+    """Register ``token`` on the top-level ``tierstream`` subparsers (streams/cli/__init__.py)."""
     t = subparsers.add_parser("token", help="manage HTTP API bearer tokens")
     tsub = t.add_subparsers(dest="token_command", required=True)
     file_help = "tokens file, JSON (env TIERSTREAM_API_TOKENS_FILE)"

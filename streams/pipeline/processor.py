@@ -5,7 +5,7 @@ This is the single place where the data flow of the service happens:
     bytes -> decode/validate (schemas.decoder) -> event-time merge -> core (state.core)
           -> outputs (tier changes, offers, alerts, dead letters) + new states + profiles
 
-It does no I/O itself: the faust agent (streams/worker/service.py), the benchmark baseline and
+It does no I/O itself: the faust worker (streams/worker/loop.py), the benchmark baseline and
 the tests feed it messages and a state loader, and then write what it returns. So
 the same code decides in every setting, and the worker's adapter stays thin.
 

@@ -28,7 +28,7 @@ from tests.conftest import MakeTopics
 
 class FakeStore:
     """A writer per partition that records what the bulk read wrote (the real store
-    writers are tested in tests/streams/test_table.py)."""
+    writers are tested in tests/streams/worker/faust_glue/test_table.py)."""
 
     def __init__(self) -> None:
         self.data: dict[int, dict[bytes, bytes]] = {}

@@ -14,8 +14,8 @@ format.
 
 This reaches into faust's store internals (``_db_for_partition``, ``_key_index`` for
 RocksDB; ``data`` and ``_key_partition`` for memory). Those are stable across the
-faust-streaming versions pyproject allows; tests/streams/test_table.py pins the
-behaviour on both stores.
+faust-streaming versions pyproject allows;
+tests/streams/worker/faust_glue/test_table.py pins the behaviour on both stores.
 """
 
 from __future__ import annotations
