@@ -13,7 +13,6 @@ from typing import Any
 import orjson
 
 from streams.cli.common import settings_from_args
-from streams.redis_sink import connect, read_profile
 
 
 def add_parser(sub: Any) -> None:
@@ -25,6 +24,8 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from streams.redis_sink import connect, read_profile
+
     settings = settings_from_args(args)
 
     async def fetch() -> dict[str, str]:

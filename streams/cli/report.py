@@ -15,13 +15,14 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from streams.settings import Settings
-from streams.tools.report import LoadedProfiles, build_report, load_profiles
-from streams.tools.report_render import write_report
+
+if TYPE_CHECKING:
+    from streams.tools.report import LoadedProfiles
 
 EXIT_OK = 0
 EXIT_NO_DATA = 1
@@ -45,6 +46,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    # imported here: the parser, which every command builds, stays light (Redis client,
+    # Prometheus, the report's figures and charts load only for a report)
+    from streams.tools.report import build_report
+    from streams.tools.report_render import write_report
+
     settings = Settings.from_env().with_overrides(
         redis_url=args.redis_url, redis_key_prefix=args.redis_prefix
     )
@@ -79,6 +85,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 async def _load(settings: Settings) -> LoadedProfiles:
     from streams.redis_sink import connect
+    from streams.tools.report import load_profiles
 
     client = connect(settings.redis_url, settings.redis_password)
     try:
