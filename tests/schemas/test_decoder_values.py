@@ -13,8 +13,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from schemas.decoder import DecodeError, Decoder, _money, _ts, load_schema
+from schemas.decoder import DecodeError, Decoder, load_schema
 from schemas.events import BalanceSnapshot, CustomerProfile, RiskAssessment, Transaction
+from schemas.values import money, timestamp
 from tests.schemas.conftest import DROP, VALID, make_payload
 
 T = "transactions"
@@ -155,7 +156,7 @@ def test_money_string_pattern_in_schema_agrees_with_decoder(
         schema_ok = True
     except fastjsonschema.JsonSchemaValueException:
         schema_ok = False
-    python_ok = not isinstance(_money(text, key, b"", sign), DecodeError)
+    python_ok = not isinstance(money(text, key, b"", sign), DecodeError)
     assert schema_ok == python_ok, (text, schema_ok, python_ok)
 
 
@@ -171,7 +172,7 @@ def test_money_string_pattern_in_schema_agrees_with_decoder(
 )
 def test_ts_decoding_agrees_between_fast_and_explaining_paths(text: str) -> None:
     result = DECODER.decode("risk-assessments", make_payload("risk-assessments", ts=text))
-    checked = _ts(text)
+    checked = timestamp(text)
     if isinstance(checked, DecodeError):
         assert result == checked
     else:
