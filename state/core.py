@@ -38,9 +38,11 @@ from schemas.events import (
     RiskAssessment,
     Transaction,
 )
+from schemas.values import MAX_MONEY_DECIMALS, MONEY_LIMIT
 from state import alerts, offers, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
+from state.limits import MAX_FEN
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
@@ -76,7 +78,10 @@ class CoreError(ValueError):
 
 def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outcome:
     """Apply one event to one customer's state (None = a new customer). See module doc."""
+    _check_time("ts", event.ts, rules)
+    _check_id("event_id", event.event_id, rules)
     if state is None:
+        _check_id("customer_id", event.customer_id, rules)
         state = CustomerState(event.customer_id)
     elif event.customer_id != state.customer_id:
         raise CoreError(
@@ -109,6 +114,7 @@ def fire_timers(state: CustomerState, now_ms: int, cause_event_id: str, rules: R
     """
     if not cause_event_id:
         raise CoreError("cause_event_id", "must not be empty")
+    _check_time("ts", now_ms, rules)
     out: list[Decision] = []
     if not triggers.fire_due(state, now_ms, cause_event_id, rules, out):
         return Outcome(state, (), "idle")
@@ -117,6 +123,57 @@ def fire_timers(state: CustomerState, now_ms: int, cause_event_id: str, rules: R
 
 
 # ------------------------------------------------------------------ validation
+# The decoder holds inputs to the same limits (schemas/decoder.py); the core checks
+# them again because it is called with events from elsewhere too (replays, tests), and
+# a value it cannot hold must be a CoreError (a dead letter), never a crash or a state
+# the changelog would refuse (state/limits.py).
+
+
+def _check_time(field: str, ts: int, rules: Rules) -> None:
+    lim = rules.limits
+    if type(ts) is not int:
+        raise CoreError(field, f"must be an integer epoch ms, got {type(ts).__name__}")
+    if ts < lim.min_ts_ms:
+        raise CoreError(field, f"{ts} is before the year {lim.min_year} (limits.min_year)")
+    if ts > lim.max_ts_ms:
+        raise CoreError(field, f"{ts} is after the year {lim.max_year} (limits.max_year)")
+
+
+def _check_id(field: str, value: str, rules: Rules) -> None:
+    limit = rules.limits.max_id_chars
+    if type(value) is not str or not value:
+        raise CoreError(field, "must be a non-empty string")
+    if len(value) > limit:
+        raise CoreError(field, f"{len(value)} characters, more than {limit} (limits.max_id_chars)")
+
+
+def _check_new_account(state: CustomerState, field: str, rules: Rules) -> None:
+    """Before the first event of one more account: is there room for it?"""
+    limit = rules.limits.max_accounts
+    if len(state.accounts) >= limit:
+        raise CoreError(
+            field,
+            f"the customer already has {len(state.accounts)} accounts (limits.max_accounts "
+            f"= {limit}); the first event of another one is refused",
+        )
+
+
+def _check_fen(field: str, fen: int, what: str) -> None:
+    """A sum the state keeps must stay within its 64-bit range (state.limits.MAX_FEN)."""
+    if not -MAX_FEN <= fen <= MAX_FEN:
+        raise CoreError(
+            field,
+            f"{what} would be {fen_str(fen)} CNY, beyond the +-{fen_str(MAX_FEN)} CNY "
+            "a customer's state can hold",
+        )
+
+
+def _aum_after(state: CustomerState, acct: Account | None, product: str, fen: int) -> int:
+    """The AUM after ``acct`` (None: a new account) is set to ``fen`` as ``product``."""
+    aum = state.aum_fen
+    if acct is not None and acct.product != "loan":
+        aum -= acct.fen
+    return aum + fen if product != "loan" else aum
 
 
 def _rate(currency: str, rules: Rules) -> Decimal:
@@ -131,6 +188,11 @@ def _money(field: str, value: Decimal, positive: bool = False) -> None:
         raise CoreError(field, f"must be a finite decimal, got {value!r}")
     if positive and value <= 0:
         raise CoreError(field, f"must be > 0, got {value}")
+    exponent = value.as_tuple().exponent
+    if abs(value) >= MONEY_LIMIT or (isinstance(exponent, int) and exponent < -MAX_MONEY_DECIMALS):
+        raise CoreError(
+            field, f"must be below 10^15 with at most {MAX_MONEY_DECIMALS} decimal places"
+        )
 
 
 def _newer(ts: int, tie: int, cur_ts: int, cur_tie: int) -> bool:
@@ -341,17 +403,27 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         _money("balance_after", bal)
     if tx.product_risk is not None and not 1 <= tx.product_risk <= 5:
         raise CoreError("product_risk", f"must be 1..5, got {tx.product_risk}")
+    _check_id("account_id", tx.account_id, rules)
     ev_day = rules.local_day(tx.ts)
 
     late = state.day != NO_DAY and ev_day <= state.day - rules.window_days
     acct = state.accounts.get(tx.account_id)
     newer = bal is not None and (acct is None or _newer(tx.ts, key, acct.ts, acct.tie))
+    if newer and acct is None:
+        _check_new_account(state, "account_id", rules)
     if late and not newer:
         state.late_events += 1
         _remember(state, key, rules)
         return Outcome(state, (), "late")
     amount_fen = to_fen(tx.amount, rate)
     bal_fen = to_fen(bal, rate) if newer and bal is not None else 0
+    if not late and tx.type not in rules.exclude_types:
+        # every window and first-day sum is part of the all-time sum (amounts are > 0)
+        _check_fen("amount", state.tx_total_fen + amount_fen, "the all-time transaction sum")
+    product = acct.product if acct is not None else ""  # "": only seen on transactions
+    if newer:
+        _check_fen("balance_after", bal_fen, "the balance")
+        _check_fen("balance_after", _aum_after(state, acct, product, bal_fen), "the AUM")
 
     # ---- mutation starts here (nothing below raises CoreError)
     out = _catch_up(state, tx, ev_day, rules)
@@ -366,7 +438,6 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         state.windows.add(ev_day, amount_fen, channel)
         _tx_stats(state, ev_day, amount_fen, new_day)
     if newer and bal is not None:
-        product = acct.product if acct is not None else ""
         _set_account(state, tx.account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)
 
@@ -396,10 +467,16 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     if ev.product not in _PRODUCTS:
         raise CoreError("product", f"unknown product '{ev.product}'")
     _money("balance", ev.balance)
+    _check_id("account_id", ev.account_id, rules)
     ev_day = rules.local_day(ev.ts)
     acct = state.accounts.get(ev.account_id)
+    if acct is None:
+        _check_new_account(state, "account_id", rules)
     newer = acct is None or _newer(ev.ts, key, acct.ts, acct.tie)
     fen = to_fen(ev.balance, rate) if newer else 0
+    if newer:
+        _check_fen("balance", fen, "the balance")
+        _check_fen("balance", _aum_after(state, acct, ev.product, fen), "the AUM")
 
     out = _catch_up(state, ev, ev_day, rules)
     aum_before = state.aum_fen
@@ -423,6 +500,13 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
             raise CoreError("birth_date", f"not an ISO date: {ev.birth_date!r}") from None
         if len(ev.birth_date) != 10:
             raise CoreError("birth_date", f"not a YYYY-MM-DD date: {ev.birth_date!r}")
+        lim = rules.limits
+        if not lim.min_year <= int(ev.birth_date[:4]) <= lim.max_year:
+            raise CoreError(
+                "birth_date",
+                f"{ev.birth_date} is outside the years {lim.min_year}..{lim.max_year} "
+                "(limits.min_year, limits.max_year)",
+            )
     ev_day = rules.local_day(ev.ts)
     out = _catch_up(state, ev, ev_day, rules)
     _advance(state, ev_day, rules)
