@@ -38,7 +38,7 @@ from schemas.events import (
     RiskAssessment,
     Transaction,
 )
-from schemas.values import MAX_MONEY_DECIMALS, MONEY_LIMIT
+from schemas.values import MAX_MONEY_DECIMALS
 from state import alerts, offers, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
@@ -56,6 +56,10 @@ _CONTACT_CHANNELS = frozenset(CONTACT_CHANNELS)
 _CONTACT_OUTCOMES = frozenset(CONTACT_OUTCOMES)
 _PRODUCTS = frozenset(PRODUCTS)
 _SEGMENTS = frozenset(SEGMENTS)
+#: Money the core accepts: below 10^15 (adjusted exponent < 15), at most 25 characters
+#: as text ("-999999999999999.99999999", the longest value of the decoder's range).
+_MONEY_DIGITS = 15
+_MONEY_TEXT = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +82,13 @@ class CoreError(ValueError):
 
 def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outcome:
     """Apply one event to one customer's state (None = a new customer). See module doc."""
-    _check_time("ts", event.ts, rules)
-    _check_id("event_id", event.event_id, rules)
+    lim = rules.limits  # the checks inline: they run for every event (hot path)
+    ts = event.ts
+    if type(ts) is not int or ts < lim.min_ts_ms or ts > lim.max_ts_ms:
+        _check_time("ts", ts, rules)
+    eid = event.event_id
+    if type(eid) is not str or not 0 < len(eid) <= lim.max_id_chars:
+        _check_id("event_id", eid, rules)
     if state is None:
         _check_id("customer_id", event.customer_id, rules)
         state = CustomerState(event.customer_id)
@@ -159,7 +168,8 @@ def _check_new_account(state: CustomerState, field: str, rules: Rules) -> None:
 
 
 def _check_fen(field: str, fen: int, what: str) -> None:
-    """A sum the state keeps must stay within its 64-bit range (state.limits.MAX_FEN)."""
+    """A sum the state keeps must stay within its 64-bit range (state.limits.MAX_FEN).
+    The hot path tests the range inline and calls this only to name the culprit."""
     if not -MAX_FEN <= fen <= MAX_FEN:
         raise CoreError(
             field,
@@ -168,12 +178,20 @@ def _check_fen(field: str, fen: int, what: str) -> None:
         )
 
 
-def _aum_after(state: CustomerState, acct: Account | None, product: str, fen: int) -> int:
-    """The AUM after ``acct`` (None: a new account) is set to ``fen`` as ``product``."""
+def _check_balance(
+    field: str, state: CustomerState, acct: Account | None, product: str, fen: int
+) -> None:
+    """Setting ``acct`` (None: a new account) to ``fen`` as ``product`` must leave the
+    balance and the AUM within the state's 64-bit range (tested inline first on the
+    hot path; this names the culprit)."""
     aum = state.aum_fen
     if acct is not None and acct.product != "loan":
         aum -= acct.fen
-    return aum + fen if product != "loan" else aum
+    if product != "loan":
+        aum += fen
+    if fen > MAX_FEN or fen < -MAX_FEN or aum > MAX_FEN or aum < -MAX_FEN:
+        _check_fen(field, fen, "the balance")
+        _check_fen(field, aum, "the AUM")
 
 
 def _rate(currency: str, rules: Rules) -> Decimal:
@@ -184,14 +202,18 @@ def _rate(currency: str, rules: Rules) -> Decimal:
 
 
 def _money(field: str, value: Decimal, positive: bool = False) -> None:
+    """Finite, below 10^15 and at most 25 characters as text: every value of the
+    decoder's range (at most 8 decimal places) passes, and nothing that could make
+    ``to_fen`` build a huge integer or an account's stored text long (state/limits.py)."""
     if not isinstance(value, Decimal) or not value.is_finite():
         raise CoreError(field, f"must be a finite decimal, got {value!r}")
     if positive and value <= 0:
         raise CoreError(field, f"must be > 0, got {value}")
-    exponent = value.as_tuple().exponent
-    if abs(value) >= MONEY_LIMIT or (isinstance(exponent, int) and exponent < -MAX_MONEY_DECIMALS):
+    if value.adjusted() >= _MONEY_DIGITS or len(str(value)) > _MONEY_TEXT:
         raise CoreError(
-            field, f"must be below 10^15 with at most {MAX_MONEY_DECIMALS} decimal places"
+            field,
+            f"must be below 10^15 with at most {MAX_MONEY_DECIMALS} decimal places, "
+            f"got {str(value)[:40]}",
         )
 
 
@@ -403,13 +425,15 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         _money("balance_after", bal)
     if tx.product_risk is not None and not 1 <= tx.product_risk <= 5:
         raise CoreError("product_risk", f"must be 1..5, got {tx.product_risk}")
-    _check_id("account_id", tx.account_id, rules)
+    account_id = tx.account_id
+    if type(account_id) is not str or not 0 < len(account_id) <= rules.limits.max_id_chars:
+        _check_id("account_id", account_id, rules)
     ev_day = rules.local_day(tx.ts)
 
     late = state.day != NO_DAY and ev_day <= state.day - rules.window_days
-    acct = state.accounts.get(tx.account_id)
+    acct = state.accounts.get(account_id)
     newer = bal is not None and (acct is None or _newer(tx.ts, key, acct.ts, acct.tie))
-    if newer and acct is None:
+    if newer and acct is None and len(state.accounts) >= rules.limits.max_accounts:
         _check_new_account(state, "account_id", rules)
     if late and not newer:
         state.late_events += 1
@@ -419,11 +443,16 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
     bal_fen = to_fen(bal, rate) if newer and bal is not None else 0
     if not late and tx.type not in rules.exclude_types:
         # every window and first-day sum is part of the all-time sum (amounts are > 0)
-        _check_fen("amount", state.tx_total_fen + amount_fen, "the all-time transaction sum")
+        total = state.tx_total_fen + amount_fen
+        if total > MAX_FEN:
+            _check_fen("amount", total, "the all-time transaction sum")
     product = acct.product if acct is not None else ""  # "": only seen on transactions
     if newer:
-        _check_fen("balance_after", bal_fen, "the balance")
-        _check_fen("balance_after", _aum_after(state, acct, product, bal_fen), "the AUM")
+        aum = state.aum_fen + (bal_fen if product != "loan" else 0)
+        if acct is not None and acct.product != "loan":
+            aum -= acct.fen
+        if not (-MAX_FEN <= bal_fen <= MAX_FEN and -MAX_FEN <= aum <= MAX_FEN):
+            _check_balance("balance_after", state, acct, product, bal_fen)
 
     # ---- mutation starts here (nothing below raises CoreError)
     out = _catch_up(state, tx, ev_day, rules)
@@ -438,7 +467,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         state.windows.add(ev_day, amount_fen, channel)
         _tx_stats(state, ev_day, amount_fen, new_day)
     if newer and bal is not None:
-        _set_account(state, tx.account_id, tx, key, bal, tx.currency, product, bal_fen)
+        _set_account(state, account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)
 
     _after_aum_event(state, tx, aum_before, tier_before, rules, out)
@@ -467,16 +496,21 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     if ev.product not in _PRODUCTS:
         raise CoreError("product", f"unknown product '{ev.product}'")
     _money("balance", ev.balance)
-    _check_id("account_id", ev.account_id, rules)
+    account_id = ev.account_id
+    if type(account_id) is not str or not 0 < len(account_id) <= rules.limits.max_id_chars:
+        _check_id("account_id", account_id, rules)
     ev_day = rules.local_day(ev.ts)
-    acct = state.accounts.get(ev.account_id)
-    if acct is None:
+    acct = state.accounts.get(account_id)
+    if acct is None and len(state.accounts) >= rules.limits.max_accounts:
         _check_new_account(state, "account_id", rules)
     newer = acct is None or _newer(ev.ts, key, acct.ts, acct.tie)
     fen = to_fen(ev.balance, rate) if newer else 0
     if newer:
-        _check_fen("balance", fen, "the balance")
-        _check_fen("balance", _aum_after(state, acct, ev.product, fen), "the AUM")
+        aum = state.aum_fen + (fen if ev.product != "loan" else 0)
+        if acct is not None and acct.product != "loan":
+            aum -= acct.fen
+        if not (-MAX_FEN <= fen <= MAX_FEN and -MAX_FEN <= aum <= MAX_FEN):
+            _check_balance("balance", state, acct, ev.product, fen)
 
     out = _catch_up(state, ev, ev_day, rules)
     aum_before = state.aum_fen

@@ -80,6 +80,7 @@ def test_no_record_breaks_decoder_core_or_dead_letters(rules: Rules) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_long_fuzz_campaign(rules: Rules) -> None:
     """At least 100,000 generated records (docs/reliability.md, "Fuzzing")."""
     harness = Harness(rules)
