@@ -15,8 +15,9 @@ Why it is shaped like this:
   (schemas/values.py): exact money, calendar-valid dates, RFC 3339 -> epoch ms, the
   event-time range, future skew.
 * **Errors name the field.** Every rejection is a :class:`DecodeError` with a JSON path
-  (``$.amount``) and a reason a producer team can act on; the streaming shell writes it
-  to the dead-letter topic. Programming errors (an unknown topic) raise instead.
+  (``$.amount``) and a reason a producer team can act on (schemas/explain.py turns a
+  schema failure into one); the streaming shell writes it to the dead-letter topic.
+  Programming errors (an unknown topic) raise instead.
 
 Speed. The shell calls ``decode`` once per message; the budget is about 10 µs for a
 200-byte transaction. Once the schema has passed, the builders trust what it proved
