@@ -72,12 +72,16 @@ class Outcome:
 
 
 class CoreError(ValueError):
-    """The event cannot be applied (e.g. unknown currency): it goes to dead letters."""
+    """The event cannot be applied (e.g. unknown currency): it goes to dead letters.
 
-    def __init__(self, field: str, reason: str) -> None:
+    ``limit`` names the rules' limit a rejection comes from (``limits.max_accounts``
+    ...; None otherwise), as ``DecodeError.limit`` does, for the shell's labels."""
+
+    def __init__(self, field: str, reason: str, limit: str | None = None) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+        self.limit = limit
 
 
 def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outcome:
@@ -143,9 +147,13 @@ def _check_time(field: str, ts: int, rules: Rules) -> None:
     if type(ts) is not int:
         raise CoreError(field, f"must be an integer epoch ms, got {type(ts).__name__}")
     if ts < lim.min_ts_ms:
-        raise CoreError(field, f"{ts} is before the year {lim.min_year} (limits.min_year)")
+        raise CoreError(
+            field, f"{ts} is before the year {lim.min_year} (limits.min_year)", "limits.min_year"
+        )
     if ts > lim.max_ts_ms:
-        raise CoreError(field, f"{ts} is after the year {lim.max_year} (limits.max_year)")
+        raise CoreError(
+            field, f"{ts} is after the year {lim.max_year} (limits.max_year)", "limits.max_year"
+        )
 
 
 def _check_id(field: str, value: str, rules: Rules) -> None:
@@ -153,7 +161,11 @@ def _check_id(field: str, value: str, rules: Rules) -> None:
     if type(value) is not str or not value:
         raise CoreError(field, "must be a non-empty string")
     if len(value) > limit:
-        raise CoreError(field, f"{len(value)} characters, more than {limit} (limits.max_id_chars)")
+        raise CoreError(
+            field,
+            f"{len(value)} characters, more than {limit} (limits.max_id_chars)",
+            "limits.max_id_chars",
+        )
 
 
 def _check_new_account(state: CustomerState, field: str, rules: Rules) -> None:
@@ -164,6 +176,7 @@ def _check_new_account(state: CustomerState, field: str, rules: Rules) -> None:
             field,
             f"the customer already has {len(state.accounts)} accounts (limits.max_accounts "
             f"= {limit}); the first event of another one is refused",
+            "limits.max_accounts",
         )
 
 
@@ -535,11 +548,13 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
         if len(ev.birth_date) != 10:
             raise CoreError("birth_date", f"not a YYYY-MM-DD date: {ev.birth_date!r}")
         lim = rules.limits
-        if not lim.min_year <= int(ev.birth_date[:4]) <= lim.max_year:
+        year = int(ev.birth_date[:4])
+        if not lim.min_year <= year <= lim.max_year:
+            name = "limits.min_year" if year < lim.min_year else "limits.max_year"
             raise CoreError(
                 "birth_date",
-                f"{ev.birth_date} is outside the years {lim.min_year}..{lim.max_year} "
-                "(limits.min_year, limits.max_year)",
+                f"{ev.birth_date} is outside the years {lim.min_year}..{lim.max_year} ({name})",
+                name,
             )
     ev_day = rules.local_day(ev.ts)
     out = _catch_up(state, ev, ev_day, rules)

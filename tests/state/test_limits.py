@@ -26,12 +26,19 @@ YEAR_1 = -62135600400000  # 0001-01-01T00:00:00+01:00: the record of issue 18
 BIG = "999999999999999.99999999"  # the largest amount the decoder lets through
 
 
-def _rejected(state: CustomerState, event: InputEvent, field: str, rules: Rules = RULES) -> str:
+def _rejected(
+    state: CustomerState,
+    event: InputEvent,
+    field: str,
+    rules: Rules = RULES,
+    limit: str | None = None,
+) -> str:
     """Apply must raise CoreError(field) and leave the state byte for byte as it was."""
     before = state.to_bytes()
     with pytest.raises(CoreError) as info:
         apply(state, event, rules)
     assert info.value.field == field, info.value
+    assert info.value.limit == limit, info.value.limit
     assert state.to_bytes() == before
     return info.value.reason
 
@@ -102,7 +109,9 @@ def test_limits_at_their_defaults_leave_the_derived_version_as_it_was(tmp_path) 
 
 def test_a_time_in_year_one_is_a_core_error_not_a_crash() -> None:
     """Issue 18: year 1 at +01:00 made local_day raise ValueError('year 0 ...')."""
-    assert "limits.min_year" in _rejected(_started(), bal(YEAR_1, "1"), "ts")
+    assert "limits.min_year" in _rejected(
+        _started(), bal(YEAR_1, "1"), "ts", limit="limits.min_year"
+    )
     with pytest.raises(CoreError) as info:
         apply(None, tx(YEAR_1), RULES)
     assert info.value.field == "ts"
@@ -138,8 +147,10 @@ def test_timers_refuse_a_time_outside_the_years() -> None:
 
 
 def test_birth_dates_outside_the_years_are_refused() -> None:
-    for birth in ("1899-12-31", "9999-12-31"):  # 9999: the next birthday is in year 10000
-        _rejected(_started(), prof(at(1), birth_date=birth), "birth_date")
+    for birth, limit in (("1899-12-31", "min"), ("9999-12-31", "max")):  # 9999: next in 10000
+        _rejected(
+            _started(), prof(at(1), birth_date=birth), "birth_date", limit=f"limits.{limit}_year"
+        )
     assert apply(_started(), prof(at(1), birth_date="2200-12-31"), RULES).status == "applied"
 
 
@@ -149,8 +160,9 @@ def test_birth_dates_outside_the_years_are_refused() -> None:
 def test_ids_longer_than_the_limit_are_refused() -> None:
     rules = replace(RULES, limits=replace(RULES.limits, max_id_chars=8))
     state = apply(None, bal(at(0), "1", customer="c1"), rules).state
-    _rejected(state, bal(at(1), "1", account="a" * 9), "account_id", rules)
-    _rejected(state, tx(at(1), event_id="e" * 9), "event_id", rules)
+    ids = "limits.max_id_chars"
+    _rejected(state, bal(at(1), "1", account="a" * 9), "account_id", rules, ids)
+    _rejected(state, tx(at(1), event_id="e" * 9), "event_id", rules, ids)
     with pytest.raises(CoreError, match=r"limits\.max_id_chars"):
         apply(None, bal(at(1), "1", customer="c" * 9), rules)
 
@@ -170,9 +182,10 @@ def test_the_first_event_of_one_account_too_many_is_refused() -> None:
     for i in range(3):
         state = apply(state, bal(at(0), "100", account=f"a{i}"), rules).state
     assert state is not None
-    reason = _rejected(state, bal(at(1), "100", account="a3"), "account_id", rules)
+    limit = "limits.max_accounts"
+    reason = _rejected(state, bal(at(1), "100", account="a3"), "account_id", rules, limit)
     assert "limits.max_accounts = 3" in reason
-    _rejected(state, tx(at(1), balance_after="5", account="a3"), "account_id", rules)
+    _rejected(state, tx(at(1), balance_after="5", account="a3"), "account_id", rules, limit)
     # known accounts go on; a transaction without a balance creates no account
     assert apply(state, bal(at(1), "200", account="a1"), rules).status == "applied"
     assert apply(state, tx(at(1), account="a3"), rules).status == "applied"
