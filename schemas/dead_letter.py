@@ -28,7 +28,7 @@ import base64
 import hashlib
 from typing import Any, Final
 
-from schemas.values import format_utc_ms
+from schemas.timefmt import format_ts_utc
 
 __all__ = [
     "KEY_BASE64",
@@ -63,6 +63,11 @@ MAX_ERROR_CHARS: Final = 1024
 MAX_TOPIC_CHARS: Final = 249
 #: Longest reason class kept (they are short labels such as ``internal``).
 MAX_REASON_CLASS_CHARS: Final = 64
+#: Dead-letter times are clamped into these (1000-01-01T00:00:00.000Z ..
+#: 9999-12-31T23:59:59.999Z): a Kafka timestamp is any 64-bit number, and only these
+#: have the four-digit year the schema's ``ts`` pattern requires.
+_TS_MIN: Final = -30610224000000
+_TS_MAX: Final = 253402300799999
 #: The reason class of a record that made the worker raise unexpectedly.
 REASON_INTERNAL: Final = "internal"
 _CUT: Final = " ...[cut]"
@@ -162,7 +167,7 @@ def dead_letter_record(
         "key_encoding": key_encoding,
         "value": None if raw is None else _b64(bytes(raw[:max_value_bytes])),
         "error": _clip(error, MAX_ERROR_CHARS) or "?",
-        "ts": format_utc_ms(ts_ms),
+        "ts": format_ts_utc(min(max(ts_ms, _TS_MIN), _TS_MAX)),
     }
     if raw is not None and len(raw) > max_value_bytes:
         record["value_truncated"] = True

@@ -44,7 +44,6 @@ __all__ = [
     "SIGNED",
     "DecodeError",
     "birth_date",
-    "format_utc_ms",
     "json_type",
     "money",
     "money_fast",
@@ -62,9 +61,6 @@ _BACKSLASH: Final = ord("\\")  # an int: `int in bytes` is several times faster
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS: Final = timedelta(milliseconds=1)
-#: The times format_utc_ms can write with a four-digit year.
-_FORMAT_MIN_MS: Final = (datetime(1000, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MS
-_FORMAT_MAX_MS: Final = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
 #: Plain decimal notation (the shape the schemas' money patterns allow, minus limits).
 _DECIMAL_TEXT: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 _TS_TEXT: Final = re.compile(
@@ -286,15 +282,3 @@ def timestamp_fast(value: str) -> int | DecodeError:
             _TS_SECONDS.clear()
         _TS_SECONDS[key] = ts - _MILLIS[value[20:23]]
     return ts
-
-
-def format_utc_ms(ts_ms: int) -> str:
-    """Epoch ms as RFC 3339 UTC with milliseconds ("2024-05-01T09:15:02.120Z"), the
-    output topics' time format; a time outside years 1000..9999 is clamped into them
-    (a Kafka timestamp is any 64-bit number), so the result always has that shape."""
-    ts_ms = min(max(ts_ms, _FORMAT_MIN_MS), _FORMAT_MAX_MS)
-    t = _EPOCH + timedelta(milliseconds=ts_ms)
-    return (
-        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
-        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{ts_ms % 1000:03d}Z"
-    )
