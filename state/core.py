@@ -73,9 +73,7 @@ class Outcome:
 
 class CoreError(ValueError):
     """The event cannot be applied (e.g. unknown currency): it goes to dead letters.
-
-    ``limit`` names the rules' limit a rejection comes from (``limits.max_accounts``
-    ...; None otherwise), as ``DecodeError.limit`` does, for the shell's labels."""
+    ``limit``: the rules' limit it comes from (``limits.max_accounts``...), or None."""
 
     def __init__(self, field: str, reason: str, limit: str | None = None) -> None:
         super().__init__(f"{field}: {reason}")
@@ -136,10 +134,8 @@ def fire_timers(state: CustomerState, now_ms: int, cause_event_id: str, rules: R
 
 
 # ------------------------------------------------------------------ validation
-# The decoder holds inputs to the same limits (schemas/decoder.py); the core checks
-# them again because it is called with events from elsewhere too (replays, tests), and
-# a value it cannot hold must be a CoreError (a dead letter), never a crash or a state
-# the changelog would refuse (state/limits.py).
+# The decoder holds inputs to the same limits; the core checks again (it is called from
+# elsewhere too): what it cannot hold is a CoreError, never a crash (state/limits.py).
 
 
 def _check_time(field: str, ts: int, rules: Rules) -> None:
@@ -147,13 +143,11 @@ def _check_time(field: str, ts: int, rules: Rules) -> None:
     if type(ts) is not int:
         raise CoreError(field, f"must be an integer epoch ms, got {type(ts).__name__}")
     if ts < lim.min_ts_ms:
-        raise CoreError(
-            field, f"{ts} is before the year {lim.min_year} (limits.min_year)", "limits.min_year"
-        )
+        name = "limits.min_year"
+        raise CoreError(field, f"{ts} is before the year {lim.min_year} ({name})", name)
     if ts > lim.max_ts_ms:
-        raise CoreError(
-            field, f"{ts} is after the year {lim.max_year} (limits.max_year)", "limits.max_year"
-        )
+        name = "limits.max_year"
+        raise CoreError(field, f"{ts} is after the year {lim.max_year} ({name})", name)
 
 
 def _check_id(field: str, value: str, rules: Rules) -> None:
@@ -161,11 +155,8 @@ def _check_id(field: str, value: str, rules: Rules) -> None:
     if type(value) is not str or not value:
         raise CoreError(field, "must be a non-empty string")
     if len(value) > limit:
-        raise CoreError(
-            field,
-            f"{len(value)} characters, more than {limit} (limits.max_id_chars)",
-            "limits.max_id_chars",
-        )
+        name = "limits.max_id_chars"
+        raise CoreError(field, f"{len(value)} characters, more than {limit} ({name})", name)
 
 
 def _check_new_account(state: CustomerState, field: str, rules: Rules) -> None:
@@ -181,8 +172,7 @@ def _check_new_account(state: CustomerState, field: str, rules: Rules) -> None:
 
 
 def _check_fen(field: str, fen: int, what: str) -> None:
-    """A sum the state keeps must stay within its 64-bit range (state.limits.MAX_FEN).
-    The hot path tests the range inline and calls this only to name the culprit."""
+    """A sum the state keeps must stay within its 64-bit range (state.limits.MAX_FEN)."""
     if not -MAX_FEN <= fen <= MAX_FEN:
         raise CoreError(
             field,
@@ -195,8 +185,7 @@ def _check_balance(
     field: str, state: CustomerState, acct: Account | None, product: str, fen: int
 ) -> None:
     """Setting ``acct`` (None: a new account) to ``fen`` as ``product`` must leave the
-    balance and the AUM within the state's 64-bit range (tested inline first on the
-    hot path; this names the culprit)."""
+    balance and the AUM within the state's 64-bit range."""
     aum = state.aum_fen
     if acct is not None and acct.product != "loan":
         aum -= acct.fen
@@ -215,9 +204,8 @@ def _rate(currency: str, rules: Rules) -> Decimal:
 
 
 def _money(field: str, value: Decimal, positive: bool = False) -> None:
-    """Finite, below 10^15 and at most 25 characters as text: every value of the
-    decoder's range (at most 8 decimal places) passes, and nothing that could make
-    ``to_fen`` build a huge integer or an account's stored text long (state/limits.py)."""
+    """Finite, below 10^15, at most 25 characters as text: all of the decoder's range,
+    nothing that makes to_fen build a huge int or a stored balance long (limits.py)."""
     if not isinstance(value, Decimal) or not value.is_finite():
         raise CoreError(field, f"must be a finite decimal, got {value!r}")
     if positive and value <= 0:
@@ -461,11 +449,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
             _check_fen("amount", total, "the all-time transaction sum")
     product = acct.product if acct is not None else ""  # "": only seen on transactions
     if newer:
-        aum = state.aum_fen + (bal_fen if product != "loan" else 0)
-        if acct is not None and acct.product != "loan":
-            aum -= acct.fen
-        if not (-MAX_FEN <= bal_fen <= MAX_FEN and -MAX_FEN <= aum <= MAX_FEN):
-            _check_balance("balance_after", state, acct, product, bal_fen)
+        _check_balance("balance_after", state, acct, product, bal_fen)
 
     # ---- mutation starts here (nothing below raises CoreError)
     out = _catch_up(state, tx, ev_day, rules)
@@ -519,11 +503,7 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     newer = acct is None or _newer(ev.ts, key, acct.ts, acct.tie)
     fen = to_fen(ev.balance, rate) if newer else 0
     if newer:
-        aum = state.aum_fen + (fen if ev.product != "loan" else 0)
-        if acct is not None and acct.product != "loan":
-            aum -= acct.fen
-        if not (-MAX_FEN <= fen <= MAX_FEN and -MAX_FEN <= aum <= MAX_FEN):
-            _check_balance("balance", state, acct, ev.product, fen)
+        _check_balance("balance", state, acct, ev.product, fen)
 
     out = _catch_up(state, ev, ev_day, rules)
     aum_before = state.aum_fen

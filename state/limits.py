@@ -20,18 +20,17 @@ records are limited to 1 MiB by default). So:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import Protocol
 
+from schemas.decoder import DecoderLimits
 from schemas.events import PRODUCTS, SEGMENTS
+from state.catalogue import Campaign
 
-if TYPE_CHECKING:  # the decoder's module compiles nothing on import, but the core needs none of it
-    from schemas.decoder import DecoderLimits
-    from state.rules import Rules
-
-__all__ = ["MAX_FEN", "Limits", "state_size_bound"]
+__all__ = ["MAX_FEN", "Limits", "SizedRules", "state_size_bound"]
 
 #: The state's integers (fen sums, balances) are written as JSON numbers, which orjson
 #: writes only within 64 bits: every sum the core keeps stays within +-MAX_FEN fen
@@ -106,7 +105,33 @@ def _longest(names: Iterable[str]) -> int:
     return max((len(n) for n in names), default=0)
 
 
-def state_size_bound(rules: Rules) -> int:
+class SizedRules(Protocol):
+    """What the size bound reads of the rules (state.rules.Rules has it all; a
+    Protocol, so that this module and the rules module do not import each other)."""
+
+    @property
+    def limits(self) -> Limits: ...
+    @property
+    def fx(self) -> Mapping[str, Decimal]: ...
+    @property
+    def window_days(self) -> int: ...
+    @property
+    def dedup_size(self) -> int: ...
+    @property
+    def aum_drop_days(self) -> int: ...
+    @property
+    def tier_basis(self) -> str: ...
+    @property
+    def tier_avg_days(self) -> int: ...
+    @property
+    def offer_kinds(self) -> Collection[str]: ...
+    @property
+    def alert_cooldown_days(self) -> Mapping[str, int]: ...
+    @property
+    def campaigns(self) -> tuple[Campaign, ...]: ...
+
+
+def state_size_bound(rules: SizedRules) -> int:
     """An upper bound of ``len(state.to_bytes())`` for any state the core can build
     under ``rules`` (docs/rules.md, "Limits", lists the parts)."""
     lim = rules.limits
