@@ -309,6 +309,35 @@ def _traced_per_item(make: Any, n: int) -> float:
     return (after - before) / n
 
 
+def _cache_entry_bytes(rules: Any, msgs: list[Any], states: dict[bytes, bytes]) -> float:
+    """What the worker's state cache holds per customer: run ``msgs`` through a
+    ``BatchProcessor`` with a ``StateCache`` large enough for every customer, then
+    clear the cache; the memory that frees (tracemalloc), per entry. The same events
+    run once before without a cache, so the memos they fill are not counted."""
+    from streams.processor import BatchProcessor
+    from streams.state_cache import StateCache
+
+    def run(proc: Any, store: dict[bytes, bytes]) -> None:
+        for b in cold_batches(msgs):
+            res = proc.process(b, lambda _p, k: store.get(k))
+            for _p, k, v in res.states:
+                store[k] = v
+
+    run(BatchProcessor(rules), dict(states))  # memos filled, nothing cached
+    cache = StateCache(len(states) + 1)
+    gc.collect()
+    tracemalloc.start()
+    run(BatchProcessor(rules, cache=cache), dict(states))
+    gc.collect()
+    full = tracemalloc.get_traced_memory()[0]
+    n = len(cache)
+    cache.clear()
+    gc.collect()
+    freed = full - tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return freed / max(n, 1)
+
+
 def measure(path: Path, warmup: int) -> dict[str, Any]:
     """One bank, one process: the live phase's CPU per event, the breakdown, sizes."""
     from state.core import apply
@@ -352,6 +381,8 @@ def measure(path: Path, warmup: int) -> dict[str, Any]:
     after_event()  # warm the memos (format_ts, CLV, ...) so they are not counted
     mem_decoded = _traced_per_item(decoded, len(sample))
     mem_after = _traced_per_item(after_event, max(len(with_event), 1))
+
+    cached = _cache_entry_bytes(rules, msgs[:5_000], bank.states)
 
     # --- the steps one at a time
     states = [CustomerState.from_bytes(b) for b in sample]
@@ -404,6 +435,7 @@ def measure(path: Path, warmup: int) -> dict[str, Any]:
         },
         "decoded_bytes": mem_decoded,
         "decoded_after_event_bytes": mem_after,
+        "cache_entry_bytes": cached,
         **steps,
         "build": bank.info,
     }
@@ -504,8 +536,8 @@ class Results:
             "",
             "| code | history | CPU µs/event | × fresh | input decode µs | from_bytes µs "
             "| to_bytes µs | profile µs | state B mean / p95 / max | decoded B | "
-            "after 1 event B |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "after 1 event B | in the cache B |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for code in self.codes:
             fresh = self.median(code, min(s.days), "cpu_us_per_event")
@@ -522,7 +554,8 @@ class Results:
                     f"| {self.median(code, d, 'to_bytes_us'):.1f} "
                     f"| {self.median(code, d, 'profile_fields_us'):.1f} "
                     f"| {sb['mean']:,.0f} / {sb['p95']:,} / {sb['max']:,} "
-                    f"| {r0['decoded_bytes']:,.0f} | {r0['decoded_after_event_bytes']:,.0f} |"
+                    f"| {r0['decoded_bytes']:,.0f} | {r0['decoded_after_event_bytes']:,.0f} "
+                    f"| {r0['cache_entry_bytes']:,.0f} |"
                 )
         lines += [
             "",

@@ -22,11 +22,14 @@ it is. A bucket is closed (encoded once, appended) when a later day opens, and e
 encode and one decode in its life, whatever the number of events. Only a transaction
 for an earlier day than the newest bucket (a late event) rebuilds the buckets.
 
-A closed bucket is unsigned LEB128 varints: ``gap << 3 | (entries - 1)``, ``sum_fen``,
-then its entries ``count << 3 | channel`` (one per channel used that day); ``gap`` is
-the days since the previous closed bucket, 0 for the first one, whose day is ``base``.
-About 5 bytes for a day with one channel. The layout is canonical: the same buckets
-give the same bytes however they came about.
+A closed bucket is: one byte ``g << 6 | mask`` -- ``mask`` the channels used that
+day (bit i = CHANNELS[i]), ``g`` the days since the previous closed bucket (0 for the
+first one, whose day is ``base``; 3 means "more: an unsigned LEB128 varint follows");
+then the count of each channel in ``mask``, one nibble each, two to a byte, low
+nibble first (15 means "15 plus a varint that follows the nibbles"); then ``sum_fen``
+as a varint. A day with two channels used up to 14 times each and a sum under 20,000
+CNY takes 5 bytes. The layout is canonical: the same buckets give the same bytes
+however they came about.
 """
 
 from __future__ import annotations
@@ -40,7 +43,11 @@ CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
 _CH_BITS = 3
 _CH_MASK = (1 << _CH_BITS) - 1
 _ONE = 1 << _CH_BITS  # +1 transaction in a packed entry
-assert N_CHANNELS <= _CH_MASK + 1
+assert N_CHANNELS <= 6  # a closed bucket's channel mask is 6 bits
+#: channel mask -> the channels in it, ascending
+_MASK_CHANNELS = tuple(
+    tuple(ch for ch in range(N_CHANNELS) if m >> ch & 1) for m in range(1 << N_CHANNELS)
+)
 
 
 def _zero_channels() -> list[int]:
@@ -111,11 +118,8 @@ class DailyWindows(msgspec.Struct, array_like=True, gc=False):
         out = bytearray(self.closed)
         if not out:
             self.base = self.day
-        entries = self.day_entries
-        _put(out, (self.day - (self.last if self.closed else self.base)) << 3 | (len(entries) - 1))
-        _put(out, self.day_sum)
-        for e in entries:
-            _put(out, e)
+        gap = self.day - (self.last if self.closed else self.base)
+        _put_bucket(out, gap, self.day_sum, self.day_entries)
         self.closed = bytes(out)
         self.last = self.day
 
@@ -130,27 +134,24 @@ class DailyWindows(msgspec.Struct, array_like=True, gc=False):
                 return  # it stays, and so do all the newer ones
             channels = self.channels
             end = len(closed)
-            gap_n, pos = _get(closed, 0)
+            pos = 0
             while True:
-                # the bucket at ``pos`` (its gap already read) is on ``day``: drop it
-                fen, pos = _get(closed, pos)
+                _gap, fen, counts, pos = _get_bucket(closed, pos)  # the bucket on ``day``
                 self.sum_fen -= fen
-                for _ in range((gap_n & _CH_MASK) + 1):
-                    e, pos = _get(closed, pos)
-                    n = e >> _CH_BITS
-                    channels[e & _CH_MASK] -= n
+                for ch, n in counts:
+                    channels[ch] -= n
                     self.count -= n
                 if pos == end:
                     self.closed = b""
                     self.base = self.last = 0
                     break
-                gap_n, nxt = _get(closed, pos)
-                day += gap_n >> _CH_BITS
+                head = closed[pos]
+                gap, after_gap = (head >> 6, pos + 1) if head < 0xC0 else _get(closed, pos + 1)
+                day += gap
                 if day > last_dropped_day:  # the new oldest: its gap becomes 0
-                    self.closed = bytes((gap_n & _CH_MASK,)) + closed[nxt:]
+                    self.closed = bytes((head & 0x3F,)) + closed[after_gap:]
                     self.base = day
                     return  # and the newest bucket is newer still
-                pos = nxt
         if self.day <= last_dropped_day:
             self.sum_fen -= self.day_sum
             for e in self.day_entries:
@@ -191,14 +192,9 @@ class DailyWindows(msgspec.Struct, array_like=True, gc=False):
         closed = self.closed
         pos, end, day = 0, len(closed), self.base
         while pos < end:
-            gap_n, pos = _get(closed, pos)
-            day += gap_n >> _CH_BITS
-            fen, pos = _get(closed, pos)
-            b = [fen]
-            for _ in range((gap_n & _CH_MASK) + 1):
-                e, pos = _get(closed, pos)
-                b.append(e)
-            out[day] = b
+            gap, fen, counts, pos = _get_bucket(closed, pos)
+            day += gap
+            out[day] = [fen, *(n << _CH_BITS | ch for ch, n in counts)]
         if self.day_entries:
             out[self.day] = [self.day_sum, *self.day_entries]
         return out
@@ -276,6 +272,50 @@ class DailyWindows(msgspec.Struct, array_like=True, gc=False):
             self.closed,
         )
         return w
+
+
+def _put_bucket(out: bytearray, gap: int, fen: int, entries: list[int]) -> None:
+    """Append one closed bucket (see the module doc)."""
+    mask = 0
+    counts = [0] * N_CHANNELS
+    for e in entries:
+        mask |= 1 << (e & _CH_MASK)
+        counts[e & _CH_MASK] += e >> _CH_BITS
+    used = [counts[ch] for ch in _MASK_CHANNELS[mask]]
+    out.append((gap if gap < 3 else 3) << 6 | mask)
+    if gap >= 3:
+        _put(out, gap)
+    for i in range(0, len(used), 2):
+        lo = used[i] if used[i] < 15 else 15
+        hi = (used[i + 1] if used[i + 1] < 15 else 15) if i + 1 < len(used) else 0
+        out.append(hi << 4 | lo)
+    for n in used:
+        if n >= 15:
+            _put(out, n - 15)
+    _put(out, fen)
+
+
+def _get_bucket(buf: bytes, pos: int) -> tuple[int, int, list[tuple[int, int]], int]:
+    """(gap, sum_fen, [(channel, count), ...], position after) of the bucket at ``pos``."""
+    head = buf[pos]
+    pos += 1
+    gap = head >> 6
+    if gap == 3:
+        gap, pos = _get(buf, pos)
+    chans = _MASK_CHANNELS[head & 0x3F]
+    counts: list[int] = []
+    for i in range(0, len(chans), 2):
+        b = buf[pos]
+        pos += 1
+        counts.append(b & 0xF)
+        if i + 1 < len(chans):
+            counts.append(b >> 4)
+    for i, n in enumerate(counts):
+        if n == 15:
+            more, pos = _get(buf, pos)
+            counts[i] = 15 + more
+    fen, pos = _get(buf, pos)
+    return gap, fen, list(zip(chans, counts, strict=True)), pos
 
 
 def _put(out: bytearray, x: int) -> None:

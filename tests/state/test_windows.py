@@ -59,12 +59,33 @@ def test_a_day_costs_a_few_bytes_and_old_days_leave_from_the_front() -> None:
     for day in range(100, 190):
         w.add(day, 12_345, 0)
         w.add(day, 500, 3)
-    assert len(w.closed) == 89 * 5  # gap+entries, sum (2 bytes), two one-byte entries
+    assert len(w.closed) == 89 * 4  # gap + channels, two count nibbles, sum (2 bytes)
     w.evict_through(99 + 10)
     assert w.min_day == 110 and w.count == 2 * 80 and w.sum_fen == 80 * 12_845
-    assert len(w.closed) == 79 * 5
+    assert len(w.closed) == 79 * 4
     w.evict_through(200)
     assert w.buckets == {} and w.count == 0 and w.channels == [0] * N_CHANNELS
+
+
+def test_long_gaps_and_large_counts_survive_closing_and_eviction() -> None:
+    w = DailyWindows()
+    model: dict[int, list[int]] = {}
+    for i, day in enumerate([3, 4, 9, 30, 31, 400, 1000]):
+        for _ in range(i * 11 + 1):  # up to 67 transactions a day on one channel
+            w.add(day, 10**9, i % N_CHANNELS)
+        w.add(day, 1, (i + 1) % N_CHANNELS)
+        model[day] = [0] * N_CHANNELS
+        model[day][i % N_CHANNELS] += i * 11 + 1
+        model[day][(i + 1) % N_CHANNELS] += 1
+    assert {d: w.day_channels(d) for d in w.buckets} == model
+    for cut in (3, 8, 30, 399, 999, 1000):
+        w.evict_through(cut)
+        model = {d: m for d, m in model.items() if d > cut}
+        assert {d: w.day_channels(d) for d in w.buckets} == model
+        assert w.count == sum(map(sum, model.values()))
+        assert msgspec.msgpack.encode(DailyWindows.from_buckets(w.buckets)) == (
+            msgspec.msgpack.encode(w)
+        )
 
 
 def test_v3_rows_load() -> None:
