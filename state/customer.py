@@ -9,8 +9,10 @@ default, and a state from a *future* format is refused rather than half-read.
 
 Format v4 (MessagePack): the state is a ``msgspec.Struct`` decoded and encoded in C,
 as one array whose first element is the version (4) and then the fields in the order
-the class declares them (a field added later goes last, with a default, so the
-arrays of older v4 states are simply shorter). What grew with history is kept as
+the class declares them. A field added later goes last, with a default: the array of
+an older v4 state is simply shorter and its missing fields take their defaults, while
+an array longer than this code knows is a newer state and is refused (rather than
+read and written back without the fields it does not know). What grew with history is kept as
 bytes that decode and encode as they are: the closed window buckets (state/windows.py)
 and the dedup set's keys (8 bytes each, FIFO order; their insertion days run-length
 encoded). The window totals, the AUM and the timer fields are stored, not recomputed.
@@ -89,7 +91,7 @@ def event_key(event_id: str) -> int:
     return int.from_bytes(event_digest(event_id), "big")
 
 
-class Account(msgspec.Struct, array_like=True, gc=False):
+class Account(msgspec.Struct, array_like=True, gc=False, forbid_unknown_fields=True):
     """Latest known balance of one account (last writer by event time wins)."""
 
     ts: int  # event time of the event that set the balance
@@ -115,7 +117,14 @@ class Account(msgspec.Struct, array_like=True, gc=False):
         )
 
 
-class CustomerState(msgspec.Struct, array_like=True, gc=False, eq=False, tag=FORMAT_VERSION):
+class CustomerState(
+    msgspec.Struct,
+    array_like=True,
+    gc=False,
+    eq=False,
+    tag=FORMAT_VERSION,
+    forbid_unknown_fields=True,
+):
     """Everything the core remembers about one customer (mutable; see core.apply).
 
     The field order is the serialized layout (see the module doc): append new fields
@@ -172,6 +181,13 @@ class CustomerState(msgspec.Struct, array_like=True, gc=False, eq=False, tag=FOR
     #: campaign id -> its start day, for campaigns already decided for this customer
     campaigns_done: dict[str, int] = msgspec.field(default_factory=dict)
     late_events: int = 0
+
+    def __post_init__(self) -> None:
+        """The checks a decoded state gets beyond its types (a corrupt state fails on
+        load, not on some later event): the dedup set's keys and days agree."""
+        runs = self.seen_days
+        if len(runs) & 1 or 8 * sum(runs[1::2]) != len(self.seen_keys):
+            raise ValueError("corrupt dedup set (keys and days disagree)")
 
     # ------------------------------------------------------------------ helpers
 

@@ -54,7 +54,7 @@ def _zero_channels() -> list[int]:
     return [0] * N_CHANNELS
 
 
-class DailyWindows(msgspec.Struct, array_like=True, gc=False):
+class DailyWindows(msgspec.Struct, array_like=True, gc=False, forbid_unknown_fields=True):
     """Daily buckets ``[sum_fen, count << 3 | channel, ...]`` over the last N days.
 
     Fields (also the serialized layout, in this order): the window totals ``count``,
@@ -72,6 +72,10 @@ class DailyWindows(msgspec.Struct, array_like=True, gc=False):
     base: int = 0
     last: int = 0
     closed: bytes = b""
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != N_CHANNELS:
+            raise ValueError(f"windows: {len(self.channels)} channel totals, not {N_CHANNELS}")
 
     def add(self, day: int, fen: int, channel: int) -> bool:
         """Count one transaction of ``fen`` on ``channel`` (index into CHANNELS) on

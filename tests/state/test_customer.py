@@ -188,3 +188,29 @@ def test_a_key_straddling_two_entries_is_not_seen() -> None:
     st.remember(0x090A0B0C0D0E0F10, 10)
     assert not st.has_seen(0x05060708090A0B0C)  # the middle 8 bytes of the two
     assert st.has_seen(0x090A0B0C0D0E0F10)
+
+
+def test_an_older_v4_state_with_fewer_fields_loads_with_defaults() -> None:
+    """Fields are only ever appended (with a default): a shorter v4 array is an older
+    v4 state, and its missing fields take their defaults; a longer one is refused."""
+    st = typical_customer()
+    fields = msgspec.msgpack.decode(st.to_bytes())
+    names = CustomerState.__struct_fields__
+    assert fields[0] == FORMAT_VERSION and len(fields) == 1 + len(names)
+    blank = CustomerState(st.customer_id)
+    for keep in (2, 9, 11, len(names) - 1):
+        old = CustomerState.from_bytes(msgspec.msgpack.encode(fields[: 1 + keep]))
+        for i, name in enumerate(names):
+            want = getattr(st if i < keep else blank, name)
+            assert msgspec.msgpack.encode(getattr(old, name)) == msgspec.msgpack.encode(want)
+    with pytest.raises(ValueError):
+        CustomerState.from_bytes(msgspec.msgpack.encode([*fields, 0]))
+
+
+def test_a_corrupt_dedup_set_fails_on_load() -> None:
+    st = typical_customer()
+    fields = msgspec.msgpack.decode(st.to_bytes())
+    i = 1 + CustomerState.__struct_fields__.index("seen_keys")
+    fields[i] = fields[i][:-3]
+    with pytest.raises(ValueError, match="dedup"):
+        CustomerState.from_bytes(msgspec.msgpack.encode(fields))
