@@ -11,15 +11,19 @@ history, and reports, per history length:
   bytes, decoded, applied, encoded and profiled -- what a worker pays when its
   customers outnumber its state cache, i.e. in every real bank. CPU is
   ``time.process_time`` over the live phase after a warm-up, with the worker's
-  garbage-collector settings.
+  garbage-collector settings. Measured twice: as fed to a worker (raw messages:
+  input decoding and the event-time merge included), and with the input decoded
+  beforehand (the state, the rules, the profile and the batch bookkeeping only).
 * **where it goes**: mean µs of the steps measured one at a time on the bank's
   states (input decode, ``CustomerState.from_bytes``, ``to_bytes``,
   ``profile_fields``); the rest of the per-event figure is ``apply`` and batch
   bookkeeping.
-* **state size**: serialized (mean / p95 / max over the bank's states at the cut)
-  and in memory: tracemalloc's count of what ``from_bytes`` leaves allocated for a
-  batch of states, divided by their number, and the same after one live event has
-  been applied to each (what the worker's state cache holds).
+* **state size**: serialized (mean / p95 / max over the bank's states at the cut);
+  in memory, decoded: tracemalloc's count of what ``from_bytes`` leaves allocated
+  for a batch of states, divided by their number, and the same after one live event
+  has been applied to each; and what the worker's state cache holds per customer:
+  the memory freed by clearing a ``StateCache`` that a ``BatchProcessor`` filled
+  from the first 5,000 live events.
 
 Banks are built once, offline, through the real core (one simulator pass, the store
 snapshotted at each cut together with the next live events) and cached on disk under
