@@ -23,7 +23,8 @@ history, and reports, per history length:
   for a batch of states, divided by their number, and the same after one live event
   has been applied to each; and what the worker's state cache holds per customer:
   the memory freed by clearing a ``StateCache`` that a ``BatchProcessor`` filled
-  from the first 5,000 live events.
+  from the first 5,000 live events; and on disk, the bank's states in a RocksDB
+  (rocksdict, flushed and compacted: SST bytes per customer).
 
 Banks are built once, offline, through the real core (one simulator pass, the store
 snapshotted at each cut together with the next live events) and cached on disk under
@@ -342,6 +343,22 @@ def _cache_entry_bytes(rules: Any, msgs: list[Any], states: dict[bytes, bytes]) 
     return freed / max(n, 1)
 
 
+def _rocksdb_bytes(states: dict[bytes, bytes]) -> float:
+    """On-disk size per customer of the states in a RocksDB (rocksdict, the worker's
+    store; its default snappy compression), flushed and compacted: SST files only."""
+    from rocksdict import Rdict
+
+    with tempfile.TemporaryDirectory(prefix="tierstream-history-rocks-") as d:
+        db = Rdict(d)
+        for k, v in states.items():
+            db[k] = v
+        db.flush()
+        db.compact_range(None, None)
+        db.close()
+        sst = sum(p.stat().st_size for p in Path(d).glob("*.sst"))
+    return sst / max(len(states), 1)
+
+
 def measure(path: Path, warmup: int) -> dict[str, Any]:
     """One bank, one process: the live phase's CPU per event, the breakdown, sizes."""
     from state import lifetime
@@ -461,6 +478,7 @@ def measure(path: Path, warmup: int) -> dict[str, Any]:
         "decoded_bytes": mem_decoded,
         "decoded_after_event_bytes": mem_after,
         "cache_entry_bytes": cached,
+        "rocksdb_bytes": _rocksdb_bytes(bank.states),
         **steps,
         "build": bank.info,
     }
@@ -562,9 +580,9 @@ class Results:
             "| code | history | CPU µs/event | × fresh | pre-decoded µs/event | input decode µs "
             "| from_bytes µs "
             "| to_bytes µs | profile µs | state B mean / p95 / max | decoded B | "
-            "after 1 event B | in the cache B |",
+            "after 1 event B | in the cache B | RocksDB B |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-            "| ---: |",
+            "| ---: | ---: |",
         ]
         for code in self.codes:
             fresh = self.median(code, min(s.days), "cpu_us_per_event")
@@ -583,7 +601,7 @@ class Results:
                     f"| {self.median(code, d, 'profile_fields_us'):.1f} "
                     f"| {sb['mean']:,.0f} / {sb['p95']:,} / {sb['max']:,} "
                     f"| {r0['decoded_bytes']:,.0f} | {r0['decoded_after_event_bytes']:,.0f} "
-                    f"| {r0['cache_entry_bytes']:,.0f} |"
+                    f"| {r0['cache_entry_bytes']:,.0f} | {r0['rocksdb_bytes']:,.0f} |"
                 )
         lines += [
             "",
