@@ -268,18 +268,15 @@ class CustomerState(
         """Load any known format version; missing fields take their defaults."""
         if b[:1] == b"{":
             return _from_json(b)
-        head = b[:1]
-        if not head or not (0x90 <= head[0] <= 0x9F or head[0] == 0xDC):
-            raise ValueError("customer state: not a state (neither JSON nor a v4 array)")
-        v = b[1] if head[0] != 0xDC else (b[3] if len(b) > 3 else None)
-        if isinstance(v, int) and FORMAT_VERSION < v < 0x80:
-            raise ValueError(
-                f"customer state format v{v} is newer than this code (v{FORMAT_VERSION}); "
-                "upgrade tierstream instead of reading it"
-            )
         try:
             return _DECODER.decode(b)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            v = _array_head(b)
+            if v is not None and v > FORMAT_VERSION:
+                raise ValueError(
+                    f"customer state format v{v} is newer than this code "
+                    f"(v{FORMAT_VERSION}); upgrade tierstream instead of reading it"
+                ) from None
             raise ValueError(f"customer state: {e}") from None
 
     def __eq__(self, other: object) -> bool:
@@ -288,6 +285,18 @@ class CustomerState(
         return self.to_bytes() == other.to_bytes()
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+def _array_head(b: bytes) -> int | None:
+    """The first element of a MessagePack array if it is a small positive int (the
+    format version of a v4-or-later state), else None."""
+    if len(b) > 1 and 0x90 <= b[0] <= 0x9F:
+        v = b[1]
+    elif len(b) > 3 and b[0] == 0xDC:
+        v = b[3]
+    else:
+        return None
+    return v if v < 0x80 else None
 
 
 _ENCODER = msgspec.msgpack.Encoder(order="deterministic")  # dict keys sorted

@@ -122,6 +122,9 @@ def test_future_format_is_refused() -> None:
         b'{"v":2,"c":"x","a":{"k":[1,2,"x","CNY","deposit",3]}}',  # not a decimal
         b'{"v":3,"c":"x","T":["gold",1]}',  # not a tier
         b"\x92\x04\x05",  # a v4 array of the wrong types
+        b"\x90",  # an empty array
+        b"\xdc",  # a truncated array header
+        b"\xc0",  # nil
         msgspec.msgpack.encode([3, "x"]),  # v4 layout, wrong version
         CustomerState("x").to_bytes()[:-3],  # truncated
     ],
