@@ -12,10 +12,12 @@ as one array whose first element is the version (4) and then the fields in the o
 the class declares them. A field added later goes last, with a default: the array of
 an older v4 state is simply shorter and its missing fields take their defaults, while
 an array longer than this code knows is a newer state and is refused (rather than
-read and written back without the fields it does not know). What grew with history is kept as
-bytes that decode and encode as they are: the closed window buckets (state/windows.py)
-and the dedup set's keys (8 bytes each, FIFO order; their insertion days run-length
-encoded). The window totals, the AUM and the timer fields are stored, not recomputed.
+read and written back without the fields it does not know). What grew with history is
+kept as bytes that decode and encode as they are: the closed window buckets
+(state/windows.py) and the dedup set's keys (8 bytes each, FIFO order; their insertion
+days run-length encoded). The window totals and the AUM are stored, not recomputed.
+Decoding also checks what the types cannot: the dedup keys and days agree, the window
+has one total per channel.
 
 Format history:
   v1  JSON. Dedup ids stored as a plain list of event_id strings; last-writer
@@ -30,10 +32,10 @@ Format history:
       the watermark at its newest event (nothing before it fires) and its first day at
       its first transaction day (else its "today").
   v4  MessagePack array (this module's CustomerState, field by field): closed window
-      buckets as varint bytes behind the newest bucket and the window totals; dedup
+      buckets as bytes behind the newest bucket, and the window totals; dedup
       keys as one bytes object with run-length insertion days; AUM samples as a flat
       [day, high, close, ...] list; account balances as their decimal strings.
-      2.6 KB -> ~1 KB for a customer with 90 days of history, and decode/encode no
+      2.6 KB -> 1.2 KB for a customer with 90 days of history, and decode/encode no
       longer grow with it (docs/benchmark.md, "History"). Every v1-v3 state still
       loads (a worker upgraded in place restores its changelog) and decides exactly as
       before (tests/state/test_golden.py); it is written back as v4 when next changed.
