@@ -177,8 +177,8 @@ class BatchProcessor:
         self.rules = rules
         self.decoder = decoder or Decoder()
         self.guard = guard or BadInputGuard()
-        #: Decoded states left by earlier batches (streams/pipeline/state_cache.py); None: every
-        #: state is loaded and decoded from the store (replays, the test oracle).
+        #: States written by earlier batches (streams/pipeline/state_cache.py); None: every
+        #: state is loaded from the store (replays, the test oracle).
         self.cache = cache
         #: When each customer's next time trigger is due, per partition (derived state).
         self.due = DueIndex()
@@ -282,16 +282,15 @@ class BatchProcessor:
             result.profiles[key] = profile_fields(st, rules)
         result.outputs.extend(dead)
         if self.cache is not None:
-            # untouched (duplicate-only) states are unchanged: as good as written
-            self.cache.put_all((k, p, st) for k, (p, st) in states.items())
+            self.cache.put_all((k, p, raw) for p, k, raw in result.states)
         return result
 
     def _load(self, partition: int, key: bytes, load: StateLoader) -> CustomerState | None:
         """The customer's state before this batch: cached, else stored, else None."""
         if self.cache is not None:
-            st = self.cache.take(key)
-            if st is not None:
-                return st
+            cached = self.cache.take(key)
+            if cached is not None:
+                return CustomerState.from_bytes(cached)
         raw_state = load(partition, key)
         return CustomerState.from_bytes(raw_state) if raw_state is not None else None
 
