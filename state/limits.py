@@ -34,8 +34,9 @@ from state.windows import N_CHANNELS
 __all__ = ["MAX_FEN", "Limits", "SizedRules", "state_size_bound"]
 
 #: The state's integers (fen sums, balances) are written as MessagePack integers, which
-#: hold 64 bits (and v3's JSON numbers, which orjson writes only within 64 bits): every sum the core keeps stays within +-MAX_FEN fen
-#: (about 92 quadrillion CNY), and an event that would leave that range is rejected.
+#: hold 64 bits (v3's JSON numbers too: orjson writes them only within 64 bits): every
+#: sum the core keeps stays within +-MAX_FEN fen (about 92 quadrillion CNY), and an
+#: event that would leave that range is rejected.
 MAX_FEN = 2**63 - 1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
