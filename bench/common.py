@@ -165,6 +165,13 @@ class Throughput:
     #: saw half the input done to the end. Later events cost more (more of them touch a
     #: customer with history), so this is closer to steady state than the whole run.
     second_half: tuple[int, float, float] | None = None
+    #: process start -> first event counted (imports, group join, state restore)
+    start_s: float | None = None
+    #: states restored before the live phase, and the seconds the restore took
+    restored: int | None = None
+    restore_s: float | None = None
+    #: share of state reads served by the state cache (worker, baseline)
+    cache_hit_share: float | None = None
 
     @property
     def events_per_s(self) -> float:
