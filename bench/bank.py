@@ -29,6 +29,7 @@ states, as a bank's changelog does when a worker is upgraded in place.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib
 import json
@@ -130,7 +131,7 @@ def partition_of(key: bytes) -> int:
 
 def write_states(path: Path, items: Iterable[tuple[bytes, bytes]]) -> int:
     """Write (key, state) pairs; returns how many. Atomic: a ``.tmp`` renamed."""
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     n = 0
     with tmp.open("wb") as f:
         f.write(_STATES_MAGIC)
@@ -161,13 +162,23 @@ def read_states(path: Path) -> Iterator[tuple[bytes, bytes]]:
 
 
 def ensure_banks(spec: BankSpec, quiet: bool = False) -> dict[int, BankFiles]:
-    """Every cut of ``spec``, building the missing ones in one simulator pass."""
+    """Every cut of ``spec``, building the missing ones in one simulator pass.
+
+    A build holds a lock on the bank (its customers, seed and live count): another
+    process asking for the same bank waits for it and then finds the files, instead
+    of building them a second time."""
     meaning = meaning_id()
     files = {d: _files(spec, d, meaning) for d in spec.days}
-    missing = [d for d, f in files.items() if f is None]
-    if missing:
-        build(spec, tuple(sorted(missing)), meaning, quiet)
-        files = {d: _files(spec, d, meaning) for d in spec.days}
+    if any(f is None for f in files.values()):
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        lock = CACHE_DIR / f"{bank_name(spec, 0, meaning).rsplit('-d0-', 1)[0]}.lock"
+        with lock.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
+            files = {d: _files(spec, d, meaning) for d in spec.days}
+            missing = [d for d, f in files.items() if f is None]
+            if missing:
+                build(spec, tuple(sorted(missing)), meaning, quiet)
+                files = {d: _files(spec, d, meaning) for d in spec.days}
     out = {d: f for d, f in files.items() if f is not None}
     if len(out) != len(spec.days):
         raise RuntimeError(f"bank build left cuts missing: {sorted(set(spec.days) - set(out))}")
@@ -187,7 +198,7 @@ class _LiveFile:
 
     def __init__(self, path: Path, limit: int) -> None:
         self.path = path
-        self.tmp = path.with_suffix(".tmp")
+        self.tmp = path.with_name(path.name + ".tmp")
         self.f: BinaryIO = self.tmp.open("wb")
         self.writer = RecordWriter(self.f)
         self.limit = limit

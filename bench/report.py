@@ -33,7 +33,12 @@ PREVIOUS_RATIOS = "worker/baseline 0.69 (0.63–0.75), worker/peer 1.19 (1.00–
 #: v3 (commit 7df4541), 2026-12-07 10:15 UTC, 4,000 customers: days -> µs/event.
 PREVIOUS_CORE = {0: 52.7, 30: 81.8, 90: 130.3, 180: 122.5}
 
-SYSTEM_LABELS = {"worker": "tierstream worker", "baseline": "baseline", "peer": "quix"}
+SYSTEM_LABELS = {
+    "worker": "tierstream worker",
+    "ref": "worker @ref",
+    "baseline": "baseline",
+    "peer": "quix",
+}
 
 
 @dataclass
@@ -193,7 +198,7 @@ def render(rep: Report) -> str:
         lines += render_previous(rep)
     rounds = all_rounds(rep)
     if len(rounds) > 1:
-        names = [k for k in ("worker", "baseline", "peer") if any(k in rd for rd in rounds)]
+        names = [k for k in ("worker", "ref", "baseline", "peer") if any(k in rd for rd in rounds)]
         again = "round 2 runs" if len(rounds) == 2 else f"rounds 2–{len(rounds)} run"
         lines += [
             f"Throughput by round: events/s (CPU µs/event). Round 1 is the table "
@@ -201,8 +206,8 @@ def render(rep: Report) -> str:
             "its own consumer group and state, so that machine drift hits every system "
             "alike. The ratios below are the medians.",
             "",
-            "| round | " + " | ".join(names) + " | worker/baseline | worker/peer |",
-            "| ---: | " + " | ".join("---:" for _ in names) + " | ---: | ---: |",
+            "| round | " + " | ".join(names) + " | worker/baseline | worker/peer | worker/ref |",
+            "| ---: | " + " | ".join("---:" for _ in names) + " | ---: | ---: | ---: |",
         ]
         for i, rd in enumerate(rounds, 1):
             cells = [
@@ -211,8 +216,11 @@ def render(rep: Report) -> str:
             ]
             wb = _round_ratio(rd, "baseline")
             wp = _round_ratio(rd, "peer")
+            wr = _round_ratio(rd, "ref")
             lines.append(
-                f"| {i} | " + " | ".join(cells) + f" | {_fmt(wb, '.2f')} | {_fmt(wp, '.2f')} |"
+                f"| {i} | "
+                + " | ".join(cells)
+                + f" | {_fmt(wb, '.2f')} | {_fmt(wp, '.2f')} | {_fmt(wr, '.2f')} |"
             )
         lines.append("")
     if rep.latency:
@@ -366,7 +374,11 @@ def render_scale(rep: Report) -> list[str]:
 def ratios(rep: Report) -> str:
     """The ratios, last: the median over the rounds, with their range and count."""
     out = []
-    for other, label in (("baseline", "worker/baseline"), ("peer", "worker/peer    ")):
+    for other, label in (
+        ("baseline", "worker/baseline"),
+        ("peer", "worker/peer    "),
+        ("ref", "worker/ref     "),
+    ):
         rs = round_ratios(rep, other)
         if not rs:
             continue

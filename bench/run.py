@@ -66,7 +66,7 @@ PHASES = (
     "profile",
 )
 RESULTS = REPO_ROOT / "bench" / "results"
-SYSTEMS = ("worker", "baseline", "peer")
+SYSTEMS = ("worker", "ref", "baseline", "peer")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -132,6 +132,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="customers in the recovery changelogs (default 100000,1000000; --quick 100000)",
     )
     ap.add_argument("--redis-profiles", type=int, default=100_000, help="profiles written")
+    ap.add_argument(
+        "--worker-ref",
+        help="also run the worker of this git ref (its state, schemas and streams), "
+        "interleaved with this tree's, as the system 'ref' (before/after of a change)",
+    )
     ap.add_argument("--bootstrap", default="127.0.0.1:9092")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--keep", action="store_true", help="keep topics/keys (debugging)")
@@ -215,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        systems = [k for k in SYSTEMS if k in args.phases]
+        if args.worker_ref:
+            from bench.history import extract_ref
+
+            code = extract_ref(args.worker_ref, work / "ref")
+            runner.ref_root, runner.ref_label = code.root, code.label
+        systems = [k for k in SYSTEMS if k in args.phases or (k == "ref" and args.worker_ref)]
         needs_bank = {*SYSTEMS, "latency", "scale", "profile", "recovery", "redis"}
         bank = None
         if needs_bank & set(args.phases):
@@ -276,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         if bank is not None:
             for name in systems:
                 print(f"  {name}: restore, then throughput ...", flush=True)
-                if name == "worker":
+                if name == "ref":
+                    thr = _one_run(runner, name, s1, "r1", bank, args.events)
+                elif name == "worker":
                     thr, w = runner.worker(s1, bank, args.events, "worker-r1.log")
                     print(f"    {rate(thr)}", flush=True)
                     try:
@@ -392,6 +404,18 @@ def _one_run(
     if name == "worker":  # ``s`` names the tag's own app id, data dir and Redis prefix
         thr, w = runner.worker(s, bank, events, f"worker-{tag}.log")
         w.stop()
+        return thr
+    if name == "ref":  # the same, from another ref's tree, with ids of its own
+        rs = s.with_overrides(
+            app_id=f"{s.app_id}-ref",
+            data_dir=f"{s.data_dir}-ref",
+            web_port=free_port(),
+            redis_key_prefix=f"{s.redis_key_prefix}ref:",
+        )
+        assert runner.ref_root is not None
+        thr, w = runner.worker(rs, bank, events, f"ref-{tag}.log", runner.ref_root)
+        w.stop()
+        thr.name = f"worker @{runner.ref_label}"
         return thr
     thr, proc, _status = runner.plain(name, s, tag, bank, events)
     stop_process(proc)

@@ -82,6 +82,9 @@ class Runner:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     #: bank states file -> the topic of states the baselines restore from
     _state_topics: dict[Path, str] = field(default_factory=dict)
+    #: ``--worker-ref``: the extracted tree of that ref, and its label
+    ref_root: Path | None = None
+    ref_label: str = ""
 
     # -- settings ---------------------------------------------------------------------
 
@@ -110,22 +113,25 @@ class Runner:
 
     # -- the worker -------------------------------------------------------------------
 
-    def start_worker(self, s: Settings, bank: BankFiles | None, log: str) -> Worker:
+    def start_worker(
+        self, s: Settings, bank: BankFiles | None, log: str, root: Path = REPO_ROOT
+    ) -> Worker:
         """A worker whose changelog holds ``bank``'s states (restored on start)."""
         create_topics(s)  # the app id's changelog among them
         if bank is not None:
             produce_states(s, changelog_topic(s), bank.states, s.partitions)
         cache = self.cache(bank)
-        w = Worker(s, self.logs / log, args=("--state-cache", str(cache)))
+        w = Worker(s, self.logs / log, args=("--state-cache", str(cache)), root=root)
         self.workers.append(w)
         return w
 
     def worker(
-        self, s: Settings, bank: BankFiles, events: int, log: str
+        self, s: Settings, bank: BankFiles, events: int, log: str, root: Path = REPO_ROOT
     ) -> tuple[Throughput, Worker]:
         """Restore ``bank`` into a fresh worker and time it through ``events``; the
-        worker is left running (for a latency phase); the caller stops it."""
-        w = self.start_worker(s, bank, log)
+        worker is left running (for a latency phase); the caller stops it. ``root``:
+        the source tree it runs (``--worker-ref``)."""
+        w = self.start_worker(s, bank, log, root)
         thr = run_throughput(w, events, self.timeout)
         return thr, w
 

@@ -71,16 +71,21 @@ class Worker:
     #: extra ``tierstream worker`` arguments (e.g. ``--state-cache N``)
     args: tuple[str, ...] = ()
     started_at: float = 0.0
+    #: the source tree it runs from (``--worker-ref``: another ref's extracted tree)
+    root: Path = REPO_ROOT
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         _mark_redis_synced(self.settings)
         log = self.log_path.open("ab")
         self.started_at = time.monotonic()
+        env = worker_env(self.settings)
+        if self.root != REPO_ROOT:
+            env["PYTHONPATH"] = str(self.root)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning", *self.args],
-            cwd=REPO_ROOT,
-            env=worker_env(self.settings),
+            cwd=self.root,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -44,7 +44,7 @@ def test_ratios_are_the_median_over_rounds_with_their_range() -> None:
     assert "worker/baseline throughput: 0.80 (median of 3 rounds, range 0.60–1.00" in text
     assert "worker/peer     throughput: 1.20 (median of 3 rounds, range 1.00–2.00" in text
     page = render(rep)
-    assert "| 2 | 9,000 (100) | 9,000 (100) | 9,000 (100) | 1.00 | 1.00 |" in page
+    assert "| 2 | 9,000 (100) | 9,000 (100) | 9,000 (100) | 1.00 | 1.00 | — |" in page
     assert page.rstrip().endswith("```")  # the ratios come last
 
 
