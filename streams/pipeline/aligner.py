@@ -64,7 +64,8 @@ class InputAligner(Generic[T]):
         self.max_lag_wait_ms = max_lag_wait_ms
         #: Told "lag" or "idle" whenever a release stops waiting (the worker's metric).
         self.on_timeout = on_timeout
-        self._buf: dict[int, dict[str, deque[T]]] = {}
+        #: partition -> topic (in ``topics`` order) -> (event time, record), offset order
+        self._buf: dict[int, dict[str, deque[tuple[int, T]]]] = {}
         self._blocked_since: dict[int, int] = {}
         #: Releases that went ahead without an input whose end was unknown.
         self.idle_timeouts = 0
@@ -72,11 +73,13 @@ class InputAligner(Generic[T]):
         self.lag_timeouts = 0
 
     def add(self, items: Iterable[tuple[str, int, T]]) -> None:
+        ts_of = self.ts_of
+        buf = self._buf
         for topic, partition, item in items:
-            task = self._buf.get(partition)
+            task = buf.get(partition)
             if task is None:
-                task = self._buf[partition] = {t: deque() for t in self.topics}
-            task[topic].append(item)
+                task = buf[partition] = {t: deque() for t in self.topics}
+            task[topic].append((ts_of(item), item))
 
     @property
     def held(self) -> int:
@@ -99,15 +102,29 @@ class InputAligner(Generic[T]):
         return out
 
     def _release_task(self, partition: int, caught_up: CaughtUp, now_ms: int, out: list[T]) -> None:
+        """Release partition ``partition``'s records in head-merge order while no input
+        that may hold earlier records blocks it.
+
+        Each input's caught-up state is asked once per release (it cannot change
+        while the release runs: the caller answers from what it knew before), and
+        while every empty input is caught up the heads are merged without asking
+        again until one more input runs empty. When an input blocks, one record
+        at most goes per release once the wait has run out (as before 2026-12-07).
+        """
         task = self._buf[partition]
-        ts_of = self.ts_of
+        known: dict[str, bool | None] = {}
         while True:
-            heads = [(t, q) for t, q in task.items() if q]
+            heads = [q for q in task.values() if q]
             if not heads:
                 self._blocked_since.pop(partition, None)
                 return
             if len(heads) < len(task):
-                states = [caught_up(t, partition) for t, q in task.items() if not q]
+                states = []
+                for t, q in task.items():
+                    if not q:
+                        if t not in known:
+                            known[t] = caught_up(t, partition)
+                        states.append(known[t])
                 if False in states or None in states:
                     lagging = False in states
                     limit = self.max_lag_wait_ms if lagging else self.max_idle_ms
@@ -120,10 +137,22 @@ class InputAligner(Generic[T]):
                         self.idle_timeouts += 1
                     if self.on_timeout is not None:
                         self.on_timeout("lag" if lagging else "idle")
+                    self._blocked_since.pop(partition, None)
+                    out.append(_earliest(heads).popleft()[1])
+                    continue
             self._blocked_since.pop(partition, None)
-            # earliest head first; ties go to the first topic in the configured order
-            _, q = min(heads, key=lambda h: (ts_of(h[1][0]), self.topics.index(h[0])))
-            out.append(q.popleft())
+            # nothing blocks: merge until one more input runs empty (earliest head
+            # first; ties go to the first input in the configured order)
+            if len(heads) == 1:
+                q = heads[0]
+                out.extend(item for _ts, item in q)
+                q.clear()
+                continue
+            while True:
+                q = _earliest(heads)
+                out.append(q.popleft()[1])
+                if not q:
+                    break
 
     def drain(self) -> list[T]:
         """Forget every held record and return them (the worker is giving up its
@@ -131,7 +160,7 @@ class InputAligner(Generic[T]):
         out: list[T] = []
         for task in self._buf.values():
             for queue in task.values():
-                out.extend(queue)
+                out.extend(item for _ts, item in queue)
                 queue.clear()
         self._blocked_since.clear()
         return out
@@ -148,3 +177,15 @@ class InputAligner(Generic[T]):
                 dropped += len(task[topic])
                 task[topic].clear()
         return dropped
+
+
+def _earliest(heads: list[deque[tuple[int, T]]]) -> deque[tuple[int, T]]:
+    """The input whose head is earliest; on a tie the first (``heads`` keeps the
+    configured order)."""
+    best = heads[0]
+    best_ts = best[0][0]
+    for q in heads[1:]:
+        ts = q[0][0]
+        if ts < best_ts:
+            best, best_ts = q, ts
+    return best
