@@ -352,3 +352,36 @@ def delete_redis_prefix(redis_url: str, prefix: str) -> int:
 
 def remove_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def service_pids() -> dict[str, list[int]]:
+    """The Kafka broker's and Redis' processes on this machine (for their CPU), by
+    command line: ``kafka.Kafka`` and ``redis-server``."""
+    import psutil
+
+    out: dict[str, list[int]] = {"kafka": [], "redis": []}
+    for p in psutil.process_iter(["pid", "cmdline", "name"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if "kafka.Kafka" in cmd:
+            out["kafka"].append(p.info["pid"])
+        elif (p.info.get("name") or "").startswith("redis-server") or "redis-server" in cmd:
+            out["redis"].append(p.info["pid"])
+    return out
+
+
+def pids_cpu(pids: list[int]) -> float:
+    """utime + stime of these processes, seconds (0 for any that has gone)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total

@@ -59,6 +59,10 @@ class Scale:
     workers: int
     throughput: Throughput
     per_worker_cpu_s: list[float] = field(default_factory=list)
+    #: the machine over the run (bench/systems.py ``MachineUse``), when measured
+    machine: Any = None
+    #: runs of the same round are compared with each other
+    round: int = 0
 
 
 @dataclass
@@ -351,21 +355,33 @@ def render_sweep(rep: Report) -> list[str]:
 def render_scale(rep: Report) -> list[str]:
     if not rep.scale:
         return []
-    one = next((s for s in rep.scale if s.workers == 1), None)
+    ones = {s.round: s for s in rep.scale if s.workers == 1}
     lines = [
         "One worker process against several on the same data and broker (started and "
-        "ready before the input was loaded; throughput over all of them, CPU summed):",
+        "ready before the input was loaded; throughput over all of them, CPU summed; "
+        "the machine: how busy all its CPUs were over the run, and CPU seconds of the "
+        "workers, the Kafka broker, Redis and everything else, which includes the "
+        "benchmark's loader and other work on the machine):",
         "",
-        "| workers | events/s | × one worker | CPU µs/event | CPU s per worker |",
-        "| ---: | ---: | ---: | ---: | --- |",
+        "| round | workers | events/s | × one worker | CPU µs/event | CPU s per worker "
+        "| machine busy | workers / Kafka / Redis / other CPU s |",
+        "| ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for s in rep.scale:
         t = s.throughput
+        one = ones.get(s.round)
         x = t.events_per_s / one.throughput.events_per_s if one else None
         per = ", ".join(f"{c:.1f}" for c in s.per_worker_cpu_s)
+        m = s.machine
+        use = (
+            f"{m.busy_share:.0%} of {m.cpus} | {m.workers_s:.1f} / {m.kafka_s:.1f} / "
+            f"{m.redis_s:.1f} / {m.other_s:.1f}"
+            if m is not None
+            else "— | —"
+        )
         lines.append(
-            f"| {s.workers} | {t.events_per_s:,.0f} | {_fmt(x, '.2f')} "
-            f"| {us_per_event(t):.0f} | {per} |"
+            f"| {s.round + 1} | {s.workers} | {t.events_per_s:,.0f} | {_fmt(x, '.2f')} "
+            f"| {us_per_event(t):.0f} | {per} | {use} |"
         )
     lines.append("")
     return lines

@@ -127,6 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--scale-workers", type=int, default=2, help="worker processes against one (scale)"
     )
+    ap.add_argument("--scale-rounds", type=int, default=2, help="rounds of the scale phase")
     ap.add_argument(
         "--recovery-sizes",
         help="customers in the recovery changelogs (default 100000,1000000; --quick 100000)",
@@ -465,13 +466,15 @@ def _core_alone(bank: BankFiles, args: argparse.Namespace) -> dict[str, Any] | N
 
 
 def _scale(runner: Runner, args: argparse.Namespace, bank: BankFiles) -> list[Scale]:
-    """One worker, then ``--scale-workers``, on copies of the same data."""
+    """One worker, then ``--scale-workers``, on copies of the same data, ``--scale-rounds``
+    times interleaved."""
     out = []
-    for n in (1, args.scale_workers):
-        print(f"  scale: {n} worker(s) ...", flush=True)
-        thr, per = runner.scale(n, f"s{n}", bank, args.events)
-        out.append(Scale(n, thr, per))
-        print(f"    {rate(thr)}", flush=True)
+    for r in range(args.scale_rounds):
+        for n in (1, args.scale_workers) if r % 2 == 0 else (args.scale_workers, 1):
+            print(f"  scale: {n} worker(s), round {r + 1} ...", flush=True)
+            thr, per, use = runner.scale(n, f"s{n}r{r}", bank, args.events)
+            out.append(Scale(n, thr, per, use, r))
+            print(f"    {rate(thr)}; machine {use.busy_share:.0%} busy", flush=True)
     return out
 
 

@@ -11,6 +11,7 @@ orchestrator can stop them all whatever happens.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -22,12 +23,16 @@ from pathlib import Path
 from bench.bank import BankFiles
 from bench.baseline import read_status
 from bench.common import (
+    CLK_TCK,
     REPO_ROOT,
     BenchError,
     Throughput,
     cpu_seconds,
+    machine_jiffies,
     measure_progress,
     peak_rss_bytes,
+    pids_cpu,
+    service_pids,
     stop_process,
     wait_until,
 )
@@ -234,7 +239,7 @@ class Runner:
 
     def scale(
         self, n: int, tag: str, bank: BankFiles, events: int
-    ) -> tuple[Throughput, list[float]]:
+    ) -> tuple[Throughput, list[float], MachineUse]:
         """``n`` worker processes in one group over the same data: all started (states
         restored, partitions shared out) before the input is loaded, then timed from
         the first event any of them counted to the last; CPU is summed over them."""
@@ -263,6 +268,9 @@ class Runner:
                 lambda: self._settled(ws, expected), self.timeout, "workers settled", every=0.5
             )
             cpu0 = [cpu_seconds(w.pid) for w in ws]
+            services = service_pids()
+            svc0 = {k: pids_cpu(v) for k, v in services.items()}
+            busy0, total0 = machine_jiffies()
             loader = threading.Thread(target=load_into_kafka, args=(s, bank.records, events))
             loader.start()
             try:
@@ -276,10 +284,20 @@ class Runner:
             finally:
                 loader.join()
             cpu1 = [cpu_seconds(w.pid) for w in ws]
+            busy1, total1 = machine_jiffies()
+            svc1 = {k: pids_cpu(v) for k, v in services.items()}
             thr = seen.throughput(f"{n} worker(s)", events, max(peak_rss_bytes(w.pid) for w in ws))
             # measure_progress timed the first worker's CPU only: use the sum
             thr.cpu_s = sum(cpu1) - sum(cpu0)
-            return thr, [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+            usage = MachineUse(
+                seconds=(total1 - total0) / CLK_TCK / (os.cpu_count() or 1),
+                busy_share=(busy1 - busy0) / max(total1 - total0, 1),
+                workers_s=thr.cpu_s,
+                kafka_s=svc1["kafka"] - svc0["kafka"],
+                redis_s=svc1["redis"] - svc0["redis"],
+                cpus=os.cpu_count() or 1,
+            )
+            return thr, [b - a for a, b in zip(cpu0, cpu1, strict=True)], usage
         finally:
             for w in ws:
                 w.stop()
@@ -309,6 +327,24 @@ class Runner:
             w.stop()
         for p in self.procs:
             stop_process(p)
+
+
+@dataclass
+class MachineUse:
+    """What the whole machine did while several workers ran: how busy its CPUs were
+    and who used them (seconds of CPU over the run)."""
+
+    seconds: float  # wall seconds of the interval
+    busy_share: float  # of all CPUs
+    workers_s: float
+    kafka_s: float
+    redis_s: float
+    cpus: int
+
+    @property
+    def other_s(self) -> float:
+        busy = self.busy_share * self.seconds * self.cpus
+        return max(0.0, busy - self.workers_s - self.kafka_s - self.redis_s)
 
 
 def _int(v: object) -> int | None:

@@ -140,7 +140,15 @@ def test_sweep_scale_and_before_after_tables() -> None:
         ),
     ]
     one, two = _thr("1", 10_000, 0.05), _thr("2", 17_000, 0.06)
-    rep.scale = [Scale(1, one, [5.0]), Scale(2, two, [3.0, 3.1])]
+    from bench.systems import MachineUse
+
+    use = MachineUse(10.0, 0.95, 12.0, 4.0, 1.0, 2)  # 19 CPU s busy: 2 s other
+    rep.scale = [
+        Scale(1, one, [5.0]),
+        Scale(2, two, [3.0, 3.1], use),
+        Scale(2, _thr("2", 12_000, 0.06), [3.0, 3.1], None, 1),
+        Scale(1, _thr("1", 8_000, 0.05), [5.0], None, 1),
+    ]
     page = render(rep)
     assert "Bank: 20,000 simulated customers with 90 days of history" in page
     assert "(serialized state mean 1,190 B)" in page and "10,000 customers, fewer" in page
@@ -150,7 +158,8 @@ def test_sweep_scale_and_before_after_tables() -> None:
     assert "| fresh | 330 | 52.7 | 34.0 | 50 (9,000) | — |" in page
     assert "| 90 d | 1,190 | 130.3 | — | 60 (8,000) | 40 (10,000) |" in page
     # scale: two workers over one, CPU summed per worker
-    assert "| 2 | 17,000 | 1.70 | 60 | 3.0, 3.1 |" in page
+    assert "| 1 | 2 | 17,000 | 1.70 | 60 | 3.0, 3.1 | 95% of 2 | 12.0 / 4.0 / 1.0 / 2.0 |" in page
+    assert "| 2 | 2 | 12,000 | 1.50 | 60 | 3.0, 3.1 | — | — |" in page  # against its round
     # before and after: the previous design's worker next to this run's
     eps, cpu, _p50, p99, rss, _st = PREVIOUS["worker"]
     assert (
