@@ -15,7 +15,8 @@ a class derived from ``BasePanel`` that overrides the hooks it needs -- ``on_out
 for decisions (every one carries ``rules_version``), ``topics`` to tail another output
 topic (an offer-outcomes topic, say), ``on_metrics`` for the worker's counters,
 ``on_profiles`` for figures over the Redis profiles -- plus ``renderable`` and
-``summary``; then list it in ``default_panels``. Nothing else in the view changes.
+``summary``, and ``placement`` to say where it goes; then list it in
+``default_panels``. Nothing else in the view changes.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 DECISION_TOPICS = ("tier-changes", "offers", "alerts")
 _DAY_MS = 86_400_000
-_BAR_WIDTH = 16
+_BAR_WIDTH = 10
 
 
 def parse_ts_ms(text: object) -> int | None:
@@ -76,6 +77,9 @@ class BasePanel:
     #: The panel's key in the summary JSON, and its title on screen.
     key: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    #: Where it goes: "header" (one line), "top" (beside throughput and tiers) or
+    #: "middle" (beside the offers and alerts counters).
+    placement: ClassVar[str] = "middle"
     #: Output topics (contract names) this panel needs tailed besides DECISION_TOPICS.
     topics: ClassVar[tuple[str, ...]] = ()
 
@@ -102,6 +106,7 @@ class SimClock(BasePanel):
 
     key = "simulated"
     title = "simulated time"
+    placement = "header"
 
     def __init__(
         self,
@@ -182,6 +187,7 @@ class DecisionKinds(BasePanel):
 
     key = "decisions"
     title = "decisions seen, by kind"
+    placement = "top"
 
     def __init__(self) -> None:
         self.directions: dict[str, int] = {}
@@ -309,13 +315,13 @@ class CustomerValue(BasePanel):
             risk.add_row(r["customer_id"], r["tier"], _short_money(r["aum_cny"]), r["p_alive"])
         c = self.coverage
         coverage = Text(
-            f"{c.profiles:,} profiles: with RFM {c.with_rfm:,}, P(alive) {c.with_p_alive:,}, "
-            f"CLV {c.with_clv:,}",
+            f"{c.profiles:,} profiles in Redis: with RFM {c.with_rfm:,}, with P(alive) "
+            f"{c.with_p_alive:,}, with CLV {c.with_clv:,}",
             style="dim",
         )
         grid = Table.grid(padding=(0, 3))
-        grid.add_row(seg, Group(headline, risk, Text(""), coverage))
-        return grid
+        grid.add_row(seg, Group(headline, risk))
+        return Group(grid, coverage)
 
     def summary(self) -> Any:
         c = self.coverage

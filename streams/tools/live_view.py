@@ -57,6 +57,7 @@ from streams.tools.live_panels import (
     DECISION_TOPICS,
     BasePanel,
     Samples,
+    SimClock,
     default_panels,
     parse_ts_ms,
     trigger_kind,
@@ -64,7 +65,7 @@ from streams.tools.live_panels import (
 from streams.tools.report import LoadedProfiles, Report, build_report, load_profiles
 
 _LATEST = 8
-_BAR_WIDTH = 14
+_BAR_WIDTH = 12
 _KEYS_HINT = "r: write the report · q: quit"
 #: (topic, kind) pairs kept for "latest offers and alerts" (the newest of each kind).
 _KINDS_KEPT = 64
@@ -363,9 +364,8 @@ def render(state: ViewState, urls: dict[str, str]) -> Group:
     )
     head = Table.grid(padding=(0, 2))
     head.add_row(status, Text(f"running {time.monotonic() - state.started:,.0f}s"))
-    for panel in state.panels:
-        if panel.key == "simulated":
-            head.add_row("simulated time", panel.renderable())
+    for panel in _placed(state, "header"):
+        head.add_row(panel.title, panel.renderable())
     head.add_row("metrics", urls["metrics_url"])
     head.add_row("a customer", urls["customer_curl"])
     head.add_row("health", urls["health_url"])
@@ -378,7 +378,7 @@ def render(state: ViewState, urls: dict[str, str]) -> Group:
     flow.add_row("consumer lag", f"{state.lag:,}")
     flow.add_row("tier changes", f"{state.tier_changes:,}")
     flow.add_row("dead letters", Text(f"{state.dead_letters:,}", style="red"))
-    flow.add_row("Redis backlog / errors", f"{state.redis_backlog:,} / {state.redis_errors:,}")
+    flow.add_row("Redis backlog/errors", f"{state.redis_backlog:,} / {state.redis_errors:,}")
 
     tiers = Table(show_header=False, box=None)
     n = sum(state.tiers.values()) or 1
@@ -386,34 +386,40 @@ def render(state: ViewState, urls: dict[str, str]) -> Group:
         c = state.tiers.get(t, 0)
         tiers.add_row(t, f"{c:,}", "█" * round(_BAR_WIDTH * c / n), f"{c / n:.1%}")
 
-    top = Table.grid(expand=True, padding=(0, 1))
-    top.add_column(ratio=3)
-    top.add_column(ratio=3)
-    top.add_column(ratio=5)
-    top.add_row(
+    # Panels (live_panels.py) go where their ``placement`` says: the header, after the
+    # throughput and tiers, or after the offers and alerts counters.
+    top = _row(
         Panel(flow, title="throughput"),
         Panel(tiers, title="customers per tier"),
-        Panel(_counts(state.offers, state.alerts), title="offers / alerts by kind"),
+        *(Panel(p.renderable(), title=p.title) for p in _placed(state, "top")),
     )
-    bottom = Table.grid(expand=True, padding=(0, 1))
-    bottom.add_row(
+    middle = _row(
+        Panel(_counts(state.offers, state.alerts), title="offers / alerts by kind"),
+        *(Panel(p.renderable(), title=p.title) for p in _placed(state, "middle")),
+    )
+    bottom = _row(
         Panel(_latest_changes(state), title="latest tier changes"),
         Panel(_latest_alerts(state), title="latest offer and alert of each kind"),
     )
     subtitle = f"{state.keys_hint} · Ctrl-C stops" if state.keys_hint else "Ctrl-C stops"
-    parts: list[Any] = [Panel(head, title="tierstream demo", subtitle=subtitle), top]
-    extra = [p for p in state.panels if p.key != "simulated"]
-    if extra:
-        row = Table.grid(expand=True, padding=(0, 1))
-        for p in extra:  # the last panel (customer value) gets the most room
-            row.add_column(ratio=3 if p is extra[-1] else 2)
-        row.add_row(*(Panel(p.renderable(), title=p.title) for p in extra))
-        parts.append(row)
-    parts += [
+    parts: list[Any] = [
+        Panel(head, title="tierstream demo", subtitle=subtitle),
+        top,
+        middle,
         bottom,
         Panel(_latest_dead(state), title="latest dead letters (bad input, kept for replay)"),
     ]
     return Group(*parts)
+
+
+def _placed(state: ViewState, where: str) -> list[BasePanel]:
+    return [p for p in state.panels if p.placement == where]
+
+
+def _row(*panels: Panel) -> Table:
+    row = Table.grid(expand=True, padding=(0, 1))
+    row.add_row(*panels)
+    return row
 
 
 def _counts(offers: dict[str, int], alerts: dict[str, int]) -> Table:
@@ -480,8 +486,8 @@ def status_line(state: ViewState) -> str:
     tiers = " ".join(f"{t}={state.tiers.get(t, 0)}" for t in TIERS)
     sim = ""
     for panel in state.panels:
-        if panel.key == "simulated":
-            sim = f" simulated={panel.summary()['time'].replace(' ', 'T')}"
+        if isinstance(panel, SimClock):
+            sim = f" simulated={panel.local_text().replace(' ', 'T')}"
     return (
         f"live: {time.monotonic() - state.started:5.0f}s events={state.events} "
         f"({state.events_per_s:.0f}/s){sim} tier_changes={state.tier_changes} "
