@@ -51,7 +51,12 @@ from streams.acked_producer import AckedProducer
 from streams.aligner import InputAligner
 from streams.end_offsets import EndOffsets
 from streams.gc_tuning import tune_gc
-from streams.intake import BufferedInputTopic, InputBuffer, install_lean_drain
+from streams.intake import (
+    BufferedInputTopic,
+    InputBuffer,
+    install_lean_drain,
+    install_rewind_uncommitted,
+)
 from streams.lean_monitor import LeanMonitor
 from streams.metrics import Metrics, observe_many
 from streams.processor import (
@@ -141,6 +146,7 @@ class _App(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         install_lean_drain(self.consumer)
+        install_rewind_uncommitted(self.consumer)
 
 
 class TierstreamService:

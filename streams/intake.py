@@ -115,6 +115,46 @@ async def _pass_through(message: Any, *, propagate: bool = False) -> Any:
     return message
 
 
+def install_rewind_uncommitted(consumer: Any) -> None:
+    """Make faust's "seek back to the committed offsets" rewind every input partition,
+    including those the group has never committed.
+
+    faust drops fetched records in two places and relies on a seek to the committed
+    offsets (``Consumer.perform_seek``) to read them again: ``Consumer.getmany`` when it
+    finds the flow stopped (a rebalance or recovery in progress) after the fetch
+    returned, and the end of recovery. A fetch pending across a rebalance returns just
+    there: the partitions it waited on are faust's live set of active partitions, which
+    recovery's end fills with the input partitions, whose records aiokafka prefetched
+    meanwhile. But aiokafka's ``seek_to_committed`` seeks only partitions whose committed
+    offset is above 0, so a partition the group never committed is not rewound: the
+    dropped records are skipped, and faust's commit (which does not check for a hole at
+    the head when nothing was committed yet) later commits past them. Those records are
+    never processed — at the head of every input partition whose first records arrive
+    around a rebalance (a new deployment under load, a quiet partition, a kill and
+    restart while customers join): a customer's first balance skipped, their
+    transaction then decided ``initial mass`` instead of ``initial affluent``.
+
+    This seeks such partitions to their beginning (the earliest offset the broker
+    still holds, as ``auto_offset_reset=earliest`` does) whenever faust seeks back.
+    Records this worker had processed but not committed there are processed again: the
+    core drops them as duplicates (at_least_once), or their outputs were in the aborted
+    transaction (exactly_once). Changelog partitions are left to faust's recovery.
+    """
+    thread = consumer._thread
+    is_changelog = consumer._is_changelog_tp
+
+    async def seek_to_committed() -> Any:
+        committed = await thread.seek_to_committed()
+        uncommitted = [
+            tp for tp, offset in committed.items() if not offset and not is_changelog(tp)
+        ]
+        if uncommitted:
+            await thread.seek_to_beginning(*uncommitted)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed
+
+
 def install_lean_drain(consumer: Any) -> None:
     """Replace ``consumer._drain_messages`` (see the module docstring)."""
     consumer._drain_messages = MethodType(_lean_drain_messages, consumer)
