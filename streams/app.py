@@ -48,7 +48,7 @@ from state.decisions import format_ts
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from streams.acked_producer import AckedProducer
-from streams.aligner import InputAligner
+from streams.aligner import GaveUp, InputAligner
 from streams.end_offsets import EndOffsets
 from streams.gc_tuning import tune_gc
 from streams.intake import (
@@ -192,7 +192,10 @@ class TierstreamService:
         self._changelog_name = changelog_topic(settings)
         self._end_offsets = EndOffsets(settings.confluent_config(), read_committed=self._eos)
         self._probe_warned_at = 0.0
-        self._timeout_warned_at = 0.0
+        #: (reason, partition, inputs) -> (monotonic time last logged, repeats folded)
+        self._timeouts_logged: dict[
+            tuple[str, int, tuple[tuple[str, bool | None], ...]], tuple[float, int]
+        ] = {}
         #: at_least_once writes (exactly_once sends through faust's transactions).
         self._acked = AckedProducer(settings.producer_config(**{"linger.ms": 1}))
         self.app = self._build_app()
@@ -303,22 +306,35 @@ class TierstreamService:
             on_restored=restored,
         )
 
-    def _on_alignment_timeout(self, reason: str) -> None:
+    def _on_alignment_timeout(self, gave_up: GaveUp) -> None:
         """The aligner stopped waiting for an input: events may now go out of event-time
-        order across topics. Counted, and logged at most every 10 s, so an operator (or
-        a failed test) can tell such a reorder from a bug."""
-        self.metrics.alignment_timeouts.labels(reason).inc()
+        order across topics. Counted, and logged with the partition, the inputs and how
+        long it waited, so an operator (or a failed test) can tell such a reorder from a
+        bug. Every one is logged; only identical repeats (same partition, inputs and
+        reason) within 10 s are folded into the next line's count — the metric of a
+        killed worker is gone, its log is not."""
+        self.metrics.alignment_timeouts.labels(gave_up.reason).inc()
+        key = (gave_up.reason, gave_up.partition, gave_up.waiting_for)
         now = time.monotonic()
-        if now - self._timeout_warned_at > 10:
-            self._timeout_warned_at = now
-            limit = self.tuning.max_lag_wait_ms if reason == "lag" else self.tuning.max_idle_ms
-            log.warning(
-                "aligner: stopped waiting for an input after %d ms (%s); events may be "
-                "processed out of event-time order across topics "
-                "(see tierstream_aligner_timeouts_total, --max-lag-wait-ms, --max-idle-ms)",
-                limit,
-                reason,
-            )
+        last, folded = self._timeouts_logged.get(key, (0.0, 0))
+        if last and now - last < 10:
+            self._timeouts_logged[key] = (last, folded + 1)
+            return
+        self._timeouts_logged[key] = (now, 0)
+        known = {False: "has unfetched records", None: "end unknown"}
+        inputs = ", ".join(
+            f"{t}[{gave_up.partition}] ({known.get(st, st)})" for t, st in gave_up.waiting_for
+        )
+        log.warning(
+            "aligner: gave up waiting for %s after %d ms (%s)%s; events of partition %d may "
+            "be applied out of event-time order across topics "
+            "(tierstream_aligner_timeouts_total; --max-lag-wait-ms, --max-idle-ms)",
+            inputs,
+            gave_up.waited_ms,
+            gave_up.reason,
+            f"; {folded} more like it since the last such line" if folded else "",
+            gave_up.partition,
+        )
 
     def discard_uncommitted_local_state(self) -> None:
         """exactly_once: start from the committed changelog, not the local store.
