@@ -177,7 +177,8 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
     exactly_once: four minutes, ~250 offsets). Records of the current generation are
     delivered once, in offset order, and a gap is only what lies between two delivered
     records; a record whose delivery was cut short by a suspended flow is not counted
-    as delivered, so the seek back delivers it.
+    as delivered, so the seek back delivers it. Changelog partitions keep faust's own
+    bookkeeping (its recovery seeks them and counts what it read).
     """
     callback = self.callback
     getmany = self.getmany
@@ -188,8 +189,11 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
 
     get_read_offset = self._read_offset.__getitem__
     set_read_offset = self._read_offset.__setitem__
-    #: tp -> (consumer generation, next offset not yet delivered in that generation)
+    #: tp -> (consumer generation, next offset not yet delivered in that generation);
+    #: input partitions only: changelog partitions are sought by faust's recovery, which
+    #: keeps its own bookkeeping of what it read
     delivered: dict[Any, tuple[int, int]] = {}
+    changelogs = frozenset(self.app.tables.changelog_topics)
     commit_every = self._commit_every
     set_flag = self.diag.set_flag
     unset_flag = self.diag.unset_flag
@@ -212,7 +216,7 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
                     await sleep(0)
                     num_since_yield = 0
                 offset = message.offset
-                mine = delivered.get(tp)
+                mine = None if tp.topic in changelogs else delivered.get(tp)
                 if mine is not None and mine[0] == message.generation_id:
                     # this generation delivered everything before mine[1] already: a seek
                     # back to the committed offset must not deliver it again, nor make
@@ -234,9 +238,10 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
                     else:
                         delivery = callback(message)
                         race = await self.wait_first(delivery, self.suspend_flow.wait())
-                        if delivery not in race.done:
+                        if delivery not in race.done and tp.topic not in changelogs:
                             continue  # not delivered: faust's seek back reads it again
-                    delivered[tp] = (message.generation_id, offset + 1)
+                    if tp.topic not in changelogs:
+                        delivered[tp] = (message.generation_id, offset + 1)
                     set_read_offset(tp, offset)
             unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
