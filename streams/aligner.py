@@ -11,8 +11,8 @@ its task only while it may still hold earlier data:
 * known to be behind (the broker holds records this worker has not received yet):
   the task waits for the fetch, as Kafka Streams does for a partition with known lag
   — those records exist and may be earlier. The wait is still bounded, by
-  ``max_lag_wait_ms`` (the worker's default is 2 s, a throughput trade-off; the
-  reliability tests use 30 s), so a fetch that never comes cannot stall the partition
+  ``max_lag_wait_ms`` (the worker's default is 2 s, a throughput trade-off, which the
+  reliability tests use too), so a fetch that never comes cannot stall the partition
   forever; running out counts a ``lag`` timeout;
 * unknown (the broker did not answer): the task waits at most ``max_idle_ms``
   (default 2 s), then proceeds and counts an ``idle`` timeout.
