@@ -69,8 +69,8 @@ class WorkerTuning:
     #: answer) or that was fetched but not fully received yet.
     max_idle_ms: int = 2000
     #: Longest wait for an input partition known to hold records not yet fetched.
-    #: The reliability tests use 30 s (restarts and rebalances can delay a fetch for
-    #: seconds); the default keeps a stuck fetch from stalling a live partition long.
+    #: The default keeps a stuck fetch from stalling a live partition long; the
+    #: reliability tests run with it (every release that gives up is logged).
     max_lag_wait_ms: int = 2000
     #: Longest bulk changelog read per rebalance (faust_glue/recovery.py); None: 60% of
     #: faust's broker_request_timeout (faust stops recovery when that runs out);

@@ -19,6 +19,7 @@ from tests.integration.harness import WorkerProcess, free_port, wait_until
 
 @pytest.fixture
 def service_settings(
+    request: pytest.FixtureRequest,
     kafka_bootstrap: str,
     redis_url: str,
     unique_prefix: str,
@@ -28,14 +29,17 @@ def service_settings(
     """Settings for one isolated deployment: own topics, group, Redis keys and port.
 
     Topics are created the way users create them (`create_topics`, 4 partitions to
-    keep rebalances quick) and deleted afterwards.
+    keep rebalances quick, or what a ``@pytest.mark.partitions(n)`` asks for) and
+    deleted afterwards.
     """
+    marker = request.node.get_closest_marker("partitions")
+    partitions = int(marker.args[0]) if marker is not None else 4
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         redis_key_prefix=redis_key_prefix,
         topic_prefix=unique_prefix,
-        partitions=4,
+        partitions=partitions,
         store="memory://",
         app_id=f"{unique_prefix}app",
         web_port=free_port(),
