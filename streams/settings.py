@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS
 
@@ -38,16 +38,39 @@ class SecurityConfigError(ValueError):
     """A security setting is invalid; the message names the variable."""
 
 
+#: URL query parameters that carry a secret: redis-py reads ``?password=`` like the
+#: password of the URL's user part, so it is masked the same way.
+_SECRET_QUERY_KEYS = frozenset({"password"})
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for logs and error messages)."""
+    """The URL with its password replaced by ``***`` (for logs and error messages).
+
+    Both places a Redis URL can carry one are masked: the user part
+    (``redis://user:pw@host``) and the ``?password=`` query parameter, which redis-py
+    reads too.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _v in pairs):
+            masked = [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
+            query = urlencode(masked, safe="*/")
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _query_value(url: str, name: str) -> str | None:
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if key == name:
+            return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -203,7 +226,8 @@ class Settings:
         )
 
     def redis_credentials(self) -> RedisCredentials:
-        """Credentials from ``REDIS_USERNAME``/``REDIS_PASSWORD``, else from the URL.
+        """Credentials from ``REDIS_USERNAME``/``REDIS_PASSWORD``, else from the URL
+        (its user part, else its ``?username=``/``?password=`` parameters).
 
         The variables win so a URL can stay in a config map while the password sits in a
         secret store. A username without any password is refused: ACL users the service
@@ -211,8 +235,18 @@ class Settings:
         connects with these, so the rule holds from its start-up on.
         """
         parts = urlsplit(self.redis_url)
-        user = self.redis_username or (unquote(parts.username) if parts.username else None)
-        password = self.redis_password or (unquote(parts.password) if parts.password else None)
+        url = self.redis_url
+        # redis-py's precedence: the URL's user part, then ?username= / ?password=
+        user = (
+            self.redis_username
+            or (unquote(parts.username) if parts.username else None)
+            or _query_value(url, "username")
+        )
+        password = (
+            self.redis_password
+            or (unquote(parts.password) if parts.password else None)
+            or _query_value(url, "password")
+        )
         if user and not password:
             raise SecurityConfigError(
                 "Redis user given without a password (set REDIS_PASSWORD or put it in REDIS_URL)"
