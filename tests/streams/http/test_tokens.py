@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from streams.http import tokens as tokens_module
 from streams.http.access import WebSecurity
 from streams.http.tokens import (
     TokenStore,
@@ -131,3 +133,41 @@ def test_env_tokens_hold_digests_only() -> None:
 )
 def test_bearer_header_parsing(header: str | None, expected: str | None) -> None:
     assert bearer_token(header) == expected
+
+
+def test_revoke_racing_create_never_brings_the_revoked_token_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``create`` pauses between reading the file and writing it back while ``revoke``
+    runs: the edit lock makes the revoke wait, so the create cannot write the revoked
+    entry back (without the lock the revoke finished first and the old token returned)."""
+    path = tmp_path / "tokens.json"
+    old = add_token(path, "crm-old", "crm")
+    read_by_create = threading.Event()
+    let_create_write = threading.Event()
+    real_read = tokens_module._read_for_edit
+
+    def paused_read(p: Path) -> list[Any]:
+        entries = real_read(p)
+        if threading.current_thread().name == "create":
+            read_by_create.set()
+            let_create_write.wait(10)
+        return entries
+
+    monkeypatch.setattr(tokens_module, "_read_for_edit", paused_read)
+    create = threading.Thread(
+        target=add_token, args=(path, "crm-new", "crm"), name="create", daemon=True
+    )
+    revoke = threading.Thread(
+        target=revoke_token, args=(path, "crm-old"), name="revoke", daemon=True
+    )
+    create.start()
+    assert read_by_create.wait(10)
+    revoke.start()
+    revoke.join(0.5)  # with the lock it waits for the create; without, it is done
+    let_create_write.set()
+    create.join(10)
+    revoke.join(10)
+    assert not create.is_alive() and not revoke.is_alive()
+    assert [e.name for e in load_tokens_file(path)] == ["crm-new"]
+    assert TokenStore(path).authenticate(old) is None
