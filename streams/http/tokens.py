@@ -160,6 +160,8 @@ def load_tokens_file(path: Path) -> list[TokenEntry]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TokenStoreError(f"tokens file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: was a 500 per request
+        raise TokenStoreError(f"tokens file {path}: not UTF-8 text ({exc.reason})") from None
     try:
         doc = json.loads(text)
     except ValueError as exc:
@@ -245,11 +247,16 @@ class TokenStore:
                 from_file = load_tokens_file(self.path)
                 combined = [*self._env, *from_file]
                 _check_unique(combined, "tokens file + TIERSTREAM_API_TOKENS")
-            except TokenStoreError as exc:
+            except Exception as exc:
                 # Fail closed: a revocation written with a typo must not leave the
-                # revoked token working on the old list.
+                # revoked token working on the old list. Whatever went wrong, the
+                # store answers TokenStoreError (503, audited), never a 500.
                 self._entries = ()
-                self._broken = str(exc)
+                self._broken = (
+                    str(exc)
+                    if isinstance(exc, TokenStoreError)
+                    else f"tokens file {self.path}: cannot be loaded ({type(exc).__name__})"
+                )
                 self._stamp = stamp
                 return
             self._entries = tuple(combined)

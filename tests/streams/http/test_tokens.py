@@ -171,3 +171,22 @@ def test_revoke_racing_create_never_brings_the_revoked_token_back(
     assert not create.is_alive() and not revoke.is_alive()
     assert [e.name for e in load_tokens_file(path)] == ["crm-new"]
     assert TokenStore(path).authenticate(old) is None
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b'{"tokens": [{"name": "\xe9"}]}'])
+def test_a_tokens_file_that_is_not_utf8_fails_closed_like_any_broken_file(
+    tmp_path: Path, content: bytes
+) -> None:
+    """Before: ``UnicodeDecodeError`` escaped the store (a 500 per request, and the
+    view's denial audit never ran). Now it is a ``TokenStoreError`` (503, audited)."""
+    path = tmp_path / "tokens.json"
+    crm = add_token(path, "crm-frontend", "crm")
+    store = TokenStore(path)
+    good = path.read_bytes()
+    path.write_bytes(content)
+    with pytest.raises(TokenStoreError, match="UTF-8"):
+        store.authenticate(crm)
+    with pytest.raises(TokenStoreError):
+        TokenStore(path)
+    path.write_bytes(good)
+    assert store.authenticate(crm) is not None
