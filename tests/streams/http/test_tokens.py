@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 from pathlib import Path
@@ -190,3 +191,17 @@ def test_a_tokens_file_that_is_not_utf8_fails_closed_like_any_broken_file(
         TokenStore(path)
     path.write_bytes(good)
     assert store.authenticate(crm) is not None
+
+
+def test_the_readme_documents_the_format_parse_env_tokens_reads() -> None:
+    """The README's configuration row for TIERSTREAM_API_TOKENS once said "inline
+    JSON"; its example, with real digests filled in, must parse."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if "`TIERSTREAM_API_TOKENS` |" in line]
+    assert "json of the same" not in row.lower()
+    [example] = re.findall(r"e\.g\. `([^`]+)`", row)
+    filled = example.replace("<64 hex>", hash_token(new_token()), 1).replace(
+        "<64 hex>", hash_token(new_token())
+    )
+    entries = parse_env_tokens(filled)
+    assert [(e.name, e.role) for e in entries] == [("crm-frontend", "crm"), ("grafana", "ops")]
