@@ -30,8 +30,9 @@ import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 from prometheus_client import Counter
 
+from streams.audit import AUDIT_TOPIC, AuditUnavailable, profile_read
 from streams.http.access import AccessControl, Denied, WebSecurity
-from streams.http.audit import AUDIT_TOPIC, AuditLog, AuditUnavailable, profile_read
+from streams.http.audit import AuditLog
 from streams.http.tokens import ROLE_CRM, ROLE_OPS, Principal
 from streams.metrics import Metrics
 from streams.redis_sink import read_profile

@@ -25,7 +25,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from streams.http.audit import AUDIT_TOPIC
+from streams.audit import AUDIT_TOPIC
 from streams.http.tokens import add_token, revoke_token
 from streams.redis_sink import profile_key
 from streams.settings import Settings

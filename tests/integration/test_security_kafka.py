@@ -31,7 +31,7 @@ from confluent_kafka.admin import (
 from confluent_kafka.cimpl import NewTopic
 
 from state.rules import load_rules
-from streams.http.audit import AUDIT_TOPIC
+from streams.audit import AUDIT_TOPIC
 from streams.kafka_access import KafkaAuthError, kafka_acls, kafka_preflight
 from streams.settings import Settings
 from streams.topics import topic_specs

@@ -23,8 +23,8 @@ from confluent_kafka.cimpl import NewTopic
 from redis.exceptions import NoPermissionError, ResponseError
 
 from state.rules import load_rules
+from streams.audit import AUDIT_TOPIC
 from streams.concentration import aum_top_share
-from streams.http.audit import AUDIT_TOPIC
 from streams.http.tokens import hash_token, new_token
 from streams.metrics import Metrics
 from streams.redis_sink import (

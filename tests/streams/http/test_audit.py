@@ -10,7 +10,14 @@ from typing import Any
 import jsonschema
 import pytest
 
-from streams.http.audit import AuditLog, AuditUnavailable, profile_read
+from streams.audit import (
+    ACTION_PROFILE_READ,
+    AuditRecord,
+    AuditUnavailable,
+    profile_read,
+    profiles_export,
+)
+from streams.http.audit import AuditLog
 
 REPO = Path(__file__).resolve().parents[3]
 AUDIT_SCHEMA = json.loads((REPO / "schemas" / "json" / "audit.schema.json").read_text())
@@ -27,6 +34,38 @@ def test_audit_records_match_the_schema() -> None:
         jsonschema.validate(example, AUDIT_SCHEMA)
     with pytest.raises(ValueError):
         profile_read("C1", "maybe", None, None)
+    export = json.loads(profiles_export(5000, "alice@jump-01", "cli").to_json())
+    jsonschema.validate(export, AUDIT_SCHEMA)
+    assert export["customer_id"] is None and export["count"] == 5000
+
+
+def test_the_schema_refuses_records_that_name_too_little_or_too_much() -> None:
+    read = json.loads(profile_read("C1", "ok", "a", "crm").to_json())
+    with pytest.raises(jsonschema.ValidationError):  # a single read names its customer
+        jsonschema.validate({**read, "customer_id": None}, AUDIT_SCHEMA)
+    summary = AuditRecord(
+        "0" * 32,
+        read["ts"],
+        None,
+        None,
+        ACTION_PROFILE_READ,
+        None,
+        "denied",
+        count=3,
+        customers=2,
+        client="10.0.0.1",
+        since=read["ts"],
+    )
+    jsonschema.validate(summary.to_dict(), AUDIT_SCHEMA)
+    assert summary.key == b"10.0.0.1"
+    with pytest.raises(jsonschema.ValidationError):  # a summary names no customer
+        jsonschema.validate({**summary.to_dict(), "customer_id": "C1"}, AUDIT_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):  # ... and says from whom
+        jsonschema.validate(
+            {k: v for k, v in summary.to_dict().items() if k != "client"}, AUDIT_SCHEMA
+        )
+    with pytest.raises(jsonschema.ValidationError):  # served reads are never summed
+        jsonschema.validate({**summary.to_dict(), "result": "ok"}, AUDIT_SCHEMA)
 
 
 class _Topic:
