@@ -30,6 +30,7 @@ from bench.common import (
     BenchError,
     Throughput,
     delete_redis_prefix,
+    install_redis_functions,
     delete_topics,
     dir_bytes,
     histogram_buckets,
@@ -221,6 +222,7 @@ def run_plain(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    install_redis_functions(args.redis_url)
     rid = run_id()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rep = Report(args, machine(), rid)

@@ -129,6 +129,9 @@ class Settings:
     redis_username: str | None = None
     redis_password: str | None = None
     redis_key_prefix: str = "tierstream:"
+    #: Server versions the operator vouches carry the 2025 Lua fixes (a distribution's
+    #: backport reports the old number): no start-up warning for exactly these.
+    redis_accept_versions: tuple[str, ...] = ()
     rules_path: str | None = None
     topic_prefix: str = ""
     partitions: int = 8
@@ -159,6 +162,11 @@ class Settings:
             redis_username=e.get("REDIS_USERNAME") or None,
             redis_password=e.get("REDIS_PASSWORD") or None,
             redis_key_prefix=e.get("TIERSTREAM_REDIS_PREFIX", d.redis_key_prefix),
+            redis_accept_versions=tuple(
+                v.strip()
+                for v in e.get("TIERSTREAM_REDIS_ACCEPT_VERSION", "").split(",")
+                if v.strip()
+            ),
             rules_path=e.get("TIERSTREAM_RULES") or None,
             topic_prefix=e.get("TIERSTREAM_TOPIC_PREFIX", d.topic_prefix),
             partitions=int(e.get("TIERSTREAM_PARTITIONS", d.partitions)),
