@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         app_id=f"{rid}-worker",
         web_port=free_port(),
         data_dir=str(work / "worker"),
+        dev_single_replica=True,  # the benchmark runs on one local broker
     )
     # records kept for the latency phases: each of the three systems gets its own slice
     # of up to rate x seconds (half the worker's max for 30 s was ~100,000 on 2026-12-03)

@@ -38,6 +38,49 @@ class SecurityConfigError(ValueError):
     """A security setting is invalid; the message names the variable."""
 
 
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str, where: str) -> int:
+    """``400d``, ``12h``, ``30m``, ``90s``, ``1500ms`` -> milliseconds; ``forever`` or
+    ``-1`` -> -1 (Kafka's "never delete"). Raises ValueError naming ``where``."""
+    t = text.strip().lower()
+    if t in ("forever", "-1"):
+        return -1
+    for unit in ("ms", "s", "m", "h", "d"):  # "ms" before "s" and "m"
+        number = t.removesuffix(unit)
+        if number != t and number.isdigit() and int(number) > 0:
+            return int(number) * _DURATION_UNITS_MS[unit]
+    raise ValueError(
+        f"{where}: {text!r} is not a duration (a positive number with ms, s, m, h or d, "
+        "or 'forever')"
+    )
+
+
+def parse_retention(text: str, where: str = "TIERSTREAM_RETENTION") -> dict[str, int]:
+    """``audit=400d,dead-letters=30d`` -> {contract topic name: retention ms}."""
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        topic, sep, duration = part.partition("=")
+        if not sep or not topic.strip():
+            raise ValueError(f"{where}: expected topic=duration, got {part!r}")
+        out[topic.strip()] = parse_duration_ms(duration, f"{where} ({topic.strip()})")
+    return out
+
+
+def _bool_env(raw: str | None, name: str) -> bool:
+    if raw is None or not raw.strip():
+        return False
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+
 #: URL query parameters that carry a secret: redis-py reads ``?password=`` like the
 #: password of the URL's user part, so it is masked the same way.
 _SECRET_QUERY_KEYS = frozenset({"password"})
@@ -136,6 +179,11 @@ class Settings:
     topic_prefix: str = ""
     partitions: int = 8
     replication_factor: int = 1
+    #: Development only: let `topics create` make the audit topic with one replica
+    #: (a single local broker); refused otherwise (streams/topics.py).
+    dev_single_replica: bool = False
+    #: retention.ms per contract topic name, over the defaults of streams/topics.py.
+    retention: dict[str, int] = field(default_factory=dict)
     store: str = "rocksdb://"  # or memory://
     app_id: str = "tierstream"
     web_host: str = "127.0.0.1"
@@ -171,6 +219,10 @@ class Settings:
             topic_prefix=e.get("TIERSTREAM_TOPIC_PREFIX", d.topic_prefix),
             partitions=int(e.get("TIERSTREAM_PARTITIONS", d.partitions)),
             replication_factor=int(e.get("TIERSTREAM_REPLICATION_FACTOR", d.replication_factor)),
+            dev_single_replica=_bool_env(
+                e.get("TIERSTREAM_DEV_SINGLE_REPLICA"), "TIERSTREAM_DEV_SINGLE_REPLICA"
+            ),
+            retention=parse_retention(e.get("TIERSTREAM_RETENTION", "")),
             store=e.get("TIERSTREAM_STORE", d.store),
             app_id=e.get("TIERSTREAM_APP_ID", d.app_id),
             web_host=e.get("TIERSTREAM_WEB_HOST", d.web_host),

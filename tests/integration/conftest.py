@@ -42,6 +42,7 @@ def service_settings(
         web_port=free_port(),
         data_dir=str(tmp_path / "data"),
         tick_interval=0,  # tests that need ticks produce them (or turn the clock on)
+        dev_single_replica=True,  # one local broker
     )
     create_topics(settings)
     yield settings
