@@ -28,7 +28,6 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
-from confluent_kafka.cimpl import NewTopic
 
 from state.rules import load_rules
 from streams.audit import AUDIT_TOPIC
