@@ -85,6 +85,15 @@ def synced_key(prefix: str, partition: int) -> str:
     return f"{prefix}synced:{partition}"
 
 
+def quota_key(prefix: str, principal: str, day: str) -> str:
+    """``<prefix>quota:<token name>:<YYYY-MM-DD>``: a token's profile reads that UTC day."""
+    return f"{prefix}quota:{principal}:{day}"
+
+
+#: A day's quota counter outlives its day by one, then Redis drops it.
+_QUOTA_TTL_S = 2 * 86_400
+
+
 def upsert_calls(
     prefix: str, profiles: Mapping[bytes, Mapping[str, str]]
 ) -> Iterator[tuple[list[str], list[bytes]]]:
@@ -212,6 +221,24 @@ async def read_profile(client: aioredis.Redis, prefix: str, customer_id: str) ->
     return {_text(k): _text(v) for k, v in raw.items()}
 
 
+async def read_profile_counted(
+    client: aioredis.Redis, prefix: str, customer_id: str, principal: str, day: str
+) -> tuple[int, dict[str, str]]:
+    """A profile and the token's read count of ``day`` after counting this read.
+
+    One pipelined round trip (INCR + EXPIRE of the quota key, HGETALL): the count is
+    cluster-wide, so a token's daily quota holds however many workers answer it. The
+    caller refuses the profile when the count is over the quota.
+    """
+    key = quota_key(prefix, principal, day)
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, _QUOTA_TTL_S)
+    pipe.hgetall(profile_key(prefix, customer_id))
+    count, _expire, raw = await pipe.execute()
+    return int(count), {_text(k): _text(v) for k, v in raw.items()}
+
+
 async def scan_profile_keys(client: Any, prefix: str) -> AsyncIterator[list[bytes]]:
     """Every profile key under ``prefix``, in chunks, by SCAN (never KEYS: a scan does
     not block a busy server)."""
@@ -277,6 +304,8 @@ REDIS_ACL_COMMANDS: tuple[str, ...] = (
     "exists",
     "set",
     "scan",
+    "incr",
+    "expire",
 )
 
 

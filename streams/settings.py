@@ -143,6 +143,14 @@ class WebSettings:
     tls_key: str | None = None  # TIERSTREAM_WEB_TLS_KEY
     tls_key_password: str | None = None  # TIERSTREAM_WEB_TLS_KEY_PASSWORD
     audit_timeout: str | None = None  # TIERSTREAM_AUDIT_TIMEOUT: seconds in (0, 120]
+    # abuse limits (streams/http/limits.py); seconds between denial summaries
+    client_rate: str | None = None  # TIERSTREAM_API_CLIENT_RATE: requests/s per address
+    client_concurrency: str | None = None  # TIERSTREAM_API_CLIENT_CONCURRENCY
+    token_rate: str | None = None  # TIERSTREAM_API_TOKEN_RATE: requests/s per token
+    token_concurrency: str | None = None  # TIERSTREAM_API_TOKEN_CONCURRENCY
+    auth_failures_per_min: str | None = None  # TIERSTREAM_API_AUTH_FAILURES_PER_MIN
+    daily_read_quota: str | None = None  # TIERSTREAM_API_DAILY_READ_QUOTA: per token
+    audit_summary_interval: str | None = None  # TIERSTREAM_AUDIT_SUMMARY_INTERVAL: s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WebSettings:
@@ -155,6 +163,13 @@ class WebSettings:
             tls_key=env.get("TIERSTREAM_WEB_TLS_KEY") or None,
             tls_key_password=env.get("TIERSTREAM_WEB_TLS_KEY_PASSWORD") or None,
             audit_timeout=env.get("TIERSTREAM_AUDIT_TIMEOUT") or None,
+            client_rate=env.get("TIERSTREAM_API_CLIENT_RATE") or None,
+            client_concurrency=env.get("TIERSTREAM_API_CLIENT_CONCURRENCY") or None,
+            token_rate=env.get("TIERSTREAM_API_TOKEN_RATE") or None,
+            token_concurrency=env.get("TIERSTREAM_API_TOKEN_CONCURRENCY") or None,
+            auth_failures_per_min=env.get("TIERSTREAM_API_AUTH_FAILURES_PER_MIN") or None,
+            daily_read_quota=env.get("TIERSTREAM_API_DAILY_READ_QUOTA") or None,
+            audit_summary_interval=env.get("TIERSTREAM_AUDIT_SUMMARY_INTERVAL") or None,
         )
 
     def redacted(self) -> dict[str, Any]:

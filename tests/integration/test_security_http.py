@@ -110,6 +110,7 @@ def secure_env(
     monkeypatch.setenv("TIERSTREAM_WEB_TLS_KEY", str(key))
     monkeypatch.setenv("TIERSTREAM_METRICS_PUBLIC", "false")
     monkeypatch.setenv("TIERSTREAM_AUDIT_TIMEOUT", "3")
+    monkeypatch.setenv("TIERSTREAM_AUDIT_SUMMARY_INTERVAL", "1")
 
 
 class Client:
@@ -217,24 +218,37 @@ def test_tokens_roles_tls_and_audit_on_a_real_worker(
     assert client.get("/table/customer-state/", token=ops)[0] == 404
     assert client.get("/router/", token=ops)[0] == 404
 
-    # --- the audit trail: one record per profile read, keyed by customer, valid
-    records = _audit_records(settings)
+    # --- the audit trail: one record per profile read, keyed by customer; denied
+    # attempts summed per client and interval, keyed by the client's address
+    def trail() -> list[dict[str, Any]]:
+        return _audit_records(settings)
+
+    wait_until(lambda: len(trail()) >= 4, 30, "the denial summaries")
+    records = trail()
     for r in records:
         jsonschema.validate(r["value"], AUDIT_SCHEMA)
+    reads = [r for r in records if "count" not in r["value"]]
+    for r in reads:
         assert r["key"] == r["value"]["customer_id"].encode()
     got = sorted(
         (v["customer_id"], v["result"], v["principal"] or "-", v["role"] or "-")
-        for v in (r["value"] for r in records)
+        for v in (r["value"] for r in reads)
     )
-    assert got == sorted(
-        [
-            ("cA", "denied", "-", "-"),  # no token
-            ("cA", "denied", "-", "-"),  # bad token
-            ("cA", "denied", "grafana", "ops"),  # wrong role
-            ("cA", "ok", "crm-frontend", "crm"),
-            ("nobody-here", "not_found", "crm-frontend", "crm"),
-        ]
-    )
+    assert got == [
+        ("cA", "ok", "crm-frontend", "crm"),
+        ("nobody-here", "not_found", "crm-frontend", "crm"),
+    ]
+    summaries: dict[tuple[str, str], int] = {}
+    for r in records:
+        v = r["value"]
+        if "count" in v:
+            assert r["key"] == b"127.0.0.1" and v["client"] == "127.0.0.1"
+            assert v["customer_id"] is None and v["customers"] == 1
+            who = (v["principal"] or "-", v["result"])
+            summaries[who] = summaries.get(who, 0) + v["count"]
+    # no token + bad token (one summary, or two if an interval ended between them);
+    # the wrong role named its token
+    assert summaries == {("-", "denied"): 2, ("grafana", "denied"): 1}
     # secrets and profiles never reach the worker's log
     log = worker.log_path.read_text(errors="replace")
     assert crm not in log and ops not in log
