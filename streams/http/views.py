@@ -37,7 +37,7 @@ from prometheus_client import Counter
 from streams.audit import AUDIT_TOPIC, AuditUnavailable, profile_read
 from streams.http.access import AccessControl, Denied, WebSecurity
 from streams.http.audit import AuditLog, DenialSummaries
-from streams.http.limits import Admission, Limited, Limiter
+from streams.http.limits import Admission, Limited, Limiter, Tarpit
 from streams.http.tokens import ROLE_CRM, ROLE_OPS, Principal
 from streams.metrics import Metrics
 from streams.redis_sink import read_profile_counted
@@ -88,6 +88,7 @@ def register_web(
     store = config.token_store()
     access = AccessControl(config, store)
     limiter = Limiter(config.limits)
+    tarpit = Tarpit()
     quota = config.limits.daily_read_quota
     _harden_faust_web(app, config)
     if not config.auth_required:
@@ -133,6 +134,13 @@ def register_web(
         api.limited.labels(lim.reason).inc()
         return 429, {"error": "too many requests"}, {"Retry-After": lim.retry_after_header}
 
+    async def held(status: int, headers: dict[str, str]) -> dict[str, str]:
+        """A 429 waits until its Retry-After (limits.py ``Tarpit``) before it is sent,
+        off every limiter slot; when too many wait, it goes at once and closes."""
+        if status == 429 and not await tarpit.hold(float(headers["Retry-After"])):
+            return {**headers, "Connection": "close"}
+        return headers
+
     def admit(request: Request) -> Admission | tuple[int, object, dict[str, str]]:
         """The client's admission, or the 429 to answer (steps 1-2 of limits.py)."""
         try:
@@ -162,6 +170,7 @@ def register_web(
                 if valid_customer_id(customer_id):
                     denials.add(_client(request), None, None, "rate_limited", customer_id)
             requests.labels("customer", str(status)).inc()
+            headers = await held(status, headers)
             return self.json(body, status=status, headers=headers)
 
         async def _answer(
@@ -219,6 +228,7 @@ def register_web(
             if not isinstance(admitted, Admission):
                 status, body, headers = admitted
                 requests.labels("health", str(status)).inc()
+                headers = await held(status, headers)
                 return self.json(body, status=status, headers=headers)
             try:
                 return await self._answer(request)
@@ -260,6 +270,7 @@ def register_web(
             if not isinstance(admitted, Admission):
                 status, body, headers = admitted
                 requests.labels("metrics", str(status)).inc()
+                headers = await held(status, headers)
                 return self.json(body, status=status, headers=headers)
             try:
                 if not config.metrics_public:

@@ -163,7 +163,7 @@ def test_promtool_accepts_config_and_rules(promtool: str) -> None:
     out = _promtool(promtool, "check", "config", "prometheus.yml")
     assert "SUCCESS" in out
     out = _promtool(promtool, "check", "rules", "alerts.yml")
-    assert "SUCCESS: 8 rules found" in out
+    assert "SUCCESS: 9 rules found" in out
 
 
 def test_alert_rules_unit_tests_pass(promtool: str) -> None:
@@ -182,6 +182,7 @@ def test_every_required_alert_exists_and_is_unit_tested() -> None:
         "TierstreamRedisWriteErrors",
         "TierstreamRedisBacklog",
         "TierstreamHighValueDowngradeSpike",
+        "TierstreamBulkProfileReads",
     }
     assert required <= names
     tests = yaml.safe_load((PROM_DIR / "alerts_test.yml").read_text())
@@ -231,7 +232,7 @@ def test_every_metric_in_dashboard_and_rules_is_exported() -> None:
             # Drop label matchers and label lists: only metric names remain to check.
             bare = re.sub(
                 r"\{[^}]*\}|\((?:le|tier|kind|topic|result|reason|severity|from_tier|"
-                r"to_tier|partition)(?:,\s*\w+)*\)",
+                r"to_tier|partition|principal)(?:,\s*\w+)*\)",
                 " ",
                 expr,
             )

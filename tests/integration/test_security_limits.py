@@ -29,7 +29,7 @@ from streams.settings import Settings
 from tests.integration.harness import REPO_ROOT, WorkerProcess, consume_all, wait_until
 
 AUDIT_SCHEMA = json.loads((REPO_ROOT / "schemas" / "json" / "audit.schema.json").read_text())
-FLOOD = 240
+FLOOD = 96
 
 
 def _get(port: int, path: str, token: str | None, source: str) -> tuple[int, dict[str, str], bytes]:

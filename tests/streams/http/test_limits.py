@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.http.limits import OVERFLOW, LimitConfig, Limited, Limiter
+from streams.http.limits import OVERFLOW, LimitConfig, Limited, Limiter, Tarpit
 
 
 def _limiter(**kw: float) -> Limiter:
@@ -100,3 +102,20 @@ def test_a_client_never_gets_more_than_burst_plus_rate_times_time(
         except Limited as lim_exc:
             assert lim_exc.retry_after > 0
     assert admitted <= 2 * rate + rate * now + 1e-6
+
+
+def test_the_tarpit_holds_refused_requests_up_to_its_capacity() -> None:
+    """Held answers wait (at most max_s); beyond capacity a refusal goes at once, so
+    the caller can close the connection."""
+
+    async def run() -> list[bool]:
+        pit = Tarpit(capacity=2, max_s=0.05)
+        held = [asyncio.create_task(pit.hold(1.0)) for _ in range(2)]
+        await asyncio.sleep(0)  # both are waiting now
+        assert pit.held == 2
+        third = await pit.hold(1.0)
+        results = [*(await asyncio.gather(*held)), third]
+        assert pit.held == 0
+        return results
+
+    assert asyncio.run(run()) == [True, True, False]
