@@ -1,6 +1,6 @@
 """The ``tierstream`` command: one module per sub-command, ``main`` here.
 
-worker, topics create, redis install-functions/acl-rules, profile, simulate, replay,
+worker, health, topics create, redis install-functions/acl-rules, profile, simulate, replay,
 clv fit/score, token create/list/revoke, report. Every command reads its configuration
 from the environment (streams/settings.py) and its flags override it (common.py), so
 the same command works in a shell, in systemd and in a container. Building the parser
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from streams.cli import (
     clv,
+    health,
     profile,
     redis_admin,
     replay,
@@ -37,7 +38,18 @@ and in a container.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierstream", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (worker, topics, redis_admin, profile, simulate, replay, clv, token, report):
+    for command in (
+        worker,
+        health,
+        topics,
+        redis_admin,
+        profile,
+        simulate,
+        replay,
+        clv,
+        token,
+        report,
+    ):
         command.add_parser(sub)
     return parser
 

@@ -40,11 +40,19 @@ def add_parser(sub: Any) -> None:
         help="development only: allow replication 1 for the audit topic (a single local "
         "broker; env TIERSTREAM_DEV_SINGLE_REPLICA)",
     )
+    tc.add_argument(
+        "--grant-user",
+        metavar="USER",
+        help="also ALLOW the worker's ACL set (docs/security.md) to User:USER, for a "
+        "broker with an authorizer (idempotent)",
+    )
     tc.set_defaults(func=cmd_topics_create)
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from streams.kafka_access import KafkaAuthError, kafka_preflight
+    from confluent_kafka import KafkaException
+
+    from streams.kafka_access import KafkaAuthError, grant_acls, kafka_preflight
     from streams.settings import SecurityConfigError, parse_retention
     from streams.topics import TopologyError, create_topics
 
@@ -62,7 +70,8 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     try:
         kafka_preflight(settings.confluent_config())
         status = create_topics(settings)
-    except (KafkaAuthError, SecurityConfigError) as exc:
+        granted = grant_acls(settings, args.grant_user) if args.grant_user else 0
+    except (KafkaAuthError, SecurityConfigError, KafkaException) as exc:
         print(f"tierstream topics create: {exc}", file=sys.stderr)
         return 2
     except TopologyError as exc:
@@ -70,4 +79,6 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
         return 2
     for name, st in sorted(status.items()):
         print(f"{st:8s} {name}")
+    if granted:
+        print(f"granted  {granted} ACL bindings to User:{args.grant_user}")
     return 0

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -183,6 +185,15 @@ def test_tokens_roles_tls_and_audit_on_a_real_worker(
     # Plain HTTP on the HTTPS port gets no answer: nothing is served unencrypted.
     with pytest.raises((OSError, urllib.error.URLError)):
         urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/health", timeout=5)
+    # the image's HEALTHCHECK (`tierstream health`) speaks HTTPS when TLS is on; with the
+    # wrong certificate as its trust anchor it reports unhealthy
+    probe = [sys.executable, "-m", "streams.cli", "health", "--web-port", str(settings.web_port)]
+    healthy = subprocess.run(probe, env=os.environ, capture_output=True, text=True, timeout=60)
+    assert healthy.returncode == 0, healthy.stderr
+    other_ca = {**os.environ, "TIERSTREAM_WEB_TLS_CERT": str(REPO / "README.md")}
+    assert subprocess.run(probe, env=other_ca, capture_output=True, timeout=60).returncode == 1
+    plain = {k: v for k, v in os.environ.items() if k != "TIERSTREAM_WEB_TLS_CERT"}
+    assert subprocess.run(probe, env=plain, capture_output=True, timeout=60).returncode == 1
 
     # --- /customers: 401 without / with a bad token, 403 wrong role, 200 right role
     status, headers, body = client.get("/customers/cA")
