@@ -70,6 +70,15 @@ def parse_retention(text: str, where: str = "TIERSTREAM_RETENTION") -> dict[str,
     return out
 
 
+def _field_list(raw: str | None) -> tuple[str, ...] | None:
+    """``a,b,c`` -> the names; unset -> None (the defaults); ``none`` -> () (nothing)."""
+    if raw is None or not raw.strip():
+        return None
+    if raw.strip().lower() == "none":
+        return ()
+    return tuple(f.strip() for f in raw.split(",") if f.strip())
+
+
 def _bool_env(raw: str | None, name: str) -> bool:
     if raw is None or not raw.strip():
         return False
@@ -199,6 +208,11 @@ class Settings:
     dev_single_replica: bool = False
     #: retention.ms per contract topic name, over the defaults of streams/topics.py.
     retention: dict[str, int] = field(default_factory=dict)
+    #: Personal fields replaced by a digest in dead letters (None: the defaults of
+    #: schemas/redaction.py; empty: no redaction).
+    dead_letter_redact: tuple[str, ...] | None = None
+    #: HMAC key of those digests (a secret; without it they are plain SHA-256).
+    dead_letter_redact_key: str | None = None
     store: str = "rocksdb://"  # or memory://
     app_id: str = "tierstream"
     web_host: str = "127.0.0.1"
@@ -238,6 +252,8 @@ class Settings:
                 e.get("TIERSTREAM_DEV_SINGLE_REPLICA"), "TIERSTREAM_DEV_SINGLE_REPLICA"
             ),
             retention=parse_retention(e.get("TIERSTREAM_RETENTION", "")),
+            dead_letter_redact=_field_list(e.get("TIERSTREAM_DEAD_LETTER_REDACT")),
+            dead_letter_redact_key=e.get("TIERSTREAM_DEAD_LETTER_REDACT_KEY") or None,
             store=e.get("TIERSTREAM_STORE", d.store),
             app_id=e.get("TIERSTREAM_APP_ID", d.app_id),
             web_host=e.get("TIERSTREAM_WEB_HOST", d.web_host),
@@ -332,6 +348,7 @@ class Settings:
         """Settings safe to log: secrets replaced."""
         out = {k: v for k, v in self.__dict__.items() if k not in ("kafka_security", "web")}
         out["redis_password"] = "***" if self.redis_password else None
+        out["dead_letter_redact_key"] = "***" if self.dead_letter_redact_key else None
         out["redis_url"] = redact_url(self.redis_url)
         out["kafka_security"] = {
             k: ("***" if k in _SECRET_KEYS else v) for k, v in self.kafka_security.items()

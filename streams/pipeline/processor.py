@@ -37,6 +37,7 @@ from schemas.events import (
     InputEvent,
     Tick,
 )
+from schemas.redaction import Redactor
 from state.core import CoreError, apply, fire_timers
 from state.customer import CustomerState
 from state.decisions import Decision
@@ -173,10 +174,13 @@ class BatchProcessor:
         decoder: Decoder | None = None,
         guard: BadInputGuard | None = None,
         cache: StateCache | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.rules = rules
         self.decoder = decoder or Decoder()
         self.guard = guard or BadInputGuard()
+        #: Personal fields out of dead letters (schemas/redaction.py; default fields).
+        self.redactor = redactor or Redactor()
         #: Decoded states left by earlier batches (streams/pipeline/state_cache.py); None: every
         #: state is loaded and decoded from the store (replays, the test oracle).
         self.cache = cache
@@ -365,14 +369,17 @@ class BatchProcessor:
         result.dead_letters[dk] = result.dead_letters.get(dk, 0) + 1
         ck = (msg.topic, "dead_letter")
         result.counts[ck] = result.counts.get(ck, 0) + 1
-        record = dead_letter_record(
-            msg.source_topic or msg.topic,
-            msg.partition,
-            msg.offset,
-            msg.key,
+        record = self.redactor.apply(
+            dead_letter_record(
+                msg.source_topic or msg.topic,
+                msg.partition,
+                msg.offset,
+                msg.key,
+                msg.value,
+                text,
+                msg.timestamp_ms,
+            ),
             msg.value,
-            text,
-            msg.timestamp_ms,
         )
         return OutputRecord(TOPIC_DEAD_LETTERS, msg.key, orjson.dumps(record), msg.partition)
 
