@@ -32,7 +32,9 @@ from streams.settings import Settings
 AUDIT_TOPIC: Final = TOPIC_AUDIT
 ACTION_PROFILE_READ: Final = "profile.read"
 ACTION_PROFILES_EXPORT: Final = "profiles.export"
-ACTIONS: Final = (ACTION_PROFILE_READ, ACTION_PROFILES_EXPORT)
+#: Written by the pipeline itself (schemas/erasure.py), listed here with the others.
+ACTION_ERASURE: Final = "erasure"
+ACTIONS: Final = (ACTION_PROFILE_READ, ACTION_PROFILES_EXPORT, ACTION_ERASURE)
 #: ok, not_found: served (or nothing to serve); denied: 401/403; rate_limited: 429;
 #: error: the profile store or the token store failed.
 RESULTS: Final = ("ok", "not_found", "denied", "rate_limited", "error")

@@ -40,6 +40,11 @@ class BatchTally(Protocol):
     @property
     def decisions(self) -> Sequence[Decision]: ...
 
+    @property
+    def erasures(self) -> Mapping[str, int]:
+        """Erasure requests by result: erased | not_found."""
+        ...
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -193,6 +198,13 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.erasures = Counter(
+            "tierstream_erasures_total",
+            "Erasure requests applied, by result: erased (state, profile and timers "
+            "deleted) or not_found (nothing was held for the customer).",
+            ["result"],
+            registry=r,
+        )
         self.api = ApiMetrics(r)
 
     def observe_batch(self, result: BatchTally) -> None:
@@ -200,6 +212,8 @@ class Metrics:
             self.events.labels(topic, res).inc(n)
         for (topic, reason), n in result.dead_letters.items():
             self.dead_letters.labels(topic, reason).inc(n)
+        for outcome, n in result.erasures.items():
+            self.erasures.labels(outcome).inc(n)
         for d in result.decisions:
             if isinstance(d, TierChange):
                 self.tier_changes.labels(d.from_tier or "none", d.to_tier).inc()

@@ -43,18 +43,22 @@ LIBRARY: Final = f"tierstream_v{FUNCTIONS_VERSION}"
 #: KEYS: n profile hashes then the tier-count hash; ARGV: each profile's fields as one
 #: JSON object of strings. Returns how many profiles were written.
 FN_UPSERT: Final = f"{LIBRARY}_upsert_profiles"
+#: KEYS: n profile hashes then the tier-count hash. Deletes each profile and takes it
+#: out of the tier counts (erasure). Returns how many existed.
+FN_ERASE: Final = f"{LIBRARY}_erase_profiles"
 #: ARGV: cursor, MATCH pattern, COUNT. Returns {next cursor, {aum_cny values}}. Read-only.
 FN_AUM_SCAN: Final = f"{LIBRARY}_aum_scan_step"
 #: No arguments. Returns {library version, library digest, server version}. Read-only.
 FN_INFO: Final = f"{LIBRARY}_info"
 #: (function, called with FCALL_RO) for the ACL rules.
-FUNCTIONS: Final = ((FN_UPSERT, False), (FN_AUM_SCAN, True), (FN_INFO, True))
+FUNCTIONS: Final = ((FN_UPSERT, False), (FN_ERASE, False), (FN_AUM_SCAN, True), (FN_INFO, True))
 
 _DIGEST_MARK: Final = "@LIBRARY_DIGEST@"
 
 #: The library. The upsert applies a profile when its version is newer than the stored
 #: one, or equal with different fields; tier counts move only when a write changes the
-#: tier.
+#: tier. The erase deletes profiles and takes each out of the tier counts, once: a
+#: repeated erase finds nothing and changes nothing.
 #:
 #: Why an equal version may overwrite: the version counts applied events, and the same
 #: version decided twice means the same events were applied again -- a re-run after a
@@ -115,6 +119,19 @@ local function upsert_profiles(keys, args)
   return written
 end
 
+local function erase_profiles(keys, args)
+  local erased = 0
+  local counts = keys[#keys]
+  for i = 1, #keys - 1 do
+    local tier = redis.call('HGET', keys[i], 'tier')
+    if redis.call('DEL', keys[i]) == 1 then
+      erased = erased + 1
+      if tier and tier ~= '' then redis.call('HINCRBY', counts, tier, -1) end
+    end
+  end
+  return erased
+end
+
 local function aum_scan_step(keys, args)
   local step = redis.call('SCAN', args[1], 'MATCH', args[2], 'COUNT', args[3])
   local values = {{}}
@@ -130,6 +147,7 @@ local function info(keys, args)
 end
 
 redis.register_function('{FN_UPSERT}', upsert_profiles)
+redis.register_function('{FN_ERASE}', erase_profiles)
 redis.register_function{{function_name='{FN_AUM_SCAN}', callback=aum_scan_step,
   flags={{'no-writes'}}}}
 redis.register_function{{function_name='{FN_INFO}', callback=info, flags={{'no-writes'}}}}

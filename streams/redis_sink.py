@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 from streams.metrics import Metrics
 from streams.redis_functions import (
     FN_AUM_SCAN,
+    FN_ERASE,
     FN_UPSERT,
     FUNCTIONS,
     INSTALL_HINT,
@@ -147,11 +148,26 @@ class RedisProfileSink:
         """
         if not profiles:
             return 0
-        self.metrics.redis_backlog.set(len(profiles))
+        written = await self._until_done(len(profiles), lambda: self._write_once(profiles))
+        self.metrics.redis_writes.labels("written").inc(written)
+        self.metrics.redis_writes.labels("stale").inc(len(profiles) - written)
+        return written
+
+    async def erase(self, keys: Sequence[bytes]) -> int:
+        """Delete the profiles of erased customers and take them out of the tier
+        counts; retries until it succeeds (like ``write``). Returns how many existed.
+        Idempotent: erasing twice changes nothing the second time."""
+        if not keys:
+            return 0
+        return await self._until_done(len(keys), lambda: self._erase_once(keys))
+
+    async def _until_done(self, pending: int, attempt: Callable[[], Awaitable[int]]) -> int:
+        """Run ``attempt`` until Redis takes it, with exponential backoff (backpressure)."""
+        self.metrics.redis_backlog.set(pending)
         delay = self.backoff_initial
         while True:
             try:
-                written = await self._write_once(profiles)
+                done = await attempt()
             except (RedisError, OSError) as exc:
                 self.metrics.redis_errors.inc()
                 if is_missing_function(exc):
@@ -164,9 +180,15 @@ class RedisProfileSink:
                 delay = min(delay * 2, self.backoff_max)
                 continue
             self.metrics.redis_backlog.set(0)
-            self.metrics.redis_writes.labels("written").inc(written)
-            self.metrics.redis_writes.labels("stale").inc(len(profiles) - written)
-            return written
+            return done
+
+    async def _erase_once(self, keys: Sequence[bytes]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(keys), _CHUNK):
+            chunk = [profile_key(self.prefix, k.decode()) for k in keys[start : start + _CHUNK]]
+            chunk.append(self._counts_key)
+            pipe.fcall(FN_ERASE, len(chunk), *chunk)
+        return sum(int(r) for r in await pipe.execute())
 
     async def _write_once(self, profiles: Mapping[bytes, Mapping[str, str]]) -> int:
         pipe = self.client.pipeline(transaction=False)
@@ -226,7 +248,7 @@ async def read_profile_counted(
 ) -> tuple[int, dict[str, str]]:
     """A profile and the token's read count of ``day`` after counting this read.
 
-    One pipelined round trip (INCR + EXPIRE of the quota key, HGETALL): the count is
+    One pipelined round trip (INCRBY + EXPIRE of the quota key, HGETALL): the count is
     cluster-wide, so a token's daily quota holds however many workers answer it. The
     caller refuses the profile when the count is over the quota.
     """
@@ -287,9 +309,9 @@ def _text(b: bytes | str) -> str:
 #: Every Redis command the service sends: all of them from this module but PING (the
 #: health view, streams/http/views.py). Checked by tests/integration/test_security_redis.py
 #: (which runs the worker under exactly these rules and finds no denial in ``ACL LOG``):
-#: PING (health), HGETALL (profile reads, tier counts), FCALL of the upsert function and
-#: FCALL_RO of the AUM scan step and the library check (``+fcall|<name>``: those
-#: functions only, streams/redis_functions.py), HGET/HSET/HINCRBY and SCAN (called
+#: PING (health), HGETALL (profile reads, tier counts), FCALL of the upsert and erase
+#: functions and FCALL_RO of the AUM scan step and the library check (``+fcall|<name>``: those
+#: functions only, streams/redis_functions.py), HGET/HSET/HINCRBY/DEL and SCAN (called
 #: *inside* those functions: Redis checks a function's calls against the caller's ACL
 #: too), EXISTS + SET on ``<prefix>synced:<partition>`` markers (detecting a Redis that
 #: lost its data: the worker's resync). No EVAL, EVALSHA, SCRIPT or FUNCTION: the worker
@@ -301,10 +323,11 @@ REDIS_ACL_COMMANDS: tuple[str, ...] = (
     "hget",
     "hset",
     "hincrby",
+    "del",
     "exists",
     "set",
     "scan",
-    "incr",
+    "incrby",
     "expire",
 )
 

@@ -38,6 +38,7 @@ from schemas.events import (
     TOPIC_ALERTS,
     TOPIC_AUDIT,
     TOPIC_DEAD_LETTERS,
+    TOPIC_ERASURE_REQUESTS,
     TOPIC_OFFERS,
     TOPIC_TIER_CHANGES,
 )
@@ -59,6 +60,12 @@ RETENTION_DEFAULTS: Final[dict[str, int]] = {
     TOPIC_OFFERS: 400 * DAY_MS,
     TOPIC_ALERTS: 400 * DAY_MS,
 }
+#: Topics kept by key rather than by time. ``erasure-requests`` is compacted: the newest
+#: request per customer stays as long as the topic exists, so a replay of the inputs
+#: (which still hold the customer's earlier events until their retention runs out) erases
+#: the customer again at the same point -- an expired request would bring them back.
+#: It holds ids and who asked, no profile data: the record that the erasure was asked for.
+COMPACTED: Final = (TOPIC_ERASURE_REQUESTS,)
 #: Topics whose loss would break a guarantee: replication 1 needs the development flag.
 NEEDS_REPLICAS: Final = (TOPIC_AUDIT,)
 
@@ -100,7 +107,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     n, rf = settings.partitions, settings.replication_factor
     retention = retention_ms(settings)
     specs = [
-        TopicSpec(settings.topic(t), n, rf, _retention_config(retention.get(t)))
+        TopicSpec(settings.topic(t), n, rf, _retention_config(retention.get(t), t in COMPACTED))
         for t in CONTRACT_TOPICS
     ]
     specs.append(
@@ -114,7 +121,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
-def _retention_config(ms: int | None) -> dict[str, str]:
+def _retention_config(ms: int | None, compacted: bool = False) -> dict[str, str]:
+    if compacted:
+        return {"cleanup.policy": "compact"}
     if ms is None:
         return {}
     return {"retention.ms": str(ms), "retention.bytes": "-1"}

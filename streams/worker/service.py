@@ -24,7 +24,7 @@ import faust
 from faust.types import TP
 
 from schemas.decoder import Decoder
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT
 from schemas.redaction import DEFAULT_FIELDS, Redactor
 from state.rules import Rules, load_rules
 from streams.http.views import register_web
@@ -162,6 +162,7 @@ class TierstreamService:
             table=self.table,
             metrics=self.metrics,
             contract=contract,
+            batch_lock=self.loop.lock,
         )
         app.task(self.loop.run)
         app.timer(interval=5.0)(chores.refresh_gauges)
@@ -185,7 +186,8 @@ class TierstreamService:
     def _commit(self, app: faust.App) -> BatchCommit:
         """The write order of the configured processing guarantee (commit.py)."""
         s = self.settings
-        outputs = {t: s.topic(t) for t in OUTPUT_TOPICS}
+        # the decisions, dead letters and the erasures' audit records
+        outputs = {t: s.topic(t) for t in (*OUTPUT_TOPICS, TOPIC_AUDIT)}
         changelog = changelog_topic(s)
         if self._eos:
             return ExactlyOnceCommit(

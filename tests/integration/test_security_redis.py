@@ -124,11 +124,19 @@ def test_sink_works_under_the_acl_user_and_nothing_else_is_allowed(
             # outside the prefix: refused
             with pytest.raises(NoPermissionError):
                 await client.hset("tierstream-elsewhere:x", "a", "1")
-            # a command the service never sends: refused, even on its own keys
-            with pytest.raises((NoPermissionError, ResponseError)):
-                await client.delete(profile_key(redis_key_prefix, "c1"))
+            # a command the service never sends: refused, even on its own keys; DEL (for
+            # the erase function) only under the prefix
             with pytest.raises((NoPermissionError, ResponseError)):
                 await client.keys("*")
+            with pytest.raises(NoPermissionError):
+                await client.delete("tierstream-elsewhere:y")
+            with pytest.raises(NoPermissionError):
+                await client.hgetall("tierstream-elsewhere:z")
+            # erasure through the function: profile gone, tier counts follow, idempotent
+            await sink.write({b"c9": {"version": "1", "tier": "mass", "customer_id": "c9"}})
+            assert await sink.erase([b"c9", b"never-seen"]) == 1
+            assert await sink.erase([b"c9"]) == 0
+            assert await read_profile(client, redis_key_prefix, "c9") == {}
             # the upsert function cannot be pointed at a key outside the prefix either
             sink_out = RedisProfileSink(client, "tierstream-elsewhere:", Metrics())
             with pytest.raises((NoPermissionError, ResponseError)):
@@ -156,7 +164,8 @@ def test_sink_works_under_the_acl_user_and_nothing_else_is_allowed(
     assert admin.hget(profile_key(redis_key_prefix, "c1"), "tier") == b"hnw"
     # every denial Redis logged for this user is one provoked above, and they are there
     denied = {e[b"object"] for e in _denials(admin, user)}
-    provoked = {b"tierstream-elsewhere:x", b"del", b"keys", b"tierstream-elsewhere:customer:c2"}
+    provoked = {b"tierstream-elsewhere:x", b"tierstream-elsewhere:y", b"tierstream-elsewhere:z"}
+    provoked |= {b"keys", b"tierstream-elsewhere:customer:c2"}
     provoked |= {b"eval", b"evalsha", b"script|load", b"function|load", b"fcall"}
     assert denied == provoked
     admin.close()

@@ -26,7 +26,10 @@ def test_outputs_get_explicit_retention_and_inputs_the_brokers() -> None:
     for name in ("tier-changes", "offers", "alerts"):
         assert configs[f"p.{name}"]["retention.ms"] == str(400 * DAY_MS)
     for name in INPUT_TOPICS:
-        assert configs[f"p.{name}"] == {}
+        if name != "erasure-requests":
+            assert configs[f"p.{name}"] == {}
+    # erasure requests are kept by key: a replay must still find every one of them
+    assert configs["p.erasure-requests"] == {"cleanup.policy": "compact"}
     assert configs["tierstream-customer-state-changelog"]["cleanup.policy"] == "compact"
 
 
