@@ -2,49 +2,39 @@
 
 Why it is shaped like this:
 
-* **Bounded work first.** The size limit is checked before any parsing, so a hostile
-  or broken producer cannot make a worker parse megabytes just to reject them.
+* **Bounded work first.** The key and payload sizes are checked before any parsing, so
+  a hostile or broken producer cannot make a worker parse megabytes just to reject
+  them; every other thing an input controls is bounded too (string lengths, event-time
+  range): the limits are constructor parameters, carried by the rules' ``[limits]``
+  table (docs/rules.md, "Limits"), each rejection naming the field and the limit.
 * **One contract.** Structure, types, enums, ranges and patterns are checked by the JSON
-  Schemas in ``schemas/json/`` (compiled once with fastjsonschema), so the documents the
-  producers read are exactly what runs. Only what JSON Schema cannot say is checked in
-  Python: exact money, calendar-valid dates, RFC 3339 -> epoch ms, future skew.
+  Schemas in ``schemas/json/`` (compiled once with fastjsonschema, behind the generated
+  pre-check of schemas/precheck.py), so the documents the producers read are exactly
+  what runs. The configured string limits tighten the schemas' ``maxLength`` before
+  they are compiled. Only what JSON Schema cannot say is checked in Python
+  (schemas/values.py): exact money, calendar-valid dates, RFC 3339 -> epoch ms, the
+  event-time range, future skew.
 * **Errors name the field.** Every rejection is a :class:`DecodeError` with a JSON path
-  (``$.amount``) and a reason a producer team can act on; the streaming shell writes it
-  to the dead-letter topic. Programming errors (an unknown topic) raise instead.
-
-Money exactness. orjson is fast but turns every non-integer JSON number into a binary
-float, and a float cannot tell ``0.1`` from ``0.10000000000000001``. So a money field is
-never converted from the float: decimal strings and JSON integers are exact as parsed;
-for a JSON number with a fraction or exponent the decoder reads the number's literal
-text from the raw bytes and builds the ``Decimal`` from that. The literal is located
-with a key-anchored regex, which is provably unambiguous when the payload contains no
-backslash (so no escaped key can masquerade) and the key occurs exactly once; in any
-other case the payload is re-parsed with the standard library's ``json`` using
-``parse_float=Decimal`` (slower, but exact and rare). Money is then limited to at most
-8 decimal places and a magnitude below 10^15, which keeps every value within 23
-significant digits and leaves the core headroom under ``decimal``'s default 28-digit
-context when it sums them. (The schemas' numeric money bounds are inclusive because
-generic validators compare JSON numbers as floats; the decoder applies the exact limit.)
+  (``$.amount``) and a reason a producer team can act on (schemas/explain.py turns a
+  schema failure into one); the streaming shell writes it to the dead-letter topic.
+  Programming errors (an unknown topic) raise instead.
 
 Speed. The shell calls ``decode`` once per message; the budget is about 10 µs for a
 200-byte transaction. Once the schema has passed, the builders trust what it proved
-(string money shape, integer bounds, timestamp shape) instead of checking it twice;
-tests/schemas checks with hypothesis that the schema and the Python checks accept
-exactly the same values, which is what makes that trust sound.
+(see schemas/values.py).
+
+This module is the public entry: ``Decoder``, ``DecodeError`` (defined with the value
+checks in schemas/values.py), ``validate_output`` and the schema loaders.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, TypedDict, cast
 
 import fastjsonschema
 import orjson
@@ -70,43 +60,74 @@ from schemas.events import (
     Tick,
     Transaction,
 )
+from schemas.explain import explain, not_json
+from schemas.precheck import with_precheck
+from schemas.values import (
+    NON_NEGATIVE,
+    POSITIVE,
+    SIGNED,
+    DecodeError,
+    birth_date,
+    json_type,
+    money_fast,
+    short,
+    timestamp,
+    timestamp_fast,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DecodeError",
+    "Decoder",
+    "DecoderLimits",
+    "compile_schema",
+    "load_schema",
+    "schema_path",
+    "validate_output",
+]
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent / "json"
 EXAMPLES_DIR: Final = Path(__file__).resolve().parent / "examples"
 
+# Defaults of the limits (the same as state/rules_default.toml's [limits]).
 DEFAULT_MAX_BYTES: Final = 64 * 1024
-MAX_MONEY_DECIMALS: Final = 8
-MONEY_LIMIT: Final = Decimal(10) ** 15  # magnitude must be strictly below this
-_INT_LIMIT: Final = 10**15
-_FLOAT_LIMIT: Final = 1e15
-_MINUS: Final = ord("-")
-_BACKSLASH: Final = ord("\\")  # an int: `int in bytes` is several times faster
+DEFAULT_MAX_KEY_BYTES: Final = 512  # 128 characters of up to 4 UTF-8 bytes
+DEFAULT_MAX_ID_CHARS: Final = 128
+DEFAULT_MAX_FIELD_CHARS: Final = 64
+DEFAULT_MIN_YEAR: Final = 1900
+DEFAULT_MAX_YEAR: Final = 2200
+#: The schemas' own cap on ids: a limit may lower it, never raise it.
+SCHEMA_ID_CHARS: Final = 128
+#: The shortest field limit that still admits every valid value: an RFC 3339 time with
+#: nanoseconds and an offset ("2024-05-01T09:15:02.123456789+08:00") is 35 characters.
+MIN_FIELD_CHARS: Final = 35
+#: Years the event-time range may be set to (datetime's own range, with room for the
+#: core's day arithmetic on either side).
+YEAR_RANGE: Final = (1000, 9000)
+#: Top-level string fields held to ``max_id_chars``; every other declared string field
+#: is held to ``max_field_chars``.
+ID_FIELDS: Final = frozenset({"event_id", "customer_id", "account_id"})
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS: Final = timedelta(milliseconds=1)
-#: Plain decimal notation (the shape the schemas' money patterns allow, minus limits).
-_DECIMAL_TEXT: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
-_TS_TEXT: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
-#: A date and a time without an offset: the one mistake worth its own message.
-_NAIVE_TEXT: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
-)
-_DATE_TEXT: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_REPR_LIMIT: Final = 40
+_LIMIT_PAYLOAD: Final = "limits.max_payload_bytes"
+_LIMIT_KEY: Final = "limits.max_key_bytes"
+_LIMIT_ID: Final = "limits.max_id_chars"
+_LIMIT_FIELD: Final = "limits.max_field_chars"
+_LIMIT_MIN_YEAR: Final = "limits.min_year"
+_LIMIT_MAX_YEAR: Final = "limits.max_year"
+_LIMIT_SKEW: Final = "limits.max_future_skew_ms"
 
 
-@dataclass(frozen=True, slots=True)
-class DecodeError:
-    """Why a payload was rejected: where (JSON path, ``$`` = the whole payload) and why."""
+class DecoderLimits(TypedDict):
+    """The decoder's limits as keyword arguments: ``Decoder(**rules.limits.decoder())``."""
 
-    field: str
-    reason: str
-
-    def describe(self) -> str:
-        """One line for logs and the dead-letter record, e.g. ``$.amount: must be > 0``."""
-        return f"{self.field}: {self.reason}"
+    max_bytes: int
+    max_future_skew_ms: int | None
+    max_key_bytes: int
+    max_id_chars: int
+    max_field_chars: int
+    min_year: int
+    max_year: int
 
 
 # --------------------------------------------------------------------------- schemas
@@ -124,373 +145,61 @@ def load_schema(topic: str) -> dict[str, Any]:
     return cast(dict[str, Any], orjson.loads(schema_path(topic).read_bytes()))
 
 
-def _compile(topic: str) -> Callable[[Any], Any]:
+def compile_schema(schema: dict[str, Any]) -> Callable[[Any], Any]:
+    """The compiled validator of a parsed schema."""
     # The schemas declare draft 2020-12 and use only keywords whose meaning is the same
     # in draft 7, which is what fastjsonschema implements. "format" stays an annotation
-    # (use_formats=False): the patterns and the Python checks below are the one truth.
-    return cast(Callable[[Any], Any], fastjsonschema.compile(load_schema(topic), use_formats=False))
+    # (use_formats=False): the patterns and the Python checks are the one truth.
+    return cast(Callable[[Any], Any], fastjsonschema.compile(schema, use_formats=False))
 
 
-# --------------------------------------------------------------------------- fast path
-# The compiled validators raise with the detail ``_explain`` turns into the reason, and
-# they are the one contract. For speed, each schema also gets a generated *pre-check*
-# that can only conclude "certainly valid": it covers the keywords the input schemas
-# use, each checked at least as strictly as fastjsonschema checks it (exact types, no
-# floats for "integer", the validator's own compiled regexes). On anything else it
-# hands the document to the compiled validator -- and a schema using a keyword it does
-# not know gets no pre-check at all -- so every rejection and every reason is exactly
-# what it always was; valid documents just skip the generic code.
-
-#: Annotations (and "format", which is compiled with use_formats=False): no effect.
-_ANNOTATIONS: Final = frozenset({"description", "title", "format", "$comment", "examples"})
-_PROPERTY_KEYWORDS: Final = (
-    frozenset(
-        {
-            "type",
-            "minLength",
-            "maxLength",
-            "pattern",
-            "enum",
-            "minimum",
-            "maximum",
-            "exclusiveMinimum",
-            "exclusiveMaximum",
-        }
-    )
-    | _ANNOTATIONS
-)
-_SCHEMA_KEYWORDS: Final = (
-    frozenset({"$schema", "$id", "type", "properties", "required", "additionalProperties"})
-    | _ANNOTATIONS
-)
-_JSON_TYPES: Final = frozenset({"string", "number", "integer", "boolean", "null"})
-#: A pattern whose matches include every non-empty str.isprintable() string (printable
-#: strings have no C0 control character nor DEL): the cheap test goes first.
-_NO_CONTROLS: Final = "^[^\\u0000-\\u001f\\u007f]+$"
-_BOUNDS: Final = {
-    "minimum": ">=",
-    "maximum": "<=",
-    "exclusiveMinimum": ">",
-    "exclusiveMaximum": "<",
-}
-
-
-def _property_check(
-    name: str,
-    prop: dict[str, Any],
-    required: bool,
-    regexes: Mapping[str, re.Pattern[str]],
-    env: dict[str, Any],
-) -> list[str] | None:
-    """Source lines that fall back to the validator unless ``v`` (the property's value)
-    passes; None when the property uses something the pre-check does not cover.
-    ``required``: the generated code has already checked that the key is present."""
-    if not isinstance(prop, dict) or not set(prop) <= _PROPERTY_KEYWORDS or "type" not in prop:
-        return None
-    types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
-    if not types or not all(isinstance(t, str) and t in _JSON_TYPES for t in types):
-        return None
-    n = len(env)
-    allowed: list[str] = []  # one condition per accepted Python type
-    if "null" in types:
-        enum = prop.get("enum")
-        if enum is None or None in enum:
-            allowed.append("v is None")
-    if "boolean" in types and "enum" not in prop:
-        allowed.append("type(v) is bool")
-    numeric = [t for t in ("number", "integer") if t in types]
-    if numeric and "enum" not in prop:
-        cond = "type(v) is int"
-        if numeric != ["integer"]:
-            cond = "(type(v) is int or type(v) is float)"
-        for key, op in _BOUNDS.items():
-            if key in prop:
-                bound = prop[key]
-                if type(bound) not in (int, float):
-                    return None
-                cond += f" and v {op} {bound!r}"
-        allowed.append(cond)
-    if "string" in types:
-        cond = "type(v) is str"
-        if "minLength" in prop or "maxLength" in prop:
-            lo, hi = prop.get("minLength", 0), prop.get("maxLength")
-            if type(lo) is not int or (hi is not None and type(hi) is not int):
-                return None
-            cond += f" and {lo} <= len(v)" + (f" <= {hi}" if hi is not None else "")
-        if "enum" in prop:
-            values = prop["enum"]
-            if not isinstance(values, list) or not all(x is None or type(x) is str for x in values):
-                return None
-            env[f"E{n}"] = frozenset(x for x in values if x is not None)
-            cond += f" and v in E{n}"
-        if "pattern" in prop:
-            regex = regexes.get(prop["pattern"])
-            if regex is None:
-                return None
-            env[f"P{n}"] = regex.search
-            test = f"P{n}(v) is not None"
-            if prop["pattern"] == _NO_CONTROLS and prop.get("minLength", 0) >= 1:
-                test = f"(v.isprintable() or {test})"
-            cond += f" and {test}"
-        allowed.append(cond)
-    if not allowed:
-        return None
-    env[f"K{n}"] = name
-    passes = " or ".join(f"({c})" for c in allowed)
-    if required:
-        return [f"    v = d[K{n}]", f"    if not ({passes}):", "        return VALIDATE(d)"]
-    return [
-        f"    v = d.get(K{n}, MISSING)",
-        f"    if v is not MISSING and not ({passes}):",
-        "        return VALIDATE(d)",
-    ]
-
-
-def _with_precheck(schema: dict[str, Any], validate: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``validate`` behind a generated "certainly valid" pre-check (see above); just
-    ``validate`` when the schema uses anything the pre-check does not cover. Called
-    with JSON objects only (``Decoder._document`` checks that first)."""
-    if not set(schema) <= _SCHEMA_KEYWORDS or schema.get("type") != "object":
-        return validate
-    if schema.get("additionalProperties", True) is not True:
-        return validate
+def _limited(
+    schema: dict[str, Any], max_id_chars: int, max_field_chars: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``schema`` with every declared string field's maxLength lowered to its limit,
+    and, per field, the limit's name where the limit (not the schema) is the bound."""
+    names: dict[str, str] = {}
     props = schema.get("properties", {})
-    required = schema.get("required", [])
-    if not isinstance(props, dict) or not isinstance(required, list):
-        return validate
-    if not all(isinstance(k, str) for k in required):
-        return validate
-    regexes = getattr(validate, "__globals__", {}).get("REGEX_PATTERNS", {})
-    env: dict[str, Any] = {"MISSING": object(), "VALIDATE": validate}
-    lines = ["def validate_with_precheck(d):"]
-    for i, key in enumerate(required):
-        env[f"R{i}"] = key
-        lines += [f"    if R{i} not in d:", "        return VALIDATE(d)"]
     for name, prop in props.items():
-        check = _property_check(name, prop, name in required, regexes, env)
-        if check is None:
-            return validate
-        lines += check
-    lines.append("    return d")
-    # the source is built above from the schema; its own file name keeps profiles readable
-    exec(compile("\n".join(lines), f"<precheck {schema.get('$id', '?')}>", "exec"), env)
-    return cast(Callable[[Any], Any], env["validate_with_precheck"])
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float | Decimal):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _short(value: object) -> str:
-    """repr() cut short: reasons end up in logs and dead letters, payloads may be huge."""
-    text = repr(value)
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
-
-
-_LITERAL_RES: dict[str, re.Pattern[bytes]] = {}
-
-
-def _literal_re(key: str) -> re.Pattern[bytes]:
-    pattern = _LITERAL_RES.get(key)
-    if pattern is None:
-        ws = rb"[ \t\n\r]*"
-        # Groups: the whole literal, its fraction (with the dot), its exponent.
-        number = rb"(-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)"
-        pattern = re.compile(b'"' + re.escape(key.encode()) + b'"' + ws + b":" + ws + number)
-        _LITERAL_RES[key] = pattern
-    return pattern
-
-
-def _exact_number(raw: bytes, key: str) -> Decimal | None:
-    """The top-level ``key``'s JSON number exactly as written in ``raw``.
-
-    Fast path: without any backslash in the payload every ``"key":`` in the bytes is a
-    real object key (quotes strictly alternate open/close), so a single match must be
-    the top-level one. Otherwise re-parse with ``parse_float=Decimal``.
-    """
-    if _BACKSLASH not in raw:
-        found = _literal_re(key).findall(raw)
-        if len(found) == 1:
-            return Decimal(found[0][0].decode("ascii"))
-    try:
-        exact = json.loads(raw, parse_float=Decimal)
-    except (ValueError, RecursionError):
-        return None
-    value = exact.get(key) if isinstance(exact, dict) else None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    return None
-
-
-_POSITIVE: Final = "positive"
-_NON_NEGATIVE: Final = "non-negative"
-_SIGNED: Final = "signed"
-
-
-def _money(value: object, key: str, raw: bytes, sign: str) -> Decimal | DecodeError:
-    """A money field as an exact Decimal, or why it is not acceptable."""
-    path = "$." + key
-    kind = type(value)
-    amount: Decimal | None
-    if kind is str:
-        text = cast(str, value)
-        if _DECIMAL_TEXT.fullmatch(text) is None:
-            return DecodeError(path, f"not a decimal number: {_short(text)}")
-        amount = Decimal(text)
-    elif kind is int:
-        amount = Decimal(cast(int, value))
-    elif kind is float:
-        if not math.isfinite(cast(float, value)):
-            return DecodeError(path, "must be a finite number")
-        amount = _exact_number(raw, key)
-        if amount is None:
-            return DecodeError(path, "could not read the exact number; send a decimal string")
-    else:
-        return DecodeError(path, f"must be a number or a decimal string, got {_json_type(value)}")
-    if not amount.is_finite():
-        return DecodeError(path, "must be a finite number")
-    if sign == _POSITIVE and amount <= 0:
-        return DecodeError(path, "must be > 0")
-    if sign == _NON_NEGATIVE and (amount < 0 or amount.is_signed()):
-        return DecodeError(path, "must be >= 0")  # "-0" too: the schema has no minus sign
-    if abs(amount) >= MONEY_LIMIT:
-        return DecodeError(path, "magnitude must be < 10^15")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_MONEY_DECIMALS:
-        return DecodeError(path, f"more than {MAX_MONEY_DECIMALS} decimal places")
-    return amount
-
-
-def _ts(value: object, key: str = "ts") -> int | DecodeError:
-    """RFC 3339 with an offset -> epoch ms (UTC), floored to the millisecond."""
-    path = "$." + key
-    if not isinstance(value, str):
-        return DecodeError(path, f"must be an RFC 3339 date-time string, got {_json_type(value)}")
-    if _TS_TEXT.fullmatch(value) is None:
-        if _NAIVE_TEXT.fullmatch(value) is not None:
-            return DecodeError(
-                path, f"naive date-time {_short(value)} has no UTC offset (add Z or ±hh:mm)"
-            )
-        example = "2024-05-01T12:00:00Z"
-        return DecodeError(
-            path, f"not an RFC 3339 date-time with offset (e.g. {example}): {_short(value)}"
+        types = prop.get("type")
+        if "string" not in (types if isinstance(types, list) else [types]):
+            continue
+        limit, limit_name = (
+            (max_id_chars, _LIMIT_ID) if name in ID_FIELDS else (max_field_chars, _LIMIT_FIELD)
         )
-    try:
-        # Upper-casing is safe (only digits, separators and T/Z) and lets the RFC's
-        # lower-case t/z through fromisoformat.
-        moment = datetime.fromisoformat(value.upper())
-    except ValueError as exc:
-        return DecodeError(path, f"not a valid date-time {_short(value)}: {exc}")
-    return (moment - _EPOCH) // _ONE_MS
+        current = prop.get("maxLength")
+        if current is None or limit < current:
+            prop["maxLength"] = limit
+            names[name] = limit_name
+    return schema, names
 
 
-def _birth_date(value: object) -> str | DecodeError | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or _DATE_TEXT.fullmatch(value) is None:
-        return DecodeError("$.birth_date", f"must be YYYY-MM-DD or null, got {_short(value)}")
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return DecodeError("$.birth_date", f"not a valid calendar date: {_short(value)}")
-    return value
+def _year_start_ms(year: int) -> int:
+    """Epoch ms of 1 January ``year``, 00:00 UTC."""
+    return (datetime(year, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
 
 
 # --------------------------------------------------------------------------- builders
 # Each builder runs after schema validation, so presence, types, enums, string shapes
-# and numeric ranges are already right; the fast converters below only do what the
-# schema cannot (exact float literals, calendar validity) and fall back to the full
-# checkers above for an explanation when something is still wrong. The events are
-# built with positional arguments: keyword construction of a frozen slots dataclass
-# costs about 2 µs more per event, a fifth of the per-message budget.
+# and numeric ranges are already right; the fast converters only do what the schema
+# cannot (exact float literals, calendar validity) and fall back to the full checkers
+# for an explanation when something is still wrong. The events are built with
+# positional arguments: keyword construction of a frozen slots dataclass costs about
+# 2 µs more per event, a fifth of the per-message budget.
 
 Builder = Callable[[dict[str, Any], bytes], InputEvent | ErasureRequest | DecodeError]
 
 
-def _money_fast(value: object, key: str, raw: bytes, sign: str) -> Decimal | DecodeError:
-    kind = type(value)
-    if kind is str:
-        # The schema's pattern already enforces the sign, magnitude and decimal places.
-        return Decimal(value)  # type: ignore[arg-type]
-    if kind is int:
-        # The schema enforced the sign; its upper bound is inclusive (see _money).
-        if -_INT_LIMIT < value < _INT_LIMIT:  # type: ignore[operator]
-            return Decimal(value)  # type: ignore[arg-type]
-    elif _BACKSLASH not in raw and -_FLOAT_LIMIT < value < _FLOAT_LIMIT:  # type: ignore[operator]
-        # Rounding to binary is monotonic and 0 and 10^15 are exact floats, so a float
-        # strictly inside the schema's bounds means the exact value is inside too; only
-        # the sign of zero and the decimal places are left, checked on the literal text.
-        found = _literal_re(key).findall(raw)
-        if len(found) == 1:
-            literal, fraction, exponent = found[0]
-            if (
-                not exponent
-                and len(fraction) <= MAX_MONEY_DECIMALS + 1  # the dot and the digits
-                and (sign == _SIGNED or literal[0] != _MINUS)
-            ):
-                return Decimal(literal.decode("ascii"))
-    return _money(value, key, raw, sign)
-
-
-#: "YYYY-MM-DDTHH:MM:SS" + offset -> epoch ms of that second, for the common shape with
-#: exactly three fraction digits: its epoch ms is that plus the digits, and whether it
-#: parses does not depend on them. A bounded memo of what fromisoformat said.
-_TS_SECONDS: dict[str, int] = {}
-_TS_CACHE_MAX: Final = 16_384  # ~4.5 h of distinct seconds; a few MB at most
-_MILLIS: Final = {f"{i:03d}": i for i in range(1000)}
-
-
-def _ts_fast(value: str) -> int | DecodeError:
-    key = None
-    if (
-        type(value) is str
-        and len(value) > 23
-        and value[19] == "."
-        and value[23] in "Zz+-"
-        and value[11:13] != "24"  # hour 24 is only ever valid at .000, if at all
-    ):
-        ms = _MILLIS.get(value[20:23])
-        if ms is not None:
-            key = value[:19] + value[23:]
-            base = _TS_SECONDS.get(key)
-            if base is not None:
-                return base + ms
-    try:
-        ts: int = (datetime.fromisoformat(value.upper()) - _EPOCH) // _ONE_MS
-    except ValueError:
-        return _ts(value)
-    if key is not None:
-        if len(_TS_SECONDS) >= _TS_CACHE_MAX:
-            _TS_SECONDS.clear()
-        _TS_SECONDS[key] = ts - _MILLIS[value[20:23]]
-    return ts
-
-
 def _build_transaction(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
-    ts = _ts_fast(d["ts"])
+    ts = timestamp_fast(d["ts"])
     if type(ts) is not int:
         return cast(DecodeError, ts)
-    amount = _money_fast(d["amount"], "amount", raw, _POSITIVE)
+    amount = money_fast(d["amount"], "amount", raw, POSITIVE)
     if type(amount) is not Decimal:
         return cast(DecodeError, amount)
     balance_after = d.get("balance_after")
     if balance_after is not None:
-        balance_after = _money_fast(balance_after, "balance_after", raw, _SIGNED)
+        balance_after = money_fast(balance_after, "balance_after", raw, SIGNED)
         if type(balance_after) is not Decimal:
             return cast(DecodeError, balance_after)
     risk = d.get("product_risk")
@@ -509,10 +218,10 @@ def _build_transaction(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeErro
 
 
 def _build_balance(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
-    ts = _ts_fast(d["ts"])
+    ts = timestamp_fast(d["ts"])
     if type(ts) is not int:
         return cast(DecodeError, ts)
-    balance = _money_fast(d["balance"], "balance", raw, _NON_NEGATIVE)
+    balance = money_fast(d["balance"], "balance", raw, NON_NEGATIVE)
     if type(balance) is not Decimal:
         return cast(DecodeError, balance)
     return BalanceSnapshot(
@@ -527,24 +236,24 @@ def _build_balance(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
 
 
 def _build_profile(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
-    ts = _ts_fast(d["ts"])
+    ts = timestamp_fast(d["ts"])
     if type(ts) is not int:
         return cast(DecodeError, ts)
-    birth_date = _birth_date(d.get("birth_date"))
-    if isinstance(birth_date, DecodeError):
-        return birth_date
+    birth = birth_date(d.get("birth_date"))
+    if isinstance(birth, DecodeError):
+        return birth
     return CustomerProfile(
         d["event_id"],
         d["customer_id"],
         ts,
         d["segment"],
         d["marketing_consent"],
-        birth_date,
+        birth,
     )
 
 
 def _build_assessment(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
-    ts = _ts_fast(d["ts"])
+    ts = timestamp_fast(d["ts"])
     if type(ts) is not int:
         return cast(DecodeError, ts)
     return RiskAssessment(
@@ -557,14 +266,14 @@ def _build_assessment(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError
 
 
 def _build_contact(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
-    ts = _ts_fast(d["ts"])
+    ts = timestamp_fast(d["ts"])
     if type(ts) is not int:
         return cast(DecodeError, ts)
     return Contact(d["event_id"], d["customer_id"], ts, d["channel"], d["outcome"])
 
 
 def _build_erasure(d: dict[str, Any], raw: bytes) -> ErasureRequest | DecodeError:
-    ts = _ts_fast(d["ts"])
+    ts = timestamp_fast(d["ts"])
     if type(ts) is not int:
         return cast(DecodeError, ts)
     return ErasureRequest(d["event_id"], d["customer_id"], ts, d["requested_by"], d.get("reason"))
@@ -573,7 +282,7 @@ def _build_erasure(d: dict[str, Any], raw: bytes) -> ErasureRequest | DecodeErro
 def _build_tick(d: dict[str, Any]) -> Tick | DecodeError:
     """The id must restate the partition and the time: a tick whose id disagrees with
     its fields is a broken clock, and its id is what replays deduplicate on."""
-    ts = _ts(d["ts"])
+    ts = timestamp(d["ts"])
     if isinstance(ts, DecodeError):
         return ts
     partition = d["partition"]
@@ -581,7 +290,7 @@ def _build_tick(d: dict[str, Any]) -> Tick | DecodeError:
     if d["event_id"] != expected:
         return DecodeError(
             "$.event_id",
-            f"must be tick-<partition>-<ts_ms> = {expected!r}, got {_short(d['event_id'])}",
+            f"must be tick-<partition>-<ts_ms> = {expected!r}, got {short(d['event_id'])}",
         )
     return Tick(expected, partition, ts)
 
@@ -595,133 +304,93 @@ _BUILDERS: Final[Mapping[str, Builder]] = {
     TOPIC_ERASURE_REQUESTS: _build_erasure,
 }
 
-# Field-specific explanations for schema failures: the schema says "no", these say why
-# in the same words the happy path would use.
-_MONEY_SIGNS: Final[Mapping[str, str]] = {
-    "amount": _POSITIVE,
-    "balance": _NON_NEGATIVE,
-    "balance_after": _SIGNED,
-}
-_PATTERN_REASONS: Final[Mapping[str, str]] = {
-    "currency": "must be an ISO 4217 code of 3 upper-case letters",
-    "event_id": "must not contain control characters",
-    "customer_id": "must not contain control characters",
-    "account_id": "must not contain control characters",
-    "cause_event_id": "must not contain control characters",
-    "event_id@out": "must be 32 lower-case hex characters (derive_event_id)",
-    "ts@out": "must be RFC 3339 UTC with milliseconds (format_ts)",
-    "kind": "must be snake_case",
-    "value": "must be standard base64",
-}
-_TYPE_WORDS: Final[Mapping[str, str]] = {
-    "string": "a string",
-    "number": "a number",
-    "integer": "an integer",
-    "boolean": "a boolean",
-    "object": "an object",
-    "array": "an array",
-    "null": "null",
-}
-
-
-def _explain(
-    exc: fastjsonschema.JsonSchemaValueException, raw: bytes | None, output: bool = False
-) -> DecodeError:
-    """Turn a fastjsonschema failure into a field path and a reason."""
-    name = str(exc.name)
-    path = "$" + name[len("data") :] if name.startswith("data") else "$." + name
-    rule = exc.rule
-    value = exc.value
-    definition: dict[str, Any] = exc.definition if isinstance(exc.definition, dict) else {}
-    if rule == "required" and isinstance(value, dict):
-        missing = next((k for k in definition.get("required", ()) if k not in value), "?")
-        return DecodeError(f"{path}.{missing}", "required field missing")
-    if rule == "additionalProperties" and isinstance(value, dict):
-        known = definition.get("properties", {})
-        extra = sorted(k for k in value if k not in known)
-        return DecodeError(f"{path}.{extra[0]}" if extra else path, "unexpected field")
-    key = path[2:] if path.startswith("$.") and "." not in path[2:] else ""
-    if not output and raw is not None:
-        if key in _MONEY_SIGNS:
-            money = _money(value, key, raw, _MONEY_SIGNS[key])
-            if isinstance(money, DecodeError):
-                return money
-        elif key == "ts":
-            ts = _ts(value)
-            if isinstance(ts, DecodeError):
-                return ts
-        elif key == "birth_date":
-            birth = _birth_date(value)
-            if isinstance(birth, DecodeError):
-                return birth
-    if rule == "type":
-        wanted = definition.get("type")
-        names = wanted if isinstance(wanted, list) else [wanted]
-        words = " or ".join(_TYPE_WORDS.get(str(n), str(n)) for n in names)
-        return DecodeError(path, f"must be {words}, got {_json_type(value)}")
-    if rule == "enum":
-        allowed = ", ".join(str(v) for v in definition.get("enum", ()) if v is not None)
-        return DecodeError(path, f"unknown value {_short(value)} (allowed: {allowed})")
-    if rule == "const":
-        return DecodeError(path, f"must be {definition.get('const')!r}, got {_short(value)}")
-    if rule == "pattern":
-        reason = _PATTERN_REASONS.get(f"{key}@out" if output else key) or _PATTERN_REASONS.get(key)
-        if reason is None:
-            reason = f"must match {definition.get('pattern')}"
-        return DecodeError(path, f"{reason}, got {_short(value)}")
-    bounds = {
-        "minimum": ">=",
-        "maximum": "<=",
-        "exclusiveMinimum": ">",
-        "exclusiveMaximum": "<",
-    }
-    if rule in bounds:
-        bound = definition.get(rule)
-        return DecodeError(path, f"must be {bounds[rule]} {bound}, got {_short(value)}")
-    if rule == "minLength":
-        limit = definition.get("minLength")
-        too_short = "must not be empty" if limit == 1 else f"must be at least {limit} characters"
-        return DecodeError(path, too_short)
-    if rule == "maxLength":
-        return DecodeError(path, f"must be at most {definition.get('maxLength')} characters")
-    message = str(exc.message)
-    return DecodeError(path, message[len(name) + 1 :] if message.startswith(name) else message)
-
-
-def _not_json(raw: bytes, exc: Exception) -> DecodeError:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        return DecodeError("$", f"invalid UTF-8 at byte {bad.start}")
-    return DecodeError("$", f"not valid JSON: {exc}")
-
-
 # --------------------------------------------------------------------------- public API
 
 
 class Decoder:
     """Decodes input-topic payloads. Build one per worker and reuse it: the schemas are
-    compiled at construction, ``decode`` itself does no I/O and keeps no state."""
+    compiled at construction, ``decode`` itself does no I/O and keeps no state.
 
-    __slots__ = ("_max_bytes", "_max_future_skew_ms", "_tick_validator", "_validators")
+    The limits (docs/rules.md, "Limits"; the defaults are the rules' defaults):
+    ``max_bytes`` a payload, ``max_key_bytes`` a message key (``check_key``),
+    ``max_id_chars`` event_id/customer_id/account_id (at most the schemas' 128),
+    ``max_field_chars`` every other string field the schemas declare, ``min_year`` ..
+    ``max_year`` event times (UTC) and birth dates, and ``max_future_skew_ms`` how far
+    ahead of the caller's clock an event time may be (checked when ``now_ms`` is given).
+    """
+
+    __slots__ = (
+        "_field_limits",
+        "_max_bytes",
+        "_max_future_skew_ms",
+        "_max_key_bytes",
+        "_max_ms",
+        "_max_year",
+        "_min_ms",
+        "_min_year",
+        "_tick_limits",
+        "_tick_validator",
+        "_validators",
+    )
 
     def __init__(
-        self, max_bytes: int = DEFAULT_MAX_BYTES, max_future_skew_ms: int | None = None
+        self,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_future_skew_ms: int | None = None,
+        *,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        max_id_chars: int = DEFAULT_MAX_ID_CHARS,
+        max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+        min_year: int = DEFAULT_MIN_YEAR,
+        max_year: int = DEFAULT_MAX_YEAR,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
         if max_future_skew_ms is not None and max_future_skew_ms < 0:
             raise ValueError(f"max_future_skew_ms must be >= 0, got {max_future_skew_ms}")
+        if max_key_bytes <= 0:
+            raise ValueError(f"max_key_bytes must be > 0, got {max_key_bytes}")
+        if not 1 <= max_id_chars <= SCHEMA_ID_CHARS:
+            raise ValueError(f"max_id_chars must be 1..{SCHEMA_ID_CHARS}, got {max_id_chars}")
+        if max_field_chars < MIN_FIELD_CHARS:
+            raise ValueError(f"max_field_chars must be >= {MIN_FIELD_CHARS}, got {max_field_chars}")
+        lo, hi = YEAR_RANGE
+        if not lo <= min_year <= max_year <= hi:
+            raise ValueError(
+                f"need {lo} <= min_year <= max_year <= {hi}, got {min_year}, {max_year}"
+            )
         self._max_bytes = max_bytes
         self._max_future_skew_ms = max_future_skew_ms
-        self._validators = {
-            topic: _with_precheck(load_schema(topic), _compile(topic)) for topic in INPUT_TOPICS
-        }
-        self._tick_validator = _compile(TOPIC_TICKS)
+        self._max_key_bytes = max_key_bytes
+        self._min_year = min_year
+        self._max_year = max_year
+        self._min_ms = _year_start_ms(min_year)
+        self._max_ms = _year_start_ms(max_year + 1) - 1
+        self._validators: dict[str, Callable[[Any], Any]] = {}
+        self._field_limits: dict[str, dict[str, str]] = {}
+        for topic in INPUT_TOPICS:
+            schema, names = _limited(load_schema(topic), max_id_chars, max_field_chars)
+            self._validators[topic] = with_precheck(schema, compile_schema(schema))
+            self._field_limits[topic] = names
+        tick_schema, self._tick_limits = _limited(
+            load_schema(TOPIC_TICKS), max_id_chars, max_field_chars
+        )
+        self._tick_validator = compile_schema(tick_schema)
 
     @property
     def max_bytes(self) -> int:
         return self._max_bytes
+
+    def check_key(self, key: bytes | None) -> DecodeError | None:
+        """Whether a message key is within ``max_key_bytes`` (None: no key, nothing to
+        check). Call it before ``decode``: a key is read without parsing anything."""
+        if key is not None and len(key) > self._max_key_bytes:
+            return DecodeError(
+                "key",
+                f"message key {len(key)} bytes exceeds limit {self._max_key_bytes} ({_LIMIT_KEY})",
+                _LIMIT_KEY,
+            )
+        return None
 
     def decode(
         self, topic: str, raw: bytes | None, now_ms: int | None = None
@@ -740,64 +409,93 @@ class Decoder:
             raise ValueError(
                 f"not an input topic: {topic!r} (expected one of {INPUT_TOPICS}){hint}"
             )
-        doc = self._document(validate, raw)
+        doc = self._document(validate, raw, self._field_limits[topic])
         if isinstance(doc, DecodeError):
             return doc
         event = _BUILDERS[topic](doc, cast(bytes, raw))  # non-empty: _document checked
         if isinstance(event, DecodeError):
             return event
-        skew = self._max_future_skew_ms
-        if skew is not None and now_ms is not None and event.ts > now_ms + skew:
-            ahead = event.ts - now_ms
-            return DecodeError(
-                "$.ts", f"{doc['ts']} is {ahead} ms in the future (max skew {skew} ms)"
-            )
+        error = self._check_time(event.ts, doc, now_ms)
+        if error is not None:
+            return error
+        if type(event) is CustomerProfile and event.birth_date is not None:
+            year = int(event.birth_date[:4])
+            if year < self._min_year or year > self._max_year:
+                return self._out_of_years("$.birth_date", event.birth_date, year)
         return event
 
     def decode_tick(self, raw: bytes | None, now_ms: int | None = None) -> Tick | DecodeError:
         """Decode one message value of the ``ticks`` topic (same checks as ``decode``:
-        size, JSON, schema, RFC 3339, future skew) plus the id rule
+        size, JSON, schema, RFC 3339, event-time range, future skew) plus the id rule
         ``event_id == f"tick-{partition}-{ts_ms}"``. Whether ``partition`` equals the
         Kafka partition the tick was read from is for the caller to check."""
-        doc = self._document(self._tick_validator, raw)
+        doc = self._document(self._tick_validator, raw, self._tick_limits)
         if isinstance(doc, DecodeError):
             return doc
         tick = _build_tick(doc)
         if isinstance(tick, DecodeError):
             return tick
+        error = self._check_time(tick.ts, doc, now_ms)
+        return tick if error is None else error
+
+    def _check_time(self, ts: int, doc: dict[str, Any], now_ms: int | None) -> DecodeError | None:
+        """The event time within the years and not too far ahead of the caller's clock."""
+        if ts < self._min_ms or ts > self._max_ms:
+            return self._out_of_years("$.ts", doc["ts"], ts)
         skew = self._max_future_skew_ms
-        if skew is not None and now_ms is not None and tick.ts > now_ms + skew:
-            ahead = tick.ts - now_ms
+        if skew is not None and now_ms is not None and ts > now_ms + skew:
             return DecodeError(
-                "$.ts", f"{doc['ts']} is {ahead} ms in the future (max skew {skew} ms)"
+                "$.ts",
+                f"{doc['ts']} is {ts - now_ms} ms in the future "
+                f"(max skew {skew} ms, {_LIMIT_SKEW})",
+                _LIMIT_SKEW,
             )
-        return tick
+        return None
+
+    def _out_of_years(self, path: str, text: str, value: int) -> DecodeError:
+        """``value``: a year, or an epoch-ms time (compared with the range's ends)."""
+        early = value < self._min_year if path == "$.birth_date" else value < self._min_ms
+        if early:
+            return DecodeError(
+                path,
+                f"{short(text)} is before the year {self._min_year} ({_LIMIT_MIN_YEAR})",
+                _LIMIT_MIN_YEAR,
+            )
+        return DecodeError(
+            path,
+            f"{short(text)} is after the year {self._max_year} ({_LIMIT_MAX_YEAR})",
+            _LIMIT_MAX_YEAR,
+        )
 
     def _document(
-        self, validate: Callable[[Any], Any], raw: bytes | None
+        self, validate: Callable[[Any], Any], raw: bytes | None, limits: Mapping[str, str]
     ) -> dict[str, Any] | DecodeError:
         """Size limit, JSON parse and schema check: the steps every topic shares."""
         if not raw:
             return DecodeError("$", "empty payload")
         size = len(raw)
         if size > self._max_bytes:
-            return DecodeError("$", f"payload {size} bytes exceeds limit {self._max_bytes}")
+            return DecodeError(
+                "$",
+                f"payload {size} bytes exceeds limit {self._max_bytes} ({_LIMIT_PAYLOAD})",
+                _LIMIT_PAYLOAD,
+            )
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            return _not_json(bytes(raw), exc)
+            return not_json(bytes(raw), exc)
         if type(doc) is not dict:
-            return DecodeError("$", f"must be a JSON object, got {_json_type(doc)}")
+            return DecodeError("$", f"must be a JSON object, got {json_type(doc)}")
         try:
             validate(doc)
         except fastjsonschema.JsonSchemaValueException as exc:
-            return _explain(exc, raw)
+            return explain(exc, raw, limits=limits)
         return cast(dict[str, Any], doc)
 
 
 @cache
 def _output_validator(topic: str) -> Callable[[Any], Any]:
-    return _compile(topic)
+    return compile_schema(load_schema(topic))
 
 
 def validate_output(topic: str, record: dict[str, Any]) -> None:
@@ -811,4 +509,4 @@ def validate_output(topic: str, record: dict[str, Any]) -> None:
     try:
         _output_validator(topic)(record)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise ValueError(f"{topic}: {_explain(exc, None, output=True).describe()}") from None
+        raise ValueError(f"{topic}: {explain(exc, None, output=True).describe()}") from None

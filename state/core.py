@@ -38,9 +38,11 @@ from schemas.events import (
     RiskAssessment,
     Transaction,
 )
+from schemas.values import MAX_MONEY_DECIMALS
 from state import alerts, offers, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
+from state.limits import MAX_FEN
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
@@ -54,6 +56,10 @@ _CONTACT_CHANNELS = frozenset(CONTACT_CHANNELS)
 _CONTACT_OUTCOMES = frozenset(CONTACT_OUTCOMES)
 _PRODUCTS = frozenset(PRODUCTS)
 _SEGMENTS = frozenset(SEGMENTS)
+#: Money the core accepts: below 10^15 (adjusted exponent < 15), at most 25 characters
+#: as text ("-999999999999999.99999999", the longest value of the decoder's range).
+_MONEY_DIGITS = 15
+_MONEY_TEXT = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +72,27 @@ class Outcome:
 
 
 class CoreError(ValueError):
-    """The event cannot be applied (e.g. unknown currency): it goes to dead letters."""
+    """The event cannot be applied (e.g. unknown currency): it goes to dead letters.
+    ``limit``: the rules' limit it comes from (``limits.max_accounts``...), or None."""
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, limit: str | None = None) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+        self.limit = limit
 
 
 def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outcome:
     """Apply one event to one customer's state (None = a new customer). See module doc."""
+    lim = rules.limits  # the checks inline: they run for every event (hot path)
+    ts = event.ts
+    if type(ts) is not int or ts < lim.min_ts_ms or ts > lim.max_ts_ms:
+        _check_time("ts", ts, rules)
+    eid = event.event_id
+    if type(eid) is not str or not 0 < len(eid) <= lim.max_id_chars:
+        _check_id("event_id", eid, rules)
     if state is None:
+        _check_id("customer_id", event.customer_id, rules)
         state = CustomerState(event.customer_id)
     elif event.customer_id != state.customer_id:
         raise CoreError(
@@ -84,7 +100,7 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outco
             f"event for '{event.customer_id}' applied to the state of '{state.customer_id}'",
         )
     key = event_key(event.event_id)
-    if key in state.seen:
+    if state.has_seen(key):
         return Outcome(state, (), "duplicate")
     if isinstance(event, Transaction):
         return _transaction(state, event, key, rules)
@@ -109,6 +125,7 @@ def fire_timers(state: CustomerState, now_ms: int, cause_event_id: str, rules: R
     """
     if not cause_event_id:
         raise CoreError("cause_event_id", "must not be empty")
+    _check_time("ts", now_ms, rules)
     out: list[Decision] = []
     if not triggers.fire_due(state, now_ms, cause_event_id, rules, out):
         return Outcome(state, (), "idle")
@@ -117,6 +134,66 @@ def fire_timers(state: CustomerState, now_ms: int, cause_event_id: str, rules: R
 
 
 # ------------------------------------------------------------------ validation
+# The decoder holds inputs to the same limits; the core checks again (it is called from
+# elsewhere too): what it cannot hold is a CoreError, never a crash (state/limits.py).
+
+
+def _check_time(field: str, ts: int, rules: Rules) -> None:
+    lim = rules.limits
+    if type(ts) is not int:
+        raise CoreError(field, f"must be an integer epoch ms, got {type(ts).__name__}")
+    if ts < lim.min_ts_ms:
+        name = "limits.min_year"
+        raise CoreError(field, f"{ts} is before the year {lim.min_year} ({name})", name)
+    if ts > lim.max_ts_ms:
+        name = "limits.max_year"
+        raise CoreError(field, f"{ts} is after the year {lim.max_year} ({name})", name)
+
+
+def _check_id(field: str, value: str, rules: Rules) -> None:
+    limit = rules.limits.max_id_chars
+    if type(value) is not str or not value:
+        raise CoreError(field, "must be a non-empty string")
+    if len(value) > limit:
+        name = "limits.max_id_chars"
+        raise CoreError(field, f"{len(value)} characters, more than {limit} ({name})", name)
+
+
+def _check_new_account(state: CustomerState, field: str, rules: Rules) -> None:
+    """Before the first event of one more account: is there room for it?"""
+    limit = rules.limits.max_accounts
+    if len(state.accounts) >= limit:
+        raise CoreError(
+            field,
+            f"the customer already has {len(state.accounts)} accounts (limits.max_accounts "
+            f"= {limit}); the first event of another one is refused",
+            "limits.max_accounts",
+        )
+
+
+def _check_fen(field: str, fen: int, what: str) -> None:
+    """A sum the state keeps must stay within its 64-bit range (state.limits.MAX_FEN)."""
+    if not -MAX_FEN <= fen <= MAX_FEN:
+        raise CoreError(
+            field,
+            f"{what} would be {fen_str(fen)} CNY, beyond the +-{fen_str(MAX_FEN)} CNY "
+            "a customer's state can hold",
+        )
+
+
+def _check_balance(
+    field: str, state: CustomerState, acct: Account | None, product: str, fen: int
+) -> None:
+    """Setting ``acct`` (None: a new account) to ``fen`` as ``product`` must leave the
+    balance and the AUM within the state's 64-bit range."""
+    aum = state.aum_fen
+    if acct is not None and acct.product != "loan":
+        aum -= acct.fen
+    if product != "loan":
+        aum += fen
+    if fen > MAX_FEN or fen < -MAX_FEN or aum > MAX_FEN or aum < -MAX_FEN:
+        _check_fen(field, fen, "the balance")
+        _check_fen(field, aum, "the AUM")
 
 
 def _rate(currency: str, rules: Rules) -> Decimal:
@@ -127,10 +204,18 @@ def _rate(currency: str, rules: Rules) -> Decimal:
 
 
 def _money(field: str, value: Decimal, positive: bool = False) -> None:
+    """Finite, below 10^15, at most 25 characters as text: all of the decoder's range,
+    nothing that makes to_fen build a huge int or a stored balance long (limits.py)."""
     if not isinstance(value, Decimal) or not value.is_finite():
         raise CoreError(field, f"must be a finite decimal, got {value!r}")
     if positive and value <= 0:
         raise CoreError(field, f"must be > 0, got {value}")
+    if value.adjusted() >= _MONEY_DIGITS or len(str(value)) > _MONEY_TEXT:
+        raise CoreError(
+            field,
+            f"must be below 10^15 with at most {MAX_MONEY_DECIMALS} decimal places, "
+            f"got {str(value)[:40]}",
+        )
 
 
 def _newer(ts: int, tie: int, cur_ts: int, cur_tie: int) -> bool:
@@ -157,23 +242,15 @@ def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
     if rules.tier_basis == "avg_daily":
         keep = max(keep, rules.tier_avg_days)
     keep_from = ev_day - keep + 1
-    old = [d for d in state.aum_days if d < keep_from]
-    if len(old) > 1:
-        newest = max(old)
-        for d in old:
-            if d != newest:
-                del state.aum_days[d]
+    samples = state.aum_samples  # [day, high, close, ...] by day ascending
+    old = 0
+    while old < len(samples) and samples[old] < keep_from:
+        old += 3
+    if old > 3:
+        del samples[: old - 3]
     # The dedup set is in insertion order and each entry holds the customer's day at
     # insertion, which never decreases: the stale entries are a prefix.
-    horizon = ev_day - rules.dedup_days
-    seen = state.seen
-    stale = []
-    for k, d in seen.items():
-        if d >= horizon:
-            break
-        stale.append(k)
-    for k in stale:
-        del seen[k]
+    state.forget_seen_before(ev_day - rules.dedup_days)
 
 
 def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules) -> list[Decision]:
@@ -192,10 +269,7 @@ def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
 
 
 def _remember(state: CustomerState, key: int, rules: Rules) -> None:
-    seen = state.seen
-    seen[key] = state.day
-    if len(seen) > rules.dedup_size:
-        del seen[next(iter(seen))]
+    state.remember(key, rules.dedup_size)
 
 
 def _finish(state: CustomerState, event: InputEvent, key: int, rules: Rules) -> None:
@@ -218,7 +292,9 @@ def _set_account(
     old = state.accounts.get(account_id)
     if old is not None and old.product != "loan":
         state.aum_fen -= old.fen
-    state.accounts[account_id] = Account(event.ts, key, balance, currency, product, fen)
+    state.accounts[account_id] = Account(
+        ts=event.ts, tie=key, balance=str(balance), fen=fen, product=product, currency=currency
+    )
     if product != "loan":
         state.aum_fen += fen
 
@@ -254,14 +330,14 @@ def _after_aum_event(
 ) -> None:
     """Record the AUM sample, re-tier with hysteresis, and check for an AUM drop."""
     aum = state.aum_fen
-    if aum != aum_before or not state.aum_days:
-        sample = state.aum_days.get(state.day)
-        if sample is None:
-            state.aum_days[state.day] = [aum, aum]
+    samples = state.aum_samples  # today's sample, if any, is the last one
+    if aum != aum_before or not samples:
+        if samples and samples[-3] == state.day:
+            if aum > samples[-2]:
+                samples[-2] = aum
+            samples[-1] = aum
         else:
-            if aum > sample[0]:
-                sample[0] = aum
-            sample[1] = aum
+            samples += (state.day, aum, aum)
     basis = basis_fen(state, rules)
     to_tier = next_tier(state.tier, basis, rules)
     if to_tier is not None:
@@ -341,17 +417,30 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         _money("balance_after", bal)
     if tx.product_risk is not None and not 1 <= tx.product_risk <= 5:
         raise CoreError("product_risk", f"must be 1..5, got {tx.product_risk}")
+    account_id = tx.account_id
+    if type(account_id) is not str or not 0 < len(account_id) <= rules.limits.max_id_chars:
+        _check_id("account_id", account_id, rules)
     ev_day = rules.local_day(tx.ts)
 
     late = state.day != NO_DAY and ev_day <= state.day - rules.window_days
-    acct = state.accounts.get(tx.account_id)
+    acct = state.accounts.get(account_id)
     newer = bal is not None and (acct is None or _newer(tx.ts, key, acct.ts, acct.tie))
+    if newer and acct is None and len(state.accounts) >= rules.limits.max_accounts:
+        _check_new_account(state, "account_id", rules)
     if late and not newer:
         state.late_events += 1
         _remember(state, key, rules)
         return Outcome(state, (), "late")
     amount_fen = to_fen(tx.amount, rate)
     bal_fen = to_fen(bal, rate) if newer and bal is not None else 0
+    if not late and tx.type not in rules.exclude_types:
+        # every window and first-day sum is part of the all-time sum (amounts are > 0)
+        total = state.tx_total_fen + amount_fen
+        if total > MAX_FEN:
+            _check_fen("amount", total, "the all-time transaction sum")
+    product = acct.product if acct is not None else ""  # "": only seen on transactions
+    if newer:
+        _check_balance("balance_after", state, acct, product, bal_fen)
 
     # ---- mutation starts here (nothing below raises CoreError)
     out = _catch_up(state, tx, ev_day, rules)
@@ -362,12 +451,10 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
     if late:
         state.late_events += 1
     elif counted:
-        new_day = ev_day not in state.windows.buckets
-        state.windows.add(ev_day, amount_fen, channel)
+        new_day = state.windows.add(ev_day, amount_fen, channel)
         _tx_stats(state, ev_day, amount_fen, new_day)
     if newer and bal is not None:
-        product = acct.product if acct is not None else ""
-        _set_account(state, tx.account_id, tx, key, bal, tx.currency, product, bal_fen)
+        _set_account(state, account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)
 
     _after_aum_event(state, tx, aum_before, tier_before, rules, out)
@@ -396,10 +483,17 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     if ev.product not in _PRODUCTS:
         raise CoreError("product", f"unknown product '{ev.product}'")
     _money("balance", ev.balance)
+    account_id = ev.account_id
+    if type(account_id) is not str or not 0 < len(account_id) <= rules.limits.max_id_chars:
+        _check_id("account_id", account_id, rules)
     ev_day = rules.local_day(ev.ts)
-    acct = state.accounts.get(ev.account_id)
+    acct = state.accounts.get(account_id)
+    if acct is None and len(state.accounts) >= rules.limits.max_accounts:
+        _check_new_account(state, "account_id", rules)
     newer = acct is None or _newer(ev.ts, key, acct.ts, acct.tie)
     fen = to_fen(ev.balance, rate) if newer else 0
+    if newer:
+        _check_balance("balance", state, acct, ev.product, fen)
 
     out = _catch_up(state, ev, ev_day, rules)
     aum_before = state.aum_fen
@@ -423,6 +517,15 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
             raise CoreError("birth_date", f"not an ISO date: {ev.birth_date!r}") from None
         if len(ev.birth_date) != 10:
             raise CoreError("birth_date", f"not a YYYY-MM-DD date: {ev.birth_date!r}")
+        lim = rules.limits
+        year = int(ev.birth_date[:4])
+        if not lim.min_year <= year <= lim.max_year:
+            name = "limits.min_year" if year < lim.min_year else "limits.max_year"
+            raise CoreError(
+                "birth_date",
+                f"{ev.birth_date} is outside the years {lim.min_year}..{lim.max_year} ({name})",
+                name,
+            )
     ev_day = rules.local_day(ev.ts)
     out = _catch_up(state, ev, ev_day, rules)
     _advance(state, ev_day, rules)

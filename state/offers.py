@@ -66,6 +66,12 @@ def emit(
     last = state.last_offer.get(kind)
     if last is not None and ts - last < rules.offer_cooldown_ms(kind):
         return None
+    if last is None:
+        # A new entry: first drop the caps of kinds these rules no longer emit (a
+        # campaign kind of earlier rules), so the map is bounded by the rules
+        # (state/limits.py).
+        for gone in [k for k in state.last_offer if k not in rules.offer_kinds]:
+            del state.last_offer[gone]
     state.last_offer[kind] = max(ts, last) if last is not None else ts
     return Offer(
         event_id=derive_event_id(state.customer_id, id_cause, f"offer:{kind}", rules.version),

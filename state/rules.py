@@ -25,9 +25,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from schemas.decoder import MIN_FIELD_CHARS, SCHEMA_ID_CHARS, YEAR_RANGE
 from schemas.events import CONTACT_OUTCOMES, TRANSACTION_TYPES
 from state.catalogue import Campaign, Product, parse_campaigns, parse_catalogue, spread_hours
 from state.decisions import TIER_RANK, TIERS
+from state.limits import Limits, state_size_bound
 from state.value import BgNbdParams, GammaGammaParams
 
 OFFER_KINDS = (
@@ -124,6 +126,8 @@ class Rules:
     campaign_spread_ms: int
     catalogue: tuple[Product, ...]
     campaigns: tuple[Campaign, ...]
+    # bounds on what inputs control (state/limits.py)
+    limits: Limits
 
     # derived (integer fen / ms), filled in __post_init__
     tier_floors_fen: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -137,6 +141,9 @@ class Rules:
     _offsets: dict[int, int] = field(init=False, repr=False, compare=False)
     _day_starts: dict[int, int] = field(init=False, repr=False, compare=False)
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    #: every offer kind these rules can emit (the fixed kinds and the campaigns' kinds)
+    offer_kinds: frozenset[str] = field(init=False, repr=False, compare=False)
+    campaign_ids: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -150,6 +157,8 @@ class Rules:
         s(self, "_offsets", {})
         s(self, "_day_starts", {})
         s(self, "_zone", ZoneInfo(self.timezone))
+        s(self, "offer_kinds", frozenset(OFFER_KINDS) | {c.kind for c in self.campaigns})
+        s(self, "campaign_ids", frozenset(c.id for c in self.campaigns))
 
     def offer_cooldown_ms(self, kind: str) -> int:
         """The frequency cap of an offer kind; campaign kinds not listed under
@@ -348,7 +357,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
     catalogue = parse_catalogue(r.raw("catalogue"))
     spread_ms = spread_hours(r.raw("care.campaign_spread_hours"), "care.campaign_spread_hours")
     campaigns = parse_campaigns(r.raw("campaigns"), catalogue, spread_ms)
-    return Rules(
+    rules = Rules(
         version=version,
         timezone=tz,
         tier_basis=r.string("tiers.basis", TIER_BASES),
@@ -390,6 +399,41 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         campaign_spread_ms=spread_ms,
         catalogue=catalogue,
         campaigns=campaigns,
+        limits=_limits(r),
+    )
+    bound = state_size_bound(rules)
+    if bound > rules.limits.max_state_bytes:
+        raise ValueError(
+            f"rules: a customer's state can reach {bound} bytes under these rules, more than "
+            f"'limits.max_state_bytes' = {rules.limits.max_state_bytes}: lower "
+            "'limits.max_accounts' (or 'limits.max_id_chars', 'dedup.size', 'windows.days')"
+        )
+    return rules
+
+
+def _limits(r: _Reader) -> Limits:
+    """The [limits] table; each bound is checked against what the code can honour."""
+    id_chars = r.integer("limits.max_id_chars", 1)
+    if id_chars > SCHEMA_ID_CHARS:
+        raise ValueError(
+            f"rules: 'limits.max_id_chars' must be at most {SCHEMA_ID_CHARS} "
+            f"(the schemas' own cap on ids), got {id_chars}"
+        )
+    lo, hi = YEAR_RANGE
+    min_year = r.integer("limits.min_year", lo)
+    max_year = r.integer("limits.max_year", min_year)
+    if max_year > hi:
+        raise ValueError(f"rules: 'limits.max_year' must be at most {hi}, got {max_year}")
+    return Limits(
+        max_payload_bytes=r.integer("limits.max_payload_bytes", 1),
+        max_key_bytes=r.integer("limits.max_key_bytes", 1),
+        max_id_chars=id_chars,
+        max_field_chars=r.integer("limits.max_field_chars", MIN_FIELD_CHARS),
+        min_year=min_year,
+        max_year=max_year,
+        max_future_skew_ms=r.integer("limits.max_future_skew_ms", 0),
+        max_accounts=r.integer("limits.max_accounts", 1),
+        max_state_bytes=r.integer("limits.max_state_bytes", 1),
     )
 
 
@@ -422,6 +466,12 @@ def load_rules(path: str | None = None) -> Rules:
         if "version" in user:
             version = _Reader(table).string("version")
         else:
-            digest = hashlib.sha256(orjson.dumps(table, option=orjson.OPT_SORT_KEYS))
+            # [limits] came after rule files without a version were in use: at its
+            # defaults it stays out of the hash, so their derived version (and with it
+            # every decision id) is the same as before the table existed.
+            hashed = dict(table)
+            if hashed.get("limits") == _default_table().get("limits"):
+                del hashed["limits"]
+            digest = hashlib.sha256(orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS))
             version = f"{version}+{digest.hexdigest()[:8]}"
     return _build(table, version)

@@ -399,9 +399,12 @@ def _fire_campaign(
     assert c is not None
     if c.id in state.campaigns_done:
         return
-    # decided now, whatever the outcome: once per campaign per customer
+    # decided now, whatever the outcome: once per campaign per customer. Forget the
+    # campaigns long past and those the rules no longer list (they cannot fire), so
+    # the map is bounded by the rules (state/limits.py).
     horizon = c.start_day - _CAMPAIGN_MEMORY_DAYS
-    for old in [k for k, day in state.campaigns_done.items() if day < horizon]:
+    known = rules.campaign_ids
+    for old in [k for k, day in state.campaigns_done.items() if day < horizon or k not in known]:
         del state.campaigns_done[old]
     state.campaigns_done[c.id] = c.start_day
     only = c.products or None

@@ -161,15 +161,16 @@ class Metrics:
         )
         self.state_cache_lookups = Counter(
             "tierstream_state_cache_lookups_total",
-            "Customer states looked up in the decoded-state cache, by result (hit: no "
-            "store read or decode; miss: read from the store). A low hit share under "
+            "Customer states looked up in the state cache, by result (hit: no store "
+            "read; miss: read from the store). A low hit share under "
             "load means the cache (--state-cache) is smaller than the active customers.",
             ["result"],
             registry=r,
         )
         self.state_cache_entries = Gauge(
             "tierstream_state_cache_entries",
-            "Decoded customer states held in memory between batches (about 5.5 KB each).",
+            "Customer states held in memory between batches, serialized (about 1.2 KB "
+            "each with 90 days of history).",
             registry=r,
         )
         self.alignment_timeouts = Counter(

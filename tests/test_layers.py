@@ -31,10 +31,7 @@ IMPURE = ("faust", "mode", "aiokafka", "confluent_kafka", "redis", "rocksdict", 
 STREAMS_SUBPACKAGES = ("cli", "http", "pipeline", "tools", "worker")
 MAX_LINES = 600
 #: Modules allowed over MAX_LINES besides the offline tools (streams/tools/).
-SIZE_EXEMPT = {
-    # split by the reliability work (its pre-check and wire-format parts)
-    "schemas/decoder.py",
-}
+SIZE_EXEMPT: set[str] = set()
 
 Graph = dict[str, set[str]]
 

@@ -192,8 +192,8 @@ class BatchProcessor:
         self.guard = guard or BadInputGuard()
         #: Personal fields out of dead letters (schemas/redaction.py; default fields).
         self.redactor = redactor or Redactor()
-        #: Decoded states left by earlier batches (streams/pipeline/state_cache.py); None: every
-        #: state is loaded and decoded from the store (replays, the test oracle).
+        #: States written by earlier batches (streams/pipeline/state_cache.py); None: every
+        #: state is loaded from the store (replays, the test oracle).
         self.cache = cache
         #: When each customer's next time trigger is due, per partition (derived state).
         self.due = DueIndex()
@@ -305,8 +305,7 @@ class BatchProcessor:
         result.tombstones = [(p, k) for k, p in erased.items() if k not in dirty]
         result.outputs.extend(dead)
         if self.cache is not None:
-            # untouched (duplicate-only) states are unchanged: as good as written
-            self.cache.put_all((k, p, st) for k, (p, st) in states.items())
+            self.cache.put_all((k, p, raw) for p, k, raw in result.states)
         return result
 
     def _load(self, partition: int, key: bytes, load: StateLoader) -> CustomerState | None:
@@ -316,9 +315,9 @@ class BatchProcessor:
         if key in self._erased:
             return None
         if self.cache is not None:
-            st = self.cache.take(key)
-            if st is not None:
-                return st
+            cached = self.cache.take(key)
+            if cached is not None:
+                return CustomerState.from_bytes(cached)
         raw_state = load(partition, key)
         return CustomerState.from_bytes(raw_state) if raw_state is not None else None
 

@@ -81,8 +81,8 @@ class WorkerTuning:
     release_interval: float = 0.1
     #: How often to check whether Redis lost this worker's profiles (restart, flush).
     resync_check_interval: float = 5.0
-    #: Decoded customer states kept between batches (streams/pipeline/state_cache.py), about
-    #: 5.5 KB each; 0 turns the cache off (every state read from the store).
+    #: Customer states kept between batches (streams/pipeline/state_cache.py), about
+    #: their serialized size each; 0 turns the cache off (every state read from the store).
     state_cache: int = DEFAULT_CAPACITY
 
 

@@ -244,7 +244,7 @@ CASES: list[tuple[str, str, bytes | None, str, str]] = [
         T,
         make_payload(T, ts="2024-05-01T09:20:02.121Z"),
         "$.ts",
-        "300001 ms in the future (max skew 300000 ms)",
+        "300001 ms in the future (max skew 300000 ms, limits.max_future_skew_ms)",
     ),
     # profiles
     (
@@ -331,7 +331,9 @@ def test_reasons_stay_short_even_for_huge_values(decoder: Decoder, changes: dict
 def test_oversize_payload_is_rejected_before_parsing(decoder: Decoder) -> None:
     # Not JSON and not UTF-8 either: if the decoder parsed first it would say so.
     raw = b"\xff" + b"{" * 70_000
-    assert decoder.decode(T, raw) == DecodeError("$", "payload 70001 bytes exceeds limit 65536")
+    assert decoder.decode(T, raw) == DecodeError(
+        "$", "payload 70001 bytes exceeds limit 65536 (limits.max_payload_bytes)"
+    )
 
 
 def test_the_size_limit_is_inclusive_and_configurable() -> None:
@@ -340,12 +342,12 @@ def test_the_size_limit_is_inclusive_and_configurable() -> None:
     assert not isinstance(tight.decode(T, valid), DecodeError)
     padded = make_payload(T, note="x")  # a few bytes over the limit
     assert tight.decode(T, padded) == DecodeError(
-        "$", f"payload {len(padded)} bytes exceeds limit {len(valid)}"
+        "$", f"payload {len(padded)} bytes exceeds limit {len(valid)} (limits.max_payload_bytes)"
     )
 
 
 def test_future_skew_is_checked_only_with_a_clock_and_a_limit() -> None:
-    far_future = make_payload(T, ts="2999-01-01T00:00:00Z")
+    far_future = make_payload(T, ts="2199-01-01T00:00:00Z")  # within limits.max_year
     assert not isinstance(Decoder().decode(T, far_future, now_ms=NOW_MS), DecodeError)
     skewed = Decoder(max_future_skew_ms=1000)
     assert not isinstance(skewed.decode(T, far_future), DecodeError)  # no now_ms given

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import functools
 import json
+from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import fastjsonschema
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from schemas.decoder import DecodeError, Decoder, _money, _ts, load_schema
+from schemas.decoder import DEFAULT_MAX_YEAR, DEFAULT_MIN_YEAR, DecodeError, Decoder, load_schema
 from schemas.events import BalanceSnapshot, CustomerProfile, RiskAssessment, Transaction
+from schemas.values import money, timestamp
 from tests.schemas.conftest import DROP, VALID, make_payload
 
 T = "transactions"
+_YEAR_START_MS = {
+    y: int(datetime(y, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    for y in (DEFAULT_MIN_YEAR, DEFAULT_MAX_YEAR + 1)
+}
 DECODER = Decoder()  # for property tests: compiling the schemas per example is slow
 
 
@@ -155,7 +161,7 @@ def test_money_string_pattern_in_schema_agrees_with_decoder(
         schema_ok = True
     except fastjsonschema.JsonSchemaValueException:
         schema_ok = False
-    python_ok = not isinstance(_money(text, key, b"", sign), DecodeError)
+    python_ok = not isinstance(money(text, key, b"", sign), DecodeError)
     assert schema_ok == python_ok, (text, schema_ok, python_ok)
 
 
@@ -169,11 +175,17 @@ def test_money_string_pattern_in_schema_agrees_with_decoder(
         st.text(max_size=30),
     )
 )
+@example(text="0001-01-01T00:00:00+01:00")  # issue 18: the core once crashed on year 0
+@example(text="2201-01-01T00:00:00Z")
 def test_ts_decoding_agrees_between_fast_and_explaining_paths(text: str) -> None:
     result = DECODER.decode("risk-assessments", make_payload("risk-assessments", ts=text))
-    checked = _ts(text)
+    checked = timestamp(text)
     if isinstance(checked, DecodeError):
         assert result == checked
+    elif not _YEAR_START_MS[DEFAULT_MIN_YEAR] <= checked < _YEAR_START_MS[DEFAULT_MAX_YEAR + 1]:
+        # a well-formed time outside the default limits.min_year..max_year (UTC)
+        assert isinstance(result, DecodeError), result
+        assert result.limit in ("limits.min_year", "limits.max_year"), result
     else:
         assert isinstance(result, RiskAssessment)
         assert result.ts == checked

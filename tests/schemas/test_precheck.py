@@ -1,4 +1,4 @@
-"""The generated schema pre-checks (schemas/decoder.py) only ever conclude "valid":
+"""The generated schema pre-checks (schemas/precheck.py) only ever conclude "valid":
 for any document they return what the compiled validator returns, or raise exactly
 what it raises. And the cached timestamp parser agrees with fromisoformat."""
 
@@ -11,9 +11,10 @@ from typing import Any
 import fastjsonschema
 import pytest
 
-from schemas import decoder
-from schemas.decoder import _compile, _ts, _ts_fast, _with_precheck, load_schema
+from schemas.decoder import DecodeError, _limited, compile_schema, load_schema
 from schemas.events import INPUT_TOPICS, TOPIC_TICKS
+from schemas.precheck import with_precheck
+from schemas.values import timestamp, timestamp_fast
 from tests.schemas.conftest import VALID
 
 POOL: list[Any] = [
@@ -24,7 +25,8 @@ POOL: list[Any] = [
     "2026-01-01T00:00:00Z\n", "0", "0.00", "00", "01", "1.123456789", "123.45", "-1.5",
     "-0", "1e5", "999999999999999.99999999", "1000000000000000", "CNY", "cny", "CN\n",
     "deposit", "loan", "mobile", "transfer_in", "R1", "R6", "retail", "sme", "1990-01-01",
-    "1990-1-1", "phone", "reached", [], {}, [1], {"a": 1}, "１２３",
+    "1990-1-1", "phone", "reached", [], {}, [1], {"a": 1}, "１２３", "ab", "abc",
+    "2026-01-01T00:00:00.123456789012345678901234567890Z", "a" * 40, "a" * 41,
 ]  # fmt: skip
 
 
@@ -35,10 +37,17 @@ def _outcome(validate: Any, doc: dict[str, Any]) -> tuple[Any, ...]:
         return ("error", e.message, e.name, e.rule, repr(e.value), repr(e.definition))
 
 
+@pytest.mark.parametrize("limits", [None, (6, 40), (128, 64)], ids=["schema", "tight", "default"])
 @pytest.mark.parametrize("topic", INPUT_TOPICS)
-def test_precheck_behaves_exactly_like_the_validator(topic: str) -> None:
-    plain = _compile(topic)
-    checked = _with_precheck(load_schema(topic), plain)
+def test_precheck_behaves_exactly_like_the_validator(
+    topic: str, limits: tuple[int, int] | None
+) -> None:
+    """Also with the decoder's string limits folded into the schema (maxLength)."""
+    schema = load_schema(topic)
+    if limits is not None:
+        schema, _ = _limited(schema, *limits)
+    plain = compile_schema(schema)
+    checked = with_precheck(schema, plain)
     assert checked is not plain  # the input schemas are all covered
     rnd = random.Random(topic)
     base = VALID[topic]
@@ -61,18 +70,18 @@ def test_precheck_behaves_exactly_like_the_validator(topic: str) -> None:
 def test_unknown_keywords_get_no_precheck() -> None:
     schema = load_schema(TOPIC_TICKS)
     schema["properties"]["partition"]["multipleOf"] = 2
-    plain = _compile(TOPIC_TICKS)
-    assert _with_precheck(schema, plain) is plain
+    plain = compile_schema(load_schema(TOPIC_TICKS))
+    assert with_precheck(schema, plain) is plain
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _reference_ts(value: str) -> int | decoder.DecodeError:
+def _reference_ts(value: str) -> int | DecodeError:
     try:
         return (datetime.fromisoformat(value.upper()) - _EPOCH) // timedelta(milliseconds=1)
     except ValueError:
-        return _ts(value)
+        return timestamp(value)
 
 
 def test_cached_timestamps_match_fromisoformat() -> None:
@@ -91,5 +100,5 @@ def test_cached_timestamps_match_fromisoformat() -> None:
         p = {k: rnd.choice(v) for k, v in parts.items()}
         t = rnd.choice("Tt")
         value = f"{p['y']}-{p['mo']}-{p['d']}{t}{p['h']}:{p['mi']}:{p['s']}{p['frac']}{p['off']}"
-        assert _ts_fast(value) == _reference_ts(value), value
-        assert _ts_fast(value) == _reference_ts(value), value  # cached the second time
+        assert timestamp_fast(value) == _reference_ts(value), value
+        assert timestamp_fast(value) == _reference_ts(value), value  # cached the second time

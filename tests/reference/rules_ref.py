@@ -1,0 +1,607 @@
+"""An independent reference of the tiering rules, for checking the core and the worker.
+
+Written from docs/rules.md and the rules file, not from state/'s code, and importing
+nothing from state/ or streams/ (only the standard library): if the core and this
+module agree on randomized banks, a wrong rule would have to be wrong twice, in two
+unrelated implementations. It is deliberately simple and slow: whole histories kept,
+exact ``Fraction`` arithmetic, no caches.
+
+What it recomputes, per customer, from the input events as the JSON dicts that go on
+the topics:
+
+* **tiers**: floors, the downgrade band (hysteresis), the initial tier, the rules'
+  basis (``current`` or ``avg_daily``); AUM = the CNY values of all accounts that are
+  not loans, each account last-writer-wins by event time (ties: the larger 64-bit
+  BLAKE2b of the event id); late transactions; deduplication;
+* **offers** that only tier entries and transactions cause -- ``wealth_products``,
+  ``relationship_manager``, ``private_banking_invitation``, ``sme_credit``,
+  ``digital_banking`` -- with consent from the latest profile and the per-kind cap.
+  (Timer offers, and ``risk_assessment_due``, whose cap timers share, are left out.)
+* **alerts** ``large_outflow`` and ``aum_drop`` with severities and the cooldown.
+
+API: ``run(events, rules_path=None) -> ReferenceResult``; ``result_from_records``
+builds the same shape from the records on the output topics (tier-changes, offers,
+alerts), and ``diff`` lists where two results differ. Interpretations where the
+document leaves a choice are marked "Reading:" below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "ALERT_KINDS",
+    "DEFAULT_RULES",
+    "OFFER_KINDS",
+    "AlertRef",
+    "OfferRef",
+    "ReferenceResult",
+    "TierChangeRef",
+    "diff",
+    "load",
+    "result_from_records",
+    "run",
+    "topic_of",
+]
+
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "state" / "rules_default.toml"
+TIERS = ("mass", "affluent", "hnw", "private")
+RANK = {t: i for i, t in enumerate(TIERS)}
+#: The offer and alert kinds this reference decides (and compares).
+OFFER_KINDS = (
+    "wealth_products",
+    "relationship_manager",
+    "private_banking_invitation",
+    "sme_credit",
+    "digital_banking",
+)
+ALERT_KINDS = ("large_outflow", "aum_drop")
+TIER_OFFER = {"affluent": "wealth_products", "hnw": "relationship_manager",
+              "private": "private_banking_invitation"}  # fmt: skip
+#: "one debit (withdrawal, transfer_out, card_payment, loan_repayment, fee)"
+DEBITS = frozenset({"withdrawal", "transfer_out", "card_payment", "loan_repayment", "fee"})
+DAY_MS = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# ------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True, order=True)
+class TierChangeRef:
+    ts: int
+    from_tier: str | None
+    to_tier: str
+    direction: str
+    cause_event_id: str
+
+
+@dataclass(frozen=True, order=True)
+class OfferRef:
+    customer_id: str
+    ts: int
+    kind: str
+    tier: str
+    cause_event_id: str
+
+
+@dataclass(frozen=True, order=True)
+class AlertRef:
+    customer_id: str
+    ts: int
+    kind: str
+    severity: str
+    cause_event_id: str
+
+
+@dataclass
+class ReferenceResult:
+    """Tier changes per customer in order; offers and alerts (of the kinds above);
+    the final tier of each customer; events rejected (unknown currency); and counts
+    of the situations met (duplicates, late transactions, ties, events out of order),
+    so a test can tell that its data reached them."""
+
+    tier_changes: dict[str, list[TierChangeRef]] = field(default_factory=dict)
+    offers: list[OfferRef] = field(default_factory=list)
+    alerts: list[AlertRef] = field(default_factory=list)
+    tiers: dict[str, str] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+# ------------------------------------------------------------------ rules
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> None:
+    """docs/rules.md: "tables are merged key by key"."""
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _frac(value: Any) -> Fraction:
+    return Fraction(Decimal(str(value)))
+
+
+@dataclass(frozen=True)
+class Rules:
+    zone: ZoneInfo
+    floors: dict[str, Fraction]  # CNY
+    band: Fraction
+    basis: str
+    avg_days: int
+    fx: dict[str, Fraction]
+    window_days: int
+    exclude_types: frozenset[str]
+    dedup_size: int
+    dedup_days: int
+    offer_cooldown_days: dict[str, int]
+    digital_max_age: int
+    digital_share_over: Fraction
+    digital_min_tx: int
+    outflow_ratio: Fraction
+    outflow_amount: Fraction
+    drop_ratio: Fraction
+    drop_critical_ratio: Fraction
+    drop_days: int
+    alert_cooldown_days: dict[str, int]
+
+
+def load(rules_path: str | Path | None = None) -> Rules:
+    """The packaged defaults, overlaid with the user file at ``rules_path``."""
+    table = tomllib.loads(DEFAULT_RULES.read_text("utf-8"))
+    if rules_path is not None:
+        _merge(table, tomllib.loads(Path(rules_path).read_text("utf-8")))
+    t, o, a = table["tiers"], table["offers"], table["alerts"]
+    return Rules(
+        zone=ZoneInfo(table["timezone"]),
+        floors={"mass": Fraction(0), **{k: _frac(t[k]) for k in TIERS[1:]}},
+        band=_frac(t["downgrade_band"]),
+        basis=t["basis"],
+        avg_days=int(t["avg_days"]),
+        fx={k: _frac(v) for k, v in table["fx"].items()},
+        window_days=int(table["windows"]["days"]),
+        exclude_types=frozenset(table["windows"]["exclude_types"]),
+        dedup_size=int(table["dedup"]["size"]),
+        dedup_days=int(table["dedup"]["days"]),
+        offer_cooldown_days=dict(o["cooldown_days"]),
+        digital_max_age=int(o["digital_banking_max_age"]),
+        digital_share_over=_frac(o["digital_banking_share_over"]),
+        digital_min_tx=int(o["digital_banking_min_transactions"]),
+        outflow_ratio=_frac(a["large_outflow_ratio"]),
+        outflow_amount=_frac(a["large_outflow_amount_cny"]),
+        drop_ratio=_frac(a["aum_drop_ratio"]),
+        drop_critical_ratio=_frac(a["aum_drop_critical_ratio"]),
+        drop_days=int(a["aum_drop_days"]),
+        alert_cooldown_days=dict(a["cooldown_days"]),
+    )
+
+
+# ------------------------------------------------------------------ values
+
+
+def parse_ts(text: str) -> int:
+    """RFC 3339 with an offset -> epoch ms, floored (docs/topics.md)."""
+    moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _fen(amount: Any, rate: Fraction) -> int:
+    """Docs: "converted to CNY with the [fx] table and rounded half-to-even to the fen"."""
+    return round(_frac(amount) * rate * 100)  # round() of a Fraction: half to even
+
+
+def _tie(event_id: str) -> int:
+    """Docs: "the larger 64-bit BLAKE2b hash of the event_id wins" (read big-endian)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def topic_of(doc: Mapping[str, Any]) -> str:
+    """The input topic a document belongs to, from its required fields."""
+    if "amount" in doc:
+        return "transactions"
+    if "balance" in doc:
+        return "balances"
+    if "segment" in doc:
+        return "customer-profiles"
+    if "score" in doc:
+        return "risk-assessments"
+    return "contacts"
+
+
+# ------------------------------------------------------------------ one customer
+
+
+@dataclass
+class _Account:
+    ts: int
+    tie: int
+    fen: int
+    product: str  # "" when only seen on transactions
+
+
+@dataclass
+class _Customer:
+    cid: str
+    today: int | None = None  # local day of the newest event applied
+    accounts: dict[str, _Account] = field(default_factory=dict)
+    memory: list[tuple[str, int]] = field(default_factory=list)  # (event id, day applied)
+    tier: str | None = None
+    profile: tuple[int, int] | None = None  # (ts, tie) of the profile in force
+    segment: str | None = None
+    consent: bool = False
+    birth: date | None = None
+    window: dict[int, list[str]] = field(default_factory=dict)  # day -> channels
+    levels: dict[int, tuple[int, int]] = field(default_factory=dict)  # day -> (high, close)
+    offers_at: dict[str, list[int]] = field(default_factory=dict)
+    alerts_at: dict[str, list[int]] = field(default_factory=dict)
+
+    def aum(self) -> int:
+        """Docs: "sum of the CNY values of all accounts whose product is not loan"."""
+        return sum(a.fen for a in self.accounts.values() if a.product != "loan")
+
+
+class _Bank:
+    def __init__(self, rules: Rules) -> None:
+        self.r = rules
+        self.customers: dict[str, _Customer] = {}
+        self.out = ReferenceResult()
+
+    def local_day(self, ts: int) -> int:
+        moment = (_EPOCH + timedelta(milliseconds=ts)).astimezone(self.r.zone)
+        return (moment.date() - date(1970, 1, 1)).days
+
+    # -------------------------------------------------------------- dispatch
+
+    def event(self, topic: str, doc: Mapping[str, Any]) -> None:
+        r = self.r
+        cid = doc["customer_id"]
+        c = self.customers.setdefault(cid, _Customer(cid))
+        eid = doc["event_id"]
+        if topic in ("transactions", "balances") and doc["currency"] not in r.fx:
+            self.out.rejected.append(eid)  # "rejected to dead letters ... changes nothing"
+            return
+        if self._remembered(c, eid):
+            self.out.counts["duplicate"] += 1
+            return  # "changes nothing ... and emits nothing"
+        ts = parse_ts(doc["ts"])
+        day = self.local_day(ts)
+        if c.today is not None and day < c.today:
+            self.out.counts["out_of_order"] += 1
+        if topic == "transactions":
+            self._transaction(c, doc, ts, day)
+        elif topic == "balances":
+            self._balance(c, doc, ts, day)
+        else:
+            if topic == "customer-profiles":
+                self._profile(c, doc, ts)
+            self._advance(c, day)
+            self._remember(c, eid)
+
+    def _remembered(self, c: _Customer, eid: str) -> bool:
+        """Docs: "the last 256 events applied to a customer ... as long as they were applied
+        no more than 7 days (of the customer's event time) ago"."""
+        live = c.memory[-self.r.dedup_size :]
+        return any(e == eid and c.today is not None and c.today - d <= self.r.dedup_days
+                   for e, d in live)  # fmt: skip
+
+    def _remember(self, c: _Customer, eid: str) -> None:
+        # Reading: a late transaction is remembered too (its redelivery is late again
+        # and emits nothing either way; it only takes a place among the last 256).
+        c.memory.append((eid, c.today if c.today is not None else 0))
+
+    def _advance(self, c: _Customer, day: int) -> None:
+        if c.today is None or day > c.today:
+            c.today = day
+        # "Daily buckets cover the last 90 local days (today included)"
+        for d in [d for d in c.window if d <= c.today - self.r.window_days]:
+            del c.window[d]
+
+    def _profile(self, c: _Customer, doc: Mapping[str, Any], ts: int) -> None:
+        key = (ts, _tie(doc["event_id"]))
+        if c.profile is None or key > c.profile:  # last writer by event time wins
+            c.profile = key
+            c.segment = doc["segment"]
+            c.consent = bool(doc["marketing_consent"])
+            birth = doc.get("birth_date")
+            c.birth = date.fromisoformat(birth) if birth else None
+
+    # -------------------------------------------------------------- AUM events
+
+    def _set(
+        self, c: _Customer, account: str, ts: int, eid: str, fen: int, product: str | None
+    ) -> bool:
+        """Last writer by event time wins; True if this one did."""
+        cur = c.accounts.get(account)
+        tie = _tie(eid)
+        if cur is not None and ts == cur.ts:
+            self.out.counts["tie"] += 1
+        if cur is not None and (ts, tie) <= (cur.ts, cur.tie):
+            self.out.counts["older_balance"] += 1
+            return False
+        keep = cur.product if cur is not None else ""
+        c.accounts[account] = _Account(ts, tie, fen, keep if product is None else product)
+        return True
+
+    def _balance(self, c: _Customer, doc: Mapping[str, Any], ts: int, day: int) -> None:
+        aum_before, tier_before = c.aum(), c.tier
+        self._advance(c, day)
+        fen = _fen(doc["balance"], self.r.fx[doc["currency"]])
+        self._set(c, doc["account_id"], ts, doc["event_id"], fen, doc["product"])
+        self._remember(c, doc["event_id"])
+        self._after_aum(c, doc, ts, aum_before, tier_before)
+
+    def _transaction(self, c: _Customer, doc: Mapping[str, Any], ts: int, day: int) -> None:
+        r, eid = self.r, doc["event_id"]
+        rate = r.fx[doc["currency"]]
+        # "A transaction on a day at least 90 days before the customer's today is late"
+        late = c.today is not None and day <= c.today - r.window_days
+        bal = doc.get("balance_after")
+        cur = c.accounts.get(doc["account_id"])
+        newer = bal is not None and (cur is None or (ts, _tie(eid)) > (cur.ts, cur.tie))
+        if late:
+            self.out.counts["late_balance" if newer else "late"] += 1
+        if late and not newer:
+            self._remember(c, eid)  # "counted (late_events) but not applied"
+            return
+        aum_before, tier_before = c.aum(), c.tier
+        self._advance(c, day)
+        counted = not late and doc["type"] not in r.exclude_types
+        if counted:
+            c.window.setdefault(day, []).append(doc["channel"])
+        if newer:
+            # "An account only ever seen on transactions has an unknown product"
+            self._set(c, doc["account_id"], ts, eid, _fen(bal, rate), None)
+        self._remember(c, eid)
+        self._after_aum(c, doc, ts, aum_before, tier_before)
+        if late:
+            return  # Reading: only the balance of a late transaction is applied
+        amount = _fen(doc["amount"], rate)
+        if doc["type"] in DEBITS:
+            self._large_outflow(c, doc, ts, amount, aum_before, tier_before)
+        if counted:
+            self._digital_banking(c, doc, ts, day)
+
+    def _after_aum(
+        self,
+        c: _Customer,
+        doc: Mapping[str, Any],
+        ts: int,
+        aum_before: int,
+        tier_before: str | None,
+    ) -> None:
+        aum = c.aum()
+        assert c.today is not None
+        high, _ = c.levels.get(c.today, (aum, aum))
+        c.levels[c.today] = (max(high, aum), aum)  # intraday high, end-of-day level
+        self._retier(c, doc, ts)
+        self._aum_drop(c, doc, ts, aum, aum_before, tier_before)
+
+    # -------------------------------------------------------------- tiers
+
+    def _basis(self, c: _Customer) -> Fraction:
+        aum = c.aum()
+        if self.r.basis == "current":
+            return Fraction(aum)
+        # "each of the last avg_days local days counts with its end-of-day AUM (today:
+        # the current AUM); a day without a change carries the previous level forward;
+        # days before the customer's first AUM sample are left out"
+        assert c.today is not None
+        total, counted, carry = 0, 0, None
+        start = c.today - self.r.avg_days + 1
+        for d in sorted(c.levels):
+            if d < start:
+                carry = c.levels[d][1]
+        for d in range(start, c.today + 1):
+            if d in c.levels:
+                carry = c.levels[d][1]
+            if d == c.today:
+                carry = aum
+            if carry is not None:
+                total += carry
+                counted += 1
+        return Fraction(total, counted) if counted else Fraction(aum)
+
+    def _retier(self, c: _Customer, doc: Mapping[str, Any], ts: int) -> None:
+        r = self.r
+        basis = self._basis(c)
+        floors = {t: f * 100 for t, f in r.floors.items()}  # fen
+        # "mass < 500k <= affluent": mass is everything below affluent (AUM may be < 0)
+        target = max((t for t in TIERS if basis >= floors[t]), key=RANK.__getitem__, default="mass")
+        old = c.tier
+        if old is None:
+            direction = "initial"
+        elif RANK[target] > RANK[old]:
+            direction = "upgrade"
+        elif RANK[target] < RANK[old] and basis < floors[old] * (1 - r.band):
+            direction = "downgrade"
+        else:
+            return
+        c.tier = target
+        self.out.tier_changes.setdefault(c.cid, []).append(
+            TierChangeRef(ts, old, target, direction, doc["event_id"])
+        )
+        if direction == "downgrade":
+            return  # "Downgrades send no offers."
+        kind = TIER_OFFER.get(target)
+        if kind is not None:
+            self._offer(c, kind, ts, doc)
+        if c.segment == "sme" and RANK[target] >= RANK["affluent"]:
+            self._offer(c, "sme_credit", ts, doc)
+
+    # -------------------------------------------------------------- offers
+
+    def _offer(self, c: _Customer, kind: str, ts: int, doc: Mapping[str, Any]) -> None:
+        """Docs: "Offers need marketing consent on the latest profile (no profile = no
+        consent) ... At most one offer of a kind per customer per 30 days (event
+        time)": the cap runs from the latest offer of the kind, so an offer goes out
+        only at least 30 days after it (one that an out-of-order event would date
+        earlier gets none)."""
+        if not c.consent:
+            return
+        cooldown = self.r.offer_cooldown_days[kind] * DAY_MS
+        earlier = c.offers_at.get(kind)
+        if earlier and ts < max(earlier) + cooldown:
+            return
+        c.offers_at.setdefault(kind, []).append(ts)
+        self.out.offers.append(OfferRef(c.cid, ts, kind, c.tier or "mass", doc["event_id"]))
+
+    def _digital_banking(self, c: _Customer, doc: Mapping[str, Any], ts: int, day: int) -> None:
+        """Docs: "age < 30, at least 5 transactions in the window and more than 50% of them
+        at branch or ATM". Reading: age on the transaction's local date."""
+        r = self.r
+        channels = [ch for d in c.window.values() for ch in d]
+        if c.birth is None or len(channels) < r.digital_min_tx:
+            return
+        offline = sum(ch in ("branch", "atm") for ch in channels)
+        if not offline > r.digital_share_over * len(channels):
+            return
+        on = date(1970, 1, 1) + timedelta(days=day)
+        age = on.year - c.birth.year - ((on.month, on.day) < (c.birth.month, c.birth.day))
+        if age >= r.digital_max_age:
+            return
+        self._offer(c, "digital_banking", ts, doc)
+
+    # -------------------------------------------------------------- alerts
+
+    def _alert(
+        self, c: _Customer, kind: str, severity: str, ts: int, doc: Mapping[str, Any]
+    ) -> None:
+        """Docs: "cooldown_days.<kind> suppresses repeats of the same kind for that many
+        days (0 = every occurrence)", counted from the latest alert of the kind."""
+        cooldown = self.r.alert_cooldown_days[kind] * DAY_MS
+        earlier = c.alerts_at.get(kind)
+        if cooldown and earlier and ts < max(earlier) + cooldown:
+            return
+        c.alerts_at.setdefault(kind, []).append(ts)
+        self.out.alerts.append(AlertRef(c.cid, ts, kind, severity, doc["event_id"]))
+
+    def _large_outflow(
+        self,
+        c: _Customer,
+        doc: Mapping[str, Any],
+        ts: int,
+        amount: int,
+        before: int,
+        tier: str | None,
+    ) -> None:
+        """Docs: "one debit >= 50% of the AUM before it (only when that AUM is above 0),
+        or, for hnw/private (the tier before the debit), >= 500,000 CNY"; "critical for
+        hnw/private, else warning"."""
+        r = self.r
+        high = tier in ("hnw", "private")
+        by_ratio = before > 0 and amount >= r.outflow_ratio * before
+        by_amount = high and amount >= r.outflow_amount * 100
+        if by_ratio or by_amount:
+            self._alert(c, "large_outflow", "critical" if high else "warning", ts, doc)
+
+    def _aum_drop(
+        self, c: _Customer, doc: Mapping[str, Any], ts: int, aum: int, before: int, tier: str | None
+    ) -> None:
+        """Docs: "affluent and above (tier before the event): AUM <= (1 - 30%) x the
+        highest AUM of the last 7 days (intraday highs count, and the level at the start
+        of the period)"; "critical when the drop >= 50%"; checked when an event lowers
+        the AUM; a peak of 0 is no drop."""
+        r = self.r
+        if tier is None or RANK[tier] < RANK["affluent"] or not aum < before:
+            return
+        assert c.today is not None
+        start = c.today - r.drop_days + 1
+        peak = None
+        earlier = [d for d in c.levels if d < start]
+        if earlier:
+            peak = c.levels[max(earlier)][1]
+        for d, (high, _) in c.levels.items():
+            if d >= start:
+                peak = high if peak is None else max(peak, high)
+        if peak is None or peak <= 0 or not aum <= (1 - r.drop_ratio) * peak:
+            return
+        critical = aum <= (1 - r.drop_critical_ratio) * peak
+        self._alert(c, "aum_drop", "critical" if critical else "warning", ts, doc)
+
+
+# ------------------------------------------------------------------ API
+
+
+def run(
+    events: Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]],
+    rules_path: str | Path | None = None,
+) -> ReferenceResult:
+    """Apply input events -- ``(topic, doc)`` pairs or bare docs (the topic is then
+    inferred from their fields) -- in the order given, as the core would apply them
+    per customer; ``rules_path`` a user rules file as for the worker (None: defaults)."""
+    bank = _Bank(load(rules_path))
+    for item in events:
+        if isinstance(item, tuple):
+            topic, doc = item
+        else:
+            topic, doc = topic_of(item), item
+        bank.event(topic, doc)
+    for cid, c in bank.customers.items():
+        if c.tier is not None:
+            bank.out.tiers[cid] = c.tier
+    return bank.out
+
+
+def result_from_records(records: Iterable[tuple[str, Mapping[str, Any]]]) -> ReferenceResult:
+    """The same shape from output-topic records ``(topic, record)`` (e.g. what a worker
+    wrote to tier-changes, offers and alerts); kinds this module does not decide are
+    left out, and ``tiers`` is each customer's last ``to_tier``."""
+    out = ReferenceResult()
+    for topic, rec in records:
+        ts = parse_ts(rec["ts"])
+        cid = rec["customer_id"]
+        if topic.endswith("tier-changes"):
+            out.tier_changes.setdefault(cid, []).append(
+                TierChangeRef(
+                    ts, rec["from_tier"], rec["to_tier"], rec["direction"], rec["cause_event_id"]
+                )
+            )
+            out.tiers[cid] = rec["to_tier"]
+        elif topic.endswith("offers") and rec["kind"] in OFFER_KINDS:
+            out.offers.append(OfferRef(cid, ts, rec["kind"], rec["tier"], rec["cause_event_id"]))
+        elif topic.endswith("alerts") and rec["kind"] in ALERT_KINDS:
+            out.alerts.append(
+                AlertRef(cid, ts, rec["kind"], rec["severity"], rec["cause_event_id"])
+            )
+    return out
+
+
+def diff(expected: ReferenceResult, actual: ReferenceResult, limit: int = 20) -> list[str]:
+    """Where ``actual`` differs from ``expected`` (tier-change sequences per customer;
+    offers and alerts as multisets), at most ``limit`` lines; [] when they agree."""
+    lines: list[str] = []
+    for cid in sorted(set(expected.tier_changes) | set(actual.tier_changes)):
+        want, got = expected.tier_changes.get(cid, []), actual.tier_changes.get(cid, [])
+        if want != got:
+            lines.append(f"tier changes of {cid}: expected {want}, got {got}")
+    for name in ("offers", "alerts"):
+        want_all, got_all = sorted(getattr(expected, name)), sorted(getattr(actual, name))
+        missing = _minus(want_all, got_all)
+        extra = _minus(got_all, want_all)
+        lines += [f"{name}: missing {x}" for x in missing]
+        lines += [f"{name}: unexpected {x}" for x in extra]
+    return lines[:limit] + ([f"... {len(lines) - limit} more"] if len(lines) > limit else [])
+
+
+def _minus(a: list[Any], b: list[Any]) -> list[Any]:
+    rest = list(b)
+    out = []
+    for x in a:
+        if x in rest:
+            rest.remove(x)
+        else:
+            out.append(x)
+    return out
