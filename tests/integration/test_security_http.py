@@ -9,7 +9,6 @@ matched with its record on the audit topic.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import ssl
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,21 +71,14 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def audit_topic(service_settings: Settings) -> Iterator[str]:
-    """The audit topic of this deployment (created here unless `topics create` made it)."""
+def audit_topic(service_settings: Settings) -> str:
+    """The audit topic of this deployment: `topics create` (the service_settings fixture)
+    makes it with every other topic and deletes it afterwards; wait until the metadata
+    shows it (on a busy broker it can lag the creation)."""
     admin = AdminClient(service_settings.confluent_config())
     name = service_settings.topic(AUDIT_TOPIC)
-    created = False
-    if name not in admin.list_topics(timeout=10).topics:
-        fut = admin.create_topics([NewTopic(name, num_partitions=service_settings.partitions)])
-        fut[name].result(timeout=30)
-        created = True
-    wait_until(lambda: name in admin.list_topics(timeout=5).topics, 30, "the audit topic to exist")
-    yield name
-    if created:
-        for f in admin.delete_topics([name], operation_timeout=30).values():
-            with contextlib.suppress(Exception):  # the failure test deletes it itself
-                f.result()
+    wait_until(lambda: name in admin.list_topics(timeout=5).topics, 30, "the audit topic")
+    return name
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ purpose, so the documented set is both sufficient and enforced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import subprocess
@@ -22,7 +21,6 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 from redis.exceptions import NoPermissionError, ResponseError
 
 from state.rules import load_rules
@@ -58,20 +56,14 @@ def _denials(admin: redis.Redis, user: str) -> list[dict[bytes, object]]:
 
 
 @pytest.fixture
-def audit_topic(service_settings: Settings) -> Iterator[str]:
-    """Profile reads are audited; made here unless `topics create` already made it."""
+def audit_topic(service_settings: Settings) -> str:
+    """The audit topic of this deployment: `topics create` (the service_settings fixture)
+    makes it with every other topic and deletes it afterwards; wait until the metadata
+    shows it (on a busy broker it can lag the creation)."""
     admin = AdminClient(service_settings.confluent_config())
     name = service_settings.topic(AUDIT_TOPIC)
-    created = name not in admin.list_topics(timeout=10).topics
-    if created:
-        new = NewTopic(name, num_partitions=service_settings.partitions)
-        admin.create_topics([new])[name].result(timeout=30)
     wait_until(lambda: name in admin.list_topics(timeout=5).topics, 30, "the audit topic")
-    yield name
-    if created:
-        for fut in admin.delete_topics([name], operation_timeout=30).values():
-            with contextlib.suppress(Exception):  # already gone
-                fut.result()
+    return name
 
 
 @pytest.fixture
