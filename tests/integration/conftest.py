@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams.settings import Settings
 from streams.topics import create_topics, topic_specs
+from tests.conftest import install_redis_functions
 from tests.integration.harness import WorkerProcess, free_port, wait_until
 
 
@@ -45,6 +46,7 @@ def service_settings(
         web_port=free_port(),
         data_dir=str(tmp_path / "data"),
         tick_interval=0,  # tests that need ticks produce them (or turn the clock on)
+        dev_single_replica=True,  # one local broker
     )
     create_topics(settings)
     yield settings
@@ -82,7 +84,11 @@ def make_worker(
 def private_redis(
     redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
-    """A Redis on its own port that the test may stop and restart empty."""
+    """A Redis on its own port that the test may stop and restart empty.
+
+    Each start loads the Function library, as an operator's deploy step does after a
+    Redis comes back without its data (docs/operations.md).
+    """
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -106,6 +112,7 @@ def private_redis(
             )
         )
         wait_until(lambda: _redis_pings(port), 10, "private redis")
+        install_redis_functions(f"redis://127.0.0.1:{port}/0")
 
     def stop() -> None:
         p = procs[-1]
