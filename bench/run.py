@@ -36,6 +36,7 @@ from bench.common import (
     histogram_buckets,
     histogram_quantile,
     http_text,
+    install_redis_functions,
     machine,
     measure_progress,
     remove_dir,
@@ -205,6 +206,7 @@ def bank_summary(bank: BankFiles) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    install_redis_functions(args.redis_url)
     rid = run_id()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rep = Report(args, machine(), rid)

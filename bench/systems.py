@@ -108,6 +108,7 @@ class Runner:
             app_id=f"{self.rid}-w{tag}",
             web_port=free_port(),
             data_dir=str(self.work / f"worker-{tag}"),
+            dev_single_replica=True,  # the benchmark runs on one local broker
         )
 
     def load(self, s: Settings, bank: BankFiles, events: int) -> float:

@@ -123,6 +123,46 @@ async def _pass_through(message: Any, *, propagate: bool = False) -> Any:
     return message
 
 
+def install_rewind_uncommitted(consumer: Any) -> None:
+    """Make faust's "seek back to the committed offsets" rewind every input partition,
+    including those the group has never committed.
+
+    faust drops fetched records in two places and relies on a seek to the committed
+    offsets (``Consumer.perform_seek``) to read them again: ``Consumer.getmany`` when it
+    finds the flow stopped (a rebalance or recovery in progress) after the fetch
+    returned, and the end of recovery. A fetch pending across a rebalance returns just
+    there: the partitions it waited on are faust's live set of active partitions, which
+    recovery's end fills with the input partitions, whose records aiokafka prefetched
+    meanwhile. But aiokafka's ``seek_to_committed`` seeks only partitions whose committed
+    offset is above 0, so a partition the group never committed is not rewound: the
+    dropped records are skipped, and faust's commit (which does not check for a hole at
+    the head when nothing was committed yet) later commits past them. Those records are
+    never processed — at the head of every input partition whose first records arrive
+    around a rebalance (a new deployment under load, a quiet partition, a kill and
+    restart while customers join): a customer's first balance skipped, their
+    transaction then decided ``initial mass`` instead of ``initial affluent``.
+
+    This seeks such partitions to their beginning (the earliest offset the broker
+    still holds, as ``auto_offset_reset=earliest`` does) whenever faust seeks back.
+    Records this worker had processed but not committed there are processed again: the
+    core drops them as duplicates (at_least_once), or their outputs were in the aborted
+    transaction (exactly_once). Changelog partitions are left to faust's recovery.
+    """
+    thread = consumer._thread
+    is_changelog = consumer._is_changelog_tp
+
+    async def seek_to_committed() -> Any:
+        committed = await thread.seek_to_committed()
+        uncommitted = [
+            tp for tp, offset in committed.items() if not offset and not is_changelog(tp)
+        ]
+        if uncommitted:
+            await thread.seek_to_beginning(*uncommitted)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed
+
+
 @dataclass(frozen=True)
 class DirectInput:
     """Topics whose records go straight into ``buffer`` (the worker's input topics:
@@ -140,7 +180,24 @@ def install_lean_drain(consumer: Any, direct: DirectInput | None = None) -> None
 
 async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
     """faust's ``Consumer._drain_messages`` (faust-streaming 0.15), with the per-message
-    ``wait_first`` task race taken only while the flow is suspended."""
+    ``wait_first`` task race taken only while the flow is suspended, and delivery
+    tracked per partition and consumer generation.
+
+    Why the tracking: faust resumes the input partitions at the end of recovery before
+    it seeks them back to the committed offsets (``Recovery.on_recovery_completed``,
+    ``_resume_streams``), and a fetch pending across the rebalance can hand out records
+    in between. faust's seek then resets its read offset (``_read_offset``) to the
+    committed offset while the rest of that fetched batch is still being delivered: the
+    next record looked like a jump of hundreds of offsets, faust registered them as a
+    gap (offsets to commit without a message, meant for transaction markers), and the
+    gap filled its list of acknowledged offsets with duplicates, so every commit moved
+    one offset and the group's commits crawled (found by the kill test under
+    exactly_once: four minutes, ~250 offsets). Records of the current generation are
+    delivered once, in offset order, and a gap is only what lies between two delivered
+    records; a record whose delivery was cut short by a suspended flow is not counted
+    as delivered, so the seek back delivers it. Changelog partitions keep faust's own
+    bookkeeping (its recovery seeks them and counts what it read).
+    """
     callback = self.callback
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set
@@ -150,6 +207,11 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
 
     get_read_offset = self._read_offset.__getitem__
     set_read_offset = self._read_offset.__setitem__
+    #: tp -> (consumer generation, next offset not yet delivered in that generation);
+    #: input partitions only: changelog partitions are sought by faust's recovery, which
+    #: keeps its own bookkeeping of what it read
+    delivered: dict[Any, tuple[int, int]] = {}
+    changelogs = frozenset(self.app.tables.changelog_topics)
     commit_every = self._commit_every
     set_flag = self.diag.set_flag
     unset_flag = self.diag.unset_flag
@@ -165,7 +227,7 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
             if direct is not None and flow_active() and not suspended():
-                await _drain_batch(self, direct, pressure)
+                await _drain_batch(self, direct, pressure, delivered, changelogs)
                 unset_flag(CONSUMER_FETCHING)
                 continue
             ait = getmany(timeout=1.0)
@@ -178,7 +240,16 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
                     await sleep(0)
                     num_since_yield = 0
                 offset = message.offset
-                r_offset = get_read_offset(tp)
+                mine = None if tp.topic in changelogs else delivered.get(tp)
+                if mine is not None and mine[0] == message.generation_id:
+                    # this generation delivered everything before mine[1] already: a seek
+                    # back to the committed offset must not deliver it again, nor make
+                    # the rest of a batch fetched before the seek look like a gap
+                    if offset < mine[1]:
+                        continue
+                    r_offset: int | None = mine[1] - 1
+                else:
+                    r_offset = get_read_offset(tp)
                 if r_offset is None or offset >= r_offset:
                     gap = offset - (r_offset or 0)
                     if gap > 1 and r_offset and acks_enabled_for(message.topic):
@@ -189,7 +260,12 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
                     if flow_active() and not suspended():
                         await callback(message)
                     else:
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                        delivery = callback(message)
+                        race = await self.wait_first(delivery, self.suspend_flow.wait())
+                        if delivery not in race.done and tp.topic not in changelogs:
+                            continue  # not delivered: faust's seek back reads it again
+                    if tp.topic not in changelogs:
+                        delivered[tp] = (message.generation_id, offset + 1)
                     set_read_offset(tp, offset)
             unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
@@ -213,10 +289,15 @@ async def _drain_batch(
     self: Any,
     direct: DirectInput,
     pressure: dict[Any, tuple[Callable[[], None], Callable[[], None]]],
+    delivered: dict[Any, tuple[int, int]],
+    changelogs: frozenset[str],
 ) -> None:
     """One fetched batch, flow active: what faust's ``getmany`` and drain loop do for
     it, with the per-record checks made per partition and input records delivered
-    straight into the buffer (see the module docstring).
+    straight into the buffer (see the module docstring). Delivery is tracked per
+    partition and consumer generation in ``delivered``, shared with the drain loop
+    (``_lean_drain_messages`` says why): a record this generation delivered already
+    is not delivered again, and a gap is only what lies between two delivered records.
 
     The loop over a partition's records awaits nothing for input records, so no
     rebalance can happen in it; after anything that does await (a gap in the offsets,
@@ -260,6 +341,7 @@ async def _drain_batch(
             continue
         track_end_offset(tp, self.highwater(tp))
         is_input = tp.topic in topics
+        tracked = tp.topic not in changelogs
         if is_input:
             callbacks = pressure.get(tp)
             if callbacks is None:  # faust's TP: the records' keys are aiokafka's
@@ -267,9 +349,15 @@ async def _drain_batch(
             high, drop = callbacks
         for record in recs:
             offset = record.offset
-            r_offset = read_offset.get(tp)
-            if r_offset is not None and offset < r_offset:
-                continue  # faust drops (and logs at dev level) what it has read before
+            mine = delivered.get(tp) if tracked else None
+            if mine is not None and mine[0] == generation:
+                if offset < mine[1]:
+                    continue  # this generation delivered it already
+                r_offset: int | None = mine[1] - 1
+            else:
+                r_offset = read_offset.get(tp)
+                if r_offset is not None and offset < r_offset:
+                    continue  # faust drops (and logs at dev level) what it has read before
             awaited = False
             if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
                 await self._add_gap(tp, r_offset + 1, offset)
@@ -285,9 +373,17 @@ async def _drain_batch(
                 message.incref(1)  # the conductor's count of channels: one
                 put(message, on_pressure_high=high, on_pressure_drop=drop)
             else:
-                await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                delivery = self.callback(message)
+                race = await self.wait_first(delivery, self.suspend_flow.wait())
+                if delivery not in race.done and tracked:
+                    return  # not delivered: faust's seek back reads it again
                 if moved_on():
+                    if tracked:
+                        delivered[tp] = (generation, offset + 1)
+                    read_offset[tp] = offset
                     return
+            if tracked:
+                delivered[tp] = (generation, offset + 1)
             read_offset[tp] = offset
 
 

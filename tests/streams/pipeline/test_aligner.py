@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.pipeline.aligner import InputAligner
+from streams.pipeline.aligner import GaveUp, InputAligner
 
 TOPICS = ("transactions", "balances")
 
@@ -118,13 +118,23 @@ def test_release_is_a_merge_that_loses_and_duplicates_nothing(
         assert mine == [i[2] for i in items if i[0] == topic]
 
 
-def test_on_timeout_is_told_the_reason_of_each_timeout() -> None:
-    reasons: list[str] = []
-    a = InputAligner(TOPICS, lambda item: item[1], 1000, 5000, on_timeout=reasons.append)
+def test_on_timeout_is_told_each_timeout_with_partition_inputs_and_wait() -> None:
+    gave_up: list[GaveUp] = []
+    a = InputAligner(TOPICS, lambda item: item[1], 1000, 5000, on_timeout=gave_up.append)
     a.add([("transactions", 0, ("t1", 10)), ("transactions", 1, ("t2", 10))])
     a.release(lambda t, p: (None if p == 0 else False) if t == "balances" else True, now_ms=0)
     a.release(lambda t, p: (None if p == 0 else False) if t == "balances" else True, now_ms=5000)
-    assert reasons == ["idle", "lag"]
+    assert gave_up == [
+        GaveUp("idle", 0, (("balances", None),), 5000),
+        GaveUp("lag", 1, (("balances", False),), 5000),
+    ]
+    # the wait restarts after a release: the next timeout waits its whole limit again
+    a.add([("transactions", 0, ("t3", 20))])
+    a.release(lambda t, p: None if t == "balances" else True, now_ms=5500)
+    a.release(lambda t, p: None if t == "balances" else True, now_ms=6499)
+    assert len(gave_up) == 2
+    a.release(lambda t, p: None if t == "balances" else True, now_ms=6500)
+    assert gave_up[-1] == GaveUp("idle", 0, (("balances", None),), 1000)
 
 
 class _ReferenceAligner:
@@ -137,7 +147,7 @@ class _ReferenceAligner:
         self.max_idle_ms, self.max_lag_wait_ms = max_idle_ms, max_lag_wait_ms
         self.buf: dict[int, dict[str, list[tuple[str, int]]]] = {}
         self.blocked_since: dict[int, int] = {}
-        self.timeouts: list[str] = []
+        self.timeouts: list[GaveUp] = []
 
     def add(self, items: list[tuple[str, int, tuple[str, int]]]) -> None:
         for topic, partition, item in items:
@@ -153,14 +163,22 @@ class _ReferenceAligner:
                     self.blocked_since.pop(partition, None)
                     break
                 if len(heads) < len(task):
-                    states = [caught_up(t, partition) for t, q in task.items() if not q]
+                    empty = [(t, caught_up(t, partition)) for t, q in task.items() if not q]
+                    states = [state for _t, state in empty]
                     if False in states or None in states:
                         lagging = False in states
                         limit = self.max_lag_wait_ms if lagging else self.max_idle_ms
                         since = self.blocked_since.setdefault(partition, now_ms)
                         if now_ms - since < limit:
                             break
-                        self.timeouts.append("lag" if lagging else "idle")
+                        self.timeouts.append(
+                            GaveUp(
+                                "lag" if lagging else "idle",
+                                partition,
+                                tuple((t, st) for t, st in empty if st is not True),
+                                now_ms - since,
+                            )
+                        )
                 self.blocked_since.pop(partition, None)
                 _, q = min(heads, key=lambda h: (h[1][0][1], self.topics.index(h[0])))
                 out.append(q.pop(0))
@@ -193,8 +211,8 @@ def test_release_equals_the_reference_step_by_step(steps: list, limits: tuple[in
     """Random adds and releases, each input of each partition caught up, behind or
     unknown per release, the clock moving on: same records in the same order, same
     timeouts, same held count."""
-    reasons: list[str] = []
-    fast = InputAligner(THREE, lambda item: item[1], limits[0], limits[1], reasons.append)
+    gave_up: list[GaveUp] = []
+    fast = InputAligner(THREE, lambda item: item[1], limits[0], limits[1], gave_up.append)
     ref = _ReferenceAligner(THREE, limits[0], limits[1])
     now, n = 0, 0
     for kind, arg in steps:
@@ -213,5 +231,5 @@ def test_release_equals_the_reference_step_by_step(steps: list, limits: tuple[in
                 return states.get((t, p), True)
 
             assert fast.release(caught_up, now) == ref.release(caught_up, now)
-            assert reasons == ref.timeouts
+            assert gave_up == ref.timeouts
         assert fast.held == sum(len(q) for task in ref.buf.values() for q in task.values())
