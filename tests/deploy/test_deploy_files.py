@@ -163,7 +163,7 @@ def test_promtool_accepts_config_and_rules(promtool: str) -> None:
     out = _promtool(promtool, "check", "config", "prometheus.yml")
     assert "SUCCESS" in out
     out = _promtool(promtool, "check", "rules", "alerts.yml")
-    assert "SUCCESS: 8 rules found" in out
+    assert "SUCCESS: 10 rules found" in out
 
 
 def test_alert_rules_unit_tests_pass(promtool: str) -> None:
@@ -182,6 +182,8 @@ def test_every_required_alert_exists_and_is_unit_tested() -> None:
         "TierstreamRedisWriteErrors",
         "TierstreamRedisBacklog",
         "TierstreamHighValueDowngradeSpike",
+        "TierstreamInternalDeadLetters",  # issue 18: a record raised (a bug)
+        "TierstreamInputOutOfOrder",  # issue 18: the cross-topic order contract broken
     }
     assert required <= names
     tests = yaml.safe_load((PROM_DIR / "alerts_test.yml").read_text())
