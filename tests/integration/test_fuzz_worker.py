@@ -115,6 +115,7 @@ def good_records(
     out: list[Wire] = [(t, d["customer_id"].encode(), orjson.dumps(d), None) for t, d in events]
     have = Counter(t for t, *_ in out)
     cids = sorted({d["customer_id"] for _t, d in events})
+    extra: list[Wire] = []
     for topic in ("risk-assessments", "contacts"):
         for i in range(max(0, per_topic[topic] - have[topic])):
             cid = rnd.choice(cids)
@@ -125,14 +126,16 @@ def good_records(
                 doc |= {"score": rnd.randint(0, 100), "investment_experience_years": 3}
             else:
                 doc |= {"channel": "phone", "outcome": rnd.choice(["reached", "no_answer"])}
-            out.append((topic, cid.encode(), orjson.dumps(doc), None))
+            extra.append((topic, cid.encode(), orjson.dumps(doc), None))
     ticks_needed = max(days, per_topic["ticks"] // partitions + 1)
-    for p in range(partitions):
-        for k in range(ticks_needed):
-            ts = T0_MS + (k * days * DAY_MS) // ticks_needed + 3_600_000
+    for k in range(ticks_needed):
+        ts = T0_MS + (k * days * DAY_MS) // ticks_needed + 3_600_000
+        for p in range(partitions):
             tick = {"event_id": f"tick-{p}-{ts}", "partition": p, "ts": ts_text(ts, rnd)}
-            out.append(("ticks", None, orjson.dumps(tick), p))
-    return out
+            extra.append(("ticks", None, orjson.dumps(tick), p))
+    # spread over the bank's stream (each list keeps its order): a partition's input is
+    # good and bad mixed from its start, as the guard's window sees it
+    return mix(out, extra, seed_value + 1)
 
 
 def wire(rec: Record, partitions: int) -> Wire:
