@@ -48,6 +48,7 @@ from tests.integration.reference_check import (
     reference_mismatches,
     walk_inputs,
 )
+from tests.integration.test_replay import java_partition
 from tests.reference.bank import DAY_MS, T0_MS, bank, ts_text
 
 #: Largest key + value produced (the broker's default limit is 1 MiB per batch).
@@ -103,39 +104,74 @@ def issue_records() -> list[Wire]:
     return out
 
 
+#: Good records per (topic, partition) at least this many times the hostile ones, so no
+#: partition's input is mostly bad (the bad-share guard would rightly stop the worker;
+#: the fuzz strategies favour a few customers and low partition numbers).
+GOOD_PER_HOSTILE = 1.3
+
+
 def good_records(
-    seed_value: int, customers: int, days: int, partitions: int, per_topic: Counter[str]
+    seed_value: int,
+    customers: int,
+    days: int,
+    partitions: int,
+    hostile_per_partition: Counter[tuple[str, int]],
 ) -> list[Wire]:
-    """A randomized bank (tests/reference/bank.py), daily ticks of every partition over
-    its days, and valid assessments and contacts of its customers: at least
-    ``per_topic[t]`` good records on every topic ``t``, so no partition's input is
-    mostly bad (the bad-share guard would rightly stop the worker)."""
+    """A randomized bank (tests/reference/bank.py) and, spread over its stream, more
+    good records wherever the hostile ones would otherwise dominate a partition: daily
+    ticks of every partition, and small valid events of the bank's customers."""
     rnd = random.Random(seed_value)
     events = bank(seed_value, customers=customers, days=days)
     out: list[Wire] = [(t, d["customer_id"].encode(), orjson.dumps(d), None) for t, d in events]
-    have = Counter(t for t, *_ in out)
-    cids = sorted({d["customer_id"] for _t, d in events})
+    have = Counter((t, java_partition(k or b"", partitions)) for t, k, _v, _p in out)
+    by_partition: dict[int, list[str]] = {}
+    for cid in sorted({d["customer_id"] for _t, d in events}):
+        by_partition.setdefault(java_partition(cid.encode(), partitions), []).append(cid)
     extra: list[Wire] = []
-    for topic in ("risk-assessments", "contacts"):
-        for i in range(max(0, per_topic[topic] - have[topic])):
-            cid = rnd.choice(cids)
-            ts = ts_text(T0_MS + rnd.randint(0, days * DAY_MS), rnd)
-            doc: dict[str, Any] = {"event_id": f"{cid}-{topic[:2]}x{i}", "customer_id": cid,
-                                   "ts": ts}  # fmt: skip
-            if topic == "risk-assessments":
-                doc |= {"score": rnd.randint(0, 100), "investment_experience_years": 3}
-            else:
-                doc |= {"channel": "phone", "outcome": rnd.choice(["reached", "no_answer"])}
-            extra.append((topic, cid.encode(), orjson.dumps(doc), None))
-    ticks_needed = max(days, per_topic["ticks"] // partitions + 1)
-    for k in range(ticks_needed):
-        ts = T0_MS + (k * days * DAY_MS) // ticks_needed + 3_600_000
-        for p in range(partitions):
+    for p in range(partitions):
+        n_ticks = max(days, int(GOOD_PER_HOSTILE * hostile_per_partition[("ticks", p)]) + 1)
+        for k in range(n_ticks):
+            ts = T0_MS + (k * days * DAY_MS) // n_ticks + 3_600_000
             tick = {"event_id": f"tick-{p}-{ts}", "partition": p, "ts": ts_text(ts, rnd)}
             extra.append(("ticks", None, orjson.dumps(tick), p))
-    # spread over the bank's stream (each list keeps its order): a partition's input is
-    # good and bad mixed from its start, as the guard's window sees it
+        for topic in INPUT_TOPICS:
+            want = int(GOOD_PER_HOSTILE * hostile_per_partition[(topic, p)]) + 1
+            for i in range(max(0, want - have[(topic, p)])):
+                cid = rnd.choice(by_partition[p])
+                doc = {"event_id": f"{cid}-x{topic[:2]}{i}", "customer_id": cid,
+                       "ts": ts_text(T0_MS + rnd.randint(0, days * DAY_MS), rnd),
+                       **_SMALL[topic]}  # fmt: skip
+                extra.append((topic, cid.encode(), orjson.dumps(doc), None))
+    # spread over the bank's stream, each list in its order: every partition's input
+    # is good and bad mixed from its start, as the guard's window sees it
     return mix(out, extra, seed_value + 1)
+
+
+#: Small valid events of each input topic (on an account of their own).
+_SMALL: dict[str, dict[str, Any]] = {
+    "transactions": {"account_id": "X9", "type": "fee", "amount": "0.01", "currency": "CNY",
+                     "channel": "atm"},
+    "balances": {"account_id": "X9", "product": "deposit", "balance": "1.00",
+                 "currency": "CNY"},
+    "customer-profiles": {"segment": "retail", "marketing_consent": True},
+    "risk-assessments": {"score": 40, "investment_experience_years": 3},
+    "contacts": {"channel": "phone", "outcome": "reached"},
+}  # fmt: skip
+
+
+def hostile_partitions(bad: list[Wire], partitions: int, seed_value: int) -> list[Wire]:
+    """Every hostile record with the partition it lands in: its key's (the producer's
+    murmur2), the tick's, or for a record without a key one drawn here (so the good
+    records can be balanced against it)."""
+    rnd = random.Random(seed_value)
+    out: list[Wire] = []
+    for topic, key, value, partition in bad:
+        if partition is None:
+            partition = (
+                rnd.randrange(partitions) if key is None else java_partition(key, partitions)
+            )
+        out.append((topic, key, value, partition))
+    return out
 
 
 def wire(rec: Record, partitions: int) -> Wire:
@@ -206,8 +242,9 @@ def run_campaign(
     bad = [r for r in generated if len(r[1] or b"") + len(r[2] or b"") <= MAX_MESSAGE_BYTES]
     unproducible = len(generated) - len(bad)
     bad += issue_records()
-    per_topic = Counter(t for t, *_ in bad)
-    good = good_records(seed_value, customers, days, settings.partitions, per_topic)
+    bad = hostile_partitions(bad, settings.partitions, seed_value)
+    per_partition = Counter((t, p) for t, _k, _v, p in bad if p is not None)
+    good = good_records(seed_value, customers, days, settings.partitions, per_partition)
     records = mix(good, bad, seed_value)
     produce_wire(settings, records)
     produced = time.monotonic()
