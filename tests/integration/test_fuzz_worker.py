@@ -142,9 +142,26 @@ def good_records(
                        "ts": ts_text(T0_MS + rnd.randint(0, days * DAY_MS), rnd),
                        **_SMALL[topic]}  # fmt: skip
                 extra.append((topic, cid.encode(), orjson.dumps(doc), None))
-    # spread over the bank's stream, each list in its order: every partition's input
-    # is good and bad mixed from its start, as the guard's window sees it
-    return mix(out, extra, seed_value + 1)
+    # spread over the bank's stream, each (topic, partition)'s records in their order:
+    # every partition's input is good and bad mixed from its start, as the guard's
+    # window sees it
+    return mix(out, spread(extra, rnd, partitions), seed_value + 1)
+
+
+def spread(records: list[Wire], rnd: random.Random, partitions: int) -> list[Wire]:
+    """``records`` interleaved so that each (topic, partition)'s share is spread evenly
+    over the whole list, in its own order."""
+    groups: dict[tuple[str, int], list[Wire]] = {}
+    for rec in records:
+        topic, key, _value, partition = rec
+        if partition is None:
+            partition = java_partition(key or b"", partitions)
+        groups.setdefault((topic, partition), []).append(rec)
+    placed: list[tuple[float, int, Wire]] = []
+    for group in groups.values():
+        positions = sorted(rnd.random() for _ in group)
+        placed.extend((x, len(placed), rec) for x, rec in zip(positions, group, strict=True))
+    return [rec for _x, _i, rec in sorted(placed)]
 
 
 #: Small valid events of each input topic (on an account of their own).
@@ -245,7 +262,9 @@ def run_campaign(
     bad = hostile_partitions(bad, settings.partitions, seed_value)
     per_partition = Counter((t, p) for t, _k, _v, p in bad if p is not None)
     good = good_records(seed_value, customers, days, settings.partitions, per_partition)
-    records = mix(good, bad, seed_value)
+    # each partition's hostile records spread over the stream too (the strategies
+    # produce runs of similar records)
+    records = mix(good, spread(bad, random.Random(seed_value), settings.partitions), seed_value)
     produce_wire(settings, records)
     produced = time.monotonic()
 
