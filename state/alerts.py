@@ -106,15 +106,16 @@ def aum_drop(
         return None
     start = state.day - rules.aum_drop_days + 1
     peak = 0
-    carry_day = None
-    for d, sample in state.aum_days.items():
-        if d >= start:
-            if sample[0] > peak:
-                peak = sample[0]
-        elif carry_day is None or d > carry_day:
-            carry_day = d
-    if carry_day is not None:  # the level held when the period began
-        peak = max(peak, state.aum_days[carry_day][1])
+    carry: int | None = None
+    samples = state.aum_samples  # [day, high, close, ...] by day ascending
+    for i in range(0, len(samples), 3):
+        if samples[i] >= start:
+            if samples[i + 1] > peak:
+                peak = samples[i + 1]
+        else:
+            carry = samples[i + 2]  # the newest close before the period
+    if carry is not None:  # the level held when the period began
+        peak = max(peak, carry)
     now = state.aum_fen
     num, den = rules.aum_drop_keep  # now <= peak x (1 - ratio), in integers
     if peak <= 0 or now * den > peak * num:

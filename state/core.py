@@ -100,7 +100,7 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outco
             f"event for '{event.customer_id}' applied to the state of '{state.customer_id}'",
         )
     key = event_key(event.event_id)
-    if key in state.seen:
+    if state.has_seen(key):
         return Outcome(state, (), "duplicate")
     if isinstance(event, Transaction):
         return _transaction(state, event, key, rules)
@@ -242,23 +242,15 @@ def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
     if rules.tier_basis == "avg_daily":
         keep = max(keep, rules.tier_avg_days)
     keep_from = ev_day - keep + 1
-    old = [d for d in state.aum_days if d < keep_from]
-    if len(old) > 1:
-        newest = max(old)
-        for d in old:
-            if d != newest:
-                del state.aum_days[d]
+    samples = state.aum_samples  # [day, high, close, ...] by day ascending
+    old = 0
+    while old < len(samples) and samples[old] < keep_from:
+        old += 3
+    if old > 3:
+        del samples[: old - 3]
     # The dedup set is in insertion order and each entry holds the customer's day at
     # insertion, which never decreases: the stale entries are a prefix.
-    horizon = ev_day - rules.dedup_days
-    seen = state.seen
-    stale = []
-    for k, d in seen.items():
-        if d >= horizon:
-            break
-        stale.append(k)
-    for k in stale:
-        del seen[k]
+    state.forget_seen_before(ev_day - rules.dedup_days)
 
 
 def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules) -> list[Decision]:
@@ -277,10 +269,7 @@ def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
 
 
 def _remember(state: CustomerState, key: int, rules: Rules) -> None:
-    seen = state.seen
-    seen[key] = state.day
-    if len(seen) > rules.dedup_size:
-        del seen[next(iter(seen))]
+    state.remember(key, rules.dedup_size)
 
 
 def _finish(state: CustomerState, event: InputEvent, key: int, rules: Rules) -> None:
@@ -303,7 +292,9 @@ def _set_account(
     old = state.accounts.get(account_id)
     if old is not None and old.product != "loan":
         state.aum_fen -= old.fen
-    state.accounts[account_id] = Account(event.ts, key, balance, currency, product, fen)
+    state.accounts[account_id] = Account(
+        ts=event.ts, tie=key, balance=str(balance), fen=fen, product=product, currency=currency
+    )
     if product != "loan":
         state.aum_fen += fen
 
@@ -339,14 +330,14 @@ def _after_aum_event(
 ) -> None:
     """Record the AUM sample, re-tier with hysteresis, and check for an AUM drop."""
     aum = state.aum_fen
-    if aum != aum_before or not state.aum_days:
-        sample = state.aum_days.get(state.day)
-        if sample is None:
-            state.aum_days[state.day] = [aum, aum]
+    samples = state.aum_samples  # today's sample, if any, is the last one
+    if aum != aum_before or not samples:
+        if samples and samples[-3] == state.day:
+            if aum > samples[-2]:
+                samples[-2] = aum
+            samples[-1] = aum
         else:
-            if aum > sample[0]:
-                sample[0] = aum
-            sample[1] = aum
+            samples += (state.day, aum, aum)
     basis = basis_fen(state, rules)
     to_tier = next_tier(state.tier, basis, rules)
     if to_tier is not None:
@@ -460,8 +451,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
     if late:
         state.late_events += 1
     elif counted:
-        new_day = ev_day not in state.windows.buckets
-        state.windows.add(ev_day, amount_fen, channel)
+        new_day = state.windows.add(ev_day, amount_fen, channel)
         _tx_stats(state, ev_day, amount_fen, new_day)
     if newer and bal is not None:
         _set_account(state, account_id, tx, key, bal, tx.currency, product, bal_fen)

@@ -29,12 +29,14 @@ from typing import Protocol
 from schemas.decoder import DecoderLimits
 from schemas.events import PRODUCTS, SEGMENTS
 from state.catalogue import Campaign
+from state.windows import N_CHANNELS
 
 __all__ = ["MAX_FEN", "Limits", "SizedRules", "state_size_bound"]
 
-#: The state's integers (fen sums, balances) are written as JSON numbers, which orjson
-#: writes only within 64 bits: every sum the core keeps stays within +-MAX_FEN fen
-#: (about 92 quadrillion CNY), and an event that would leave that range is rejected.
+#: The state's integers (fen sums, balances) are written as MessagePack integers, which
+#: hold 64 bits (v3's JSON numbers too: orjson writes them only within 64 bits): every
+#: sum the core keeps stays within +-MAX_FEN fen (about 92 quadrillion CNY), and an
+#: event that would leave that range is rejected.
 MAX_FEN = 2**63 - 1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -79,30 +81,32 @@ class Limits:
 
 
 # ------------------------------------------------------------------ the size bound
-# Worst cases of what orjson writes (state/customer.py, CustomerState.to_bytes):
-#: an int the core keeps (64-bit: "-9223372036854775808" and 2**64 - 1 have 20 digits)
-_INT = 20
-#: one character of a string taken from an input: at worst a control character,
-#: written as \u00XX (the decoder refuses those in ids; the core's bound does not rely
-#: on it). Every other character is at most 4 bytes of UTF-8.
-_CHAR = 6
+# Worst cases of what MessagePack takes for each value of a v4 state
+# (state/customer.py: one array, every field in declaration order):
+#: an int the core keeps: a 1-byte marker and up to 8 bytes (int64 / uint64)
+_INT = 9
+#: a float64
+_FLOAT = 9
+#: the longest header of a str, bin, array or map (marker + 32-bit length)
+_HEAD = 5
+#: one character of a string taken from an input, as UTF-8 (MessagePack does not escape)
+_CHAR = 4
 #: a balance as str(Decimal): the core holds balances to the decoder's range (below
 #: 10^15, at most 8 decimal places): sign, 15 + 8 digits and the point, or a shorter
 #: exponent form ("1E-8")
 _BALANCE = 25
-#: a float as repr(): at most 24 characters ("-1.2345678901234567e-300")
-_FLOAT = 24
-#: every top-level key with its quotes, colon and comma, the braces and the scalar
-#: fields (v, n, u, d, L, g, cc, tm, fd, ct): far more than they take
-_FIXED = 512
+#: one closed window bucket (state/windows.py): a header byte, the gap in days, one
+#: nibble per channel, a varint per channel counted beyond 14, the sum: every varint at
+#: its 64-bit worst (10 bytes)
+_VARINT = 10
 
 
-def _quoted(chars: int, per_char: int = _CHAR) -> int:
-    return chars * per_char + 2
+def _str(nbytes: int) -> int:
+    return _HEAD + nbytes
 
 
 def _longest(names: Iterable[str]) -> int:
-    return max((len(n) for n in names), default=0)
+    return max((len(n.encode()) for n in names), default=0)
 
 
 class SizedRules(Protocol):
@@ -135,39 +139,41 @@ def state_size_bound(rules: SizedRules) -> int:
     """An upper bound of ``len(state.to_bytes())`` for any state the core can build
     under ``rules`` (docs/rules.md, "Limits", lists the parts)."""
     lim = rules.limits
-    ident = _quoted(lim.max_id_chars)
-    # accounts: "id":[ts,tie,"balance","CCY","product",fen],
-    currency = _quoted(_longest(rules.fx), 1)
-    product = _quoted(_longest(PRODUCTS), 1)
-    account_row = 2 + 5 + _INT + _INT + _quoted(_BALANCE, 1) + currency + product + _INT
-    accounts = lim.max_accounts * (ident + 1 + account_row + 1)
-    # window buckets: [day delta, sum, one packed count per channel (6)],
-    windows = rules.window_days * (2 + 7 + 8 * _INT + 1)
-    # dedup set: base64 of 8-byte keys and 2-byte ages
-    seen = 4 * math.ceil(10 * rules.dedup_size / 3) + 2
-    # AUM samples: [day delta, close, high], over the days looked back, plus one
+    ident = _str(lim.max_id_chars * _CHAR)
+    # accounts: id -> [ts, tie, "balance", fen, "product", "CCY"]
+    account = (
+        _HEAD + 3 * _INT + _str(_BALANCE) + _str(_longest(PRODUCTS)) + _str(_longest(rules.fx))
+    )
+    accounts = _HEAD + lim.max_accounts * (ident + account)
+    # windows: totals, the newest bucket's fields, the closed buckets as bytes
+    channels = _HEAD + N_CHANNELS * _INT
+    bucket = 1 + _VARINT + math.ceil(N_CHANNELS / 2) + N_CHANNELS * _VARINT + _VARINT
+    windows = _HEAD + 6 * _INT + 2 * channels + _str(rules.window_days * bucket)
+    # dedup set: 8-byte keys as bytes, their days run-length (at worst one run each)
+    seen = _str(8 * rules.dedup_size) + _HEAD + 2 * rules.dedup_size * _INT
+    # AUM samples: [day, high, close] over the days looked back, plus one
     keep = rules.aum_drop_days
     if rules.tier_basis == "avg_daily":
         keep = max(keep, rules.tier_avg_days)
-    samples = (keep + 1) * (2 + 2 + 3 * _INT + 1)
-    # named entries ("kind":ts,) of the offer caps, alert cooldowns and campaigns done
-    offer_kinds = rules.offer_kinds
-    named = sum(_quoted(len(k), 1) + 1 + _INT + 1 for k in offer_kinds)
-    named += sum(_quoted(len(k), 1) + 1 + _INT + 1 for k in rules.alert_cooldown_days)
-    named += sum(_quoted(len(c.id), 1) + 1 + _INT + 1 for c in rules.campaigns)
-    tx_stats = 2 + 4 + 5 * _INT
-    profile = 2 + 4 + _quoted(_longest(SEGMENTS), 1) + 5 + _quoted(10, 1) + 2 * _INT
-    risk = 2 + 4 + 3 + _FLOAT + _quoted(2, 1) + 2 * _INT
-    tier = 2 + 1 + _quoted(_longest(("mass", "affluent", "hnw", "private")), 1) + _INT
+    samples = _HEAD + 3 * (keep + 1) * _INT
+    # named entries (kind -> ts) of the offer caps, alert cooldowns and campaigns done
+    named = 3 * _HEAD + sum(
+        _str(len(k.encode())) + _INT
+        for k in (*rules.offer_kinds, *rules.alert_cooldown_days, *(c.id for c in rules.campaigns))
+    )
+    profile = _str(_longest(SEGMENTS)) + 1 + _str(10) + 2 * _INT
+    risk = _INT + _FLOAT + _str(2) + 2 * _INT
+    tier = _str(_longest(("mass", "affluent", "hnw", "private"))) + _INT
+    # the array's header, the version tag and every remaining int field
+    scalars = _HEAD + _INT + 6 * _INT + 5 * _INT + 5 * _INT
     return (
-        _FIXED
+        scalars
         + ident  # the customer id
         + accounts
         + windows
         + seen
         + samples
         + named
-        + tx_stats
         + profile
         + risk
         + tier

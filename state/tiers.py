@@ -50,26 +50,32 @@ def basis_fen(state: CustomerState, rules: Rules) -> int | Decimal:
     last day on which AUM changed. Days before the customer's first AUM sample are not
     counted, so a new customer is not dragged down by days the bank didn't know them.
     """
-    if rules.tier_basis == "current" or not state.aum_days:
+    samples = state.aum_samples  # [day, high, close, ...] by day ascending
+    if rules.tier_basis == "current" or not samples:
         return state.aum_fen
     today = state.day
     start = today - rules.tier_avg_days + 1
-    days = sorted(state.aum_days)
-    carry: int | None = None
+    n = len(samples)
+    j = 0
+    level: int | None = None  # the close carried into the window, if any
+    while j < n and samples[j] < start:
+        level = samples[j + 2]
+        j += 3
+    # each level counts from the day it was set until the next sample (or today)
     total = 0
     counted = 0
-    j = 0
-    # samples before the window give the level carried into it
-    while j < len(days) and days[j] < start:
-        carry = state.aum_days[days[j]][1]
-        j += 1
-    for d in range(start, today + 1):
-        if j < len(days) and days[j] == d:
-            carry = state.aum_days[d][1]
-            j += 1
-        if carry is not None:
-            total += carry
-            counted += 1
+    since = start
+    while j < n:
+        d = samples[j]
+        if level is not None:
+            total += level * (d - since)
+            counted += d - since
+        level = samples[j + 2]
+        since = d
+        j += 3
+    if level is not None:
+        total += level * (today + 1 - since)
+        counted += today + 1 - since
     if counted == 0:
         return state.aum_fen
     return CTX.divide(Decimal(total), Decimal(counted))

@@ -21,6 +21,7 @@ from schemas.dead_letter import (
     internal_dead_letter_record,
 )
 from schemas.decoder import DecodeError
+from schemas.redaction import Redactor
 from state.core import CoreError
 
 
@@ -58,10 +59,12 @@ def dead_letter(
     value: bytes | None,
     ts_ms: int,
     error: DecodeError | Exception,
+    redactor: Redactor | None = None,
 ) -> tuple[str, bytes | None, bytes]:
     """(reason class, Kafka message key, serialized record) of the dead letter of a
     record that the decoder or the core rejected (``DecodeError``, ``CoreError``) or
-    whose processing raised ``error`` (class ``internal``)."""
+    whose processing raised ``error`` (class ``internal``); its value's personal fields
+    redacted by ``redactor`` (schemas/redaction.py) when given."""
     if isinstance(error, DecodeError | CoreError):
         rc = reason_class(error)
         text = (
@@ -77,4 +80,6 @@ def dead_letter(
         record = internal_dead_letter_record(
             source_topic, partition, offset, key, value, error, ts_ms
         )
+    if redactor is not None:
+        record = redactor.apply(record, value)
     return rc, dead_letter_message_key(key), orjson.dumps(record)

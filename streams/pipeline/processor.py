@@ -23,7 +23,8 @@ the state it left -- dead-letters that record (class ``internal`` unless it is a
 ``DecodeError``/``CoreError``) and lists it in ``BatchResult.internal``. The customer's
 state, maybe half-changed, is rebuilt as it was before the record: the stored state
 (as before this batch) with the customer's earlier records of the batch applied again
-(``_Batch.applied``), and it is left out of the state cache. The store's reads, stored
+(``_Batch.applied``; an erasure among them starts it again from nothing, so erased
+data never comes back), and it is left out of the state cache. The store's reads, stored
 states and the writes are not records' doing: their failures still stop the worker.
 """
 
@@ -38,14 +39,18 @@ import orjson
 
 from schemas.dead_letter import REASON_INTERNAL
 from schemas.decoder import DecodeError, Decoder
+from schemas.erasure import erasure_audit_record
 from schemas.events import (
     INPUT_TOPICS,
     TICK_TOPICS,
+    TOPIC_AUDIT,
     TOPIC_DEAD_LETTERS,
     TOPIC_TICKS,
+    ErasureRequest,
     InputEvent,
     Tick,
 )
+from schemas.redaction import Redactor
 from state.core import CoreError, apply, fire_timers
 from state.customer import CustomerState
 from state.decisions import Decision
@@ -76,7 +81,7 @@ class RawMessage(NamedTuple):
 
 
 class OutputRecord(NamedTuple):
-    topic: str  # contract name (tier-changes, offers, alerts, dead-letters)
+    topic: str  # contract name (tier-changes, offers, alerts, dead-letters, audit)
     key: bytes | None
     value: bytes
     source_partition: int = 0  # input partition of the cause (its transaction, under EOS)
@@ -112,6 +117,14 @@ class BatchResult:
     decision_event_ts: list[int] = field(default_factory=list)
     #: Records dead-lettered with reason class ``internal``, in order.
     internal: list[InternalFailure] = field(default_factory=list)
+    #: Erased customers whose state must leave the changelog and the store: (partition,
+    #: key) for a tombstone -- erased and not created again later in the batch.
+    tombstones: list[tuple[int, bytes]] = field(default_factory=list)
+    #: Customers whose Redis profile is deleted *before* ``profiles`` are written: every
+    #: erasure of the batch (a customer created again after it gets a fresh profile).
+    erased_profiles: list[bytes] = field(default_factory=list)
+    #: Erasures by result: erased (something was held) | not_found.
+    erasures: dict[str, int] = field(default_factory=dict)
 
 
 class Decoded(NamedTuple):
@@ -120,7 +133,7 @@ class Decoded(NamedTuple):
     ``error`` is the decoder's rejection, or the exception decoding raised (a bug)."""
 
     msg: RawMessage
-    event: InputEvent | Tick | None
+    event: InputEvent | ErasureRequest | Tick | None
     error: DecodeError | Exception | None
 
     @property
@@ -139,6 +152,7 @@ class _Batch:
 
     __slots__ = (
         "applied",
+        "audit",
         "dead",
         "dead_ticks",
         "dirty",
@@ -154,12 +168,16 @@ class _Batch:
         self.scan = scan
         self.result = BatchResult()
         self.dead: list[OutputRecord] = []
+        #: audit records of erasures: they join the outputs at the end, like dead letters,
+        #: so that ``outputs`` up to them stays parallel to ``decisions`` (``_withdraw``)
+        self.audit: list[OutputRecord] = []
         #: customer key -> (partition, state as this batch left it so far)
         self.states: dict[bytes, tuple[int, CustomerState]] = {}
         #: customers whose state this batch changed (written at its end)
         self.dirty: set[bytes] = set()
-        #: (customer key, record, status) of every application of this batch, in order:
-        #: what a customer's state is rebuilt from after one of its records failed
+        #: (customer key, record, status) of every application of this batch, in order
+        #: (erasures included, status ``erased``): what a customer's state is rebuilt
+        #: from after one of its records failed
         self.applied: list[tuple[bytes, Decoded, str]] = []
         #: customers one of whose records failed: kept out of the state cache
         self.poisoned: set[bytes] = set()
@@ -176,15 +194,21 @@ class BatchProcessor:
         decoder: Decoder | None = None,
         guard: BadInputGuard | None = None,
         cache: StateCache | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.rules = rules
         self.decoder = decoder or Decoder(**rules.limits.decoder())
         self.guard = guard or BadInputGuard()
-        #: Decoded states left by earlier batches (streams/pipeline/state_cache.py); None: every
-        #: state is loaded and decoded from the store (replays, the test oracle).
+        #: Personal fields out of dead letters (schemas/redaction.py; default fields).
+        self.redactor = redactor or Redactor()
+        #: States written by earlier batches (streams/pipeline/state_cache.py); None: every
+        #: state is loaded from the store (replays, the test oracle).
         self.cache = cache
         #: When each customer's next time trigger is due, per partition (derived state).
         self.due = DueIndex()
+        #: Customers erased in the batch being applied (key -> partition): until their
+        #: tombstones are written the store still holds their old state, never read again.
+        self._erased: dict[bytes, int] = {}
 
     def decode(self, msg: RawMessage, now_ms: int | None = None) -> Decoded:
         """Decode and validate one message; checks the key's size and that it is the
@@ -197,7 +221,7 @@ class BatchProcessor:
         mostly bad.
         """
         decoder = self.decoder
-        ev: InputEvent | Tick | DecodeError | None
+        ev: InputEvent | ErasureRequest | Tick | DecodeError | None
         try:
             ev = decoder.check_key(msg.key)
             if ev is None:
@@ -268,6 +292,7 @@ class BatchProcessor:
         rules = self.rules
         due = self.due
         emit = self._emit
+        erased = self._erased = {}
         for item in items:
             msg, ev, error = item
             if ev is None:
@@ -276,6 +301,9 @@ class BatchProcessor:
                 continue
             if isinstance(ev, Tick):
                 self._fire_due(item, ev, b)
+                continue
+            if isinstance(ev, ErasureRequest):
+                self._erase(item, ev, b)
                 continue
             key = msg.key
             assert key is not None  # checked by decode()
@@ -308,21 +336,63 @@ class BatchProcessor:
             due.update(partition, key, when)
 
         self._settle(b)
+        result.tombstones = [(p, k) for k, p in erased.items() if k not in dirty]
+        result.outputs.extend(b.audit)
         result.outputs.extend(dead)
         if self.cache is not None:
-            # untouched (duplicate-only) states are unchanged: as good as written
+            # a customer one of whose records failed is read from the store next time
             poisoned = b.poisoned
-            self.cache.put_all((k, p, st) for k, (p, st) in states.items() if k not in poisoned)
+            self.cache.put_all((k, p, raw) for p, k, raw in result.states if k not in poisoned)
         return result
 
     def _load(self, partition: int, key: bytes, load: StateLoader) -> CustomerState | None:
-        """The customer's state before this batch: cached, else stored, else None."""
+        """The customer's state before this batch: cached, else stored, else None
+        (also for a customer erased earlier in the batch: the store still holds the
+        old state until the tombstone is written)."""
+        if key in self._erased:
+            return None
         if self.cache is not None:
-            st = self.cache.take(key)
-            if st is not None:
-                return st
+            cached = self.cache.take(key)
+            if cached is not None:
+                return CustomerState.from_bytes(cached)
         raw_state = load(partition, key)
         return CustomerState.from_bytes(raw_state) if raw_state is not None else None
+
+    def _erase(self, item: Decoded, request: ErasureRequest, b: _Batch) -> None:
+        """Forget a customer: its state (a tombstone unless a later event of the batch
+        creates it again), its cached copy, its timers and its Redis profile, and write
+        the audit record of who asked. Idempotent: a replayed request finds nothing and
+        writes the same audit record (result ``not_found``). The audit record is built
+        before anything is forgotten, so a failure leaves the customer as it was and
+        dead-letters the request (the poison-pill boundary)."""
+        msg = item.msg
+        key = msg.key
+        assert key is not None  # checked by decode()
+        p = msg.partition
+        result = b.result
+        try:
+            held = key in b.states
+            # taken out of the cache whatever follows: the store still holds the state
+            cached = self.cache.take(key) if self.cache is not None else None
+            if not held and key not in self._erased:
+                held = cached is not None or b.load(p, key) is not None
+            record = orjson.dumps(erasure_audit_record(request, held))
+        except Exception as exc:
+            b.dead.append(self._dead_letter(msg, exc, result, "apply"))
+            self.guard.record_late(msg.topic, p)
+            return
+        b.states.pop(key, None)
+        b.dirty.discard(key)
+        self._erased[key] = p
+        self.due.forget(p, key)
+        b.applied.append((key, item, "erased"))
+        result.erased_profiles.append(key)
+        counts = result.counts
+        ck = (msg.topic, "applied")
+        counts[ck] = counts.get(ck, 0) + 1
+        outcome = "erased" if held else "not_found"
+        result.erasures[outcome] = result.erasures.get(outcome, 0) + 1
+        b.audit.append(OutputRecord(TOPIC_AUDIT, key, record, p))
 
     def _emit(
         self,
@@ -442,6 +512,9 @@ class BatchProcessor:
         for k, (_msg, ev, _e), _status in b.applied:
             if k != key:
                 continue
+            if isinstance(ev, ErasureRequest):
+                st, changed = None, False
+                continue
             if isinstance(ev, Tick):
                 assert st is not None  # a tick only fires customers that exist
                 timers = fire_timers(st, ev.ts, ev.event_id, rules)
@@ -470,7 +543,7 @@ class BatchProcessor:
         states = b.states
         out_states = b.result.states
         profiles = b.result.profiles
-        for key in b.dirty:
+        for key in list(b.dirty):
             partition, st = states[key]
             try:
                 data = st.to_bytes()
@@ -478,6 +551,7 @@ class BatchProcessor:
             except Exception as exc:
                 settled = self._replay_carefully(key, partition, exc, b)
                 if settled is None:
+                    b.dirty.discard(key)  # nothing to write (an erasure's tombstone stands)
                     continue
                 data, fields = settled
             out_states.append((partition, key, data))
@@ -508,6 +582,9 @@ class BatchProcessor:
             if k != key:
                 continue
             msg, ev = item.msg, item.event
+            if isinstance(ev, ErasureRequest):
+                st = good = settled = None
+                continue
             tick = isinstance(ev, Tick)
             mark = len(result.decisions)
             try:
@@ -570,6 +647,7 @@ class BatchProcessor:
             msg.value,
             msg.timestamp_ms,
             error,
+            self.redactor,
         )
         if rc == REASON_INTERNAL:
             assert isinstance(error, Exception)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Final
 
-from schemas.events import INPUT_TOPICS
+from schemas.events import INPUT_TOPICS, TOPIC_TICKS
 from streams.tools.simulator import SimRecord
 
 #: Default budget for the records held in memory at once.
@@ -39,9 +39,12 @@ RECORD_OVERHEAD: Final = 256
 #: Most runs merged in one pass (each holds an open file and a read buffer).
 MAX_FAN_IN: Final = 64
 _READ_BUFFER: Final = 64 * 1024
-#: time, position, topic index, key length, value length
-_HEADER: Final = struct.Struct("<qQBII")
-_TOPICS: Final = {t: i for i, t in enumerate(INPUT_TOPICS)}
+#: time, position, topic index, key length (_NO_KEY: none), value length, partition
+#: (-1: none; only ticks name theirs)
+_HEADER: Final = struct.Struct("<qQBIIi")
+_NO_KEY: Final = 0xFFFFFFFF
+_TOPIC_NAMES: Final = (*INPUT_TOPICS, TOPIC_TICKS)
+_TOPICS: Final = {t: i for i, t in enumerate(_TOPIC_NAMES)}
 
 _Item = tuple[int, int, SimRecord]  # (event time, position in the file, record)
 
@@ -58,7 +61,7 @@ class SortStats:
 
 def record_cost(rec: SimRecord) -> int:
     """The estimated memory of one record held in a run."""
-    return len(rec.key) + len(rec.value) + RECORD_OVERHEAD
+    return len(rec.key or b"") + len(rec.value) + RECORD_OVERHEAD
 
 
 def in_event_time_order(
@@ -121,11 +124,15 @@ def _spill(run: list[_Item], st: SortStats, tmp_dir: str | None) -> IO[bytes]:
 def _write(items: Iterator[_Item], tmp_dir: str | None, st: SortStats) -> IO[bytes]:
     f = tempfile.TemporaryFile(dir=tmp_dir, buffering=_READ_BUFFER)  # noqa: SIM115
     for ts, position, rec in items:
-        head = _HEADER.pack(ts, position, _TOPICS[rec.topic], len(rec.key), len(rec.value))
+        key = rec.key
+        klen = _NO_KEY if key is None else len(key)
+        partition = -1 if rec.partition is None else rec.partition
+        head = _HEADER.pack(ts, position, _TOPICS[rec.topic], klen, len(rec.value), partition)
         f.write(head)
-        f.write(rec.key)
+        if key is not None:
+            f.write(key)
         f.write(rec.value)
-        st.spilled_bytes += len(head) + len(rec.key) + len(rec.value)
+        st.spilled_bytes += len(head) + len(key or b"") + len(rec.value)
     f.flush()
     f.seek(0)
     return f
@@ -136,7 +143,11 @@ def _read(f: IO[bytes]) -> Iterator[_Item]:
         head = f.read(_HEADER.size)
         if not head:
             return
-        ts, position, topic, klen, vlen = _HEADER.unpack(head)
-        key = f.read(klen)
+        ts, position, topic, klen, vlen, partition = _HEADER.unpack(head)
+        key = None if klen == _NO_KEY else f.read(klen)
         value = f.read(vlen)
-        yield ts, position, SimRecord(INPUT_TOPICS[topic], key, value, ts)
+        yield (
+            ts,
+            position,
+            SimRecord(_TOPIC_NAMES[topic], key, value, ts, None if partition < 0 else partition),
+        )

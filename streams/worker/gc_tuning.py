@@ -4,9 +4,10 @@ A batch allocates tens of thousands of short-lived objects (messages, decoded ev
 decisions) and CPython's default threshold runs a young-generation collection every 700
 allocations, each one walking everything a batch still holds -- about 10-15 µs per
 event here. Worse, every full collection walks every live container, and the worker
-keeps tens of thousands of decoded customer states (streams/pipeline/state_cache.py): with the
-default thresholds the collector took 10-20% of the pure core's time on the
-benchmark's data (measured 2026-12-03). A high young threshold makes collections rare;
+kept tens of thousands of decoded customer states (streams/pipeline/state_cache.py; it keeps
+their bytes since 2026-12-07, which the collector does not walk): with the default
+thresholds the collector took 10-20% of the pure core's time on the benchmark's data
+(measured 2026-12-03). A high young threshold makes collections rare;
 freezing what start-up allocated (modules, rules, the app) keeps it out of every full
 collection. Reference counting still frees almost everything: the core builds no
 cycles.

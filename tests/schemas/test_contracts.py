@@ -27,6 +27,7 @@ from schemas.events import (
     BalanceSnapshot,
     Contact,
     CustomerProfile,
+    ErasureRequest,
     RiskAssessment,
     Transaction,
 )
@@ -40,6 +41,7 @@ EVENT_TYPES = {
     "customer-profiles": CustomerProfile,
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
+    "erasure-requests": ErasureRequest,
 }
 
 

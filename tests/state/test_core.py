@@ -27,7 +27,7 @@ def test_aum_sums_non_loan_accounts_in_cny_with_fx() -> None:
 
 def test_balance_is_last_writer_wins_by_event_time() -> None:
     st, outs = run([bal(at(5), "900000"), bal(at(3), "100")])  # the late snapshot is older
-    assert st.accounts["acc1"].balance == Decimal("900000")
+    assert st.accounts["acc1"].balance == "900000"  # the exact decimal text
     assert outs[1].status == "applied"  # balances are never 'late'
     assert outs[1].decisions == ()
 
@@ -37,7 +37,7 @@ def test_equal_timestamps_are_broken_by_event_id_whatever_the_arrival_order() ->
     b = run([bal(at(1), "2", event_id="b-b"), bal(at(1), "1", event_id="b-a")])[0]
     # the larger 64-bit event key wins
     want = Decimal("1") if event_key("b-a") > event_key("b-b") else Decimal("2")
-    assert a.accounts["acc1"].balance == b.accounts["acc1"].balance == want
+    assert Decimal(a.accounts["acc1"].balance) == Decimal(b.accounts["acc1"].balance) == want
 
 
 def test_transaction_balance_after_updates_the_account_unless_older() -> None:
@@ -48,7 +48,7 @@ def test_transaction_balance_after_updates_the_account_unless_older() -> None:
             tx(at(1), "50", type="withdrawal", balance_after="9999"),  # older: ignored
         ]
     )
-    assert st.accounts["acc1"].balance == Decimal("4900")
+    assert st.accounts["acc1"].balance == "4900"
     assert st.accounts["acc1"].product == "deposit"  # product kept from the snapshot
     assert st.aum_fen == 490_000
 
@@ -141,7 +141,7 @@ def test_late_transaction_with_newer_balance_still_updates_the_account() -> None
     )
     assert outs[1].status == "applied"
     assert st.late_events == 1
-    assert st.accounts["b"].balance == Decimal("77")
+    assert st.accounts["b"].balance == "77"
     assert st.windows.count == 1
 
 
@@ -189,7 +189,7 @@ def test_apply_returns_the_same_state_object_and_copy_is_independent() -> None:
     snapshot = st.copy()
     o = apply(st, bal(at(1), "2000"), RULES)
     assert o.state is st
-    assert snapshot.accounts["acc1"].balance == Decimal("1000")
+    assert snapshot.accounts["acc1"].balance == "1000"
     assert isinstance(snapshot, CustomerState) and snapshot != st
 
 

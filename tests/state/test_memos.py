@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import base64
 import random
+import struct
 
-from state.customer import _AGE_MAX, _dump_seen, _load_seen
+import orjson
+
+from state.customer import CustomerState
 from state.windows import CHANNELS, DailyWindows
 
+_AGE_MAX = 0xFFFF
 
-def test_dedup_set_round_trip_and_clamping() -> None:
+
+def _v3_dump_seen(seen: dict[int, int], today: int) -> str:
+    """The v3 code's dedup encoder (n 8-byte keys, then n 2-byte ages, base64)."""
+    ages = [min(max(today - d, 0), _AGE_MAX) for d in seen.values()]
+    return base64.b64encode(struct.pack(f">{len(seen)}Q{len(seen)}H", *seen, *ages)).decode()
+
+
+def test_v3_dedup_set_loads_in_fifo_order_with_clamped_ages_and_round_trips() -> None:
     rnd = random.Random(2)
     for n in (1, 2, 5, 256):
         today = 20_000
         seen = {
             rnd.getrandbits(64): today - rnd.choice([0, 1, 3, -2, _AGE_MAX + 5]) for _ in range(n)
         }
-        back = _load_seen(_dump_seen(seen, today), today)
-        assert list(back) == list(seen)  # FIFO order kept
+        v3 = orjson.dumps({"v": 3, "c": "x", "d": today, "s": _v3_dump_seen(seen, today)})
+        st = CustomerState.from_bytes(v3)
+        assert list(st.seen) == list(seen)  # FIFO order kept
         for key, day in seen.items():
-            assert back[key] == today - min(max(today - day, 0), _AGE_MAX)
+            assert st.seen[key] == today - min(max(today - day, 0), _AGE_MAX)
+            assert st.has_seen(key)
+        assert CustomerState.from_bytes(st.to_bytes()).seen == st.seen
 
 
 def test_preferred_channel_first_highest_count() -> None:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
+from decimal import Decimal
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from state.customer import CustomerState
 from state.decisions import TierChange
-from state.tiers import next_tier, tier_index
+from state.money import CTX
+from state.tiers import basis_fen, next_tier, tier_index
 from tests.state.helpers import RULES, all_kinds, at, bal, rules_with, run
 
 FEN = 100
@@ -111,3 +118,41 @@ def test_avg_daily_basis_carries_levels_forward_over_quiet_days(tmp_path) -> Non
     st, outs = run([bal(at(0), "2000000"), bal(at(3), "0")], rules=rules)
     assert st.tier == "hnw"
     assert all_kinds(outs[1:]) == ["aum_drop"]  # no tier change: 1.5M is still hnw
+
+
+def _reference_avg_daily(samples: dict[int, int], today: int, avg_days: int) -> Decimal | None:
+    """The average-daily basis day by day, as documented (the v3 code's loop): each of
+    the last ``avg_days`` days counts with the last close set on or before it; days
+    before the first known level do not count."""
+    start = today - avg_days + 1
+    total = counted = 0
+    level = None
+    for d in sorted(samples):
+        if d < start:
+            level = samples[d]
+    for d in range(start, today + 1):
+        if d in samples:
+            level = samples[d]
+        if level is not None:
+            total += level
+            counted += 1
+    return CTX.divide(Decimal(total), Decimal(counted)) if counted else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 60), st.integers(0, 10**12), max_size=25),
+    st.integers(0, 70),
+    st.integers(1, 40),
+)
+def test_avg_daily_basis_equals_the_day_by_day_reference(
+    closes: dict[int, int], extra: int, avg_days: int
+) -> None:
+    state = CustomerState("c1")
+    state.day = max(closes, default=0) + extra
+    state.aum_fen = 123
+    for d in sorted(closes):
+        state.aum_samples += (d, closes[d] + 7, closes[d])  # high differs: never read
+    rules = replace(RULES, tier_basis="avg_daily", tier_avg_days=avg_days)
+    want = _reference_avg_daily(closes, state.day, avg_days)
+    assert basis_fen(state, rules) == (want if want is not None else 123)

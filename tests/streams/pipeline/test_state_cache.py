@@ -1,4 +1,4 @@
-"""The decoded-state cache: LRU bookkeeping, and that it never changes a decision."""
+"""The state cache: LRU bookkeeping, and that it never changes a decision."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from streams.tools.simulator import SimConfig, Simulator
 RULES = load_rules()
 
 
-def _state(cid: str) -> CustomerState:
-    return CustomerState(cid)
+def _state(cid: str) -> bytes:
+    return CustomerState(cid).to_bytes()
 
 
 def test_take_removes_and_counts() -> None:
@@ -124,8 +124,8 @@ def test_cached_processing_decides_exactly_what_uncached_processing_does(
         for _p, k, v in b.states:
             store_cached[k] = v
         assert cached.cache is not None
-        for key, (_p, st) in cached.cache._entries.items():
-            assert st.to_bytes() == store_cached[key]
+        for key, (_p, raw) in cached.cache._entries.items():
+            assert raw == store_cached[key]
         dead += sum(n for (t, r), n in a.counts.items() if r == "dead_letter")
         ticks_fired += a.counts.get(("ticks", "timers_fired"), 0)
     assert store_cached == store_plain

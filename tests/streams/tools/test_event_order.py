@@ -12,18 +12,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import INPUT_TOPICS
+from schemas.events import INPUT_TOPICS, TOPIC_TICKS
 from streams.tools import event_order
 from streams.tools.event_order import SortStats, in_event_time_order, record_cost
 from streams.tools.simulator import SimRecord
 
+_TIMES = st.integers(-(2**40), 2**45) | st.integers(0, 5)  # many equal times
 _RECORDS = st.lists(
     st.builds(
         SimRecord,
         st.sampled_from(INPUT_TOPICS),
         st.binary(max_size=20),
         st.binary(max_size=300),
-        st.integers(-(2**40), 2**45) | st.integers(0, 5),  # many equal times
+        _TIMES,
+        partition=st.none(),
+    )
+    # the clock's ticks in a replay file: no key, their partition named
+    | st.builds(
+        SimRecord,
+        st.just(TOPIC_TICKS),
+        st.none(),
+        st.binary(max_size=40),
+        _TIMES,
+        st.integers(0, 2**31 - 1),
     ),
     max_size=300,
 )
