@@ -312,9 +312,10 @@ def test_guard_turns_the_newest_good_entry_when_a_record_goes_bad_late() -> None
         g.record_late("balances", 0)
 
 
+@pytest.mark.parametrize("cached", [False, True])
 @pytest.mark.parametrize("how", ["raise_before_tail", "raise_after_tail", "poison_state"])
 def test_a_failure_after_an_erasure_in_the_batch_rebuilds_from_nothing(
-    monkeypatch: pytest.MonkeyPatch, how: str
+    monkeypatch: pytest.MonkeyPatch, how: str, cached: bool
 ) -> None:
     """Erasure and the boundary: a customer erased earlier in the batch is rebuilt from
     *nothing* plus the records after the erasure, never from the stored state the
@@ -324,30 +325,29 @@ def test_a_failure_after_an_erasure_in_the_batch_rebuilds_from_nothing(
     def raw(records: list[tuple[str, bytes, bytes]], first: int) -> list[RawMessage]:
         return [RawMessage(t, 0, first + i, k, v, 1) for i, (t, k, v) in enumerate(records)]
 
-    for cache in (None, StateCache(10)):
-        proc = BatchProcessor(RULES, cache=cache)
-        store: dict[bytes, bytes] = {}
-        before = proc.process(
-            raw([profile("p1", "c1", 1), balance("b1", "c1", "A", 1, "700000.00")], 0),
-            lambda _p, k: store.get(k),
-        )
-        store.update((k, v) for _p, k, v in before.states)
-        fired = _wrap_tail(monkeypatch, "b3", how)
-        batch = [
-            erasure("e1", "c1", 2),
-            balance("b2", "c1", "B", 3, "1200.00"),
-            balance("b3", "c1", "B", 4, "900000.00"),  # fails
-        ]
-        result = proc.process(raw(batch, 2), lambda _p, k: store.get(k))
-        assert fired() >= 1
-        monkeypatch.undo()
-        # the same batch without the failing record, on a fresh processor and store
-        clean = BatchProcessor(RULES)
-        expected = clean.process(raw(batch[:2], 2), lambda _p, k: dict(store).get(k))
-        assert [d["offset"] for d in _dead(result)] == [4]
-        assert _dead(result)[0]["reason_class"] == "internal"
-        assert result.states == expected.states
-        assert result.profiles == expected.profiles
-        st = CustomerState.from_bytes(result.states[0][2])
-        assert list(st.accounts) == ["B"]  # account A was erased: it must not come back
-        assert result.erased_profiles == [b"c1"] and result.tombstones == []
+    proc = BatchProcessor(RULES, cache=StateCache(10) if cached else None)
+    store: dict[bytes, bytes] = {}
+    before = proc.process(
+        raw([profile("p1", "c1", 1), balance("b1", "c1", "A", 1, "700000.00")], 0),
+        lambda _p, k: store.get(k),
+    )
+    store.update((k, v) for _p, k, v in before.states)
+    fired = _wrap_tail(monkeypatch, "b3", how)
+    batch = [
+        erasure("e1", "c1", 2),
+        balance("b2", "c1", "B", 3, "1200.00"),
+        balance("b3", "c1", "B", 4, "900000.00"),  # fails
+    ]
+    result = proc.process(raw(batch, 2), lambda _p, k: store.get(k))
+    assert fired() >= 1
+    monkeypatch.undo()
+    # the same batch without the failing record, on a fresh processor and store
+    clean = BatchProcessor(RULES)
+    expected = clean.process(raw(batch[:2], 2), lambda _p, k: dict(store).get(k))
+    assert [d["offset"] for d in _dead(result)] == [4]
+    assert _dead(result)[0]["reason_class"] == "internal"
+    assert result.states == expected.states
+    assert result.profiles == expected.profiles
+    st = CustomerState.from_bytes(result.states[0][2])
+    assert list(st.accounts) == ["B"]  # account A was erased: it must not come back
+    assert result.erased_profiles == [b"c1"] and result.tombstones == []
