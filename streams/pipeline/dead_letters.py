@@ -12,6 +12,9 @@ the source key, cut to a bounded prefix when longer (``dead_letter_message_key``
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import orjson
 
 from schemas.dead_letter import (
@@ -81,5 +84,21 @@ def dead_letter(
             source_topic, partition, offset, key, value, error, ts_ms
         )
     if redactor is not None:
-        record = redactor.apply(record, value)
+        try:
+            record = redactor.apply(record, value)
+        except Exception:  # a dead letter is always built: withhold what cannot be searched
+            record = _withheld(record, value)
     return rc, dead_letter_message_key(key), orjson.dumps(record)
+
+
+def _withheld(record: dict[str, Any], value: bytes | None) -> dict[str, Any]:
+    """``record`` without its value (size and digest kept), for a value the redactor
+    failed on: personal data must not leak because redaction broke."""
+    out = dict(record)
+    out.pop("value_truncated", None)
+    raw = bytes(value or b"")
+    out["value"] = None
+    out["value_withheld"] = True
+    out["value_size"] = len(raw)
+    out["value_sha256"] = hashlib.sha256(raw).hexdigest()
+    return out

@@ -53,6 +53,7 @@ def two_deployments(
             web_port=free_port(),
             data_dir=str(tmp_path / env),
             tick_interval=0,
+            dev_single_replica=True,  # one local broker
         )
         for env in ("dev", "test")
     ]

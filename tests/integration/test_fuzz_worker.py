@@ -91,6 +91,7 @@ def issue_records() -> list[Wire]:
         "customer-profiles": {"segment": "retail", "marketing_consent": True},
         "risk-assessments": {"score": 50, "investment_experience_years": 2},
         "contacts": {"channel": "phone", "outcome": "reached"},
+        "erasure-requests": {"requested_by": "privacy-office"},
     }  # fmt: skip
     out: list[Wire] = []
     for topic, fields in docs.items():
@@ -135,6 +136,8 @@ def good_records(
             tick = {"event_id": f"tick-{p}-{ts}", "partition": p, "ts": ts_text(ts, rnd)}
             extra.append(("ticks", None, orjson.dumps(tick), p))
         for topic in INPUT_TOPICS:
+            if topic not in _SMALL:
+                continue  # erasure-requests: a good one erases (tests/fuzz has none either)
             want = int(GOOD_PER_HOSTILE * hostile_per_partition[(topic, p)]) + 1
             for i in range(max(0, want - have[(topic, p)])):
                 cid = rnd.choice(by_partition[p])
