@@ -17,7 +17,8 @@ from schemas.dead_letter import dead_letter_record, original_value
 from schemas.decoder import validate_output
 from schemas.redaction import DEFAULT_FIELDS, Redactor, normalize, parse_exact
 from state.rules import load_rules
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 
 TS_MS = 1714554902120
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -174,3 +175,20 @@ def test_the_redacted_dead_letter_examples_are_what_the_worker_writes() -> None:
             TS_MS,
         )
         assert Redactor().apply(record, raw) == example
+
+
+def test_a_value_nested_deeper_than_the_walk_can_go_is_withheld() -> None:
+    """Found by fuzzing through a worker: arrays nested ~0.7x the recursion limit parse
+    (one frame per level) but the walk takes two frames per level and raised
+    RecursionError while the dead letter was built, stopping the worker."""
+    import sys
+
+    depth = int(sys.getrecursionlimit() * 0.7)
+    for raw in (
+        b'{"a":' + b"[" * depth + b"]" * depth + b"}",
+        b'{"name":"x","a":' + b"[" * depth + b"]" * depth + b"}",
+    ):
+        assert parse_exact(raw.decode()) is not None  # parsing alone copes
+        rec = _letter(raw, Redactor())
+        assert rec["value"] is None and rec["value_withheld"] is True
+        assert rec["value_size"] == len(raw)

@@ -14,14 +14,9 @@ from schemas.events import INPUT_TOPICS
 from schemas.redaction import Redactor
 from state.rules import load_rules
 from streams.pipeline.aligner import InputAligner
-from streams.pipeline.processor import (
-    BadInputGuard,
-    BatchProcessor,
-    Decoded,
-    RawMessage,
-    TooMuchBadInput,
-    merge_by_event_time,
-)
+from streams.pipeline.bad_input import BadInputGuard, TooMuchBadInput
+from streams.pipeline.processor import BatchProcessor, merge_by_event_time
+from streams.pipeline.records import Decoded, RawMessage
 from tests.integration.scenario import balance, profile, txn
 
 RULES = load_rules()
