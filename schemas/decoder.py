@@ -47,6 +47,7 @@ from schemas.events import (
     TOPIC_AUDIT,
     TOPIC_BALANCES,
     TOPIC_CONTACTS,
+    TOPIC_OFFER_RESPONSES,
     TOPIC_PROFILES,
     TOPIC_TICKS,
     TOPIC_TRANSACTIONS,
@@ -54,6 +55,7 @@ from schemas.events import (
     Contact,
     CustomerProfile,
     InputEvent,
+    OfferResponse,
     RiskAssessment,
     Tick,
     Transaction,
@@ -270,6 +272,21 @@ def _build_contact(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
     return Contact(d["event_id"], d["customer_id"], ts, d["channel"], d["outcome"])
 
 
+def _build_offer_response(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
+    ts = timestamp_fast(d["ts"])
+    if type(ts) is not int:
+        return cast(DecodeError, ts)
+    return OfferResponse(
+        d["event_id"],
+        d["customer_id"],
+        ts,
+        d["offer_event_id"],
+        d["outcome"],
+        d.get("channel"),
+        d.get("product_id"),
+    )
+
+
 def _build_tick(d: dict[str, Any]) -> Tick | DecodeError:
     """The id must restate the partition and the time: a tick whose id disagrees with
     its fields is a broken clock, and its id is what replays deduplicate on."""
@@ -292,6 +309,7 @@ _BUILDERS: Final[Mapping[str, Builder]] = {
     TOPIC_PROFILES: _build_profile,
     TOPIC_ASSESSMENTS: _build_assessment,
     TOPIC_CONTACTS: _build_contact,
+    TOPIC_OFFER_RESPONSES: _build_offer_response,
 }
 
 # --------------------------------------------------------------------------- public API

@@ -17,6 +17,7 @@ from schemas.events import (
     CONTACT_CHANNELS,
     CONTACT_OUTCOMES,
     INPUT_TOPICS,
+    OFFER_OUTCOMES,
     OUTPUT_TOPICS,
     PRODUCT_RISKS,
     PRODUCTS,
@@ -27,6 +28,7 @@ from schemas.events import (
     BalanceSnapshot,
     Contact,
     CustomerProfile,
+    OfferResponse,
     RiskAssessment,
     Transaction,
 )
@@ -40,6 +42,7 @@ EVENT_TYPES = {
     "customer-profiles": CustomerProfile,
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
+    "offer-responses": OfferResponse,
 }
 
 
@@ -156,6 +159,7 @@ def test_every_output_example_validates(topic: str) -> None:
         ("customer-profiles", "segment", SEGMENTS),
         ("contacts", "channel", CONTACT_CHANNELS),
         ("contacts", "outcome", CONTACT_OUTCOMES),
+        ("offer-responses", "outcome", OFFER_OUTCOMES),
         ("tier-changes", "to_tier", TIERS),
         ("tier-changes", "from_tier", (*TIERS, None)),
         ("offers", "tier", TIERS),
