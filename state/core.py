@@ -35,11 +35,12 @@ from schemas.events import (
     Contact,
     CustomerProfile,
     InputEvent,
+    OfferResponse,
     RiskAssessment,
     Transaction,
 )
 from schemas.values import MAX_MONEY_DECIMALS
-from state import alerts, offers, triggers
+from state import alerts, offers, responses, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
 from state.limits import MAX_FEN
@@ -66,9 +67,10 @@ _MONEY_TEXT = 25
 class Outcome:
     state: CustomerState
     decisions: tuple[Decision, ...]
-    #: apply: "applied" | "duplicate" | "late"; fire_timers: "fired" (something was
-    #: due: the state changed, maybe without decisions) | "idle" (nothing was due)
+    #: apply: "applied" | "duplicate" | "late" | "unmatched" (state/responses.py);
+    #: fire_timers: "fired" (something was due; maybe no decisions) | "idle" (nothing)
     status: str
+    answered: tuple[str, str, str] | None = None  #: an offer response's kind, tier, outcome
 
 
 class CoreError(ValueError):
@@ -112,6 +114,8 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outco
         return _assessment(state, event, key, rules)
     if isinstance(event, Contact):
         return _contact(state, event, key, rules)
+    if isinstance(event, OfferResponse):
+        return _response(state, event, key, rules)
     raise CoreError("kind", f"unsupported event type {type(event).__name__}")
 
 
@@ -579,3 +583,18 @@ def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outco
     _finish(state, ev, key, rules)
     _common_tail(state, ev, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")
+
+
+def _response(state: CustomerState, ev: OfferResponse, key: int, rules: Rules) -> Outcome:
+    """An answer to an offer (state/responses.py); a customer without state stays so."""
+    if ev.outcome not in responses.OUTCOMES:
+        raise CoreError("outcome", f"unknown offer outcome '{ev.outcome}'")
+    if not state.version:
+        return Outcome(state, (), "unmatched")
+    ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules)
+    _advance(state, ev_day, rules)
+    answered = responses.record(state, ev, key, rules)
+    _finish(state, ev, key, rules)
+    _common_tail(state, ev, ev_day, rules, out)
+    return Outcome(state, tuple(out), "applied" if answered else "unmatched", answered)

@@ -95,6 +95,9 @@ class Rules:
     digital_banking_max_age: int
     digital_banking_share_over: Decimal
     digital_banking_min_transactions: int
+    # offer responses (state/responses.py)
+    offer_after_decline_days: Mapping[str, int]  # kind -> no new offer for N days
+    answerable_offers: int  # the customer's latest N offers a response can name
     # alerts
     large_outflow_ratio: Decimal
     large_outflow_amount_cny: Decimal
@@ -166,6 +169,14 @@ class Rules:
         days = self.offer_cooldown_days.get(kind)
         if days is None:
             days = self.offer_cooldown_days["campaign"]
+        return days * DAY_MS
+
+    def after_decline_ms(self, kind: str) -> int:
+        """How long a declined kind is not offered again; campaign kinds not listed
+        under ``offers.after_decline_days`` share the ``campaign`` entry."""
+        days = self.offer_after_decline_days.get(kind)
+        if days is None:
+            days = self.offer_after_decline_days["campaign"]
         return days * DAY_MS
 
     def day_start_ms(self, day: int) -> int:
@@ -343,6 +354,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         )
 
     offer_cd = {k: r.integer(f"offers.cooldown_days.{k}") for k in OFFER_KINDS}
+    declined = {k: r.integer(f"offers.after_decline_days.{k}") for k in OFFER_KINDS}
     alert_cd = {k: r.integer(f"alerts.cooldown_days.{k}") for k in ALERT_KINDS}
 
     try:
@@ -373,6 +385,8 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         digital_banking_max_age=r.integer("offers.digital_banking_max_age"),
         digital_banking_share_over=r.ratio("offers.digital_banking_share_over"),
         digital_banking_min_transactions=r.integer("offers.digital_banking_min_transactions", 1),
+        offer_after_decline_days=MappingProxyType(declined),
+        answerable_offers=r.integer("offers.answerable_offers", 1),
         large_outflow_ratio=r.ratio("alerts.large_outflow_ratio"),
         large_outflow_amount_cny=r.decimal("alerts.large_outflow_amount_cny", lo=Decimal("0.01")),
         aum_drop_ratio=r.ratio("alerts.aum_drop_ratio"),
@@ -448,6 +462,24 @@ def _care(r: _Reader) -> dict[str, Any]:
     return {"cadence": cadence, "outcomes": frozenset(outcomes)}
 
 
+#: Keys added after versionless rule files were in use (see load_rules).
+_LATER_KEYS = (("limits",), ("offers", "after_decline_days"), ("offers", "answerable_offers"))
+
+
+def _without_later_defaults(table: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``table`` (copied where needed) without the later keys that are at their default."""
+    hashed = dict(table)
+    for path in _LATER_KEYS:
+        node, base = hashed, defaults
+        for part in path[:-1]:  # copy the tables on the way, the merged one stays whole
+            copy = dict(node[part])
+            node[part] = copy
+            node, base = copy, base[part]
+        if node.get(path[-1]) == base.get(path[-1]):
+            node.pop(path[-1], None)
+    return hashed
+
+
 def load_rules(path: str | None = None) -> Rules:
     """Packaged defaults, optionally overlaid with the user file at ``path``.
 
@@ -466,12 +498,11 @@ def load_rules(path: str | None = None) -> Rules:
         if "version" in user:
             version = _Reader(table).string("version")
         else:
-            # [limits] came after rule files without a version were in use: at its
-            # defaults it stays out of the hash, so their derived version (and with it
-            # every decision id) is the same as before the table existed.
-            hashed = dict(table)
-            if hashed.get("limits") == _default_table().get("limits"):
-                del hashed["limits"]
+            # [limits] and the offer-response keys came after rule files without a
+            # version were in use: at their defaults they stay out of the hash, so
+            # their derived version (and with it every decision id) is the same as
+            # before these keys existed.
+            hashed = _without_later_defaults(table, _default_table())
             digest = hashlib.sha256(orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS))
             version = f"{version}+{digest.hexdigest()[:8]}"
     return _build(table, version)
