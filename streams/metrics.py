@@ -40,6 +40,11 @@ class BatchTally(Protocol):
     @property
     def decisions(self) -> Sequence[Decision]: ...
 
+    @property
+    def offer_responses(self) -> Mapping[tuple[str, str, str], int]:
+        """(offer kind, the offer's tier, outcome) -> attributed offer responses."""
+        ...
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -101,6 +106,15 @@ class Metrics:
         )
         self.offers = Counter(
             "tierstream_offers_total", "Offers emitted, by kind.", ["kind"], registry=r
+        )
+        self.offer_responses = Counter(
+            "tierstream_offer_responses_total",
+            "Offer responses attributed to an offer the customer's state remembers, by "
+            "the offer's kind and tier and the outcome (accepted, declined, ignored). "
+            "Unattributed ones count as tierstream_events_consumed_total{result="
+            '"unmatched"}.',
+            ["kind", "tier", "outcome"],
+            registry=r,
         )
         self.alerts = Counter(
             "tierstream_alerts_total",
@@ -200,6 +214,8 @@ class Metrics:
             self.events.labels(topic, res).inc(n)
         for (topic, reason), n in result.dead_letters.items():
             self.dead_letters.labels(topic, reason).inc(n)
+        for (kind, tier, outcome), n in result.offer_responses.items():
+            self.offer_responses.labels(kind, tier, outcome).inc(n)
         for d in result.decisions:
             if isinstance(d, TierChange):
                 self.tier_changes.labels(d.from_tier or "none", d.to_tier).inc()

@@ -84,12 +84,15 @@ class BatchResult:
     decisions: list[Decision] = field(default_factory=list)
     #: customer key -> Redis profile fields, one per changed customer (latest wins).
     profiles: dict[bytes, dict[str, str]] = field(default_factory=dict)
-    #: (topic, result) -> count; result is applied | duplicate | late | dead_letter.
+    #: (topic, result) -> count; result is applied | duplicate | late | unmatched (an
+    #: offer response not attributed: state/responses.py) | dead_letter.
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     #: (topic, reason class) -> count of dead letters.
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Event times (ms) of applied events that produced decisions, for latency.
     decision_event_ts: list[int] = field(default_factory=list)
+    #: (offer kind, the offer's tier, outcome) -> attributed offer responses.
+    offer_responses: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class BadInputGuard:
@@ -270,8 +273,11 @@ class BatchProcessor:
             states[key] = (msg.partition, outcome.state)
             ck = (msg.topic, outcome.status)
             counts[ck] = counts.get(ck, 0) + 1
-            if outcome.status == "duplicate":
-                continue
+            if outcome.answered is not None:
+                answers = result.offer_responses
+                answers[outcome.answered] = answers.get(outcome.answered, 0) + 1
+            if outcome.status == "duplicate" or not outcome.state.version:
+                continue  # nothing changed, or no customer (a response creates none)
             dirty.add(key)
             self.due.update(msg.partition, key, next_due_ms(outcome.state, rules))
             self._emit(outcome.decisions, key, msg.partition, ev.ts, result)
