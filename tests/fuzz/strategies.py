@@ -34,6 +34,7 @@ from schemas.events import (
     CHANNELS,
     CONTACT_CHANNELS,
     CONTACT_OUTCOMES,
+    OFFER_OUTCOMES,
     PRODUCT_RISKS,
     PRODUCTS,
     SEGMENTS,
@@ -48,6 +49,7 @@ TOPICS = (
     "customer-profiles",
     "risk-assessments",
     "contacts",
+    "offer-responses",
     "ticks",
 )
 #: A few customers, so a batch of records meets the same states again.
@@ -304,6 +306,15 @@ def _base(topic: str, draw: Any) -> list[tuple[str, Any]]:
             ("event_id", eid), ("customer_id", cid), ("ts", ts),
             ("channel", draw(st.sampled_from(CONTACT_CHANNELS))),
             ("outcome", draw(st.sampled_from(CONTACT_OUTCOMES))),
+        ]  # fmt: skip
+    if topic == "offer-responses":
+        hexid = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+        return [
+            ("event_id", eid), ("customer_id", cid), ("ts", ts),
+            ("offer_event_id", draw(hexid | st.sampled_from(["0" * 32, "f" * 32]))),
+            ("outcome", draw(st.sampled_from(OFFER_OUTCOMES))),
+            ("channel", draw(st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True))),
+            ("product_id", draw(st.none() | _ident())),
         ]  # fmt: skip
     return []  # ticks: built by the caller (their id restates the time)
 
