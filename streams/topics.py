@@ -9,13 +9,28 @@ customer's state must be the partition its events arrive on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT
+from schemas.events import (
+    INPUT_TOPICS,
+    OUTPUT_TOPICS,
+    TICK_TOPICS,
+    TOPIC_AUDIT,
+    TOPIC_OFFER_RESPONSES,
+)
 from streams.settings import Settings
+
+DAY_MS: Final = 86_400_000
+#: retention.ms per contract topic; a topic not listed keeps the broker's default.
+#: offer-responses is the one input listed: the KPI job (tierstream kpi) reads it back
+#: for a year-on-year conversion, so it must outlive the broker's 7 days.
+RETENTION_DEFAULTS: Final[dict[str, int]] = {
+    TOPIC_OFFER_RESPONSES: 400 * DAY_MS,
+}
 
 #: Name of the faust table holding customer state; faust names its changelog
 #: ``<app_id>-<table>-changelog``.
@@ -38,7 +53,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the service needs, with explicit partitions and replication."""
     n, rf = settings.partitions, settings.replication_factor
     names = (*INPUT_TOPICS, *TICK_TOPICS, *OUTPUT_TOPICS, TOPIC_AUDIT)
-    specs = [TopicSpec(settings.topic(t), n, rf, {}) for t in names]
+    specs = [TopicSpec(settings.topic(t), n, rf, _retention_config(t)) for t in names]
     specs.append(
         TopicSpec(
             changelog_topic(settings),
@@ -48,6 +63,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         )
     )
     return specs
+
+
+def _retention_config(topic: str) -> dict[str, str]:
+    ms = RETENTION_DEFAULTS.get(topic)
+    if ms is None:
+        return {}
+    return {"retention.ms": str(ms), "retention.bytes": "-1"}
 
 
 class TopologyError(RuntimeError):

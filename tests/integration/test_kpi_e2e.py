@@ -25,6 +25,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import orjson
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from schemas.events import OfferResponse
 from schemas.timefmt import format_ts_utc
@@ -102,6 +103,11 @@ def test_kpi_reads_the_real_topics_and_writes_the_hand_computed_files(
         ("offer-responses", b"A", b"not json"),
     ]
     produce(service_settings, records)
+    # topics create kept the responses for the KPIs (400 days), not the broker's 7
+    admin = AdminClient({"bootstrap.servers": service_settings.kafka_bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, service_settings.topic("offer-responses"))
+    configs = admin.describe_configs([res])[res].result(timeout=30)
+    assert configs["retention.ms"].value == str(400 * 86_400_000)
     out = tmp_path / "kpi"
     assert _kpi(service_settings, out, "2026-03-01", "2026-03-31") == 0
     assert (out / "migration.csv").read_text() == EXPECTED_MIGRATION
