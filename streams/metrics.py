@@ -105,7 +105,11 @@ class Metrics:
             registry=r,
         )
         self.offers = Counter(
-            "tierstream_offers_total", "Offers emitted, by kind.", ["kind"], registry=r
+            "tierstream_offers_total",
+            "Offers emitted, by kind and the tier in the offer (the tier of "
+            "tierstream_offer_responses_total, so conversion can be read by tier).",
+            ["kind", "tier"],
+            registry=r,
         )
         self.offer_responses = Counter(
             "tierstream_offer_responses_total",
@@ -220,7 +224,7 @@ class Metrics:
             if isinstance(d, TierChange):
                 self.tier_changes.labels(d.from_tier or "none", d.to_tier).inc()
             elif isinstance(d, Offer):
-                self.offers.labels(d.kind).inc()
+                self.offers.labels(d.kind, d.tier).inc()
             elif isinstance(d, Alert):
                 self.alerts.labels(d.kind, d.severity).inc()
 

@@ -22,9 +22,10 @@ URLS = {
 
 def test_offer_outcomes_by_kind_with_conversion_and_unmatched_answers() -> None:
     m = Metrics()
-    m.offers.labels("wealth_products").inc(40)
-    m.offers.labels("relationship_manager").inc(10)
-    m.offers.labels("birthday_greeting").inc(3)
+    m.offers.labels("wealth_products", "affluent").inc(30)
+    m.offers.labels("wealth_products", "hnw").inc(10)
+    m.offers.labels("relationship_manager", "hnw").inc(10)
+    m.offers.labels("birthday_greeting", "mass").inc(3)
     m.offer_responses.labels("wealth_products", "affluent", "accepted").inc(6)
     m.offer_responses.labels("wealth_products", "hnw", "accepted").inc(2)
     m.offer_responses.labels("wealth_products", "affluent", "declined").inc(12)
