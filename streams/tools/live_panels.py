@@ -389,20 +389,26 @@ class OfferOutcomes(BasePanel):
     def renderable(self) -> RenderableType:
         if not self.answers and not self.offers:
             return Text("no offers yet", style="dim")
+        totals = {o: sum(per.get(o, 0) for per in self.answers.values()) for o in OFFER_OUTCOMES}
+        head = Text("answers: ")
+        for outcome, style in zip(OFFER_OUTCOMES, ("bold green", "bold red", "dim"), strict=True):
+            head.append(f"{outcome} {totals[outcome]:,}", style=style)
+            head.append("  ")
+        # kind, offers and conversion only: the outcomes per kind are in the summary JSON
+        # and, per tier and period, in `tierstream kpi`'s conversion.csv
         t = Table(box=None, pad_edge=False, show_edge=False)
-        for name in ("kind", "offers", *OFFER_OUTCOMES, "conv."):
-            t.add_column(name, justify="left" if name == "kind" else "right")
+        t.add_column("kind", no_wrap=True, overflow="ellipsis", min_width=16)
+        t.add_column("offers", justify="right")
+        t.add_column("conversion", justify="right")
         for kind in sorted(set(self.offers) | set(self.answers)):
-            per = self.answers.get(kind, {})
             conv = self.conversion(kind)
             t.add_row(
                 kind,
                 f"{self.offers.get(kind, 0):,}",
-                *(f"{per.get(o, 0):,}" for o in OFFER_OUTCOMES),
                 "—" if conv is None else f"{conv:.1%}",
             )
         note = Text(f"{self.unmatched:,} answers matched no remembered offer", style="dim")
-        return Group(t, note)
+        return Group(head, t, note)
 
     def summary(self) -> Any:
         return {

@@ -57,6 +57,7 @@ def test_offer_outcomes_by_kind_with_conversion_and_unmatched_answers() -> None:
     console.print(render(state, URLS))
     screen = console.export_text()
     assert "offer outcomes" in screen and "20.0%" in screen
+    assert "answers: accepted 8  declined 12  ignored 4" in screen
     assert "5 answers matched no remembered offer" in screen
 
 
