@@ -78,7 +78,7 @@ class Period:
 _Point = tuple[int, int, int, str]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Offer:
     customer_id: str
     ts: int
