@@ -41,6 +41,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
+from sys import intern
 from typing import Any, Final
 
 from schemas.events import OFFER_OUTCOMES, OfferResponse
@@ -98,9 +99,11 @@ class KpiInput:
     #: customer -> last tier change before the start / before the end
     before_start: dict[str, _Point] = field(default_factory=dict)
     before_end: dict[str, _Point] = field(default_factory=dict)
-    offers: dict[str, _Offer] = field(default_factory=dict)
-    #: response event_id -> (customer, ts, offer_event_id, outcome)
-    responses: dict[str, tuple[str, int, str, str]] = field(default_factory=dict)
+    #: offer event_id (as its 16 bytes) -> the offer; strings interned: a KPI run holds
+    #: every offer and response of the topics in memory
+    offers: dict[bytes, _Offer] = field(default_factory=dict)
+    #: response event_id -> (customer, ts, offer event_id as 16 bytes, outcome)
+    responses: dict[str, tuple[str, int, bytes, str]] = field(default_factory=dict)
     #: (topic, reason) -> records left out; and the first few, located
     malformed: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
@@ -112,8 +115,8 @@ class KpiInput:
         """A valid ``tier-changes`` record (schemas/outputs.py: ``ts_ms`` added)."""
         self.records["tier-changes"] += 1
         ts = int(rec["ts_ms"])
-        point = (ts, partition, offset, str(rec["to_tier"]))
-        cid = str(rec["customer_id"])
+        point = (ts, partition, offset, intern(str(rec["to_tier"])))
+        cid = intern(str(rec["customer_id"]))
         if ts < self.period.start_ms:
             _keep_latest(self.before_start, cid, point)
         if ts < self.period.end_ms:
@@ -122,17 +125,17 @@ class KpiInput:
     def add_offer(self, rec: dict[str, Any]) -> None:
         """A valid ``offers`` record (with ``ts_ms``)."""
         self.records["offers"] += 1
-        eid = str(rec["event_id"])
+        eid = bytes.fromhex(rec["event_id"])  # 32 hex (the schema): 16 bytes kept
         if eid in self.offers:
             self.duplicates["offers"] += 1
             return
         ts = int(rec["ts_ms"])
         p = self.period
         self.offers[eid] = _Offer(
-            str(rec["customer_id"]),
+            intern(str(rec["customer_id"])),
             ts,
-            str(rec["kind"]),
-            str(rec["tier"]),
+            intern(str(rec["kind"])),
+            intern(str(rec["tier"])),
             p.start_ms <= ts < p.end_ms,
         )
 
@@ -142,7 +145,12 @@ class KpiInput:
         if ev.event_id in self.responses:
             self.duplicates["offer-responses"] += 1
             return
-        self.responses[ev.event_id] = (ev.customer_id, ev.ts, ev.offer_event_id, ev.outcome)
+        self.responses[ev.event_id] = (
+            intern(ev.customer_id),
+            ev.ts,
+            bytes.fromhex(ev.offer_event_id),  # 32 hex (the schema)
+            intern(ev.outcome),
+        )
 
     def add_malformed(self, topic: str, where: str, field_: str, reason: str) -> None:
         """A record that breaks ``topic``'s contract: counted by field, never used."""

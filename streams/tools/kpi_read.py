@@ -73,7 +73,8 @@ def read_kpi_topics(
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
-                "fetch.max.bytes": 52_428_800,
+                "fetch.max.bytes": 16_777_216,
+                "queued.max.messages.kbytes": 16_384,  # the prefetch, bounded
             }
         )
     )
