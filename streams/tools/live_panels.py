@@ -79,8 +79,9 @@ class BasePanel:
     #: The panel's key in the summary JSON, and its title on screen.
     key: ClassVar[str] = ""
     title: ClassVar[str] = ""
-    #: Where it goes: "header" (one line), "top" (beside throughput and tiers) or
-    #: "middle" (beside the offers and alerts counters).
+    #: Where it goes: "header" (one line), "top" (beside throughput and tiers),
+    #: "middle" (beside the offers and alerts counters) or "row" (a full-width row of its
+    #: own, under the middle one).
     placement: ClassVar[str] = "middle"
     #: Output topics (contract names) this panel needs tailed besides DECISION_TOPICS.
     topics: ClassVar[tuple[str, ...]] = ()
@@ -354,10 +355,13 @@ class OfferOutcomes(BasePanel):
     """How the customers answer the offers (issue 23), from the worker's counters:
     per offer kind the offers made, the answers attributed to them by outcome and the
     conversion (accepted / offers), plus the answers no remembered offer matched. In
-    the demo the simulator's customers answer (streams/tools/sim_answers.py)."""
+    the demo the simulator's customers answer (streams/tools/sim_answers.py). A row of
+    its own: the kinds side by side, three groups wide."""
 
     key = "offer_outcomes"
     title = "offer outcomes (answers to offers)"
+    placement = "row"
+    groups = 3
 
     def __init__(self) -> None:
         self.offers: dict[str, int] = {}
@@ -394,21 +398,31 @@ class OfferOutcomes(BasePanel):
         for outcome, style in zip(OFFER_OUTCOMES, ("bold green", "bold red", "dim"), strict=True):
             head.append(f"{outcome} {totals[outcome]:,}", style=style)
             head.append("  ")
-        # kind, offers and conversion only: the outcomes per kind are in the summary JSON
-        # and, per tier and period, in `tierstream kpi`'s conversion.csv
-        t = Table(box=None, pad_edge=False, show_edge=False)
-        t.add_column("kind", no_wrap=True, overflow="ellipsis", min_width=16)
-        t.add_column("offers", justify="right")
-        t.add_column("conversion", justify="right")
-        for kind in sorted(set(self.offers) | set(self.answers)):
-            conv = self.conversion(kind)
-            t.add_row(
-                kind,
-                f"{self.offers.get(kind, 0):,}",
-                "—" if conv is None else f"{conv:.1%}",
-            )
-        note = Text(f"{self.unmatched:,} answers matched no remembered offer", style="dim")
-        return Group(head, t, note)
+        head.append(f"{self.unmatched:,} matched no remembered offer", style="dim")
+        # per kind the offers and the conversion; the outcomes per kind are in the
+        # summary JSON and, per tier and period, in `tierstream kpi`'s conversion.csv
+        kinds = sorted(set(self.offers) | set(self.answers))
+        per_group = -(-len(kinds) // self.groups)
+        grid = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 2))
+        for _ in range(self.groups):
+            grid.add_column("kind", no_wrap=True, overflow="ellipsis")
+            grid.add_column("offers", justify="right")
+            grid.add_column("conversion", justify="right")
+        for i in range(per_group):
+            row: list[str] = []
+            for g in range(self.groups):
+                k = i + g * per_group
+                if k < len(kinds):
+                    conv = self.conversion(kinds[k])
+                    row += [
+                        kinds[k],
+                        f"{self.offers.get(kinds[k], 0):,}",
+                        "—" if conv is None else f"{conv:.1%}",
+                    ]
+                else:
+                    row += ["", "", ""]
+            grid.add_row(*row)
+        return Group(head, grid)
 
     def summary(self) -> Any:
         return {

@@ -57,8 +57,10 @@ def test_offer_outcomes_by_kind_with_conversion_and_unmatched_answers() -> None:
     console.print(render(state, URLS))
     screen = console.export_text()
     assert "offer outcomes" in screen and "20.0%" in screen
-    assert "answers: accepted 8  declined 12  ignored 4" in screen
-    assert "5 answers matched no remembered offer" in screen
+    assert "answers: accepted 8  declined 12  ignored 4  5 matched no remembered offer" in screen
+    # a row of its own, the kinds side by side
+    (line,) = [ln for ln in screen.splitlines() if "birthday_greeting" in ln and "0.0%" in ln]
+    assert "relationship_manager" in line and "wealth_products" in line
 
 
 def test_before_any_offer_the_panel_says_so() -> None:
