@@ -65,6 +65,13 @@ VALID: dict[str, dict[str, Any]] = {
         "offer_event_id": "0123456789abcdef0123456789abcdef",
         "outcome": "accepted",
     },
+    "erasure-requests": {
+        "event_id": "erase-1",
+        "customer_id": "C1",
+        "ts": "2024-05-01T08:00:00Z",
+        "requested_by": "privacy-office",
+        "reason": "DSR-1",
+    },
 }
 
 

@@ -9,13 +9,24 @@ import orjson
 import pytest
 
 from schemas.decoder import DecodeError, Decoder
-from schemas.events import INPUT_TOPICS, TICK_TOPICS, TOPIC_CONTACTS, TOPIC_TICKS, Contact, Tick
+from schemas.events import (
+    INPUT_TOPICS,
+    TICK_TOPICS,
+    TOPIC_CONTACTS,
+    TOPIC_ERASURE_REQUESTS,
+    TOPIC_TICKS,
+    Contact,
+    Tick,
+)
 from tests.schemas.conftest import DROP, load_examples, make_payload
 
 
-def test_contacts_comes_after_the_original_inputs_and_ticks_is_not_an_input() -> None:
-    # new inputs are appended after it: the bench's data files index INPUT_TOPICS
+def test_contacts_keeps_its_place_erasure_comes_last_and_ticks_is_not_an_input() -> None:
+    """The bench's data files index INPUT_TOPICS, so contacts keeps index 4; erasure
+    requests come last in the tie-break order (an erasure stamped at the same
+    millisecond erases whatever else came then, offer responses included)."""
     assert INPUT_TOPICS.index(TOPIC_CONTACTS) == 4
+    assert INPUT_TOPICS[-1] == TOPIC_ERASURE_REQUESTS
     assert TOPIC_TICKS not in INPUT_TOPICS and TICK_TOPICS == (TOPIC_TICKS,)
 
 

@@ -28,6 +28,7 @@ from schemas.events import (
     BalanceSnapshot,
     Contact,
     CustomerProfile,
+    ErasureRequest,
     OfferResponse,
     RiskAssessment,
     Transaction,
@@ -43,6 +44,7 @@ EVENT_TYPES = {
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
     "offer-responses": OfferResponse,
+    "erasure-requests": ErasureRequest,
 }
 
 

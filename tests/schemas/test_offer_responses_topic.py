@@ -11,14 +11,18 @@ from schemas.events import INPUT_TOPICS, TOPIC_OFFER_RESPONSES, OfferResponse
 from tests.schemas.conftest import DROP, load_examples, make_payload
 
 
-def test_offer_responses_is_an_input_appended_after_the_others() -> None:
-    assert INPUT_TOPICS[-1] == TOPIC_OFFER_RESPONSES == "offer-responses"
-    assert INPUT_TOPICS[:5] == (
+def test_offer_responses_is_an_input_after_the_others_and_before_erasure() -> None:
+    """After the five original inputs (the bench's data files index them) and before
+    erasure requests, which stay last in the tie-break order."""
+    assert TOPIC_OFFER_RESPONSES == "offer-responses"
+    assert INPUT_TOPICS == (
         "transactions",
         "balances",
         "customer-profiles",
         "risk-assessments",
         "contacts",
+        "offer-responses",
+        "erasure-requests",
     )
 
 
