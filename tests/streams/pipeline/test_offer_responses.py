@@ -12,7 +12,7 @@ from prometheus_client import generate_latest
 from state.rules import load_rules
 from streams.metrics import Metrics
 from streams.pipeline.processor import BatchProcessor, RawMessage
-from tests.integration.scenario import Record, assessment, balance, profile
+from tests.integration.scenario import Record, assessment, balance, erasure, profile
 
 RULES = load_rules()
 
@@ -97,7 +97,8 @@ def test_responses_are_counted_by_the_offers_kind_and_tier_and_unmatched_ones_ap
 
 
 def test_a_response_for_an_unknown_customer_then_its_first_event_in_one_batch() -> None:
-    """The blank state an unmatched response leaves in the batch is the same as none."""
+    """An unmatched response for a customer without state leaves nothing behind in the
+    batch either: the customer's first event starts from nothing."""
     proc = BatchProcessor(RULES)
     res = proc.process(
         _msgs(
@@ -114,3 +115,22 @@ def test_a_response_for_an_unknown_customer_then_its_first_event_in_one_batch() 
         _msgs([balance("b1", "c7", "A", 1, "700000.00")]), lambda p, k: None
     )
     assert res.states == alone.states
+
+
+def test_an_erasure_after_a_response_for_an_unknown_customer_finds_nothing() -> None:
+    """The response created no customer, so the erasure reports not_found, writes no
+    tombstone and the audit record says so."""
+    res = BatchProcessor(RULES).process(
+        _msgs(
+            [
+                response("r1", "c8", "a" * 32, "accepted", 1, hour=9),
+                erasure("e1", "c8", 1, hour=11),
+            ]
+        ),
+        lambda p, k: None,
+    )
+    assert res.counts[("offer-responses", "unmatched")] == 1
+    assert res.erasures == {"not_found": 1}
+    assert res.states == []
+    (audit,) = [orjson.loads(o.value) for o in res.outputs if o.topic == "audit"]
+    assert audit["result"] == "not_found"
