@@ -11,7 +11,8 @@ from prometheus_client import generate_latest
 
 from state.rules import load_rules
 from streams.metrics import Metrics
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 from tests.integration.scenario import Record, assessment, balance, erasure, profile
 
 RULES = load_rules()
