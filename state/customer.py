@@ -183,6 +183,25 @@ class CustomerState(
     #: campaign id -> its start day, for campaigns already decided for this customer
     campaigns_done: dict[str, int] = msgspec.field(default_factory=dict)
     late_events: int = 0
+    # ---- customer value and tier policy (issue 22); absent from older v4 states
+    #: the profile's service_contact_opt_out (last writer by event time wins, with it)
+    service_opt_out: bool = False
+    #: calendar months of money flows, by month ascending (state/contribution.py):
+    #: [month, inflow fen, spend fen, income fen, ...]; the current month and 12 before
+    ledger: list[int] = msgspec.field(default_factory=list)
+    #: local day from which the ledger holds every transaction (NO_DAY: not started; a
+    #: state written before the ledger existed starts it at its next event)
+    ledger_from: int = NO_DAY
+    #: a relationship manager's tier override in effect (state/overrides.py), or None
+    override_tier: Tier | None = None
+    #: when it expires (event-time ms); -1: when cleared
+    override_until: int = -1
+    override_by: str = ""
+    #: (event time, event key) of the newest override record applied: last writer wins
+    override_ts: int = -1
+    override_tie: int = 0
+    #: while an override is in effect: the tier the rules hold (None: none yet)
+    rules_tier: Tier | None = None
 
     def __post_init__(self) -> None:
         """The checks a decoded state gets beyond its types (a corrupt state fails on

@@ -38,6 +38,7 @@ OFFER_KINDS = (
     "private_banking_invitation",
     "sme_credit",
     "digital_banking",
+    "branch_priority",
     "birthday_greeting",
     "reactivation",
     "relationship_review",
@@ -51,16 +52,47 @@ ALERT_KINDS = (
     "suitability_mismatch",
     "churn_risk",
     "dormant_high_value",
+    "rfm_slipping",
 )
 RISK_TYPES = ("C1", "C2", "C3", "C4", "C5")
 TIER_BASES = ("current", "avg_daily")
+#: Behaviour criteria a tier may be reached by besides AUM ([tiers.behaviour.<tier>]
+#: keys without the ``_cny``), in the order they win ties after AUM.
+BEHAVIOUR_CRITERIA = ("monthly_inflow", "contribution", "sme_turnover")
+#: What the RFM M score scores (rfm.monetary).
+RFM_MONETARY = ("turnover", "spend", "inflow")
+#: RFM segments a customer can be in the day their R score falls to 2
+#: (care.slipping_segments).
+SLIPPING_SEGMENTS = ("at_risk", "cant_lose", "hibernating")
 
 DAY_MS = 86_400_000
 _OFFSET_SLOT_MS = 900_000  # UTC offsets only change on quarter-hour instants
 _OFFSET_CACHE_MAX = 100_000
 
 #: Keys whose tables are open (any key allowed); everything else must exist in defaults.
-_OPEN_TABLES = frozenset({"fx"})
+_OPEN_TABLES = frozenset(
+    {"fx", "tiers.behaviour.affluent", "tiers.behaviour.hnw", "tiers.behaviour.private"}
+)
+#: Keys added after rule files without a version were in use (issue 22): at their
+#: defaults they stay out of the derived version's hash, like [limits] (load_rules).
+_LATER_KEYS = (
+    "tiers.inflow_months",
+    "tiers.behaviour",
+    "offers.digital_banking_max_avg_cny",
+    "offers.branch_priority_min_transactions",
+    "offers.branch_priority_share_over",
+    "offers.branch_priority_min_avg_cny",
+    "offers.cooldown_days.branch_priority",
+    "alerts.cooldown_days.rfm_slipping",
+    "rfm.monetary",
+    "value.deposit_nim",
+    "value.wealth_fee_rate",
+    "value.loan_spread",
+    "value.card_interchange",
+    "value.fees",
+    "care.slipping_segments",
+    "care.slipping_min_tier",
+)
 
 
 def _to_fen(amount: Decimal) -> int:
@@ -128,6 +160,22 @@ class Rules:
     campaigns: tuple[Campaign, ...]
     # bounds on what inputs control (state/limits.py)
     limits: Limits
+    # customer value and tier policy (issue 22; docs/value-models.md, docs/rules.md)
+    deposit_nim: Decimal  # annual, on deposit balances
+    wealth_fee_rate: Decimal  # annual, on wealth/fund/bond/insurance balances
+    loan_spread: Decimal  # annual, on loans outstanding and overdrawn deposits
+    card_interchange: Decimal  # on card payments
+    transaction_fees_fen: Mapping[str, int]  # transaction type -> fen per transaction
+    #: tier -> behaviour criterion -> floor in fen (no entry: AUM only)
+    tier_behaviour: Mapping[str, Mapping[str, int]]
+    inflow_months: int
+    rfm_monetary: str
+    slipping_segments: frozenset[str]
+    slipping_min_tier: int  # tier rank
+    digital_banking_max_avg_fen: int
+    branch_priority_min_transactions: int
+    branch_priority_share_over: Decimal
+    branch_priority_min_avg_fen: int
 
     # derived (integer fen / ms), filled in __post_init__
     tier_floors_fen: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -400,6 +448,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         catalogue=catalogue,
         campaigns=campaigns,
         limits=_limits(r),
+        **_value_and_behaviour(r),
     )
     bound = state_size_bound(rules)
     if bound > rules.limits.max_state_bytes:
@@ -437,6 +486,75 @@ def _limits(r: _Reader) -> Limits:
     )
 
 
+def _value_and_behaviour(r: _Reader) -> dict[str, Any]:
+    """Contribution rates, tiers by behaviour, RFM that drives alerts, channel offers
+    (issue 22)."""
+    fees = r.raw("value.fees")
+    if not isinstance(fees, Mapping) or set(fees) != set(TRANSACTION_TYPES):
+        raise ValueError(
+            f"rules: 'value.fees' must list every transaction type {TRANSACTION_TYPES}"
+        )
+    behaviour: dict[str, dict[str, int]] = {}
+    for tier in TIERS[1:]:
+        table = r.raw(f"tiers.behaviour.{tier}")
+        if not isinstance(table, Mapping):
+            raise ValueError(f"rules: 'tiers.behaviour.{tier}' must be a table")
+        floors: dict[str, int] = {}
+        for key in table:
+            name = key.removesuffix("_cny")
+            if name not in BEHAVIOUR_CRITERIA or not key.endswith("_cny"):
+                known = ", ".join(f"{c}_cny" for c in BEHAVIOUR_CRITERIA)
+                raise ValueError(
+                    f"rules: unknown key 'tiers.behaviour.{tier}.{key}' (criteria: {known})"
+                )
+            floors[name] = _to_fen(r.decimal(f"tiers.behaviour.{tier}.{key}", lo=Decimal("0.01")))
+        if floors:
+            behaviour[tier] = floors
+    for name in BEHAVIOUR_CRITERIA:  # a higher tier needs a higher floor
+        seen = [(t, behaviour[t][name]) for t in TIERS[1:] if name in behaviour.get(t, {})]
+        for (lower, lo_fen), (upper, up_fen) in pairwise(seen):
+            if up_fen <= lo_fen:
+                raise ValueError(
+                    f"rules: 'tiers.behaviour.{upper}.{name}_cny' must be above "
+                    f"'tiers.behaviour.{lower}.{name}_cny'"
+                )
+    slipping = r.raw("care.slipping_segments")
+    if not isinstance(slipping, list) or not all(s in SLIPPING_SEGMENTS for s in slipping):
+        raise ValueError(
+            f"rules: 'care.slipping_segments' must list segments of {SLIPPING_SEGMENTS} "
+            f"(the ones a customer can be in when their R score falls to 2), got {slipping!r}"
+        )
+    return {
+        "deposit_nim": r.ratio("value.deposit_nim"),
+        "wealth_fee_rate": r.ratio("value.wealth_fee_rate"),
+        "loan_spread": r.ratio("value.loan_spread"),
+        "card_interchange": r.ratio("value.card_interchange"),
+        "transaction_fees_fen": MappingProxyType(
+            {t: _to_fen(r.decimal(f"value.fees.{t}")) for t in TRANSACTION_TYPES}
+        ),
+        "tier_behaviour": MappingProxyType({t: MappingProxyType(f) for t, f in behaviour.items()}),
+        "inflow_months": _at_most(r, "tiers.inflow_months", 12),
+        "rfm_monetary": r.string("rfm.monetary", RFM_MONETARY),
+        "slipping_segments": frozenset(slipping),
+        "slipping_min_tier": TIER_RANK[r.string("care.slipping_min_tier", TIERS)],
+        "digital_banking_max_avg_fen": _to_fen(
+            r.decimal("offers.digital_banking_max_avg_cny", lo=Decimal("0.01"))
+        ),
+        "branch_priority_min_transactions": r.integer("offers.branch_priority_min_transactions", 1),
+        "branch_priority_share_over": r.ratio("offers.branch_priority_share_over"),
+        "branch_priority_min_avg_fen": _to_fen(
+            r.decimal("offers.branch_priority_min_avg_cny", lo=Decimal("0.01"))
+        ),
+    }
+
+
+def _at_most(r: _Reader, key: str, hi: int) -> int:
+    v = r.integer(key, 1)
+    if v > hi:
+        raise ValueError(f"rules: '{key}' must be at most {hi} (the months a state keeps), got {v}")
+    return v
+
+
 def _care(r: _Reader) -> dict[str, Any]:
     cadence = {t: r.integer(f"care.cadence_days.{t}") for t in TIERS}
     outcomes = r.raw("care.contact_outcomes")
@@ -446,6 +564,25 @@ def _care(r: _Reader) -> dict[str, Any]:
             f"got {outcomes!r}"
         )
     return {"cadence": cadence, "outcomes": frozenset(outcomes)}
+
+
+def _without_later_defaults(table: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``table`` without the ``_LATER_KEYS`` that are at their defaults (copied where it
+    changes), so a rule file's derived version is what it was before they existed."""
+    out = dict(table)
+    for dotted in _LATER_KEYS:
+        *parents, last = dotted.split(".")
+        node, default = out, defaults
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                break
+            node[part] = child = dict(child)  # a copy: the loaded table stays whole
+            node, default = child, default.get(part, {})
+        else:
+            if last in node and node[last] == default.get(last):
+                del node[last]
+    return out
 
 
 def load_rules(path: str | None = None) -> Rules:
@@ -470,8 +607,10 @@ def load_rules(path: str | None = None) -> Rules:
             # defaults it stays out of the hash, so their derived version (and with it
             # every decision id) is the same as before the table existed.
             hashed = dict(table)
-            if hashed.get("limits") == _default_table().get("limits"):
+            defaults = _default_table()
+            if hashed.get("limits") == defaults.get("limits"):
                 del hashed["limits"]
+            hashed = _without_later_defaults(hashed, defaults)
             digest = hashlib.sha256(orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS))
             version = f"{version}+{digest.hexdigest()[:8]}"
     return _build(table, version)
