@@ -39,7 +39,7 @@ from schemas.events import (
     Transaction,
 )
 from schemas.values import MAX_MONEY_DECIMALS
-from state import alerts, offers, triggers
+from state import alerts, contribution, offers, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
 from state.limits import MAX_FEN
@@ -229,6 +229,8 @@ def _newer(ts: int, tie: int, cur_ts: int, cur_tie: int) -> bool:
 
 def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
     """Move the customer's event-time 'today' forward and drop what fell out of range."""
+    if state.ledger_from == NO_DAY:
+        contribution.start_ledger(state, ev_day)
     if ev_day <= state.day:
         return
     first = state.day == NO_DAY
@@ -453,6 +455,8 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
     elif counted:
         new_day = state.windows.add(ev_day, amount_fen, channel)
         _tx_stats(state, ev_day, amount_fen, new_day)
+    if not late:  # fees and interest too: a fee is income (state/contribution.py)
+        contribution.book(state, ev_day, tx.type, amount_fen, rules)
     if newer and bal is not None:
         _set_account(state, account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)

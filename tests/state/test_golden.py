@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from state.customer import CustomerState
+from state.customer import NO_DAY, CustomerState
 from tests.state.golden_bank import DATA_DIR, SCENARIOS, cut_index, messages, read_corpus, run
 
 GOLDEN: dict[str, dict[str, Any]] = {
@@ -171,10 +171,18 @@ def test_states_written_by_v3_restore_and_decide_as_v3_did(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_v3_states_upgrade_to_exactly_the_state_the_current_code_builds(name: str) -> None:
     """Every v3 state of the corpus, loaded and written back, is byte for byte the
-    state the current code builds from the same events: the upgrade loses nothing."""
+    state the current code builds from the same events: the upgrade loses nothing --
+    but the flow ledger (issue 22), which v3 never had: an upgraded state starts it at
+    its next event (its months before are unknown, not empty: state/contribution.py)."""
     sc = SCENARIOS[name]
     corpus = read_corpus(DATA_DIR / f"v3-{name}.jsonl.gz")
     _digest, store = run(sc, messages(sc), stop=GOLDEN[name]["cut"])
     assert store.keys() == corpus.keys()
+    booked = 0
     for key, raw in corpus.items():
-        assert CustomerState.from_bytes(raw).to_bytes() == store[key], key
+        built = CustomerState.from_bytes(store[key])
+        booked += bool(built.ledger)
+        assert built.ledger_from != NO_DAY
+        built.ledger, built.ledger_from = [], NO_DAY
+        assert CustomerState.from_bytes(raw).to_bytes() == built.to_bytes(), key
+    assert booked > len(corpus) // 2  # the ledger was there to be left out
