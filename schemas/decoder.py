@@ -247,6 +247,7 @@ def _build_profile(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
         d["segment"],
         d["marketing_consent"],
         birth,
+        d.get("service_contact_opt_out") is True,  # optional; the schema types it
     )
 
 

@@ -117,6 +117,8 @@ class CustomerProfile:
     segment: str  # one of SEGMENTS
     marketing_consent: bool
     birth_date: str | None = None  # ISO date YYYY-MM-DD
+    #: the customer asked not to be contacted for service either (reviews, renewals)
+    service_contact_opt_out: bool = False
 
     kind: Literal["profile"] = "profile"
 

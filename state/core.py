@@ -536,6 +536,7 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
     if _newer(ev.ts, key, state.profile_ts, state.profile_tie):
         state.segment = ev.segment
         state.consent = bool(ev.marketing_consent)
+        state.service_opt_out = bool(ev.service_contact_opt_out)
         state.birth_date = ev.birth_date
         state.profile_ts = ev.ts
         state.profile_tie = key

@@ -20,6 +20,9 @@ TIERS = ("mass", "affluent", "hnw", "private")
 DIRECTIONS = ("initial", "upgrade", "downgrade")
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
 SEVERITIES = ("info", "warning", "critical")
+#: ``purpose`` of an offer or alert: marketing (needs marketing consent) or service (a
+#: contact the bank owes the customer: needs none, but respects a service opt-out).
+PURPOSES = ("marketing", "service")
 
 
 def derive_event_id(customer_id: str, cause_event_id: str, kind: str, rules_version: str) -> str:
@@ -72,6 +75,7 @@ class Offer:
     cause_event_id: str
     rules_version: str
     reason: dict[str, Any] = field(default_factory=dict)
+    purpose: str = "marketing"  # one of PURPOSES
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -80,6 +84,7 @@ class Offer:
             "ts": format_ts_utc(self.ts),
             "kind": self.kind,
             "tier": self.tier,
+            "purpose": self.purpose,
             "cause_event_id": self.cause_event_id,
             "rules_version": self.rules_version,
             "reason": self.reason,
@@ -98,6 +103,7 @@ class Alert:
     cause_event_id: str
     rules_version: str
     reason: dict[str, Any] = field(default_factory=dict)
+    purpose: str = "service"  # every alert is for the bank's staff: never marketing
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -106,6 +112,7 @@ class Alert:
             "ts": format_ts_utc(self.ts),
             "kind": self.kind,
             "severity": self.severity,
+            "purpose": self.purpose,
             "cause_event_id": self.cause_event_id,
             "rules_version": self.rules_version,
             "reason": self.reason,

@@ -1,9 +1,15 @@
-"""Offers: next-best-action triggers, gated by marketing consent and a per-kind cadence.
+"""Offers: next-best-action triggers, gated by consent and a per-kind cadence.
 
 Why the gates live here and not downstream: an offer that must not be sent should not
 be emitted at all (consent is a legal requirement), and the cadence (at most one offer
 of a kind per customer per N days, in event time) must be deterministic on replay.
 An offer withheld for lack of consent is dropped, not deferred.
+
+Two kinds of consent (issue 22): a **marketing** offer needs the profile's
+``marketing_consent``; a **service** contact -- a relationship review, a risk
+assessment renewal -- is something the bank owes the customer, so it needs no
+marketing consent, but it respects the profile's ``service_contact_opt_out``. Every
+offer says which it is (``purpose``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ TIER_OFFERS = {
     "hnw": "relationship_manager",
     "private": "private_banking_invitation",
 }
+#: Offer kinds that are service contacts (every other kind, campaigns included, is
+#: marketing).
+SERVICE_OFFER_KINDS = frozenset({"relationship_review", "risk_assessment_due"})
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _BRANCH = CHANNEL_INDEX["branch"]
 _ATM = CHANNEL_INDEX["atm"]
@@ -49,6 +58,14 @@ def birthday_in(year: int, birth: date) -> date:
         return date(year, 2, 28)
 
 
+def may_contact(state: CustomerState, kind: str) -> bool:
+    """Whether the customer may be sent an offer of ``kind``: a service contact unless
+    they opted out of service contacts, anything else only with marketing consent."""
+    if kind in SERVICE_OFFER_KINDS:
+        return not state.service_opt_out
+    return state.consent
+
+
 def emit(
     state: CustomerState,
     kind: str,
@@ -58,10 +75,11 @@ def emit(
     rules: Rules,
     reason: dict[str, Any],
 ) -> Offer | None:
-    """Emit ``kind`` at event time ``ts`` if consent is on record and the kind's cap
-    allows it. The event_id derives from ``id_cause`` (the cause event's id, or a timer's
-    stable trigger id), so a replay reproduces it."""
-    if not state.consent:
+    """Emit ``kind`` at event time ``ts`` if the customer may be contacted for it
+    (``may_contact``) and the kind's cap allows it. The event_id derives from
+    ``id_cause`` (the cause event's id, or a timer's stable trigger id), so a replay
+    reproduces it."""
+    if not may_contact(state, kind):
         return None
     last = state.last_offer.get(kind)
     if last is not None and ts - last < rules.offer_cooldown_ms(kind):
@@ -82,6 +100,7 @@ def emit(
         cause_event_id=cause_event_id,
         rules_version=rules.version,
         reason=reason,
+        purpose="service" if kind in SERVICE_OFFER_KINDS else "marketing",
     )
 
 

@@ -123,7 +123,8 @@ def _next_dormancy(state: CustomerState, rules: Rules, after: int) -> Due | None
 
 
 def _review_due(state: CustomerState, rules: Rules, after: int) -> tuple[int, int] | None:
-    if state.tier is None or not state.consent:
+    # a service contact: no marketing consent needed, but not after an opt-out
+    if state.tier is None or state.service_opt_out:
         return None
     every = rules.cadence_days.get(state.tier, 0)
     if every <= 0:
@@ -232,7 +233,7 @@ def _holds_investments(state: CustomerState) -> bool:
 
 
 def _expiry_due(state: CustomerState, rules: Rules, after: int) -> int | None:
-    if state.assessed_ts < 0 or not state.consent:
+    if state.assessed_ts < 0 or state.service_opt_out:  # a service contact
         return None
     ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
     if ts <= after or not _holds_investments(state):
@@ -294,7 +295,7 @@ def due_between(state: CustomerState, rules: Rules, after: int, until: int) -> l
             while (d := nxt(state, rules, cursor)) is not None and d.ts <= until:
                 out.append(d)
                 cursor = d.ts
-    elif state.assessed_ts >= 0 and state.consent:  # _next_expiry, holdings checked last
+    elif state.assessed_ts >= 0 and not state.service_opt_out:  # _next_expiry's checks
         ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
         if after < ts <= until and _holds_investments(state):
             out.append(Due(ts, "assessment_expiry", state.assessed_ts))
