@@ -24,6 +24,7 @@ import orjson
 import pytest
 
 from state.customer import NO_DAY, CustomerState
+from state.offers import SERVICE_OFFER_KINDS
 from tests.state.golden_bank import DATA_DIR, SCENARIOS, cut_index, messages, read_corpus, run
 
 GOLDEN: dict[str, dict[str, Any]] = {
@@ -31,15 +32,15 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "messages": 162476,
         "cut": 101378,
         "whole": {
-            "outputs_sha256": "abd0db4fbf4d202c470d5a369220e095f0c920de0b202095aafa88abb3a5cc9d",
+            "outputs_sha256": "7f0649181d6ed89f0a29ce5cc59e15a8005a18aacf3ea34be0a39f4ead7a9aac",
             "profile_writes_sha256": (
-                "d454f98eb098faeab269ae5f2101879a2a15fd50a5f3519bdd727986ab079c1b"
+                "b18429a60d288edd5ac40db1520886a9b7c15874338f5f5ddedb6676573f8e28"
             ),
             "final_profiles_sha256": (
-                "4cf5c7781bb8fcc8c78c606e9bd8242eff0637ca5ff52ace82e0e97e73a523fc"
+                "91e1cef15d747f6c4975171bbbc46f0a6f52e7f2a1ab05ca9d27bdf93461e03f"
             ),
-            "decisions": 3547,
-            "profile_writes": 51671,
+            "decisions": 3595,
+            "profile_writes": 51672,
             "dead_letters": 329,
             "counts": {
                 "balances:applied": 11291,
@@ -51,22 +52,22 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 349,
                 "risk-assessments:duplicate": 9,
                 "ticks:applied": 1600,
-                "ticks:timers_fired": 82,
-                "ticks:timers_idle": 180,
+                "ticks:timers_fired": 98,
+                "ticks:timers_idle": 212,
                 "transactions:applied": 146275,
                 "transactions:duplicate": 1472,
                 "transactions:late": 4,
             },
         },
         "after_cut": {
-            "outputs_sha256": "b065ed77a8c5ccf78658040833179090152182bc5ca266bef2ec7558f52cdccd",
+            "outputs_sha256": "1c0aa28eaa1c9e0b7082f49fcc26b370e60dc70f27c93ec7eaf1c02e25941885",
             "profile_writes_sha256": (
-                "54446ab156bd3c4122d464b98e21962676034cfb04f89a6ac9a7565306e20423"
+                "584508490a0185cdb4da543b5dd08afbc31539cb230ed7cdcf9e81bffe344ea3"
             ),
             "final_profiles_sha256": (
-                "81cd238c8984a50d3c7762bb960ddc2cb177bbdd65cf2e7b94dab17a2d5203d7"
+                "ddf4d984f714172b820b96ad4dd686bf4a8c8b2b4907d6f954cbfaeee4c0927d"
             ),
-            "decisions": 1100,
+            "decisions": 1120,
             "profile_writes": 20402,
             "dead_letters": 121,
             "counts": {
@@ -77,8 +78,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "customer-profiles:applied": 18,
                 "risk-assessments:applied": 22,
                 "ticks:applied": 604,
-                "ticks:timers_fired": 33,
-                "ticks:timers_idle": 30,
+                "ticks:timers_fired": 43,
+                "ticks:timers_idle": 44,
                 "transactions:applied": 55393,
                 "transactions:duplicate": 542,
                 "transactions:late": 4,
@@ -89,15 +90,15 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "messages": 67322,
         "cut": 30327,
         "whole": {
-            "outputs_sha256": "70801e80604bf4072a2ff07aa134d46afab2de97f4bc4c4d8470b01ee4b12be5",
+            "outputs_sha256": "05c6325fad5d8afe4f74ead46e762abe6bf42453e2fec8a04bd63e3aa3dc6e41",
             "profile_writes_sha256": (
-                "133e0a7a31071c96564860e792f324758916033fbd5aef8178eb5e6a0ff815ab"
+                "3b247052a0c83ad472472637f902e9524a12666dae4ff98c4fa5fd2140340bdc"
             ),
             "final_profiles_sha256": (
-                "7af528c562db5efe4c35cc83f3ff48efcbe34ecad61e1013f7ad3befbeb49964"
+                "4ee4e42fde5163f8d20a4ea471908cf1ea793e6610d2daa5680e7433b3ddaf28"
             ),
-            "decisions": 2244,
-            "profile_writes": 12366,
+            "decisions": 2398,
+            "profile_writes": 12370,
             "dead_letters": 137,
             "counts": {
                 "balances:applied": 6081,
@@ -108,23 +109,23 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 170,
                 "risk-assessments:duplicate": 4,
                 "ticks:applied": 660,
-                "ticks:timers_fired": 207,
-                "ticks:timers_idle": 825,
+                "ticks:timers_fired": 291,
+                "ticks:timers_idle": 848,
                 "transactions:applied": 59259,
                 "transactions:duplicate": 523,
                 "transactions:late": 5,
             },
         },
         "after_cut": {
-            "outputs_sha256": "68b943460b844595109cea3e2c386851250b9d91be9b20619c651935a18805b9",
+            "outputs_sha256": "0726eb1f7f790e1a88e3f4149e5958e39441904182693c63b4d6b6d336ab7ec6",
             "profile_writes_sha256": (
-                "e573301d24996c576c96713ebecd0f887d5bf288afc71458a04d1bc7f671c937"
+                "573c93fe18826ddec826b00bc741e997cb790c80e844c7c6398b3ebba175d3d8"
             ),
             "final_profiles_sha256": (
-                "40bfdc6052598204e2c189763d7d678a7ec85f86f39baeecfcd19f242f90e033"
+                "da0a7144760b3765a186b64873de5bfac17a26bcdda0c2efad7ce0182d61258d"
             ),
-            "decisions": 1026,
-            "profile_writes": 6913,
+            "decisions": 1122,
+            "profile_writes": 6916,
             "dead_letters": 71,
             "counts": {
                 "balances:applied": 3218,
@@ -134,8 +135,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "customer-profiles:applied": 8,
                 "risk-assessments:applied": 8,
                 "ticks:applied": 364,
-                "ticks:timers_fired": 110,
-                "ticks:timers_idle": 462,
+                "ticks:timers_fired": 151,
+                "ticks:timers_idle": 484,
                 "transactions:applied": 32853,
                 "transactions:duplicate": 302,
                 "transactions:late": 5,
@@ -172,18 +173,33 @@ def test_states_written_by_v3_restore_and_decide_as_v3_did(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_v3_states_upgrade_to_exactly_the_state_the_current_code_builds(name: str) -> None:
     """Every v3 state of the corpus, loaded and written back, is byte for byte the
-    state the current code builds from the same events: the upgrade loses nothing --
-    but the flow ledger (issue 22), which v3 never had: an upgraded state starts it at
-    its next event (its months before are unknown, not empty: state/contribution.py)."""
+    state the current code builds from the same events: the upgrade loses nothing.
+
+    Two things of issue 22 are left out of the comparison, each as narrowly as it can
+    be: the flow ledger, which v3 never had (an upgraded state starts it at its next
+    event: its months before are unknown, not empty; state/contribution.py); and the
+    service contacts v3 withheld for lack of marketing consent, which the current code
+    sends -- their caps (``last_offer`` of those kinds) and the version the timers
+    that sent them moved. Everything else must be the same."""
     sc = SCENARIOS[name]
     corpus = read_corpus(DATA_DIR / f"v3-{name}.jsonl.gz")
     _digest, store = run(sc, messages(sc), stop=GOLDEN[name]["cut"])
     assert store.keys() == corpus.keys()
-    booked = 0
+    booked = serviced = 0
     for key, raw in corpus.items():
         built = CustomerState.from_bytes(store[key])
         booked += bool(built.ledger)
         assert built.ledger_from != NO_DAY
         built.ledger, built.ledger_from = [], NO_DAY
-        assert CustomerState.from_bytes(raw).to_bytes() == built.to_bytes(), key
+        upgraded = CustomerState.from_bytes(raw)
+        if upgraded.to_bytes() != built.to_bytes():
+            serviced += 1
+            assert _marketing(upgraded.last_offer) == _marketing(built.last_offer), key
+            upgraded.last_offer, upgraded.version = built.last_offer, built.version
+        assert upgraded.to_bytes() == built.to_bytes(), key
     assert booked > len(corpus) // 2  # the ledger was there to be left out
+    assert serviced <= len(corpus) // 4
+
+
+def _marketing(caps: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in caps.items() if k not in SERVICE_OFFER_KINDS}
