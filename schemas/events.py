@@ -49,6 +49,8 @@ TOPIC_BALANCES: Final = "balances"
 TOPIC_PROFILES: Final = "customer-profiles"
 TOPIC_ASSESSMENTS: Final = "risk-assessments"
 TOPIC_CONTACTS: Final = "contacts"
+#: Relationship managers' tier overrides (written by the CRM).
+TOPIC_TIER_OVERRIDES: Final = "tier-overrides"
 #: Customer-keyed, co-partitioned inputs (the order is the aligner's tie-break order).
 INPUT_TOPICS: Final = (
     TOPIC_TRANSACTIONS,
@@ -56,6 +58,7 @@ INPUT_TOPICS: Final = (
     TOPIC_PROFILES,
     TOPIC_ASSESSMENTS,
     TOPIC_CONTACTS,
+    TOPIC_TIER_OVERRIDES,
 )
 #: The clock's topic: NOT keyed by customer (one tick per partition per interval, written
 #: into that partition), so it is deliberately not in INPUT_TOPICS.
@@ -153,6 +156,26 @@ class Contact:
 
 
 @dataclass(frozen=True, slots=True)
+class TierOverride:
+    """A relationship manager sets (or, with ``tier`` None, clears) the customer's tier
+    (topic ``tier-overrides``, written by the CRM).
+
+    Why an input of its own: the data can get a tier wrong (a client's assets at
+    another branch, a family office, a known departure), and only a person can say so;
+    the override holds until ``until`` or until cleared, and every one is audited."""
+
+    event_id: str
+    customer_id: str
+    ts: int
+    tier: str | None  # one of the tiers; None clears the override in effect
+    until: int | None  # epoch ms when it expires (after ts); None: until cleared
+    set_by: str  # who (the relationship manager's id)
+    reason: str  # why, in a few words
+
+    kind: Literal["tier_override"] = "tier_override"
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """The clock's "it is now ``ts``" for one partition (topic ``ticks``).
 
@@ -167,4 +190,6 @@ class Tick:
     kind: Literal["tick"] = "tick"
 
 
-InputEvent = Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment | Contact
+InputEvent = (
+    Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment | Contact | TierOverride
+)

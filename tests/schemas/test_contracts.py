@@ -28,6 +28,7 @@ from schemas.events import (
     Contact,
     CustomerProfile,
     RiskAssessment,
+    TierOverride,
     Transaction,
 )
 from state.decisions import SEVERITIES, TIERS, Alert, Offer, TierChange, derive_event_id
@@ -40,6 +41,7 @@ EVENT_TYPES = {
     "customer-profiles": CustomerProfile,
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
+    "tier-overrides": TierOverride,
 }
 
 
