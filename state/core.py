@@ -36,17 +36,18 @@ from schemas.events import (
     CustomerProfile,
     InputEvent,
     RiskAssessment,
+    TierOverride,
     Transaction,
 )
 from schemas.values import MAX_MONEY_DECIMALS
-from state import alerts, contribution, offers, triggers
+from state import alerts, contribution, offers, overrides, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
-from state.limits import MAX_FEN
+from state.limits import MAX_FEN, SET_BY_CHARS
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
-from state.tiers import basis_fen, next_tier
+from state.tiers import criterion_reason, decide, evaluate
 from state.windows import CHANNEL_INDEX
 
 __all__ = ["CoreError", "Outcome", "apply", "fire_timers"]
@@ -112,6 +113,8 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outco
         return _assessment(state, event, key, rules)
     if isinstance(event, Contact):
         return _contact(state, event, key, rules)
+    if isinstance(event, TierOverride):
+        return _override(state, event, key, rules)
     raise CoreError("kind", f"unsupported event type {type(event).__name__}")
 
 
@@ -340,8 +343,13 @@ def _after_aum_event(
             samples[-1] = aum
         else:
             samples += (state.day, aum, aum)
-    basis = basis_fen(state, rules)
-    to_tier = next_tier(state.tier, basis, rules)
+    ev = evaluate(state, rules)
+    basis = ev.basis
+    if state.override_tier is not None:  # a relationship manager's tier is in effect
+        overrides.follow_rules(state, ev, rules)
+        to_tier = None
+    else:
+        to_tier = decide(state.tier, ev, rules)
     if to_tier is not None:
         from_tier = state.tier
         if from_tier is None:
@@ -362,6 +370,8 @@ def _after_aum_event(
         }
         if rules.tier_basis == "avg_daily":
             reason["avg_days"] = str(rules.tier_avg_days)
+        if rules.tier_behaviour:
+            reason.update(criterion_reason(ev, to_tier, rules))
         if direction == "downgrade":
             assert from_tier is not None
             reason["threshold_cny"] = fen_str(rules.tier_down_fen[TIER_RANK[from_tier]])
@@ -581,6 +591,28 @@ def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outco
     _advance(state, ev_day, rules)
     if ev.outcome in rules.contact_outcomes and ev.ts > state.last_contact_ts:
         state.last_contact_ts = ev.ts
+    _finish(state, ev, key, rules)
+    _common_tail(state, ev, ev_day, rules, out)
+    return Outcome(state, tuple(out), "applied")
+
+
+def _override(state: CustomerState, ev: TierOverride, key: int, rules: Rules) -> Outcome:
+    """A relationship manager's tier override, or its clearing (state/overrides.py)."""
+    if ev.tier is not None and ev.tier not in TIER_RANK:
+        raise CoreError("tier", f"unknown tier '{ev.tier}'")
+    if ev.until is not None:
+        _check_time("until", ev.until, rules)
+        if ev.until <= ev.ts:
+            raise CoreError("until", f"must be after ts ({ev.ts}), got {ev.until}")
+    most = min(SET_BY_CHARS, rules.limits.max_field_chars)
+    if type(ev.set_by) is not str or not 0 < len(ev.set_by) <= most:
+        raise CoreError("set_by", f"must be a string of 1 to {most} characters")
+    if type(ev.reason) is not str or len(ev.reason) > rules.limits.max_field_chars:
+        raise CoreError("reason", f"must be a string of at most {rules.limits.max_field_chars}")
+    ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules)
+    _advance(state, ev_day, rules)
+    overrides.apply_override(state, ev, key, rules, out)
     _finish(state, ev, key, rules)
     _common_tail(state, ev, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")

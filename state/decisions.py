@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 from schemas.timefmt import format_ts_utc
 
 TIERS = ("mass", "affluent", "hnw", "private")
-#: ``direction`` of a tier change: the first tier, a move up, a move down.
-DIRECTIONS = ("initial", "upgrade", "downgrade")
+#: ``direction`` of a tier change: the first tier, a move up, a move down, a
+#: relationship manager's override (state/overrides.py).
+DIRECTIONS = ("initial", "upgrade", "downgrade", "override")
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
 SEVERITIES = ("info", "warning", "critical")
 #: ``purpose`` of an offer or alert: marketing (needs marketing consent) or service (a
@@ -119,4 +120,40 @@ class Alert:
         }
 
 
-Decision = TierChange | Offer | Alert
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit-trail record the core writes (topic ``audit``, beside the HTTP API's
+    profile reads): every tier override set, cleared or expired (state/overrides.py).
+    ``principal`` is who set the override (``set_by``)."""
+
+    topic: ClassVar[str] = "audit"
+
+    event_id: str
+    customer_id: str
+    ts: int
+    principal: str
+    action: str  # one of AUDIT_ACTIONS
+    result: str  # ok | superseded | expired
+    cause_event_id: str
+    rules_version: str
+    reason: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "ts": format_ts_utc(self.ts),
+            "principal": self.principal,
+            "role": None,
+            "action": self.action,
+            "customer_id": self.customer_id,
+            "result": self.result,
+            "cause_event_id": self.cause_event_id,
+            "rules_version": self.rules_version,
+            "reason": self.reason,
+        }
+
+
+#: ``action`` of the audit records the core writes.
+AUDIT_ACTIONS = ("tier.override.set", "tier.override.clear", "tier.override.expire")
+
+Decision = TierChange | Offer | Alert | AuditRecord

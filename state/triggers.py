@@ -36,7 +36,7 @@ from datetime import date
 
 from schemas.events import INVESTMENT_PRODUCTS
 from schemas.timefmt import format_ts_utc
-from state import alerts, offers
+from state import alerts, offers, overrides
 from state.catalogue import Campaign
 from state.customer import NO_DAY, CustomerState
 from state.decisions import TIER_RANK, Decision
@@ -57,7 +57,14 @@ __all__ = [
 #: Every kind of time trigger, as it starts a trigger id (``reason.trigger`` of the
 #: decisions it fires: ``dormancy:2026-03-31``, ``campaign:<id>``, ...). Readers (the
 #: demo's live view, its test) take the list from here.
-TRIGGER_KINDS = ("dormancy", "review", "birthday", "campaign", "assessment_expiry")
+TRIGGER_KINDS = (
+    "dormancy",
+    "review",
+    "birthday",
+    "campaign",
+    "assessment_expiry",
+    "override_expiry",
+)
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _HNW = TIER_RANK["hnw"]
@@ -246,7 +253,19 @@ def _next_expiry(state: CustomerState, rules: Rules, after: int) -> Due | None:
     return Due(ts, "assessment_expiry", state.assessed_ts) if ts is not None else None
 
 
-_SINGLE = (_next_dormancy, _next_expiry)
+def _override_due(state: CustomerState, after: int) -> int | None:
+    """A tier override's expiry: exactly at its ``until`` (state/overrides.py)."""
+    if state.override_tier is None or state.override_until <= after:
+        return None
+    return state.override_until
+
+
+def _next_override(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    ts = _override_due(state, after)
+    return Due(ts, overrides.EXPIRY, ts) if ts is not None else None
+
+
+_SINGLE = (_next_dormancy, _next_expiry, _next_override)
 _REPEATING = (_next_review, _next_birthday)
 
 
@@ -271,6 +290,9 @@ def next_due_ms(state: CustomerState, rules: Rules) -> int | None:
     d = _birthday_due(state, rules, after)
     if d is not None and (best is None or d[0] < best):
         best = d[0]
+    ts = _override_due(state, after)
+    if ts is not None and (best is None or ts < best):
+        best = ts
     if rules.campaigns:
         for c in _campaign_dues(state, rules, after):
             if best is None or c.ts < best:
@@ -295,10 +317,13 @@ def due_between(state: CustomerState, rules: Rules, after: int, until: int) -> l
             while (d := nxt(state, rules, cursor)) is not None and d.ts <= until:
                 out.append(d)
                 cursor = d.ts
-    elif state.assessed_ts >= 0 and not state.service_opt_out:  # _next_expiry's checks
-        ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
-        if after < ts <= until and _holds_investments(state):
-            out.append(Due(ts, "assessment_expiry", state.assessed_ts))
+    else:  # the instances due at any time of day
+        if state.assessed_ts >= 0 and not state.service_opt_out:  # _next_expiry's checks
+            ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
+            if after < ts <= until and _holds_investments(state):
+                out.append(Due(ts, "assessment_expiry", state.assessed_ts))
+        if state.override_tier is not None and after < state.override_until <= until:
+            out.append(Due(state.override_until, overrides.EXPIRY, state.override_until))
     if rules.campaigns:
         out.extend(d for d in _campaign_dues(state, rules, after) if d.ts <= until)
     if len(out) > 1:
@@ -334,6 +359,11 @@ def _fire(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Deci
         _fire_birthday(state, d, cause, rules, out)
     elif d.kind == "campaign":
         _fire_campaign(state, d, cause, rules, out)
+    elif d.kind == overrides.EXPIRY:
+        # still the override it was due for (an override record in between may have
+        # replaced or cleared it: then its own expiry, if any, is another instance)
+        if state.override_tier is not None and state.override_until == d.ts:
+            overrides.expire(state, d.ts, rules, out)
     else:
         _fire_expiry(state, d, cause, rules, out)
 
