@@ -24,7 +24,7 @@ import faust
 from faust.types import TP
 
 from schemas.decoder import Decoder
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT
 from state.rules import Rules, load_rules
 from streams.http.views import register_web
 from streams.metrics import Metrics
@@ -183,7 +183,8 @@ class TierstreamService:
     def _commit(self, app: faust.App) -> BatchCommit:
         """The write order of the configured processing guarantee (commit.py)."""
         s = self.settings
-        outputs = {t: s.topic(t) for t in OUTPUT_TOPICS}
+        # the core's outputs: decisions, dead letters, and override audits (issue 22)
+        outputs = {t: s.topic(t) for t in (*OUTPUT_TOPICS, TOPIC_AUDIT)}
         changelog = changelog_topic(s)
         if self._eos:
             return ExactlyOnceCommit(
