@@ -176,16 +176,18 @@ def _complete_months(state: CustomerState, n: int) -> tuple[int, int, int, int]:
     return known, inflow, spend, income
 
 
-def recent_flows_fen(state: CustomerState) -> tuple[int, int]:
-    """(inflow, spend) in fen over the current calendar month and the two before: the
-    RFM figures ``inflow_cny`` and ``spend_cny``."""
+def recent_flows_fen(state: CustomerState, day: int | None = None) -> tuple[int, int]:
+    """(inflow, spend) in fen over the calendar month of ``day`` (default: the
+    customer's today) and the two before: the RFM figures ``inflow_cny`` and
+    ``spend_cny``."""
     if state.version == 0:
         return 0, 0
-    first = month_of(state.day) - 2
+    last = month_of(state.day if day is None else day)
+    first = last - 2
     inflow = spend = 0
     led = state.ledger
     for i in range(0, len(led), _STRIDE):
-        if led[i] >= first:
+        if first <= led[i] <= last:
             inflow += led[i + 1]
             spend += led[i + 2]
     return inflow, spend

@@ -55,9 +55,12 @@ def profile_fields(state: CustomerState, rules: Rules) -> dict[str, str]:
     transactions, 4 decimals."""
     w = state.windows
     has_tx = state.tx_days > 0
+    inflow, spend = recent_flows_fen(state)
     if has_tx:
         recency = state.day - state.tx_last_day
-        r, f, m = r_score(recency, rules), f_score(w.count, rules), m_score(w.sum_fen, rules)
+        basis = rules.rfm_monetary
+        monetary = w.sum_fen if basis == "turnover" else spend if basis == "spend" else inflow
+        r, f, m = r_score(recency, rules), f_score(w.count, rules), m_score(monetary, rules)
         rfm = (str(recency), str(r), str(f), str(m), segment(r, f, m))
     else:
         rfm = ("", "", "", "", "")
@@ -65,7 +68,6 @@ def profile_fields(state: CustomerState, rules: Rules) -> dict[str, str]:
     value = customer_clv(state, rules)
     known = state.version > 0
     contrib = contribution_fen(state, rules) if known else 0
-    inflow, spend = recent_flows_fen(state)
     overridden = state.override_tier is not None
     return {
         "customer_id": state.customer_id,

@@ -38,11 +38,13 @@ from schemas.events import INVESTMENT_PRODUCTS
 from schemas.timefmt import format_ts_utc
 from state import alerts, offers, overrides
 from state.catalogue import Campaign
+from state.contribution import recent_flows_fen
 from state.customer import NO_DAY, CustomerState
 from state.decisions import TIER_RANK, Decision
 from state.money import fen_str
 from state.offers import birthday_in, local_date
 from state.recommend import product_ids
+from state.rfm import f_score, m_score, r_score, segment
 from state.rules import DAY_MS, Rules
 
 __all__ = [
@@ -64,6 +66,7 @@ TRIGGER_KINDS = (
     "campaign",
     "assessment_expiry",
     "override_expiry",
+    "rfm_slip",
 )
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -87,7 +90,7 @@ class Due:
         after every event and must stay cheap)."""
         if self.campaign is not None:
             return f"campaign:{self.campaign.id}"
-        if self.kind in ("dormancy", "review"):
+        if self.kind in ("dormancy", "review", "rfm_slip"):
             return f"{self.kind}:{_iso(self.key)}"
         return f"{self.kind}:{self.key}"
 
@@ -253,6 +256,29 @@ def _next_expiry(state: CustomerState, rules: Rules, after: int) -> Due | None:
     return Due(ts, "assessment_expiry", state.assessed_ts) if ts is not None else None
 
 
+def _slip_due(state: CustomerState, rules: Rules, after: int) -> tuple[int, int] | None:
+    """RFM that drives something: the day the R score falls to 2 -- recency beyond
+    ``rfm.recency_days[2]`` -- for a customer of ``care.slipping_min_tier`` or above
+    (fired only if the segment is then one of ``care.slipping_segments``)."""
+    if not rules.slipping_segments or not state.tx_days or state.tier is None:
+        return None
+    if TIER_RANK[state.tier] < rules.slipping_min_tier:
+        return None
+    if (
+        "hibernating" not in rules.slipping_segments
+        and state.windows.count < rules.rfm_frequency[1]
+    ):
+        return None  # F < 3 now, so at the due day too: at_risk and cant_lose need F >= 3
+    day = state.tx_last_day + rules.rfm_recency_days[2] + 1
+    ts = rules.day_start_ms(day)
+    return (ts, day) if ts > after else None
+
+
+def _next_slip(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    d = _slip_due(state, rules, after)
+    return Due(d[0], "rfm_slip", d[1]) if d is not None else None
+
+
 def _override_due(state: CustomerState, after: int) -> int | None:
     """A tier override's expiry: exactly at its ``until`` (state/overrides.py)."""
     if state.override_tier is None or state.override_until <= after:
@@ -265,7 +291,7 @@ def _next_override(state: CustomerState, rules: Rules, after: int) -> Due | None
     return Due(ts, overrides.EXPIRY, ts) if ts is not None else None
 
 
-_SINGLE = (_next_dormancy, _next_expiry, _next_override)
+_SINGLE = (_next_dormancy, _next_expiry, _next_override, _next_slip)
 _REPEATING = (_next_review, _next_birthday)
 
 
@@ -293,6 +319,9 @@ def next_due_ms(state: CustomerState, rules: Rules) -> int | None:
     ts = _override_due(state, after)
     if ts is not None and (best is None or ts < best):
         best = ts
+    d = _slip_due(state, rules, after)
+    if d is not None and (best is None or d[0] < best):
+        best = d[0]
     if rules.campaigns:
         for c in _campaign_dues(state, rules, after):
             if best is None or c.ts < best:
@@ -359,6 +388,8 @@ def _fire(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Deci
         _fire_birthday(state, d, cause, rules, out)
     elif d.kind == "campaign":
         _fire_campaign(state, d, cause, rules, out)
+    elif d.kind == "rfm_slip":
+        _fire_slip(state, d, cause, rules, out)
     elif d.kind == overrides.EXPIRY:
         # still the override it was due for (an override record in between may have
         # replaced or cleared it: then its own expiry, if any, is another instance)
@@ -474,3 +505,52 @@ def _fire_expiry(
     o = offers.emit(state, "risk_assessment_due", d.ts, cause, d.trigger, rules, reason)
     if o is not None:
         out.append(o)
+
+
+def _fire_slip(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]) -> None:
+    """The customer's R score fell to 2 today: their RFM segment as of today (F and M
+    over the window ending today) decides whether relationship managers hear of it."""
+    if state.tier is None or TIER_RANK[state.tier] < rules.slipping_min_tier:
+        return
+    day = d.key
+    recency = day - state.tx_last_day
+    count, turnover = _window_as_of(state, day, rules)
+    if rules.rfm_monetary == "turnover":
+        monetary = turnover
+    else:
+        inflow, spend = recent_flows_fen(state, day)
+        monetary = spend if rules.rfm_monetary == "spend" else inflow
+    r, f, m = r_score(recency, rules), f_score(count, rules), m_score(monetary, rules)
+    seg = segment(r, f, m)
+    if seg not in rules.slipping_segments:
+        return
+    reason = {
+        "trigger": d.trigger,
+        "segment": seg,
+        "r_score": str(r),
+        "f_score": str(f),
+        "m_score": str(m),
+        "recency_days": str(recency),
+        "frequency": str(count),
+        "monetary_cny": fen_str(monetary),
+        "monetary": rules.rfm_monetary,
+        "last_transaction_day": _iso(state.tx_last_day),
+        "tier": state.tier,
+    }
+    severity = "critical" if TIER_RANK[state.tier] >= _HNW else "warning"
+    a = alerts.emit_alert(state, "rfm_slipping", severity, d.ts, cause, d.trigger, rules, reason)
+    if a is not None:
+        out.append(a)
+
+
+def _window_as_of(state: CustomerState, day: int, rules: Rules) -> tuple[int, int]:
+    """(transactions, CNY sum in fen) of the window that ends on ``day``: the buckets
+    newer than ``day - windows.days`` (the state's own window may not have moved there
+    yet: nothing moves it but events)."""
+    first = day - rules.window_days + 1
+    count = total = 0
+    for bday, bucket in state.windows.buckets.items():
+        if first <= bday <= day:
+            total += bucket[0]
+            count += sum(packed >> 3 for packed in bucket[1:])
+    return count, total

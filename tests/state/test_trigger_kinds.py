@@ -26,7 +26,7 @@ def _rules() -> Rules:
 def test_a_quiet_hnw_year_fires_every_declared_trigger_kind_and_no_other() -> None:
     rules = _rules()
     # hnw with consent, a birthday, investments and an assessment from 300 days before
-    # the year starts; one transaction, a relationship manager's override until day
+    # the year starts; a busy day, a relationship manager's override until day
     # 200, then a quiet year with daily ticks.
     override = TierOverride("o1", "c1", at(2), "private", at(200), "rm-1", "family office")
     state, _ = run(
@@ -34,7 +34,7 @@ def test_a_quiet_hnw_year_fires_every_declared_trigger_kind_and_no_other() -> No
             prof(at(0), birth_date="1980-06-15"),
             assess(T0 - 300 * DAY, 70),
             bal(at(0), "2000000", account="inv", product="fund"),
-            tx(at(1), "100"),
+            *(tx(at(1, h), "100") for h in range(8)),  # frequent: its recency slips later
             override,
         ],
         rules=rules,
