@@ -484,10 +484,8 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
             o = offers.assessment_due_on_buy(state, tx, rules)
             if o is not None:
                 out.append(o)
-        if counted:
-            o = offers.digital_banking_offer(state, tx, ev_day, rules)
-            if o is not None:
-                out.append(o)
+        if counted:  # digital banking, priority branch service
+            out.extend(offers.channel_offers(state, tx, ev_day, rules))
     _common_tail(state, tx, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")
 

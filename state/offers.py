@@ -22,6 +22,7 @@ from schemas.events import InputEvent
 from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
 from state.decisions import TIER_RANK, Offer, derive_event_id
+from state.money import fen_str, ratio_str
 from state.recommend import product_ids
 from state.risk import valid_risk_type
 from state.rules import Rules
@@ -182,10 +183,34 @@ def tier_entry_offers(
     return out
 
 
+def channel_offers(
+    state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
+) -> list[Offer]:
+    """The offers that follow how and for how much the customer transacts (channel
+    shares and the average transaction of the window, as in the profile's
+    ``channel_shares`` and ``avg_amount_cny``): the digital-banking nudge and priority
+    branch service. Checked on every counted transaction."""
+    w = state.windows
+    if not state.consent or w.count == 0:
+        return []
+    out = []
+    o = digital_banking_offer(state, event, ev_day, rules)
+    if o is not None:
+        out.append(o)
+    o = branch_priority_offer(state, event, rules)
+    if o is not None:
+        out.append(o)
+    return out
+
+
 def digital_banking_offer(
     state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
 ) -> Offer | None:
-    """Young customers who mostly bank at branches/ATMs get the digital-banking nudge."""
+    """Young customers who mostly bank at branches and ATMs, for everyday amounts, get
+    the digital-banking nudge: at least ``digital_banking_min_transactions`` in the
+    window, MORE than ``digital_banking_share_over`` of them at a branch or an ATM, an
+    average transaction below ``digital_banking_max_avg_cny``, and younger than
+    ``digital_banking_max_age`` on the transaction's local date."""
     w = state.windows
     if w.count < rules.digital_banking_min_transactions or state.birth_date is None:
         return None
@@ -194,6 +219,9 @@ def digital_banking_offer(
     offline = w.channels[_BRANCH] + w.channels[_ATM]
     if offline <= rules.digital_banking_share_over * w.count:
         return None
+    avg = w.average_fen()
+    if avg >= rules.digital_banking_max_avg_fen:
+        return None  # large amounts: the branch offer's customers, not the app's
     age = age_on(date.fromisoformat(state.birth_date), local_date(ev_day))
     if age >= rules.digital_banking_max_age:
         return None
@@ -202,8 +230,35 @@ def digital_banking_offer(
         "branch_atm_transactions": str(offline),
         "window_transactions": str(w.count),
         "window_days": str(rules.window_days),
+        "branch_atm_share": ratio_str(offline, w.count),
+        "avg_amount_cny": fen_str(avg),
     }
     return _offer(state, "digital_banking", event, rules, reason)
+
+
+def branch_priority_offer(state: CustomerState, event: InputEvent, rules: Rules) -> Offer | None:
+    """Customers of any age whose transactions are mostly at the branch and large on
+    average get priority branch service (an appointment, a priority counter): at least
+    ``branch_priority_min_transactions`` in the window, MORE than
+    ``branch_priority_share_over`` of them at a branch, an average transaction of at
+    least ``branch_priority_min_avg_cny``."""
+    w = state.windows
+    if w.count < rules.branch_priority_min_transactions:
+        return None
+    branch = w.channels[_BRANCH]
+    if branch <= rules.branch_priority_share_over * w.count:
+        return None
+    avg = w.average_fen()
+    if avg < rules.branch_priority_min_avg_fen:
+        return None
+    reason = {
+        "branch_transactions": str(branch),
+        "window_transactions": str(w.count),
+        "window_days": str(rules.window_days),
+        "branch_share": ratio_str(branch, w.count),
+        "avg_amount_cny": fen_str(avg),
+    }
+    return _offer(state, "branch_priority", event, rules, reason)
 
 
 def assessment_due_on_buy(state: CustomerState, tx: InputEvent, rules: Rules) -> Offer | None:
