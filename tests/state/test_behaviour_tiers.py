@@ -47,11 +47,15 @@ def test_default_rules_tier_by_aum_alone() -> None:
 
 
 def test_a_salary_reaches_affluent_and_the_reason_names_it(rules) -> None:  # type: ignore[no-untyped-def]
-    state, outs = run(salaried(["35000.00", "35000.00"]), rules=rules)
+    _, outs = run(salaried(["35000.00", "35000.00"]), rules=rules)
     initial, upgrade = tier_changes(outs)
     assert initial.to_tier == "mass" and initial.reason["criterion"] == "aum"
     # 10 February: January is complete, inflow 35,000.00 >= 30,000.00
-    assert (upgrade.from_tier, upgrade.to_tier, upgrade.direction) == ("mass", "affluent", "upgrade")
+    assert (upgrade.from_tier, upgrade.to_tier, upgrade.direction) == (
+        "mass",
+        "affluent",
+        "upgrade",
+    )
     assert upgrade.ts == at(40)
     assert upgrade.reason["criterion"] == "monthly_inflow"
     assert upgrade.reason["criterion_cny"] == "35000.00"
@@ -93,7 +97,9 @@ def test_contribution_reaches_hnw(rules) -> None:  # type: ignore[no-untyped-def
 def test_turnover_counts_for_sme_customers_only(rules) -> None:  # type: ignore[no-untyped-def]
     def bank(segment: str) -> list[TierChange]:
         events = [prof(at(0), segment=segment), bal(at(0, 1), "1000.00", account="D1")]
-        events += [tx(at(3 + 31 * m), "450000.00", type="transfer_in", account="D1") for m in range(2)]
+        events += [
+            tx(at(3 + 31 * m), "450000.00", type="transfer_in", account="D1") for m in range(2)
+        ]
         return tier_changes(run(events, rules=rules)[1])
 
     # SME: January's 450,000 x 12 = 5,400,000 turnover on 3 February: hnw
@@ -121,7 +127,10 @@ def test_aum_wins_a_tie_and_the_highest_tier_wins(rules) -> None:  # type: ignor
     ("text", "key"),
     [
         ('[tiers.behaviour.affluent]\nsalary_cny = "1"\n', "tiers.behaviour.affluent.salary_cny"),
-        ('[tiers.behaviour.affluent]\ncontribution = "1"\n', "tiers.behaviour.affluent.contribution"),
+        (
+            '[tiers.behaviour.affluent]\ncontribution = "1"\n',
+            "tiers.behaviour.affluent.contribution",
+        ),
         ('[tiers.behaviour.hnw]\ncontribution_cny = "0"\n', "tiers.behaviour.hnw.contribution_cny"),
         (
             '[tiers.behaviour.affluent]\ncontribution_cny = "9"\n'
