@@ -242,52 +242,71 @@ async def scan_profile_keys(client: Any, prefix: str) -> AsyncIterator[list[byte
         yield chunk
 
 
-#: One step of the AUM scan, run inside Redis: SCAN one cursor step over the profile
-#: keys and return the next cursor with the ``aum_cny`` of every profile found that has
-#: one. Why a script: reading the values with a pipelined HGET per key cost the worker's
-#: event loop 14-18 µs of Python per profile (redis-py packs every command in Python):
-#: 1.4-1.8 s of CPU per refresh for 100,000 profiles, ~15 s a minute for a million. The
-#: script leaves one call per step and a reply that hiredis parses in C (0.02-0.04 s).
-#: It reads keys it was not handed (they come from SCAN), which a standalone Redis
-#: allows; SCAN's guarantee holds as before (every profile present for the whole scan is
-#: read at least once).
-_AUM_SCAN_LUA = """
+#: One step of the value scan, run inside Redis: SCAN one cursor step over the profile
+#: keys and return the next cursor with, for every profile found whose first field
+#: (ARGV[4]) is set, the fields ARGV[4..] in order (missing ones as ""). Why a script:
+#: reading the values with a pipelined HGET per key cost the worker's event loop
+#: 14-18 µs of Python per profile (redis-py packs every command in Python): 1.4-1.8 s
+#: of CPU per refresh for 100,000 profiles, ~15 s a minute for a million. The script
+#: leaves one call per step and a reply that hiredis parses in C (0.02-0.04 s for the
+#: AUM alone). It reads keys it was not handed (they come from SCAN), which a
+#: standalone Redis allows; SCAN's guarantee holds as before (every profile present for
+#: the whole scan is read at least once).
+_VALUE_SCAN_LUA = """
 local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local values = {}
 for _, key in ipairs(step[2]) do
-  local v = redis.call('HGET', key, 'aum_cny')
-  if v and v ~= '' then values[#values + 1] = v end
+  local first = redis.call('HGET', key, ARGV[4])
+  if first and first ~= '' then
+    values[#values + 1] = first
+    for i = 5, #ARGV do
+      values[#values + 1] = redis.call('HGET', key, ARGV[i]) or ''
+    end
+  end
 end
 return {step[1], values}
 """
 
 
-async def aum_values(client: Any, prefix: str) -> tuple[list[Decimal], int]:
-    """The ``aum_cny`` of every profile under ``prefix`` that has one, and how many
-    values could not be read as a finite decimal (left out).
-
-    Reads only that field, one SCAN step at a time inside Redis (``_AUM_SCAN_LUA``).
-    """
-    scan_step = client.register_script(_AUM_SCAN_LUA)
+async def profile_values(client: Any, prefix: str, fields: tuple[str, ...]) -> list[list[str]]:
+    """``fields`` of every profile under ``prefix`` whose first field is set, as text
+    ("" where a later field is missing). One SCAN step at a time inside Redis
+    (``_VALUE_SCAN_LUA``): the worker's Pareto gauges read AUM, contribution and tier."""
+    scan_step = client.register_script(_VALUE_SCAN_LUA)
     match = profile_key_pattern(prefix)
-    values: list[Decimal] = []
-    bad = 0
+    width = len(fields)
+    rows: list[list[str]] = []
     cursor: bytes | int = 0
     while True:
-        cursor, raw_values = await scan_step(keys=[], args=[cursor, match, _SCAN_COUNT])
-        for raw in raw_values:
-            try:
-                value = Decimal(_text(raw))
-            except InvalidOperation:
-                bad += 1
-                continue
-            if value.is_finite():
-                values.append(value)
-            else:
-                bad += 1
+        cursor, raw = await scan_step(keys=[], args=[cursor, match, _SCAN_COUNT, *fields])
+        flat = [_text(v) for v in raw]
+        rows.extend(flat[i : i + width] for i in range(0, len(flat), width))
         if int(cursor) == 0:
             break
+    return rows
+
+
+async def aum_values(client: Any, prefix: str) -> tuple[list[Decimal], int]:
+    """The ``aum_cny`` of every profile under ``prefix`` that has one, and how many
+    values could not be read as a finite decimal (left out)."""
+    values: list[Decimal] = []
+    bad = 0
+    for (text,) in await profile_values(client, prefix, ("aum_cny",)):
+        value = decimal_or_none(text)
+        if value is None:
+            bad += 1
+        else:
+            values.append(value)
     return values, bad
+
+
+def decimal_or_none(text: str) -> Decimal | None:
+    """A profile's money field as a finite Decimal, or None if it is not one."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
 
 
 def _text(b: bytes | str) -> str:
@@ -301,7 +320,7 @@ def _text(b: bytes | str) -> str:
 #: (the versioned upsert script, loaded by redis-py's pipeline), and HGET/HSET/HINCRBY
 #: (called inside that script; Redis checks script calls against the user's ACL too);
 #: EXISTS + SET on ``<prefix>synced:<partition>`` markers (detecting a Redis that lost
-#: its data: the worker's resync) and SCAN + HGET for the Pareto gauge (every 60 s).
+#: its data: the worker's resync) and SCAN + HGET for the Pareto gauges (every 60 s).
 REDIS_ACL_COMMANDS: tuple[str, ...] = (
     "ping",
     "hgetall",
