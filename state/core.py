@@ -43,11 +43,11 @@ from schemas.values import MAX_MONEY_DECIMALS
 from state import alerts, contribution, offers, overrides, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
-from state.limits import MAX_FEN, SET_BY_CHARS
+from state.limits import MAX_FEN
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
-from state.tiers import criterion_reason, decide, evaluate
+from state.tiers import decide, evaluate, tier_reason
 from state.windows import CHANNEL_INDEX
 
 __all__ = ["CoreError", "Outcome", "apply", "fire_timers"]
@@ -344,7 +344,6 @@ def _after_aum_event(
         else:
             samples += (state.day, aum, aum)
     ev = evaluate(state, rules)
-    basis = ev.basis
     if state.override_tier is not None:  # a relationship manager's tier is in effect
         overrides.follow_rules(state, ev, rules)
         to_tier = None
@@ -360,18 +359,7 @@ def _after_aum_event(
             direction = "downgrade"
         state.tier = to_tier
         state.tier_since = event.ts
-        basis_str = fen_str(basis)
-        reason = {
-            "basis": rules.tier_basis,
-            "basis_cny": basis_str,
-            "aum_cny": fen_str(aum),
-            "floor_cny": fen_str(rules.tier_floors_fen[TIER_RANK[to_tier]]),
-            "band": str(rules.downgrade_band),
-        }
-        if rules.tier_basis == "avg_daily":
-            reason["avg_days"] = str(rules.tier_avg_days)
-        if rules.tier_behaviour:
-            reason.update(criterion_reason(ev, to_tier, rules))
+        reason = tier_reason(state, ev, to_tier, rules)
         if direction == "downgrade":
             assert from_tier is not None
             reason["threshold_cny"] = fen_str(rules.tier_down_fen[TIER_RANK[from_tier]])
@@ -392,7 +380,9 @@ def _after_aum_event(
         )
         if direction == "downgrade":
             assert from_tier is not None
-            a = alerts.high_value_downgrade(state, event, from_tier, to_tier, basis_str, rules)
+            a = alerts.high_value_downgrade(
+                state, event, from_tier, to_tier, reason["basis_cny"], rules
+            )
             if a is not None:
                 out.append(a)
         else:
@@ -596,17 +586,11 @@ def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outco
 
 def _override(state: CustomerState, ev: TierOverride, key: int, rules: Rules) -> Outcome:
     """A relationship manager's tier override, or its clearing (state/overrides.py)."""
-    if ev.tier is not None and ev.tier not in TIER_RANK:
-        raise CoreError("tier", f"unknown tier '{ev.tier}'")
     if ev.until is not None:
         _check_time("until", ev.until, rules)
-        if ev.until <= ev.ts:
-            raise CoreError("until", f"must be after ts ({ev.ts}), got {ev.until}")
-    most = min(SET_BY_CHARS, rules.limits.max_field_chars)
-    if type(ev.set_by) is not str or not 0 < len(ev.set_by) <= most:
-        raise CoreError("set_by", f"must be a string of 1 to {most} characters")
-    if type(ev.reason) is not str or len(ev.reason) > rules.limits.max_field_chars:
-        raise CoreError("reason", f"must be a string of at most {rules.limits.max_field_chars}")
+    bad = overrides.invalid(ev, rules)
+    if bad is not None:
+        raise CoreError(*bad)
     ev_day = rules.local_day(ev.ts)
     out = _catch_up(state, ev, ev_day, rules)
     _advance(state, ev_day, rules)

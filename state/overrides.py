@@ -35,9 +35,10 @@ from schemas.events import TierOverride
 from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
 from state.decisions import TIER_RANK, TIERS, AuditRecord, Decision, TierChange, derive_event_id
+from state.limits import SET_BY_CHARS
 from state.money import fen_str
 from state.rules import Rules
-from state.tiers import TierEvaluation, criterion_reason, decide, evaluate
+from state.tiers import TierEvaluation, decide, evaluate, tier_reason
 
 __all__ = ["EXPIRY", "apply_override", "end_override", "expire", "expiry_trigger", "follow_rules"]
 
@@ -55,6 +56,21 @@ def follow_rules(state: CustomerState, ev: TierEvaluation, rules: Rules) -> None
     to = decide(state.rules_tier, ev, rules)
     if to is not None:
         state.rules_tier = to
+
+
+def invalid(ev: TierOverride, rules: Rules) -> tuple[str, str] | None:
+    """Why the core cannot apply the record -- (field, reason) for its CoreError -- or
+    None. The decoder holds the same (its ``until`` years are checked by the core)."""
+    if ev.tier is not None and ev.tier not in TIER_RANK:
+        return "tier", f"unknown tier '{ev.tier}'"
+    if ev.until is not None and ev.until <= ev.ts:
+        return "until", f"must be after ts ({ev.ts}), got {ev.until}"
+    most = min(SET_BY_CHARS, rules.limits.max_field_chars)
+    if type(ev.set_by) is not str or not 0 < len(ev.set_by) <= most:
+        return "set_by", f"must be a string of 1 to {most} characters"
+    if type(ev.reason) is not str or len(ev.reason) > rules.limits.max_field_chars:
+        return "reason", f"must be a string of at most {rules.limits.max_field_chars}"
+    return None
 
 
 def apply_override(
@@ -153,15 +169,7 @@ def end_override(
     from_tier = state.tier
     assert from_tier is not None and overridden is not None
     direction = "upgrade" if TIER_RANK[to] > TIER_RANK[from_tier] else "downgrade"
-    reason: dict[str, Any] = {
-        "override_ended": how,
-        "basis": rules.tier_basis,
-        "basis_cny": fen_str(ev.basis),
-        "aum_cny": fen_str(state.aum_fen),
-        "floor_cny": fen_str(rules.tier_floors_fen[TIER_RANK[to]]),
-        "band": str(rules.downgrade_band),
-        **criterion_reason(ev, to, rules),
-    }
+    reason: dict[str, Any] = {"override_ended": how, **tier_reason(state, ev, to, rules)}
     if how == "expired":
         reason["trigger"] = cause_event_id
     out.append(

@@ -11,12 +11,11 @@ naming the key, never half-way through a stream.
 from __future__ import annotations
 
 import hashlib
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 from itertools import pairwise
 from types import MappingProxyType
@@ -30,6 +29,7 @@ from schemas.events import CONTACT_OUTCOMES, TRANSACTION_TYPES
 from state.catalogue import Campaign, Product, parse_campaigns, parse_catalogue, spread_hours
 from state.decisions import TIER_RANK, TIERS
 from state.limits import Limits, state_size_bound
+from state.rules_reader import TableReader
 from state.value import BgNbdParams, GammaGammaParams
 
 OFFER_KINDS = (
@@ -290,76 +290,8 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], prefix: str) -> None:
             base[key] = value
 
 
-class _Reader:
-    """Typed access to the merged table; every error names the dotted key."""
-
-    def __init__(self, table: dict[str, Any]) -> None:
-        self.t = table
-
-    def raw(self, key: str) -> Any:
-        node: Any = self.t
-        for part in key.split("."):
-            node = node[part]
-        return node
-
-    def string(self, key: str, choices: tuple[str, ...] | None = None) -> str:
-        v = self.raw(key)
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"rules: '{key}' must be a non-empty string, got {v!r}")
-        if choices is not None and v not in choices:
-            raise ValueError(f"rules: '{key}' must be one of {list(choices)}, got {v!r}")
-        return v
-
-    def integer(self, key: str, lo: int = 0, v: Any = None) -> int:
-        v = self.raw(key) if v is None else v
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"rules: '{key}' must be an integer >= {lo}, got {v!r}")
-        return v
-
-    def number(self, key: str, lo: float = 0.0, hi: float = math.inf) -> float:
-        v = self.raw(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-            raise ValueError(f"rules: '{key}' must be a number in [{lo}, {hi}], got {v!r}")
-        return float(v)
-
-    def positive(self, key: str) -> float:
-        v = self.raw(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
-            raise ValueError(f"rules: '{key}' must be a number > 0, got {v!r}")
-        return float(v)
-
-    def decimal(self, key: str, v: Any = None, lo: Decimal = Decimal(0)) -> Decimal:
-        v = self.raw(key) if v is None else v
-        if isinstance(v, bool) or not isinstance(v, str | int | float):
-            raise ValueError(f"rules: '{key}' must be a decimal string, got {v!r}")
-        try:
-            d = Decimal(str(v))
-        except InvalidOperation:
-            raise ValueError(f"rules: '{key}' must be a decimal number, got {v!r}") from None
-        if not d.is_finite() or d < lo:
-            raise ValueError(f"rules: '{key}' must be a finite decimal >= {lo}, got {v!r}")
-        return d
-
-    def ratio(self, key: str) -> Decimal:
-        d = self.decimal(key)
-        if d > 1:
-            raise ValueError(f"rules: '{key}' must be between 0 and 1, got {d}")
-        return d
-
-    def ascending(self, key: str, kind: str) -> tuple[Any, ...]:
-        v = self.raw(key)
-        if not isinstance(v, list) or len(v) != 4:
-            raise ValueError(f"rules: '{key}' must be a list of 4 cut-offs, got {v!r}")
-        items: list[Any] = [
-            self.decimal(key, x) if kind == "decimal" else self.integer(key, 0, x) for x in v
-        ]
-        if any(a >= b for a, b in pairwise(items)):
-            raise ValueError(f"rules: '{key}' must be strictly ascending, got {v!r}")
-        return tuple(items)
-
-
 def _build(table: dict[str, Any], version: str) -> Rules:
-    r = _Reader(table)
+    r = TableReader(table)
     tz = r.string("timezone")
     try:
         ZoneInfo(tz)
@@ -460,7 +392,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
     return rules
 
 
-def _limits(r: _Reader) -> Limits:
+def _limits(r: TableReader) -> Limits:
     """The [limits] table; each bound is checked against what the code can honour."""
     id_chars = r.integer("limits.max_id_chars", 1)
     if id_chars > SCHEMA_ID_CHARS:
@@ -486,7 +418,7 @@ def _limits(r: _Reader) -> Limits:
     )
 
 
-def _value_and_behaviour(r: _Reader) -> dict[str, Any]:
+def _value_and_behaviour(r: TableReader) -> dict[str, Any]:
     """Contribution rates, tiers by behaviour, RFM that drives alerts, channel offers
     (issue 22)."""
     fees = r.raw("value.fees")
@@ -548,14 +480,14 @@ def _value_and_behaviour(r: _Reader) -> dict[str, Any]:
     }
 
 
-def _at_most(r: _Reader, key: str, hi: int) -> int:
+def _at_most(r: TableReader, key: str, hi: int) -> int:
     v = r.integer(key, 1)
     if v > hi:
         raise ValueError(f"rules: '{key}' must be at most {hi} (the months a state keeps), got {v}")
     return v
 
 
-def _care(r: _Reader) -> dict[str, Any]:
+def _care(r: TableReader) -> dict[str, Any]:
     cadence = {t: r.integer(f"care.cadence_days.{t}") for t in TIERS}
     outcomes = r.raw("care.contact_outcomes")
     if not isinstance(outcomes, list) or not all(o in CONTACT_OUTCOMES for o in outcomes):
@@ -601,7 +533,7 @@ def load_rules(path: str | None = None) -> Rules:
             raise ValueError(f"rules: {path} is not valid TOML: {e}") from None
         _merge(table, user, "")
         if "version" in user:
-            version = _Reader(table).string("version")
+            version = TableReader(table).string("version")
         else:
             # [limits] came after rule files without a version were in use: at its
             # defaults it stays out of the hash, so their derived version (and with it

@@ -185,3 +185,22 @@ def criterion_reason(ev: TierEvaluation, to_tier: str, rules: Rules) -> dict[str
         out["criterion_cny"] = fen_str(value if value is not None else 0)
         out["criterion_floor_cny"] = fen_str(floor)
     return out
+
+
+def tier_reason(
+    state: CustomerState, ev: TierEvaluation, to_tier: str, rules: Rules
+) -> dict[str, str]:
+    """The numbers every tier change by the rules states in its ``reason``: the basis,
+    the AUM, the new tier's floor, the band, and the deciding criterion (docs/topics.md,
+    ``tier-changes``). Shared by the core and the end of an override."""
+    reason = {
+        "basis": rules.tier_basis,
+        "basis_cny": fen_str(ev.basis),
+        "aum_cny": fen_str(state.aum_fen),
+        "floor_cny": fen_str(rules.tier_floors_fen[TIER_RANK[to_tier]]),
+        "band": str(rules.downgrade_band),
+    }
+    if rules.tier_basis == "avg_daily":
+        reason["avg_days"] = str(rules.tier_avg_days)
+    reason.update(criterion_reason(ev, to_tier, rules))
+    return reason

@@ -252,7 +252,8 @@ def read_profiles(settings: Settings) -> LoadedProfiles:
     from streams.redis_sink import connect
 
     async def load() -> LoadedProfiles:
-        client = connect(settings.redis_url, settings.redis_password)
+        creds = settings.redis_credentials()
+        client = connect(settings.redis_url, creds.password, creds.username)
         try:
             return await load_profiles(client, settings.redis_key_prefix)
         finally:
@@ -282,6 +283,14 @@ class ReportWriter:
         self._thread.start()
 
     def _write(self) -> None:
+        from streams.audit import (
+            ROLE_CLI,
+            AuditUnavailable,
+            audit_timeout,
+            cli_principal,
+            profiles_export,
+            write_record,
+        )
         from streams.tools.report_render import write_report
 
         assert self.out is not None
@@ -290,7 +299,13 @@ class ReportWriter:
             if not loaded.rows:
                 self.status = "no profiles in Redis yet: no report"
                 return
+            # an export of every profile, audited first like `tierstream report`
+            export = profiles_export(len(loaded.rows), cli_principal(), ROLE_CLI)
+            write_record(self.settings, export, audit_timeout(self.settings))
             write_report(build_report(loaded), self.out, self.settings.redis_key_prefix)
+        except AuditUnavailable as exc:
+            self.status = f"report not written: {exc}"
+            return
         except (RedisError, OSError) as exc:
             self.status = f"report failed: {exc}"
             return

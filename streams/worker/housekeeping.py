@@ -9,6 +9,7 @@ tolerates Redis being down (the write path already retries and reports it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -47,6 +48,7 @@ class Housekeeping:
         table: PartitionedTable,
         metrics: Metrics,
         contract: dict[str, str],
+        batch_lock: asyncio.Lock | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -57,6 +59,8 @@ class Housekeeping:
         self.metrics = metrics
         #: full topic name -> contract name, for every consumed topic
         self.contract = contract
+        #: The batch loop's lock: a resync never interleaves with a batch's writes.
+        self.batch_lock = batch_lock or asyncio.Lock()
 
     async def tick(self) -> None:
         """The clock: one tick per owned partition, carrying the wall time.
@@ -130,8 +134,11 @@ class Housekeeping:
             log.debug("resync check failed: %s", exc)
             return
         for partition in lost:
-            n = await self._resync_partition(partition)
-            await self.sink.mark_synced(partition)
+            # under the batch lock: a resync that read the table before an erasure's
+            # tombstone must not write the erased profile back after its Redis delete
+            async with self.batch_lock:
+                n = await self._resync_partition(partition)
+                await self.sink.mark_synced(partition)
             self.metrics.redis_resyncs.inc()
             log.info("redis resync: partition %d, %d profiles rewritten", partition, n)
 

@@ -39,6 +39,7 @@ from schemas.events import (
     SEGMENTS,
     TRANSACTION_TYPES,
 )
+from state.decisions import TIERS
 
 __all__ = ["CUSTOMERS", "TOPICS", "Raw", "Record", "bursts", "dump", "records"]
 
@@ -48,6 +49,7 @@ TOPICS = (
     "customer-profiles",
     "risk-assessments",
     "contacts",
+    "tier-overrides",
     "ticks",
 )
 #: A few customers, so a batch of records meets the same states again.
@@ -292,6 +294,8 @@ def _base(topic: str, draw: Any) -> list[tuple[str, Any]]:
                 st.sampled_from([date(1, 1, 1), date(9999, 12, 31), date(2000, 2, 29)]),
             ).map(lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}")
             doc.append(("birth_date", draw(birth | st.none())))
+        if draw(st.booleans()):
+            doc.append(("service_contact_opt_out", draw(st.booleans())))
         return doc
     if topic == "risk-assessments":
         return [
@@ -305,7 +309,31 @@ def _base(topic: str, draw: Any) -> list[tuple[str, Any]]:
             ("channel", draw(st.sampled_from(CONTACT_CHANNELS))),
             ("outcome", draw(st.sampled_from(CONTACT_OUTCOMES))),
         ]  # fmt: skip
+    if topic == "tier-overrides":
+        doc = [
+            ("event_id", eid), ("customer_id", cid), ("ts", ts),
+            ("tier", draw(st.sampled_from([*TIERS, None]))),
+            ("set_by", draw(_ident(("rm-7", "rm-000", "客户经理-12")))),
+            ("reason", draw(st.text(max_size=30) | st.sampled_from(["", "x" * 64, "x" * 65]))),
+        ]  # fmt: skip
+        if draw(st.integers(0, 3)):  # until: mostly set, a time near ts or anywhere
+            doc.append(("until", draw(_valid_ts() | _after(ts) | st.none())))
+        return doc
     return []  # ticks: built by the caller (their id restates the time)
+
+
+def _after(ts: str) -> st.SearchStrategy[str]:
+    """A time shortly after (or exactly at) ``ts``: overrides that expire within a
+    batch's ticks, and the boundary ``until == ts`` the decoder refuses."""
+    try:
+        start = datetime.fromisoformat(ts.upper())
+    except ValueError:
+        return st.just(ts)
+    if start.tzinfo is None:
+        return st.just(ts)
+    return st.integers(0, 40 * 86_400_000).map(
+        lambda ms: (start + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+    )
 
 
 # ------------------------------------------------------------------ mutations
@@ -321,7 +349,9 @@ _KEY_MUTATIONS = ("none", "other", "bad_utf8", "huge", "empty", "controls")
 def _mutate_fields(
     doc: list[tuple[str, Any]], draw: Any, notes: list[str]
 ) -> list[tuple[str, Any]]:
-    names = [k for k, _ in doc] + ["balance_after", "product_risk", "birth_date", "extra"]
+    names = [k for k, _ in doc] + [
+        "balance_after", "product_risk", "birth_date", "until", "service_contact_opt_out", "extra"
+    ]  # fmt: skip
     for _ in range(draw(st.integers(0, 3))):
         name = draw(st.sampled_from(names))
         how = draw(st.sampled_from(_FIELD_MUTATIONS))

@@ -77,6 +77,9 @@ def test_no_record_breaks_decoder_core_or_dead_letters(rules: Rules) -> None:
     assert stats.outcomes["applied"] > 100 and stats.dead_letters > 500
     assert sum(stats.core_errors.values()) > 0 and stats.outcomes["tick"] > 0
     assert len(stats.decode_errors) > 15
+    # relationship managers' overrides (issue 22) reach the core, and expire on ticks
+    assert stats.decisions["audit:tier.override.set"] > 0
+    assert stats.decisions["audit:tier.override.expire"] > 0
 
 
 @pytest.mark.slow

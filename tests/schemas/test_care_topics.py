@@ -9,14 +9,24 @@ import orjson
 import pytest
 
 from schemas.decoder import DecodeError, Decoder
-from schemas.events import INPUT_TOPICS, TICK_TOPICS, TOPIC_CONTACTS, TOPIC_TICKS, Contact, Tick
+from schemas.events import (
+    INPUT_TOPICS,
+    TICK_TOPICS,
+    TOPIC_CONTACTS,
+    TOPIC_ERASURE_REQUESTS,
+    TOPIC_TICKS,
+    Contact,
+    Tick,
+)
 from tests.schemas.conftest import DROP, load_examples, make_payload
 
 
-def test_contacts_comes_after_the_first_inputs_and_ticks_is_not_an_input() -> None:
-    """Inputs added later go at the end (their index is stored: bench/history.py)."""
+def test_the_inputs_order_and_ticks_is_not_an_input() -> None:
+    """Inputs added later come after the first five (issue 22's tier overrides), and
+    erasure requests come last in the tie-break order (an erasure stamped at the same
+    millisecond as another input is applied after it and erases it too)."""
     assert INPUT_TOPICS.index(TOPIC_CONTACTS) == 4
-    assert INPUT_TOPICS[5:] == ("tier-overrides",)  # issue 22
+    assert INPUT_TOPICS[5:] == ("tier-overrides", TOPIC_ERASURE_REQUESTS)
     assert TOPIC_TICKS not in INPUT_TOPICS and TICK_TOPICS == (TOPIC_TICKS,)
 
 

@@ -27,6 +27,7 @@ from schemas.events import (
     BalanceSnapshot,
     Contact,
     CustomerProfile,
+    ErasureRequest,
     RiskAssessment,
     TierOverride,
     Transaction,
@@ -42,6 +43,7 @@ EVENT_TYPES = {
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
     "tier-overrides": TierOverride,
+    "erasure-requests": ErasureRequest,
 }
 
 
