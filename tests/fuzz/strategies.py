@@ -41,7 +41,7 @@ from schemas.events import (
 )
 from state.decisions import TIERS
 
-__all__ = ["CUSTOMERS", "TOPICS", "Raw", "Record", "bursts", "dump", "records"]
+__all__ = ["CUSTOMERS", "TOPICS", "Raw", "Record", "bursts", "dump", "overrides", "records"]
 
 TOPICS = (
     "transactions",
@@ -482,4 +482,30 @@ def bursts(draw: Any) -> list[Record]:
                 doc.append(("balance_after", "-" + _BIG))
             topic = "transactions"
         out.append(Record(topic, b"C1", dump(doc).encode(), 0, i, 0, (f"burst:{kind}",)))
+    return out
+
+
+@st.composite
+def overrides(draw: Any) -> list[Record]:
+    """A relationship manager at work on one customer: valid tier overrides (set with
+    and without ``until``, cleared, out of order), each now and then followed by a
+    tick past its ``until``, so every batch of this kind sets, clears and expires
+    overrides whatever the rules' limits (hostile override records mostly die in the
+    decoder, tight rules even more)."""
+    cid = draw(st.sampled_from(CUSTOMERS[:3]))
+    start = _RECENT[0] + draw(st.integers(0, 300)) * 86_400_000
+    out = []
+    for i in range(draw(st.integers(2, 8))):
+        ts = start + draw(st.integers(-5, 30)) * 3_600_000 + i * 86_400_000
+        tier = draw(st.sampled_from([*TIERS, None]))
+        doc = [("event_id", f"ovr-{i}"), ("customer_id", cid), ("ts", _rfc3339(ts, 480, 3, False)),
+               ("tier", tier), ("set_by", "rm-7"), ("reason", "fuzz")]  # fmt: skip
+        until = ts + draw(st.integers(1, 5 * 86_400_000))
+        if tier is not None and draw(st.integers(0, 3)):
+            doc.append(("until", _rfc3339(until, 0, 3, False)))
+        out.append(Record("tier-overrides", cid.encode(), dump(doc).encode(), 0, i, 0, ("ovr",)))
+        if draw(st.booleans()):
+            tick = [("event_id", f"tick-0-{until}"), ("partition", 0),
+                    ("ts", _rfc3339(until, 0, 3, False))]  # fmt: skip
+            out.append(Record("ticks", None, dump(tick).encode(), 0, 100 + i, 0, ("ovr:tick",)))
     return out

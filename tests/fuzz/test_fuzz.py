@@ -20,16 +20,18 @@ from hypothesis import strategies as st
 
 from state.rules import Rules, load_rules
 from tests.fuzz.harness import NOW_MS, Harness, Stats, tight_rules
-from tests.fuzz.strategies import Record, bursts, records
+from tests.fuzz.strategies import Record, bursts, overrides, records
 
 #: A batch: records of any topic, now and then after a burst of one customer's largest
-#: values; and a number that, at 0, runs the batch without a clock.
+#: values or a relationship manager's overrides of one customer; and a number that, at
+#: 0, runs the batch without a clock.
 _BATCHES = st.tuples(
     st.one_of(
         st.lists(records(), min_size=1, max_size=12),
         st.lists(records(), min_size=1, max_size=12),
         st.lists(records(), min_size=1, max_size=12),
         st.tuples(bursts(), st.lists(records(), max_size=4)).map(lambda b: [*b[0], *b[1]]),
+        st.tuples(overrides(), st.lists(records(), max_size=4)).map(lambda b: [*b[0], *b[1]]),
     ),
     st.integers(0, 9),
 )
