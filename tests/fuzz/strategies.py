@@ -331,9 +331,14 @@ def _after(ts: str) -> st.SearchStrategy[str]:
         return st.just(ts)
     if start.tzinfo is None:
         return st.just(ts)
-    return st.integers(0, 40 * 86_400_000).map(
-        lambda ms: (start + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
-    )
+
+    def later(ms: int) -> str:
+        try:
+            return (start + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+        except OverflowError:  # the end of the calendar: until == ts
+            return ts
+
+    return st.integers(0, 40 * 86_400_000).map(later)
 
 
 # ------------------------------------------------------------------ mutations
