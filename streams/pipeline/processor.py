@@ -23,7 +23,7 @@ the state it left -- dead-letters that record (class ``internal`` unless it is a
 ``DecodeError``/``CoreError``) and lists it in ``BatchResult.internal``. The customer's
 state, maybe half-changed, is rebuilt as it was before the record: the stored state
 (as before this batch) with the customer's earlier records of the batch applied again
-(``_Batch.applied``; an erasure among them starts it again from nothing, so erased
+(``BatchState.applied``; an erasure among them starts it again from nothing, so erased
 data never comes back), and it is left out of the state cache. The store's reads, stored
 states and the writes are not records' doing: their failures still stop the worker.
 """
@@ -31,9 +31,7 @@ states and the writes are not records' doing: their failures still stop the work
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
 
 import orjson
 
@@ -60,129 +58,22 @@ from state.triggers import next_due_ms
 from streams.pipeline.bad_input import BadInputGuard
 from streams.pipeline.dead_letters import dead_letter
 from streams.pipeline.due_index import DueIndex
+from streams.pipeline.records import (
+    BatchResult,
+    BatchState,
+    Decoded,
+    InternalFailure,
+    OutputRecord,
+    RawMessage,
+    StateLoader,
+    StateScan,
+)
 from streams.pipeline.state_cache import StateCache
 
 #: Tie-break order for equal event times: inputs first, then ticks (a tick at T sees
 #: every input stamped T).
 ALIGNED_TOPICS = (*INPUT_TOPICS, *TICK_TOPICS)
 _TOPIC_RANK = {t: i for i, t in enumerate(ALIGNED_TOPICS)}
-
-
-class RawMessage(NamedTuple):
-    """A consumed Kafka message, reduced to what processing needs."""
-
-    topic: str  # contract name, without the deployment's topic prefix
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int = 0  # the Kafka record timestamp (dead letters carry it)
-    source_topic: str = ""  # the full topic name, prefix included ("" = same as topic)
-
-
-class OutputRecord(NamedTuple):
-    topic: str  # contract name (tier-changes, offers, alerts, dead-letters, audit)
-    key: bytes | None
-    value: bytes
-    source_partition: int = 0  # input partition of the cause (its transaction, under EOS)
-
-
-class InternalFailure(NamedTuple):
-    """A record dead-lettered because processing it raised an unexpected exception (a
-    bug, not bad input). The shell logs each once, with these coordinates."""
-
-    topic: str  # full source topic name
-    partition: int
-    offset: int
-    #: where it raised: decode | apply | fire_timers | state (to_bytes/profile_fields at
-    #: the batch's end)
-    stage: str
-    error: Exception
-
-
-@dataclass
-class BatchResult:
-    #: (partition, key, serialized state) for every customer this batch changed.
-    states: list[tuple[int, bytes, bytes]] = field(default_factory=list)
-    #: Tier changes, offers and alerts in decision order, then dead letters.
-    outputs: list[OutputRecord] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    #: customer key -> Redis profile fields, one per changed customer (latest wins).
-    profiles: dict[bytes, dict[str, str]] = field(default_factory=dict)
-    #: (topic, result) -> count; result is applied | duplicate | late | dead_letter.
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: (topic, reason class) -> count of dead letters.
-    dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: Event times (ms) of applied events that produced decisions, for latency.
-    decision_event_ts: list[int] = field(default_factory=list)
-    #: Records dead-lettered with reason class ``internal``, in order.
-    internal: list[InternalFailure] = field(default_factory=list)
-    #: Erased customers whose state must leave the changelog and the store: (partition,
-    #: key) for a tombstone -- erased and not created again later in the batch.
-    tombstones: list[tuple[int, bytes]] = field(default_factory=list)
-    #: Customers whose Redis profile is deleted *before* ``profiles`` are written: every
-    #: erasure of the batch (a customer created again after it gets a fresh profile).
-    erased_profiles: list[bytes] = field(default_factory=list)
-    #: Erasures by result: erased (something was held) | not_found.
-    erasures: dict[str, int] = field(default_factory=dict)
-
-
-class Decoded(NamedTuple):
-    """A message after decoding: exactly one of ``event`` and ``error`` is set.
-
-    ``error`` is the decoder's rejection, or the exception decoding raised (a bug)."""
-
-    msg: RawMessage
-    event: InputEvent | ErasureRequest | Tick | None
-    error: DecodeError | Exception | None
-
-    @property
-    def ts(self) -> int:
-        """Event time for ordering; bad records sort first (they touch no state)."""
-        return self.event.ts if self.event is not None else -1
-
-
-StateLoader = Callable[[int, bytes], bytes | None]
-StateScan = Callable[[int], Iterable[tuple[bytes, bytes]]]
-
-
-class _Batch:
-    """What one ``apply_ordered`` call holds while it runs. The per-event loop keeps its
-    own local names for these; ticks and the failure paths reach them here."""
-
-    __slots__ = (
-        "applied",
-        "audit",
-        "dead",
-        "dead_ticks",
-        "dirty",
-        "load",
-        "poisoned",
-        "result",
-        "scan",
-        "states",
-    )
-
-    def __init__(self, load: StateLoader, scan: StateScan | None) -> None:
-        self.load = load
-        self.scan = scan
-        self.result = BatchResult()
-        self.dead: list[OutputRecord] = []
-        #: audit records of erasures: they join the outputs at the end, like dead letters,
-        #: so that ``outputs`` up to them stays parallel to ``decisions`` (``_withdraw``)
-        self.audit: list[OutputRecord] = []
-        #: customer key -> (partition, state as this batch left it so far)
-        self.states: dict[bytes, tuple[int, CustomerState]] = {}
-        #: customers whose state this batch changed (written at its end)
-        self.dirty: set[bytes] = set()
-        #: (customer key, record, status) of every application of this batch, in order
-        #: (erasures included, status ``erased``): what a customer's state is rebuilt
-        #: from after one of its records failed
-        self.applied: list[tuple[bytes, Decoded, str]] = []
-        #: customers one of whose records failed: kept out of the state cache
-        self.poisoned: set[bytes] = set()
-        #: (partition, offset) of ticks already dead-lettered in this batch
-        self.dead_ticks: set[tuple[int, int]] = set()
 
 
 class BatchProcessor:
@@ -281,7 +172,7 @@ class BatchProcessor:
         (module docstring) relies on the store holding every state as it was before
         the batch.
         """
-        b = _Batch(load, scan)
+        b = BatchState(load, scan)
         result = b.result
         counts = result.counts
         decisions = result.decisions
@@ -358,7 +249,7 @@ class BatchProcessor:
         raw_state = load(partition, key)
         return CustomerState.from_bytes(raw_state) if raw_state is not None else None
 
-    def _erase(self, item: Decoded, request: ErasureRequest, b: _Batch) -> None:
+    def _erase(self, item: Decoded, request: ErasureRequest, b: BatchState) -> None:
         """Forget a customer: its state (a tombstone unless a later event of the batch
         creates it again), its cached copy, its timers and its Redis profile, and write
         the audit record of who asked. Idempotent: a replayed request finds nothing and
@@ -409,7 +300,7 @@ class BatchProcessor:
             )
             result.decision_event_ts.append(ts)
 
-    def _fire_due(self, item: Decoded, tick: Tick, b: _Batch) -> None:
+    def _fire_due(self, item: Decoded, tick: Tick, b: BatchState) -> None:
         """A tick: fire the timers of every customer of its partition that is due."""
         msg = item.msg
         p, rules, due, states, result = msg.partition, self.rules, self.due, b.states, b.result
@@ -461,7 +352,7 @@ class BatchProcessor:
     # -- the poison-pill boundary: a record that raised ---------------------------------
 
     def _fail(
-        self, item: Decoded, key: bytes, exc: Exception, stage: str, mark: int, b: _Batch
+        self, item: Decoded, key: bytes, exc: Exception, stage: str, mark: int, b: BatchState
     ) -> None:
         """Applying ``item`` to customer ``key`` raised ``exc`` (not a rejection): take
         back what it emitted, rebuild the customer's state as it was before it, and
@@ -475,7 +366,7 @@ class BatchProcessor:
         b.dead.append(self._dead_letter(msg, exc, b.result, stage))
         self.guard.record_late(msg.topic, msg.partition)
 
-    def _dead_tick(self, item: Decoded, exc: Exception, stage: str, b: _Batch) -> None:
+    def _dead_tick(self, item: Decoded, exc: Exception, stage: str, b: BatchState) -> None:
         """Dead-letter a tick whose timers raised for a customer -- once, however many
         customers it failed for (the others' timers stand)."""
         msg = item.msg
@@ -501,7 +392,7 @@ class BatchProcessor:
         raw = load(partition, key)
         return CustomerState.from_bytes(raw) if raw is not None else None
 
-    def _rebuild(self, key: bytes, partition: int, b: _Batch) -> CustomerState | None:
+    def _rebuild(self, key: bytes, partition: int, b: BatchState) -> CustomerState | None:
         """The customer's state as it was before the record that just failed: the stored
         state with the customer's earlier applications of this batch applied again
         (each succeeded once; the core is deterministic). Sets it in ``b.states`` and
@@ -535,7 +426,7 @@ class BatchProcessor:
             b.dirty.discard(key)
         return st
 
-    def _settle(self, b: _Batch) -> None:
+    def _settle(self, b: BatchState) -> None:
         """Serialize every state the batch changed and compute its profile (inside the
         boundary: if either raises, the customer's records are replayed one by one to
         find the one that broke it, ``_replay_carefully``)."""
@@ -558,7 +449,7 @@ class BatchProcessor:
             profiles[key] = fields
 
     def _replay_carefully(
-        self, key: bytes, partition: int, exc: Exception, b: _Batch
+        self, key: bytes, partition: int, exc: Exception, b: BatchState
     ) -> tuple[bytes, dict[str, str]] | None:
         """``to_bytes`` or ``profile_fields`` of a customer's state raised at the batch's
         end. Which of its records made that state is not known, so they are applied
@@ -615,6 +506,20 @@ class BatchProcessor:
                     self.guard.record_late(msg.topic, msg.partition)
                 continue
             st = new
+            if outcome.status != status:
+                # without the culprit a later record can fare differently (its event id
+                # kept in the bounded dedup memory, or pushed out of it): count it anew
+                topic = TOPIC_TICKS if tick else msg.topic
+                old, now = (
+                    (f"timers_{status}", f"timers_{outcome.status}")
+                    if tick
+                    else (
+                        status,
+                        outcome.status,
+                    )
+                )
+                counts[(topic, old)] -= 1
+                counts[(topic, now)] = counts.get((topic, now), 0) + 1
             if changes:
                 good = data
                 settled = (data, fields)
