@@ -40,7 +40,9 @@ Format history:
       loads (a worker upgraded in place restores its changelog) and decides exactly as
       before (tests/state/test_golden.py); it is written back as v4 when next changed.
       Fields appended since (older v4 arrays are shorter: they take the defaults):
-      ``recent_offers`` and ``offer_outcomes`` (offer responses, issue 23).
+      ``recent_offers`` and ``offer_outcomes`` (offer responses, issue 23); then
+      ``service_opt_out``, the contribution ``ledger`` and ``ledger_from``, the tier
+      override (``override_*``) and ``rules_tier`` (customer value, issue 22).
 """
 
 from __future__ import annotations
@@ -210,6 +212,25 @@ class CustomerState(
     # (at most ``offers.answerable_offers``), and per offer kind its latest outcome
     recent_offers: list[MadeOffer] = msgspec.field(default_factory=list)
     offer_outcomes: dict[str, OfferOutcome] = msgspec.field(default_factory=dict)
+    # ---- customer value and tier policy (issue 22); absent from older v4 states
+    #: the profile's service_contact_opt_out (last writer by event time wins, with it)
+    service_opt_out: bool = False
+    #: calendar months of money flows, by month ascending (state/contribution.py):
+    #: [month, inflow fen, spend fen, income fen, ...]; the current month and 12 before
+    ledger: list[int] = msgspec.field(default_factory=list)
+    #: local day from which the ledger holds every transaction (NO_DAY: not started; a
+    #: state written before the ledger existed starts it at its next event)
+    ledger_from: int = NO_DAY
+    #: a relationship manager's tier override in effect (state/overrides.py), or None
+    override_tier: Tier | None = None
+    #: when it expires (event-time ms); -1: when cleared
+    override_until: int = -1
+    override_by: str = ""
+    #: (event time, event key) of the newest override record applied: last writer wins
+    override_ts: int = -1
+    override_tie: int = 0
+    #: while an override is in effect: the tier the rules hold (None: none yet)
+    rules_tier: Tier | None = None
 
     def __post_init__(self) -> None:
         """The checks a decoded state gets beyond its types (a corrupt state fails on
