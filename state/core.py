@@ -35,18 +35,20 @@ from schemas.events import (
     Contact,
     CustomerProfile,
     InputEvent,
+    OfferResponse,
     RiskAssessment,
+    TierOverride,
     Transaction,
 )
 from schemas.values import MAX_MONEY_DECIMALS
-from state import alerts, offers, triggers
+from state import alerts, contribution, offers, overrides, responses, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
-from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
+from state.decisions import Decision
 from state.limits import MAX_FEN
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
-from state.tiers import basis_fen, next_tier
+from state.tiers import decide, evaluate, rules_change
 from state.windows import CHANNEL_INDEX
 
 __all__ = ["CoreError", "Outcome", "apply", "fire_timers"]
@@ -66,9 +68,10 @@ _MONEY_TEXT = 25
 class Outcome:
     state: CustomerState
     decisions: tuple[Decision, ...]
-    #: apply: "applied" | "duplicate" | "late"; fire_timers: "fired" (something was
-    #: due: the state changed, maybe without decisions) | "idle" (nothing was due)
+    #: apply: "applied" | "duplicate" | "late" | "unmatched" (state/responses.py);
+    #: fire_timers: "fired" (something was due; maybe no decisions) | "idle" (nothing)
     status: str
+    answered: tuple[str, str, str] | None = None  #: an offer response's kind, tier, outcome
 
 
 class CoreError(ValueError):
@@ -112,6 +115,10 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outco
         return _assessment(state, event, key, rules)
     if isinstance(event, Contact):
         return _contact(state, event, key, rules)
+    if isinstance(event, OfferResponse):
+        return _response(state, event, key, rules)
+    if isinstance(event, TierOverride):
+        return _override(state, event, key, rules)
     raise CoreError("kind", f"unsupported event type {type(event).__name__}")
 
 
@@ -229,6 +236,8 @@ def _newer(ts: int, tie: int, cur_ts: int, cur_tie: int) -> bool:
 
 def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
     """Move the customer's event-time 'today' forward and drop what fell out of range."""
+    if state.ledger_from == NO_DAY:
+        contribution.start_ledger(state, ev_day)
     if ev_day <= state.day:
         return
     first = state.day == NO_DAY
@@ -338,49 +347,19 @@ def _after_aum_event(
             samples[-1] = aum
         else:
             samples += (state.day, aum, aum)
-    basis = basis_fen(state, rules)
-    to_tier = next_tier(state.tier, basis, rules)
+    ev = evaluate(state, rules)
+    if state.override_tier is not None:  # a relationship manager's tier is in effect
+        overrides.follow_rules(state, ev, rules)
+        to_tier = None
+    else:
+        to_tier = decide(state.tier, ev, rules)
     if to_tier is not None:
         from_tier = state.tier
-        if from_tier is None:
-            direction = "initial"
-        elif TIER_RANK[to_tier] > TIER_RANK[from_tier]:
-            direction = "upgrade"
-        else:
-            direction = "downgrade"
-        state.tier = to_tier
-        state.tier_since = event.ts
-        basis_str = fen_str(basis)
-        reason = {
-            "basis": rules.tier_basis,
-            "basis_cny": basis_str,
-            "aum_cny": fen_str(aum),
-            "floor_cny": fen_str(rules.tier_floors_fen[TIER_RANK[to_tier]]),
-            "band": str(rules.downgrade_band),
-        }
-        if rules.tier_basis == "avg_daily":
-            reason["avg_days"] = str(rules.tier_avg_days)
-        if direction == "downgrade":
-            assert from_tier is not None
-            reason["threshold_cny"] = fen_str(rules.tier_down_fen[TIER_RANK[from_tier]])
-        out.append(
-            TierChange(
-                event_id=derive_event_id(
-                    state.customer_id, event.event_id, f"tier:{to_tier}", rules.version
-                ),
-                customer_id=state.customer_id,
-                ts=event.ts,
-                from_tier=from_tier,
-                to_tier=to_tier,
-                direction=direction,
-                cause_event_id=event.event_id,
-                rules_version=rules.version,
-                reason=reason,
-            )
-        )
-        if direction == "downgrade":
-            assert from_tier is not None
-            a = alerts.high_value_downgrade(state, event, from_tier, to_tier, basis_str, rules)
+        change = rules_change(state, to_tier, ev, event.event_id, event.ts, rules)
+        out.append(change)
+        if from_tier is not None and change.direction == "downgrade":
+            basis = change.reason["basis_cny"]
+            a = alerts.high_value_downgrade(state, event, from_tier, to_tier, basis, rules)
             if a is not None:
                 out.append(a)
         else:
@@ -453,6 +432,8 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
     elif counted:
         new_day = state.windows.add(ev_day, amount_fen, channel)
         _tx_stats(state, ev_day, amount_fen, new_day)
+    if not late:  # fees and interest too: a fee is income (state/contribution.py)
+        contribution.book(state, ev_day, tx.type, amount_fen, rules)
     if newer and bal is not None:
         _set_account(state, account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)
@@ -470,10 +451,8 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
             o = offers.assessment_due_on_buy(state, tx, rules)
             if o is not None:
                 out.append(o)
-        if counted:
-            o = offers.digital_banking_offer(state, tx, ev_day, rules)
-            if o is not None:
-                out.append(o)
+        if counted:  # digital banking, priority branch service
+            out.extend(offers.channel_offers(state, tx, ev_day, rules))
     _common_tail(state, tx, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")
 
@@ -532,6 +511,7 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
     if _newer(ev.ts, key, state.profile_ts, state.profile_tie):
         state.segment = ev.segment
         state.consent = bool(ev.marketing_consent)
+        state.service_opt_out = bool(ev.service_contact_opt_out)
         state.birth_date = ev.birth_date
         state.profile_ts = ev.ts
         state.profile_tie = key
@@ -576,6 +556,37 @@ def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outco
     _advance(state, ev_day, rules)
     if ev.outcome in rules.contact_outcomes and ev.ts > state.last_contact_ts:
         state.last_contact_ts = ev.ts
+    _finish(state, ev, key, rules)
+    _common_tail(state, ev, ev_day, rules, out)
+    return Outcome(state, tuple(out), "applied")
+
+
+def _response(state: CustomerState, ev: OfferResponse, key: int, rules: Rules) -> Outcome:
+    """An answer to an offer (state/responses.py); a customer without state stays so."""
+    if ev.outcome not in responses.OUTCOMES:
+        raise CoreError("outcome", f"unknown offer outcome '{ev.outcome}'")
+    if not state.version:
+        return Outcome(state, (), "unmatched")
+    ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules)
+    _advance(state, ev_day, rules)
+    answered = responses.record(state, ev, key, rules)
+    _finish(state, ev, key, rules)
+    _common_tail(state, ev, ev_day, rules, out)
+    return Outcome(state, tuple(out), "applied" if answered else "unmatched", answered)
+
+
+def _override(state: CustomerState, ev: TierOverride, key: int, rules: Rules) -> Outcome:
+    """A relationship manager's tier override, or its clearing (state/overrides.py)."""
+    if ev.until is not None:
+        _check_time("until", ev.until, rules)
+    bad = overrides.invalid(ev, rules)
+    if bad is not None:
+        raise CoreError(*bad)
+    ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules)
+    _advance(state, ev_day, rules)
+    overrides.apply_override(state, ev, key, rules, out)
     _finish(state, ev, key, rules)
     _common_tail(state, ev, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")

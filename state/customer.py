@@ -39,6 +39,10 @@ Format history:
       longer grow with it (docs/benchmark.md, "History"). Every v1-v3 state still
       loads (a worker upgraded in place restores its changelog) and decides exactly as
       before (tests/state/test_golden.py); it is written back as v4 when next changed.
+      Fields appended since (older v4 arrays are shorter: they take the defaults):
+      ``recent_offers`` and ``offer_outcomes`` (offer responses, issue 23); then
+      ``service_opt_out``, the contribution ``ledger`` and ``ledger_from``, the tier
+      override (``override_*``) and ``rules_tier`` (customer value, issue 22).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import msgspec
 import orjson
 
-from schemas.events import PRODUCTS, RISK_TYPES, SEGMENTS
+from schemas.events import OFFER_OUTCOMES, PRODUCTS, RISK_TYPES, SEGMENTS
 from state.decisions import TIERS
 from state.windows import DailyWindows
 
@@ -68,6 +72,7 @@ if TYPE_CHECKING:
     Segment: TypeAlias = str
     RiskType: TypeAlias = str
     Tier: TypeAlias = str
+    OfferOutcomeName: TypeAlias = str
 else:
     Product = Literal["", "deposit", "wealth", "fund", "bond", "insurance", "loan"]
     Segment = Literal["retail", "sme"]
@@ -77,6 +82,8 @@ else:
     assert Segment.__args__ == SEGMENTS
     assert RiskType.__args__ == RISK_TYPES
     assert Tier.__args__ == TIERS
+    OfferOutcomeName = Literal["accepted", "declined", "ignored"]
+    assert OfferOutcomeName.__args__ == OFFER_OUTCOMES
 
 
 def event_digest(event_id: str) -> bytes:
@@ -117,6 +124,24 @@ class Account(msgspec.Struct, array_like=True, gc=False, forbid_unknown_fields=T
             product,
             str(row[3]),
         )
+
+
+class MadeOffer(msgspec.Struct, array_like=True, gc=False, forbid_unknown_fields=True):
+    """One of the customer's latest offers: what a response naming it is attributed to
+    (its event_id is derived from a hash, so the kind cannot be read back from it)."""
+
+    key: int  # event_key of the offer's event_id
+    ts: int  # the offer's event time
+    kind: str
+    tier: Tier  # the tier in the offer (the KPIs' and the metric's tier)
+
+
+class OfferOutcome(msgspec.Struct, array_like=True, gc=False, forbid_unknown_fields=True):
+    """The latest response (by event time) to an offer of one kind."""
+
+    outcome: OfferOutcomeName
+    ts: int  # the response's event time
+    tie: int  # event_key of the response's event_id: breaks ties between equal ts
 
 
 class CustomerState(
@@ -183,6 +208,29 @@ class CustomerState(
     #: campaign id -> its start day, for campaigns already decided for this customer
     campaigns_done: dict[str, int] = msgspec.field(default_factory=dict)
     late_events: int = 0
+    # offer responses (issue 23; state/responses.py): the latest offers, oldest first
+    # (at most ``offers.answerable_offers``), and per offer kind its latest outcome
+    recent_offers: list[MadeOffer] = msgspec.field(default_factory=list)
+    offer_outcomes: dict[str, OfferOutcome] = msgspec.field(default_factory=dict)
+    # ---- customer value and tier policy (issue 22); absent from older v4 states
+    #: the profile's service_contact_opt_out (last writer by event time wins, with it)
+    service_opt_out: bool = False
+    #: calendar months of money flows, by month ascending (state/contribution.py):
+    #: [month, inflow fen, spend fen, income fen, ...]; the current month and 12 before
+    ledger: list[int] = msgspec.field(default_factory=list)
+    #: local day from which the ledger holds every transaction (NO_DAY: not started; a
+    #: state written before the ledger existed starts it at its next event)
+    ledger_from: int = NO_DAY
+    #: a relationship manager's tier override in effect (state/overrides.py), or None
+    override_tier: Tier | None = None
+    #: when it expires (event-time ms); -1: when cleared
+    override_until: int = -1
+    override_by: str = ""
+    #: (event time, event key) of the newest override record applied: last writer wins
+    override_ts: int = -1
+    override_tie: int = 0
+    #: while an override is in effect: the tier the rules hold (None: none yet)
+    rules_tier: Tier | None = None
 
     def __post_init__(self) -> None:
         """The checks a decoded state gets beyond its types (a corrupt state fails on

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from schemas.decoder import DecoderLimits
-from schemas.events import PRODUCTS, SEGMENTS
+from schemas.events import OFFER_OUTCOMES, PRODUCTS, SEGMENTS
 from state.catalogue import Campaign
 from state.windows import N_CHANNELS
 
@@ -38,6 +38,10 @@ __all__ = ["MAX_FEN", "Limits", "SizedRules", "state_size_bound"]
 #: sum the core keeps stays within +-MAX_FEN fen (about 92 quadrillion CNY), and an
 #: event that would leave that range is rejected.
 MAX_FEN = 2**63 - 1
+#: Rows of the flow ledger (state/contribution.py: the current month and 12 before).
+LEDGER_ROWS = 13
+#: The longest ``set_by`` of a tier override (its schema's maxLength).
+SET_BY_CHARS = 64
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -99,6 +103,8 @@ _BALANCE = 25
 #: nibble per channel, a varint per channel counted beyond 14, the sum: every varint at
 #: its 64-bit worst (10 bytes)
 _VARINT = 10
+#: the longest offer kind any rules allow (a campaign's kind: state/catalogue.py), ASCII
+_KIND = 64
 
 
 def _str(nbytes: int) -> int:
@@ -133,6 +139,8 @@ class SizedRules(Protocol):
     def alert_cooldown_days(self) -> Mapping[str, int]: ...
     @property
     def campaigns(self) -> tuple[Campaign, ...]: ...
+    @property
+    def answerable_offers(self) -> int: ...
 
 
 def state_size_bound(rules: SizedRules) -> int:
@@ -161,11 +169,31 @@ def state_size_bound(rules: SizedRules) -> int:
         _str(len(k.encode())) + _INT
         for k in (*rules.offer_kinds, *rules.alert_cooldown_days, *(c.id for c in rules.campaigns))
     )
+    # offer responses (state/responses.py): the latest offers [key, ts, kind, tier]
+    # (of these or earlier rules: any kind), and per kind of these rules the latest
+    # outcome [outcome, ts, tie]
+    tier_name = _str(_longest(("mass", "affluent", "hnw", "private")))
+    offers = _HEAD + rules.answerable_offers * (_HEAD + 2 * _INT + _str(_KIND) + tier_name)
+    outcome = _HEAD + _str(_longest(OFFER_OUTCOMES)) + 2 * _INT
+    outcomes = _HEAD + sum(_str(len(k.encode())) + outcome for k in rules.offer_kinds)
     profile = _str(_longest(SEGMENTS)) + 1 + _str(10) + 2 * _INT
     risk = _INT + _FLOAT + _str(2) + 2 * _INT
     tier = _str(_longest(("mass", "affluent", "hnw", "private"))) + _INT
     # the array's header, the version tag and every remaining int field
     scalars = _HEAD + _INT + 6 * _INT + 5 * _INT + 5 * _INT
+    # issue 22: the service opt-out, the flow ledger (13 months x 4 ints) and when it
+    # started, a tier override (tier, until, who: at most SET_BY_CHARS, ts, tie) and
+    # the rules' tier under it
+    longest_tier = _longest(("mass", "affluent", "hnw", "private"))
+    value = (
+        1
+        + _HEAD
+        + LEDGER_ROWS * 4 * _INT
+        + _INT
+        + 2 * _str(longest_tier)
+        + 3 * _INT
+        + _str(min(lim.max_field_chars, SET_BY_CHARS) * _CHAR)
+    )
     return (
         scalars
         + ident  # the customer id
@@ -177,4 +205,7 @@ def state_size_bound(rules: SizedRules) -> int:
         + profile
         + risk
         + tier
+        + offers
+        + outcomes
+        + value
     )

@@ -11,12 +11,11 @@ naming the key, never half-way through a stream.
 from __future__ import annotations
 
 import hashlib
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 from itertools import pairwise
 from types import MappingProxyType
@@ -30,6 +29,7 @@ from schemas.events import CONTACT_OUTCOMES, TRANSACTION_TYPES
 from state.catalogue import Campaign, Product, parse_campaigns, parse_catalogue, spread_hours
 from state.decisions import TIER_RANK, TIERS
 from state.limits import Limits, state_size_bound
+from state.rules_reader import TableReader
 from state.value import BgNbdParams, GammaGammaParams
 
 OFFER_KINDS = (
@@ -38,6 +38,7 @@ OFFER_KINDS = (
     "private_banking_invitation",
     "sme_credit",
     "digital_banking",
+    "branch_priority",
     "birthday_greeting",
     "reactivation",
     "relationship_review",
@@ -51,16 +52,52 @@ ALERT_KINDS = (
     "suitability_mismatch",
     "churn_risk",
     "dormant_high_value",
+    "rfm_slipping",
 )
 RISK_TYPES = ("C1", "C2", "C3", "C4", "C5")
 TIER_BASES = ("current", "avg_daily")
+#: Behaviour criteria a tier may be reached by besides AUM ([tiers.behaviour.<tier>]
+#: keys without the ``_cny``), in the order they win ties after AUM.
+BEHAVIOUR_CRITERIA = ("monthly_inflow", "contribution", "sme_turnover")
+#: What the RFM M score scores (rfm.monetary).
+RFM_MONETARY = ("turnover", "spend", "inflow")
+#: RFM segments a customer can be in the day their R score falls to 2
+#: (care.slipping_segments).
+SLIPPING_SEGMENTS = ("at_risk", "cant_lose", "hibernating")
 
 DAY_MS = 86_400_000
 _OFFSET_SLOT_MS = 900_000  # UTC offsets only change on quarter-hour instants
 _OFFSET_CACHE_MAX = 100_000
 
 #: Keys whose tables are open (any key allowed); everything else must exist in defaults.
-_OPEN_TABLES = frozenset({"fx"})
+_OPEN_TABLES = frozenset(
+    {"fx", "tiers.behaviour.affluent", "tiers.behaviour.hnw", "tiers.behaviour.private"}
+)
+#: Keys added after rule files without a version were in use: at their defaults they
+#: stay out of the derived version's hash (load_rules), so such a file keeps its version.
+_LATER_KEYS = (
+    "limits",
+    # offer responses (issue 23)
+    "offers.after_decline_days",
+    "offers.answerable_offers",
+    # customer value and tier policy (issue 22)
+    "tiers.inflow_months",
+    "tiers.behaviour",
+    "offers.digital_banking_max_avg_cny",
+    "offers.branch_priority_min_transactions",
+    "offers.branch_priority_share_over",
+    "offers.branch_priority_min_avg_cny",
+    "offers.cooldown_days.branch_priority",
+    "alerts.cooldown_days.rfm_slipping",
+    "rfm.monetary",
+    "value.deposit_nim",
+    "value.wealth_fee_rate",
+    "value.loan_spread",
+    "value.card_interchange",
+    "value.fees",
+    "care.slipping_segments",
+    "care.slipping_min_tier",
+)
 
 
 def _to_fen(amount: Decimal) -> int:
@@ -95,6 +132,9 @@ class Rules:
     digital_banking_max_age: int
     digital_banking_share_over: Decimal
     digital_banking_min_transactions: int
+    # offer responses (state/responses.py)
+    offer_after_decline_days: Mapping[str, int]  # kind -> no new offer for N days
+    answerable_offers: int  # the customer's latest N offers a response can name
     # alerts
     large_outflow_ratio: Decimal
     large_outflow_amount_cny: Decimal
@@ -128,6 +168,22 @@ class Rules:
     campaigns: tuple[Campaign, ...]
     # bounds on what inputs control (state/limits.py)
     limits: Limits
+    # customer value and tier policy (issue 22; docs/value-models.md, docs/rules.md)
+    deposit_nim: Decimal  # annual, on deposit balances
+    wealth_fee_rate: Decimal  # annual, on wealth/fund/bond/insurance balances
+    loan_spread: Decimal  # annual, on loans outstanding and overdrawn deposits
+    card_interchange: Decimal  # on card payments
+    transaction_fees_fen: Mapping[str, int]  # transaction type -> fen per transaction
+    #: tier -> behaviour criterion -> floor in fen (no entry: AUM only)
+    tier_behaviour: Mapping[str, Mapping[str, int]]
+    inflow_months: int
+    rfm_monetary: str
+    slipping_segments: frozenset[str]
+    slipping_min_tier: int  # tier rank
+    digital_banking_max_avg_fen: int
+    branch_priority_min_transactions: int
+    branch_priority_share_over: Decimal
+    branch_priority_min_avg_fen: int
 
     # derived (integer fen / ms), filled in __post_init__
     tier_floors_fen: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -166,6 +222,14 @@ class Rules:
         days = self.offer_cooldown_days.get(kind)
         if days is None:
             days = self.offer_cooldown_days["campaign"]
+        return days * DAY_MS
+
+    def after_decline_ms(self, kind: str) -> int:
+        """How long a declined kind is not offered again; campaign kinds not listed
+        under ``offers.after_decline_days`` share the ``campaign`` entry."""
+        days = self.offer_after_decline_days.get(kind)
+        if days is None:
+            days = self.offer_after_decline_days["campaign"]
         return days * DAY_MS
 
     def day_start_ms(self, day: int) -> int:
@@ -242,76 +306,8 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], prefix: str) -> None:
             base[key] = value
 
 
-class _Reader:
-    """Typed access to the merged table; every error names the dotted key."""
-
-    def __init__(self, table: dict[str, Any]) -> None:
-        self.t = table
-
-    def raw(self, key: str) -> Any:
-        node: Any = self.t
-        for part in key.split("."):
-            node = node[part]
-        return node
-
-    def string(self, key: str, choices: tuple[str, ...] | None = None) -> str:
-        v = self.raw(key)
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"rules: '{key}' must be a non-empty string, got {v!r}")
-        if choices is not None and v not in choices:
-            raise ValueError(f"rules: '{key}' must be one of {list(choices)}, got {v!r}")
-        return v
-
-    def integer(self, key: str, lo: int = 0, v: Any = None) -> int:
-        v = self.raw(key) if v is None else v
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"rules: '{key}' must be an integer >= {lo}, got {v!r}")
-        return v
-
-    def number(self, key: str, lo: float = 0.0, hi: float = math.inf) -> float:
-        v = self.raw(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-            raise ValueError(f"rules: '{key}' must be a number in [{lo}, {hi}], got {v!r}")
-        return float(v)
-
-    def positive(self, key: str) -> float:
-        v = self.raw(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
-            raise ValueError(f"rules: '{key}' must be a number > 0, got {v!r}")
-        return float(v)
-
-    def decimal(self, key: str, v: Any = None, lo: Decimal = Decimal(0)) -> Decimal:
-        v = self.raw(key) if v is None else v
-        if isinstance(v, bool) or not isinstance(v, str | int | float):
-            raise ValueError(f"rules: '{key}' must be a decimal string, got {v!r}")
-        try:
-            d = Decimal(str(v))
-        except InvalidOperation:
-            raise ValueError(f"rules: '{key}' must be a decimal number, got {v!r}") from None
-        if not d.is_finite() or d < lo:
-            raise ValueError(f"rules: '{key}' must be a finite decimal >= {lo}, got {v!r}")
-        return d
-
-    def ratio(self, key: str) -> Decimal:
-        d = self.decimal(key)
-        if d > 1:
-            raise ValueError(f"rules: '{key}' must be between 0 and 1, got {d}")
-        return d
-
-    def ascending(self, key: str, kind: str) -> tuple[Any, ...]:
-        v = self.raw(key)
-        if not isinstance(v, list) or len(v) != 4:
-            raise ValueError(f"rules: '{key}' must be a list of 4 cut-offs, got {v!r}")
-        items: list[Any] = [
-            self.decimal(key, x) if kind == "decimal" else self.integer(key, 0, x) for x in v
-        ]
-        if any(a >= b for a, b in pairwise(items)):
-            raise ValueError(f"rules: '{key}' must be strictly ascending, got {v!r}")
-        return tuple(items)
-
-
 def _build(table: dict[str, Any], version: str) -> Rules:
-    r = _Reader(table)
+    r = TableReader(table)
     tz = r.string("timezone")
     try:
         ZoneInfo(tz)
@@ -343,6 +339,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         )
 
     offer_cd = {k: r.integer(f"offers.cooldown_days.{k}") for k in OFFER_KINDS}
+    declined = {k: r.integer(f"offers.after_decline_days.{k}") for k in OFFER_KINDS}
     alert_cd = {k: r.integer(f"alerts.cooldown_days.{k}") for k in ALERT_KINDS}
 
     try:
@@ -373,6 +370,8 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         digital_banking_max_age=r.integer("offers.digital_banking_max_age"),
         digital_banking_share_over=r.ratio("offers.digital_banking_share_over"),
         digital_banking_min_transactions=r.integer("offers.digital_banking_min_transactions", 1),
+        offer_after_decline_days=MappingProxyType(declined),
+        answerable_offers=r.integer("offers.answerable_offers", 1),
         large_outflow_ratio=r.ratio("alerts.large_outflow_ratio"),
         large_outflow_amount_cny=r.decimal("alerts.large_outflow_amount_cny", lo=Decimal("0.01")),
         aum_drop_ratio=r.ratio("alerts.aum_drop_ratio"),
@@ -400,6 +399,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         catalogue=catalogue,
         campaigns=campaigns,
         limits=_limits(r),
+        **_value_and_behaviour(r),
     )
     bound = state_size_bound(rules)
     if bound > rules.limits.max_state_bytes:
@@ -411,7 +411,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
     return rules
 
 
-def _limits(r: _Reader) -> Limits:
+def _limits(r: TableReader) -> Limits:
     """The [limits] table; each bound is checked against what the code can honour."""
     id_chars = r.integer("limits.max_id_chars", 1)
     if id_chars > SCHEMA_ID_CHARS:
@@ -437,7 +437,76 @@ def _limits(r: _Reader) -> Limits:
     )
 
 
-def _care(r: _Reader) -> dict[str, Any]:
+def _value_and_behaviour(r: TableReader) -> dict[str, Any]:
+    """Contribution rates, tiers by behaviour, RFM that drives alerts, channel offers
+    (issue 22)."""
+    fees = r.raw("value.fees")
+    if not isinstance(fees, Mapping) or set(fees) != set(TRANSACTION_TYPES):
+        raise ValueError(
+            f"rules: 'value.fees' must list every transaction type {TRANSACTION_TYPES}"
+        )
+    behaviour: dict[str, dict[str, int]] = {}
+    for tier in TIERS[1:]:
+        table = r.raw(f"tiers.behaviour.{tier}")
+        if not isinstance(table, Mapping):
+            raise ValueError(f"rules: 'tiers.behaviour.{tier}' must be a table")
+        floors: dict[str, int] = {}
+        for key in table:
+            name = key.removesuffix("_cny")
+            if name not in BEHAVIOUR_CRITERIA or not key.endswith("_cny"):
+                known = ", ".join(f"{c}_cny" for c in BEHAVIOUR_CRITERIA)
+                raise ValueError(
+                    f"rules: unknown key 'tiers.behaviour.{tier}.{key}' (criteria: {known})"
+                )
+            floors[name] = _to_fen(r.decimal(f"tiers.behaviour.{tier}.{key}", lo=Decimal("0.01")))
+        if floors:
+            behaviour[tier] = floors
+    for name in BEHAVIOUR_CRITERIA:  # a higher tier needs a higher floor
+        seen = [(t, behaviour[t][name]) for t in TIERS[1:] if name in behaviour.get(t, {})]
+        for (lower, lo_fen), (upper, up_fen) in pairwise(seen):
+            if up_fen <= lo_fen:
+                raise ValueError(
+                    f"rules: 'tiers.behaviour.{upper}.{name}_cny' must be above "
+                    f"'tiers.behaviour.{lower}.{name}_cny'"
+                )
+    slipping = r.raw("care.slipping_segments")
+    if not isinstance(slipping, list) or not all(s in SLIPPING_SEGMENTS for s in slipping):
+        raise ValueError(
+            f"rules: 'care.slipping_segments' must list segments of {SLIPPING_SEGMENTS} "
+            f"(the ones a customer can be in when their R score falls to 2), got {slipping!r}"
+        )
+    return {
+        "deposit_nim": r.ratio("value.deposit_nim"),
+        "wealth_fee_rate": r.ratio("value.wealth_fee_rate"),
+        "loan_spread": r.ratio("value.loan_spread"),
+        "card_interchange": r.ratio("value.card_interchange"),
+        "transaction_fees_fen": MappingProxyType(
+            {t: _to_fen(r.decimal(f"value.fees.{t}")) for t in TRANSACTION_TYPES}
+        ),
+        "tier_behaviour": MappingProxyType({t: MappingProxyType(f) for t, f in behaviour.items()}),
+        "inflow_months": _at_most(r, "tiers.inflow_months", 12),
+        "rfm_monetary": r.string("rfm.monetary", RFM_MONETARY),
+        "slipping_segments": frozenset(slipping),
+        "slipping_min_tier": TIER_RANK[r.string("care.slipping_min_tier", TIERS)],
+        "digital_banking_max_avg_fen": _to_fen(
+            r.decimal("offers.digital_banking_max_avg_cny", lo=Decimal("0.01"))
+        ),
+        "branch_priority_min_transactions": r.integer("offers.branch_priority_min_transactions", 1),
+        "branch_priority_share_over": r.ratio("offers.branch_priority_share_over"),
+        "branch_priority_min_avg_fen": _to_fen(
+            r.decimal("offers.branch_priority_min_avg_cny", lo=Decimal("0.01"))
+        ),
+    }
+
+
+def _at_most(r: TableReader, key: str, hi: int) -> int:
+    v = r.integer(key, 1)
+    if v > hi:
+        raise ValueError(f"rules: '{key}' must be at most {hi} (the months a state keeps), got {v}")
+    return v
+
+
+def _care(r: TableReader) -> dict[str, Any]:
     cadence = {t: r.integer(f"care.cadence_days.{t}") for t in TIERS}
     outcomes = r.raw("care.contact_outcomes")
     if not isinstance(outcomes, list) or not all(o in CONTACT_OUTCOMES for o in outcomes):
@@ -446,6 +515,25 @@ def _care(r: _Reader) -> dict[str, Any]:
             f"got {outcomes!r}"
         )
     return {"cadence": cadence, "outcomes": frozenset(outcomes)}
+
+
+def _without_later_defaults(table: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``table`` without the ``_LATER_KEYS`` that are at their defaults (copied where it
+    changes), so a rule file's derived version is what it was before they existed."""
+    out = dict(table)
+    for dotted in _LATER_KEYS:
+        *parents, last = dotted.split(".")
+        node, default = out, defaults
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                break
+            node[part] = child = dict(child)  # a copy: the loaded table stays whole
+            node, default = child, default.get(part, {})
+        else:
+            if last in node and node[last] == default.get(last):
+                del node[last]
+    return out
 
 
 def load_rules(path: str | None = None) -> Rules:
@@ -464,14 +552,13 @@ def load_rules(path: str | None = None) -> Rules:
             raise ValueError(f"rules: {path} is not valid TOML: {e}") from None
         _merge(table, user, "")
         if "version" in user:
-            version = _Reader(table).string("version")
+            version = TableReader(table).string("version")
         else:
-            # [limits] came after rule files without a version were in use: at its
-            # defaults it stays out of the hash, so their derived version (and with it
-            # every decision id) is the same as before the table existed.
-            hashed = dict(table)
-            if hashed.get("limits") == _default_table().get("limits"):
-                del hashed["limits"]
+            # [limits], the offer-response keys (issue 23) and the customer-value keys
+            # (issue 22) came after rule files without a version were in use: at their
+            # defaults they stay out of the hash, so their derived version (and with it
+            # every decision id) is the same as before these keys existed.
+            hashed = _without_later_defaults(table, _default_table())
             digest = hashlib.sha256(orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS))
             version = f"{version}+{digest.hexdigest()[:8]}"
     return _build(table, version)

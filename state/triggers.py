@@ -36,13 +36,15 @@ from datetime import date
 
 from schemas.events import INVESTMENT_PRODUCTS
 from schemas.timefmt import format_ts_utc
-from state import alerts, offers
+from state import alerts, offers, overrides
 from state.catalogue import Campaign
+from state.contribution import recent_flows_fen
 from state.customer import NO_DAY, CustomerState
 from state.decisions import TIER_RANK, Decision
 from state.money import fen_str
 from state.offers import birthday_in, local_date
 from state.recommend import product_ids
+from state.rfm import f_score, m_score, r_score, segment
 from state.rules import DAY_MS, Rules
 
 __all__ = [
@@ -57,7 +59,15 @@ __all__ = [
 #: Every kind of time trigger, as it starts a trigger id (``reason.trigger`` of the
 #: decisions it fires: ``dormancy:2026-03-31``, ``campaign:<id>``, ...). Readers (the
 #: demo's live view, its test) take the list from here.
-TRIGGER_KINDS = ("dormancy", "review", "birthday", "campaign", "assessment_expiry")
+TRIGGER_KINDS = (
+    "dormancy",
+    "review",
+    "birthday",
+    "campaign",
+    "assessment_expiry",
+    "override_expiry",
+    "rfm_slip",
+)
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _HNW = TIER_RANK["hnw"]
@@ -80,7 +90,7 @@ class Due:
         after every event and must stay cheap)."""
         if self.campaign is not None:
             return f"campaign:{self.campaign.id}"
-        if self.kind in ("dormancy", "review"):
+        if self.kind in ("dormancy", "review", "rfm_slip"):
             return f"{self.kind}:{_iso(self.key)}"
         return f"{self.kind}:{self.key}"
 
@@ -123,7 +133,8 @@ def _next_dormancy(state: CustomerState, rules: Rules, after: int) -> Due | None
 
 
 def _review_due(state: CustomerState, rules: Rules, after: int) -> tuple[int, int] | None:
-    if state.tier is None or not state.consent:
+    # a service contact: no marketing consent needed, but not after an opt-out
+    if state.tier is None or state.service_opt_out:
         return None
     every = rules.cadence_days.get(state.tier, 0)
     if every <= 0:
@@ -232,7 +243,7 @@ def _holds_investments(state: CustomerState) -> bool:
 
 
 def _expiry_due(state: CustomerState, rules: Rules, after: int) -> int | None:
-    if state.assessed_ts < 0 or not state.consent:
+    if state.assessed_ts < 0 or state.service_opt_out:  # a service contact
         return None
     ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
     if ts <= after or not _holds_investments(state):
@@ -245,7 +256,42 @@ def _next_expiry(state: CustomerState, rules: Rules, after: int) -> Due | None:
     return Due(ts, "assessment_expiry", state.assessed_ts) if ts is not None else None
 
 
-_SINGLE = (_next_dormancy, _next_expiry)
+def _slip_due(state: CustomerState, rules: Rules, after: int) -> tuple[int, int] | None:
+    """RFM that drives something: the day the R score falls to 2 -- recency beyond
+    ``rfm.recency_days[2]`` -- for a customer of ``care.slipping_min_tier`` or above
+    (fired only if the segment is then one of ``care.slipping_segments``)."""
+    if not rules.slipping_segments or not state.tx_days or state.tier is None:
+        return None
+    if TIER_RANK[state.tier] < rules.slipping_min_tier:
+        return None
+    if (
+        "hibernating" not in rules.slipping_segments
+        and state.windows.count < rules.rfm_frequency[1]
+    ):
+        return None  # F < 3 now, so at the due day too: at_risk and cant_lose need F >= 3
+    day = state.tx_last_day + rules.rfm_recency_days[2] + 1
+    ts = rules.day_start_ms(day)
+    return (ts, day) if ts > after else None
+
+
+def _next_slip(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    d = _slip_due(state, rules, after)
+    return Due(d[0], "rfm_slip", d[1]) if d is not None else None
+
+
+def _override_due(state: CustomerState, after: int) -> int | None:
+    """A tier override's expiry: exactly at its ``until`` (state/overrides.py)."""
+    if state.override_tier is None or state.override_until <= after:
+        return None
+    return state.override_until
+
+
+def _next_override(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    ts = _override_due(state, after)
+    return Due(ts, overrides.EXPIRY, ts) if ts is not None else None
+
+
+_SINGLE = (_next_dormancy, _next_expiry, _next_override, _next_slip)
 _REPEATING = (_next_review, _next_birthday)
 
 
@@ -268,6 +314,12 @@ def next_due_ms(state: CustomerState, rules: Rules) -> int | None:
     if d is not None and (best is None or d[0] < best):
         best = d[0]
     d = _birthday_due(state, rules, after)
+    if d is not None and (best is None or d[0] < best):
+        best = d[0]
+    ts = _override_due(state, after)
+    if ts is not None and (best is None or ts < best):
+        best = ts
+    d = _slip_due(state, rules, after)
     if d is not None and (best is None or d[0] < best):
         best = d[0]
     if rules.campaigns:
@@ -294,10 +346,13 @@ def due_between(state: CustomerState, rules: Rules, after: int, until: int) -> l
             while (d := nxt(state, rules, cursor)) is not None and d.ts <= until:
                 out.append(d)
                 cursor = d.ts
-    elif state.assessed_ts >= 0 and state.consent:  # _next_expiry, holdings checked last
-        ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
-        if after < ts <= until and _holds_investments(state):
-            out.append(Due(ts, "assessment_expiry", state.assessed_ts))
+    else:  # the instances due at any time of day
+        if state.assessed_ts >= 0 and not state.service_opt_out:  # _next_expiry's checks
+            ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
+            if after < ts <= until and _holds_investments(state):
+                out.append(Due(ts, "assessment_expiry", state.assessed_ts))
+        if state.override_tier is not None and after < state.override_until <= until:
+            out.append(Due(state.override_until, overrides.EXPIRY, state.override_until))
     if rules.campaigns:
         out.extend(d for d in _campaign_dues(state, rules, after) if d.ts <= until)
     if len(out) > 1:
@@ -333,6 +388,13 @@ def _fire(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Deci
         _fire_birthday(state, d, cause, rules, out)
     elif d.kind == "campaign":
         _fire_campaign(state, d, cause, rules, out)
+    elif d.kind == "rfm_slip":
+        _fire_slip(state, d, cause, rules, out)
+    elif d.kind == overrides.EXPIRY:
+        # still the override it was due for (an override record in between may have
+        # replaced or cleared it: then its own expiry, if any, is another instance)
+        if state.override_tier is not None and state.override_until == d.ts:
+            overrides.expire(state, d.ts, rules, out)
     else:
         _fire_expiry(state, d, cause, rules, out)
 
@@ -443,3 +505,52 @@ def _fire_expiry(
     o = offers.emit(state, "risk_assessment_due", d.ts, cause, d.trigger, rules, reason)
     if o is not None:
         out.append(o)
+
+
+def _fire_slip(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]) -> None:
+    """The customer's R score fell to 2 today: their RFM segment as of today (F and M
+    over the window ending today) decides whether relationship managers hear of it."""
+    if state.tier is None or TIER_RANK[state.tier] < rules.slipping_min_tier:
+        return
+    day = d.key
+    recency = day - state.tx_last_day
+    count, turnover = _window_as_of(state, day, rules)
+    if rules.rfm_monetary == "turnover":
+        monetary = turnover
+    else:
+        inflow, spend = recent_flows_fen(state, day)
+        monetary = spend if rules.rfm_monetary == "spend" else inflow
+    r, f, m = r_score(recency, rules), f_score(count, rules), m_score(monetary, rules)
+    seg = segment(r, f, m)
+    if seg not in rules.slipping_segments:
+        return
+    reason = {
+        "trigger": d.trigger,
+        "segment": seg,
+        "r_score": str(r),
+        "f_score": str(f),
+        "m_score": str(m),
+        "recency_days": str(recency),
+        "frequency": str(count),
+        "monetary_cny": fen_str(monetary),
+        "monetary": rules.rfm_monetary,
+        "last_transaction_day": _iso(state.tx_last_day),
+        "tier": state.tier,
+    }
+    severity = "critical" if TIER_RANK[state.tier] >= _HNW else "warning"
+    a = alerts.emit_alert(state, "rfm_slipping", severity, d.ts, cause, d.trigger, rules, reason)
+    if a is not None:
+        out.append(a)
+
+
+def _window_as_of(state: CustomerState, day: int, rules: Rules) -> tuple[int, int]:
+    """(transactions, CNY sum in fen) of the window that ends on ``day``: the buckets
+    newer than ``day - windows.days`` (the state's own window may not have moved there
+    yet: nothing moves it but events)."""
+    first = day - rules.window_days + 1
+    count = total = 0
+    for bday, bucket in state.windows.buckets.items():
+        if first <= bday <= day:
+            total += bucket[0]
+            count += sum(packed >> 3 for packed in bucket[1:])
+    return count, total

@@ -39,6 +39,7 @@ from schemas.events import (
     TOPIC_AUDIT,
     TOPIC_DEAD_LETTERS,
     TOPIC_ERASURE_REQUESTS,
+    TOPIC_OFFER_RESPONSES,
     TOPIC_OFFERS,
     TOPIC_TIER_CHANGES,
 )
@@ -59,6 +60,9 @@ RETENTION_DEFAULTS: Final[dict[str, int]] = {
     TOPIC_TIER_CHANGES: 400 * DAY_MS,
     TOPIC_OFFERS: 400 * DAY_MS,
     TOPIC_ALERTS: 400 * DAY_MS,
+    # the one input listed: the KPI job (tierstream kpi) reads it back with the offers
+    # for a year-on-year conversion, so it must outlive the broker's 7 days
+    TOPIC_OFFER_RESPONSES: 400 * DAY_MS,
 }
 #: Topics kept by key rather than by time. ``erasure-requests`` is compacted: the newest
 #: request per customer stays as long as the topic exists, so a replay of the inputs

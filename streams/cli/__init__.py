@@ -1,7 +1,7 @@
 """The ``tierstream`` command: one module per sub-command, ``main`` here.
 
 worker, health, topics create, redis install-functions/acl-rules, profile, simulate, replay,
-clv fit/score, token create/list/revoke, report. Every command reads its configuration
+clv fit/score, token create/list/revoke, report, kpi. Every command reads its configuration
 from the environment (streams/settings.py) and its flags override it (common.py), so
 the same command works in a shell, in systemd and in a container. Building the parser
 imports no heavy library: each command imports what it runs when it runs
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from streams.cli import (
     clv,
     health,
+    kpi,
     profile,
     redis_admin,
     replay,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         clv,
         token,
         report,
+        kpi,
     ):
         command.add_parser(sub)
     return parser

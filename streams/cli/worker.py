@@ -87,6 +87,13 @@ def add_parser(sub: Any) -> None:
         help="longest bulk changelog read per rebalance before faust's own recovery takes "
         "the rest (default: 60%% of faust's broker request timeout; 0: faust's only)",
     )
+    w.add_argument(
+        "--pareto-interval",
+        type=float,
+        default=60.0,
+        help="seconds between refreshes of the Pareto gauges (AUM and contribution "
+        "top-20%% shares, contribution per tier), each a scan of the Redis profiles",
+    )
     w.add_argument("--loglevel", default="info")
     w.set_defaults(func=cmd_worker)
 
@@ -128,6 +135,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_future_skew_ms=args.max_future_skew_ms,
         restore_budget_s=args.restore_budget_s,
         state_cache=args.state_cache,
+        pareto_interval=args.pareto_interval,
     )
     service = TierstreamService(settings, tuning=tuning)
     if settings.processing_guarantee == "exactly_once":

@@ -217,10 +217,17 @@ class BatchProcessor:
                     continue
                 self._fail(item, key, exc, "apply", mark, b)
                 continue
-            states[key] = (partition, outcome.state)
-            applied.append((key, item, status))
             ck = (msg.topic, status)
             counts[ck] = counts.get(ck, 0) + 1
+            if outcome.answered is not None:
+                answers = result.offer_responses
+                answers[outcome.answered] = answers.get(outcome.answered, 0) + 1
+            if not outcome.state.version:
+                # no customer (a response creates none): nothing to keep or to replay,
+                # and nothing held for an erasure later in the batch to report as erased
+                continue
+            states[key] = (partition, outcome.state)
+            applied.append((key, item, status))
             if status == "duplicate":
                 continue
             dirty.add(key)

@@ -58,12 +58,15 @@ class BatchResult:
     decisions: list[Decision] = field(default_factory=list)
     #: customer key -> Redis profile fields, one per changed customer (latest wins).
     profiles: dict[bytes, dict[str, str]] = field(default_factory=dict)
-    #: (topic, result) -> count; result is applied | duplicate | late | dead_letter.
+    #: (topic, result) -> count; result is applied | duplicate | late | unmatched (an
+    #: offer response not attributed: state/responses.py) | dead_letter.
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     #: (topic, reason class) -> count of dead letters.
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Event times (ms) of applied events that produced decisions, for latency.
     decision_event_ts: list[int] = field(default_factory=list)
+    #: (offer kind, the offer's tier, outcome) -> attributed offer responses.
+    offer_responses: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: Records dead-lettered with reason class ``internal``, in order.
     internal: list[InternalFailure] = field(default_factory=list)
     #: Erased customers whose state must leave the changelog and the store: (partition,

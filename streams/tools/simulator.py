@@ -43,10 +43,13 @@ import orjson
 from schemas.events import (
     TOPIC_ASSESSMENTS,
     TOPIC_BALANCES,
+    TOPIC_OFFER_RESPONSES,
     TOPIC_PROFILES,
     TOPIC_TICKS,
+    TOPIC_TIER_OVERRIDES,
     TOPIC_TRANSACTIONS,
 )
+from streams.tools.sim_answers import AcceptRates, AnswerModel, draw_answer
 
 # --- public constants ---------------------------------------------------------------
 
@@ -94,6 +97,7 @@ LABEL_OK: Final = "ok"
 LABEL_DUPLICATE: Final = "duplicate"  # an exact redelivery of an earlier record
 LABEL_LATE: Final = "late"  # a good record delivered after newer events
 LABEL_TICK: Final = "tick"  # the simulated clock: "it is now ts" for one partition
+LABEL_ANSWER: Final = "answer"  # a customer's answer to one of the worker's offers
 
 
 def is_bad(label: str) -> bool:
@@ -174,17 +178,56 @@ class SimConfig:
     #: 0 = all at go-live.
     assessment_age_days: int = 0
 
+    # Customer value (issue 22; all off by default, the demo turns them on). Each
+    # customer's part is drawn from a random stream of its own ("value"), a fixed number
+    # of draws per customer: switching them on changes no customer's draws elsewhere.
+    #: Share of retail customers under 60 whose employer pays a high salary (30,000 to
+    #: 60,000 CNY a month) into their current account: the salary criterion of the tiers.
+    payroll_share: float = 0.0
+    #: Share of customers without a loan who get a mortgage (0.5-3 million CNY, repaid
+    #: monthly): loan spread in their contribution.
+    mortgage_share: float = 0.0
+    #: Share of customers charged a monthly account fee (SMS alerts, account
+    #: management: 5-30 CNY) on the 25th: fee income.
+    fee_share: float = 0.0
+    #: Share of customers busy in the week before go-live (six card payments) and quiet
+    #: from go-live on: frequent customers whose recency slips (RFM).
+    slipper_share: float = 0.0
+    #: Share of customers whose relationship manager overrides their tier (one tier up,
+    #: private one down) 1-10 days into the run, for 8-20 days; a third are cleared
+    #: after 2-6 days instead (topic tier-overrides).
+    override_share: float = 0.0
+
     # The clock as data: ticks on the ticks topic, in event-time order with the events.
     #: Partitions of the ticks topic (= of the input topics); 0 = no ticks.
     tick_partitions: int = 0
     #: Simulated time between two ticks (one per partition each time).
     tick_every_ms: int = HOUR_MS
 
+    # Answers to the worker's offers on offer-responses (streams/tools/sim_answers.py;
+    # the offers are read back from the offers topic and fed to ``Simulator.answer``).
+    #: P(accepted) per (offer kind, tier), "*" for any; empty = no answers (the default
+    #: bank: its records do not change).
+    accept_rates: AcceptRates = ()
+    #: Of the offers not accepted, the share declined (the rest is ignored).
+    decline_share: float = 0.5
+    #: Accepted and declined answers come within this many days of the offer ...
+    answer_within_days: float = 7.0
+    #: ... and an unanswered offer is marked ignored this many days after it.
+    ignored_after_days: float = 14.0
+
     def __post_init__(self) -> None:
         if self.customers < 1:
             raise ValueError("customers must be >= 1")
         shares = ("bad_share", "drift_share", "duplicate_share", "late_share")
-        for name in (*shares, "sleeper_share", "churn_share", "cash_share"):
+        value_shares = (
+            "payroll_share",
+            "mortgage_share",
+            "fee_share",
+            "slipper_share",
+            "override_share",
+        )
+        for name in (*shares, "sleeper_share", "churn_share", "cash_share", *value_shares):
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {share}")
@@ -204,6 +247,16 @@ class SimConfig:
             raise ValueError("tick_partitions must be >= 0")
         if self.tick_every_ms < SECOND_MS:
             raise ValueError("tick_every_ms must be >= 1000 (one simulated second)")
+        self.answer_model()  # checks the answer options
+
+    def answer_model(self) -> AnswerModel:
+        """The offer-answer options as one (validated) object."""
+        return AnswerModel(
+            self.accept_rates,
+            self.decline_share,
+            self.answer_within_days,
+            self.ignored_after_days,
+        )
 
     @property
     def activity_per_day(self) -> int:
@@ -211,6 +264,25 @@ class SimConfig:
 
 
 # --- the demo's bank ------------------------------------------------------------------
+
+#: How the demo's customers answer offers: P(accepted) by offer kind and tier ("*" any;
+#: the most specific entry wins). Higher tiers and personal offers convert better; a
+#: birthday greeting is mostly ignored.
+DEMO_ACCEPT_RATES: Final[AcceptRates] = (
+    ("*", "mass", 0.05),
+    ("*", "affluent", 0.12),
+    ("*", "hnw", 0.18),
+    ("*", "private", 0.25),
+    ("wealth_products", "affluent", 0.22),
+    ("relationship_manager", "hnw", 0.35),
+    ("private_banking_invitation", "private", 0.45),
+    ("sme_credit", "*", 0.30),
+    ("digital_banking", "*", 0.15),
+    ("birthday_greeting", "*", 0.04),
+    ("reactivation", "*", 0.10),
+    ("relationship_review", "*", 0.60),
+    ("risk_assessment_due", "*", 0.40),
+)
 
 #: Customer transactions per customer and simulated day in the demo's bank (the default
 #: bank has 4): months pass in a minute, and customers' RFM scores spread out.
@@ -227,7 +299,11 @@ def demo_config(
     last transaction was 20-85 days before go-live (dormancy), churners who stop 5-40
     days in (P(alive) falls: churn risk), young cash users (the digital-banking nudge),
     questionnaires filled in over the 13 months before go-live (expiry), birthdays,
-    tier drifts, and the clock's ticks every simulated hour when ``tick_partitions``.
+    tier drifts, the clock's ticks every simulated hour when ``tick_partitions``, and
+    answers to the worker's offers (``DEMO_ACCEPT_RATES``; ``tierstream simulate``
+    reads the offers back); for customer value (issue 22): high salaries, mortgages,
+    monthly fees, busy customers who go quiet (RFM slipping) and relationship
+    managers' tier overrides.
     """
     return SimConfig(
         customers=customers,
@@ -241,6 +317,13 @@ def demo_config(
         assessment_age_days=395,
         tick_partitions=tick_partitions,
         tick_every_ms=HOUR_MS,
+        accept_rates=DEMO_ACCEPT_RATES,
+        decline_share=0.4,
+        payroll_share=0.04,
+        mortgage_share=0.06,
+        fee_share=0.3,
+        slipper_share=0.04,
+        override_share=0.03,
     )
 
 
@@ -271,6 +354,14 @@ _MEAN_HOUR_WEIGHT: Final = sum(_HOUR_WEIGHT) / 24
 
 # heap item kinds
 _SALARY, _LOAN, _INTEREST, _SNAPSHOT, _DRIFT, _ACCT_SNAPSHOT, _DRIFT_OUT = range(7)
+_FEE, _OVERRIDE, _OVERRIDE_CLEAR = range(7, 10)
+#: Why relationship managers override a tier in the demo (tier-overrides' reason).
+_OVERRIDE_REASONS: Final = (
+    "assets held at another branch",
+    "family office, consolidation pending",
+    "payroll moving to us next month",
+    "known departure: assets leaving",
+)
 #: What stops when a customer goes quiet: the transactions that count as activity.
 #: Interest (a bank posting, not activity) and snapshots go on.
 _QUIET_SKIPS: Final = frozenset({_SALARY, _LOAN, _DRIFT, _DRIFT_OUT})
@@ -363,6 +454,14 @@ class _Customer:
     #: From this event time on the customer makes no transaction (None: never quiet).
     quiet_from: int | None = None
     cash: bool = False  # pays cash: withdrawals at ATMs/branches rather than cards
+    # customer value (SimConfig's "value" options)
+    monthly_fee: Decimal = _ZERO  # charged on the 25th (0: none)
+    slipper: bool = False  # busy the week before go-live, quiet from it
+    #: days after onboarding of a tier override, its length, and when it is cleared
+    #: instead of expiring (None: no override / not cleared)
+    override_at: float | None = None
+    override_days: float = 0.0
+    override_clear: float | None = None
 
     def quiet_at(self, t: int) -> bool:
         return self.quiet_from is not None and t >= self.quiet_from
@@ -414,8 +513,8 @@ class Simulator:
     """The synthetic bank. Iterate ``records()`` (or ``labelled()``) for the event stream.
 
     The stream is infinite unless ``limit`` is given. ``stats`` counts the labels of
-    what has been yielded so far (``ok``, ``duplicate``, ``late``, ``tick`` and each
-    bad kind). Ticks are never duplicated, delayed or malformed.
+    what has been yielded so far (``ok``, ``duplicate``, ``late``, ``tick``, ``answer``
+    and each bad kind). Ticks and answers are never duplicated, delayed or malformed.
     """
 
     def __init__(self, cfg: SimConfig | None = None) -> None:
@@ -428,6 +527,8 @@ class Simulator:
         self._faults = random.Random(f"tierstream-sim:{seed}:faults")
         # Who sleeps, churns, pays cash, how active: a stream of its own (see SimConfig).
         self._life = random.Random(f"tierstream-sim:{seed}:life")
+        # Salaries, mortgages, fees, slippers, overrides (issue 22): another one.
+        self._value = random.Random(f"tierstream-sim:{seed}:value")
         self._n = 0  # good events generated
         self._n_bad = 0
         self._last_ts = self.cfg.start_ms  # event time of the latest good record
@@ -437,6 +538,10 @@ class Simulator:
         self._customers = [self._make_customer(i) for i in range(self.cfg.customers)]
         self._calibrate()
         self._cum_weights = list(_cumsum(c.weight for c in self._customers))
+        # answers to the worker's offers, by due time (see answer())
+        self._answer_model = self.cfg.answer_model() if self.cfg.accept_rates else None
+        self._answers: list[tuple[int, int, SimRecord]] = []
+        self._answers_made: set[str] = set()  # offers answered (each one once)
 
     # --- public API ---
 
@@ -446,7 +551,10 @@ class Simulator:
             yield rec
 
     def labelled(self, limit: int | None = None) -> Iterator[tuple[str, SimRecord]]:
-        """``(label, record)`` pairs: the same stream as ``records()`` with what each one is."""
+        """``(label, record)`` pairs: the same stream as ``records()`` with what each one is.
+
+        ``limit`` counts the bank's records and ticks; answers to offers (``answer``)
+        come on top, each just before the first record later than it."""
         cfg = self.cfg
         faults = self._faults
         good = self._good_records()
@@ -460,6 +568,12 @@ class Simulator:
                 _, _, label, rec = heapq.heappop(pending)
             else:
                 rec = next(good)
+                if self._answers and self._answers[0][0] <= rec.ts_ms:
+                    # answers due by now go first; they take no slot and no fault draw,
+                    # so the bank's own records stay exactly what they were
+                    for answer in self._due_answers(rec.ts_ms):
+                        self.stats[LABEL_ANSWER] += 1
+                        yield LABEL_ANSWER, answer
                 if rec.partition is not None:  # a tick: the clock, not bank data
                     self.stats[LABEL_TICK] += 1
                     slot += 1
@@ -478,6 +592,45 @@ class Simulator:
             self.stats[label] += 1
             slot += 1
             yield label, rec
+
+    def answer(self, offer: Mapping[str, Any]) -> bool:
+        """Schedule the customer's answer to ``offer`` (a record of the ``offers``
+        topic, as JSON) on ``offer-responses``: it goes out in event-time order with
+        the bank's records, or before the next one if its time has passed. Returns whether
+        an answer was scheduled (not without ``accept_rates``, nor for an offer none of
+        them applies to, nor for a record that is not an offer)."""
+        model = self._answer_model
+        if model is None:
+            return False
+        try:
+            offer_ts = _parse_ms(offer["ts"])
+            drawn = draw_answer(model, self.cfg.seed, offer, offer_ts)
+        except (KeyError, TypeError, ValueError):
+            return False
+        if drawn is None or drawn[1]["offer_event_id"] in self._answers_made:
+            return False
+        ts, drawn_fields = drawn
+        fields = {  # the contract's order: event_id, customer_id, ts, the rest
+            "event_id": drawn_fields.pop("event_id"),
+            "customer_id": drawn_fields.pop("customer_id"),
+            "ts": format_ts_bank_time(ts),
+            **drawn_fields,
+        }
+        key = str(fields["customer_id"]).encode()
+        rec = SimRecord(TOPIC_OFFER_RESPONSES, key, orjson.dumps(fields), ts)
+        heapq.heappush(self._answers, (ts, len(self._answers_made), rec))
+        self._answers_made.add(str(fields["offer_event_id"]))
+        return True
+
+    @property
+    def answered(self) -> int:
+        """Offers answered so far (answers scheduled; each goes out when its time comes)."""
+        return len(self._answers_made)
+
+    def _due_answers(self, until_ms: int) -> Iterator[SimRecord]:
+        answers = self._answers
+        while answers and answers[0][0] <= until_ms:
+            yield heapq.heappop(answers)[2]
 
     # --- customers ---
 
@@ -533,7 +686,35 @@ class Simulator:
         if rng.random() < cfg.drift_share:
             self._plan_drift(cust, aum)
         self._plan_life(cust)
+        self._plan_value(cust)
         return cust
+
+    def _plan_value(self, c: _Customer) -> None:
+        """The customer's part in SimConfig's "value" options: the same number of draws
+        from the value stream for every customer, whatever the options."""
+        cfg = self.cfg
+        v = self._value
+        payroll, salary = v.random(), v.uniform(30_000, 60_000)
+        mortgage, principal, months = v.random(), v.uniform(500_000, 3_000_000), v.randint(120, 360)
+        fee, fee_amount = v.random(), v.choice(("5.00", "10.00", "20.00", "30.00"))
+        slipper = v.random()
+        override, at, length, clear, clear_at = (v.random() for _ in range(5))
+        if payroll < cfg.payroll_share and c.segment == "retail" and c.age < 60:
+            c.income = salary
+        if mortgage < cfg.mortgage_share and c.loan is None:
+            c.accounts.append(_Account(f"{c.customer_id}-M1", "loan", "CNY", _money(principal)))
+            c.loan_installment = _money(principal / months * 1.3)
+        if fee < cfg.fee_share:
+            c.monthly_fee = Decimal(fee_amount)
+        if slipper < cfg.slipper_share:
+            c.slipper = True
+            c.quiet_from = cfg.start_ms
+            c.drift = 0
+        if override < cfg.override_share:
+            c.override_at = 1 + 9 * at
+            c.override_days = 8 + 12 * length
+            if clear < 1 / 3:
+                c.override_clear = 2 + 4 * clear_at
 
     def _plan_life(self, c: _Customer) -> None:
         """The customer's part in the months to come (SimConfig's "life" options).
@@ -658,6 +839,10 @@ class Simulator:
         self._schedule(first_snap + days * DAY_MS + jitter, _SNAPSHOT, c)
         if c.drift:
             self._schedule(after + int(rng.uniform(3, 25) * DAY_MS), _DRIFT, c)
+        if c.monthly_fee:
+            self._schedule(_next_monthly(after, 25, 3, 0) + jitter, _FEE, c)
+        if c.override_at is not None:
+            self._schedule(after + int(c.override_at * DAY_MS), _OVERRIDE, c)
 
     # --- the good stream ---
 
@@ -704,6 +889,8 @@ class Simulator:
             sleeper = c.quiet_from is not None and c.quiet_from <= self.cfg.start_ms
             if sleeper or self.cfg.assessment_age_days:
                 yield self._last_transaction(c, sleeper)
+            if c.slipper:
+                yield from self._busy_week(c)
             for k, acct in enumerate(c.accounts):
                 yield self._balance_event(c, acct, t + 2 + k)
             self._schedule_initial(c)
@@ -753,10 +940,51 @@ class Simulator:
             return self._txn(c, dep, t, "transfer_out", amount, self._remote(c), credit=False)
         return self._txn(c, dep, t, "card_payment", amount, "pos", credit=False)
 
+    def _busy_week(self, c: _Customer) -> Iterator[_Event]:
+        """A slipper's six card payments in the week before go-live (onboarding load),
+        leaving the balance the customer opens with."""
+        v = self._value
+        dep = c.deposit
+        start = self.cfg.start_ms
+        items = sorted(
+            (start - int(v.uniform(1, 7) * DAY_MS), _money(c.spend_scale * v.uniform(0.3, 1.5)))
+            for _ in range(6)
+        )
+        dep.balance += sum((amount for _, amount in items), _ZERO)
+        for t, amount in items:
+            yield self._txn(c, dep, t, "card_payment", amount, "pos", credit=False)
+
+    def _override_event(self, c: _Customer, t: int, clear: bool) -> _Event:
+        """A relationship manager's tier-overrides record: one tier up from the tier the
+        customer's assets are in (private: one down), or, to clear it, tier null."""
+        fields: dict[str, Any] = {"tier": None}
+        if not clear:
+            rank = TIERS.index(tier_of(c.aum_cny()))
+            fields["tier"] = TIERS[rank + 1] if rank + 1 < len(TIERS) else TIERS[rank - 1]
+            fields["until"] = format_ts_bank_time(t + int(c.override_days * DAY_MS))
+        fields["set_by"] = f"rm-{c.idx % 40:03d}"
+        fields["reason"] = _OVERRIDE_REASONS[c.idx % len(_OVERRIDE_REASONS)]
+        if clear:
+            fields["reason"] = "reviewed: the data is right"
+        return _Event(TOPIC_TIER_OVERRIDES, c, t, fields)
+
     def _scheduled(self, t: int, kind: int, c: _Customer, arg: Any) -> Iterator[_Event]:
         rng = self._world
         if c.quiet_at(t) and kind in _QUIET_SKIPS:
             return  # gone quiet: no salary, repayment or drift any more (not rescheduled)
+        if kind == _FEE:
+            if c.deposit.balance >= c.monthly_fee:
+                yield self._txn(c, c.deposit, t, "fee", c.monthly_fee, "online", credit=False)
+            self._schedule(_next_monthly(t, 25, 3, 0), _FEE, c)
+            return
+        if kind == _OVERRIDE:
+            yield self._override_event(c, t, clear=False)
+            if c.override_clear is not None:
+                self._schedule(t + int(c.override_clear * DAY_MS), _OVERRIDE_CLEAR, c)
+            return
+        if kind == _OVERRIDE_CLEAR:
+            yield self._override_event(c, t, clear=True)
+            return
         if kind == _SALARY:
             amount = _money(c.income * rng.uniform(0.97, 1.03))
             if _local(t).month == 1:
@@ -1078,6 +1306,16 @@ class Simulator:
             ev["currency"] = "XXX"
             value = orjson.dumps(ev)
         return kind, SimRecord(topic, c.key, value, ts)
+
+
+def _parse_ms(text: object) -> int:
+    """Epoch ms of an output record's RFC 3339 ``ts`` (ValueError if it is not one)."""
+    if not isinstance(text, str):
+        raise ValueError(f"not a time: {text!r}")
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise ValueError(f"naive time: {text!r}")
+    return _to_ms(dt)
 
 
 def _lognormal(rng: random.Random, sigma: float) -> float:

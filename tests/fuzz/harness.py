@@ -9,6 +9,11 @@ checks the invariant of issue 18 on every one:
 * what the shell does next with an applied state works and is bounded: ``to_bytes``
   within ``state_size_bound``, a lossless round trip, ``profile_fields``,
   ``next_due_ms``, every decision valid against its output schema;
+* offer responses reach attribution: one that names a placeholder offer id
+  (``ANSWER_AN_OFFER``: all zeros or all f's) is made to name an offer the customer was
+  really made earlier in the batch (on its evolving state) or one of the populated
+  state's offers, so answers, latest outcomes and the decline cool-down meet later
+  events instead of every response being unmatched;
 * every rejection becomes a dead letter that is valid against its schema and within
   ``MAX_RECORD_BYTES`` (its message key within ``MAX_KEY_BYTES``).
 
@@ -20,6 +25,7 @@ integration tests; this is the pure part, at volume.
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,9 +41,9 @@ from schemas.dead_letter import (
     internal_dead_letter_record,
 )
 from schemas.decoder import DecodeError, Decoder, validate_output
-from schemas.events import Tick
+from schemas.events import OfferResponse, Tick
 from state.core import CoreError, apply, fire_timers
-from state.customer import CustomerState
+from state.customer import CustomerState, event_key
 from state.limits import state_size_bound
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
@@ -49,6 +55,8 @@ __all__ = ["FuzzFailure", "Harness", "Stats", "tight_rules"]
 #: The worker's clock for the skew check: 2026-12-01. Records carry times up to 2200;
 #: those later than this + 5 minutes are refused by the decoder, as in the worker.
 NOW_MS = 1795996800000
+#: offer_event_id values the strategies draw that the harness turns into a real offer
+ANSWER_AN_OFFER = frozenset({"0" * 32, "f" * 32})
 
 
 class FuzzFailure(AssertionError):
@@ -94,7 +102,9 @@ class Stats:
 
 def tight_rules(tmp_dir: str) -> Rules:
     """Rules with small limits and every optional feature on, so the fuzz reaches the
-    limits quickly: avg_daily tiers, campaigns, 4 accounts, 32-character ids."""
+    limits quickly: avg_daily tiers, campaigns, 4 accounts, 32-character ids; tiers
+    by behaviour (salary, contribution, SME turnover), RFM on spend, transaction fees
+    (issue 22)."""
     path = f"{tmp_dir}/tight.toml"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(
@@ -103,6 +113,10 @@ def tight_rules(tmp_dir: str) -> Rules:
             "[limits]\nmax_accounts = 4\nmax_id_chars = 32\nmax_field_chars = 40\n"
             "min_year = 1950\nmax_year = 2100\nmax_key_bytes = 128\n"
             "[care.cadence_days]\naffluent = 7\n"
+            '[tiers.behaviour.affluent]\nmonthly_inflow_cny = "30000"\n'
+            'sme_turnover_cny = "2000000"\n'
+            '[tiers.behaviour.hnw]\ncontribution_cny = "50000"\n'
+            '[rfm]\nmonetary = "spend"\n[value.fees]\ntransfer_out = "2.50"\n'
             '[[campaigns]]\nid = "c-2026"\nstart = 2026-06-01\nend = 2026-06-30\n'
             'kind = "summer"\n'
             '[[campaigns]]\nid = "c-1950"\nstart = 1950-01-01\nend = 1950-01-02\n'
@@ -114,7 +128,8 @@ def tight_rules(tmp_dir: str) -> Rules:
 def _history(customer: str) -> list[tuple[str, dict[str, Any]]]:
     """A rich customer, as JSON on the topics: several accounts, currencies and
     products, months of transactions on every channel, consent, a birthday, an
-    assessment and contacts; hnw at the end."""
+    assessment and contacts; at the end a relationship manager's override to private
+    (until September: the batch's ticks may expire it)."""
     out: list[tuple[str, dict[str, Any]]] = []
     base = "2026-0{m}-{d:02d}T{h:02d}:00:00+08:00"
     out.append(("customer-profiles", {"event_id": "h-p", "customer_id": customer,
@@ -139,6 +154,10 @@ def _history(customer: str) -> list[tuple[str, dict[str, Any]]]:
     out.append(("contacts", {"event_id": "h-c", "customer_id": customer,
                 "ts": base.format(m=4, d=1, h=15), "channel": "phone",
                 "outcome": "reached"}))  # fmt: skip
+    out.append(("tier-overrides", {"event_id": "h-o", "customer_id": customer,
+                "ts": base.format(m=4, d=2, h=9), "tier": "private",
+                "until": "2026-09-01T00:00:00+08:00", "set_by": "rm-" + "7" * 30,
+                "reason": "assets held at another bank"}))  # fmt: skip
     return out
 
 
@@ -151,6 +170,9 @@ class Harness:
         self.bound = state_size_bound(rules)
         self.stats = Stats()
         self.states: dict[str, CustomerState] = {}
+        #: the offers made to each evolving state in the batch (ids), for answers
+        self.offers: dict[str, list[str]] = {}
+        self.populated_offers: list[str] = []
         self._populated = self._build_populated()
 
     def _build_populated(self) -> bytes:
@@ -158,8 +180,11 @@ class Harness:
         for topic, doc in _history("P"):
             ev = self.decoder.decode(topic, orjson.dumps(doc))
             assert not isinstance(ev, DecodeError), ev
-            state = apply(state, ev, self.rules).state
-        assert state is not None and state.tier is not None
+            outcome = apply(state, ev, self.rules)
+            state = outcome.state
+            self.populated_offers += [d.event_id for d in outcome.decisions if d.topic == "offers"]
+        assert state is not None and state.tier == state.override_tier == "private"
+        assert self.populated_offers
         return state.to_bytes()
 
     def populated(self, customer_id: str) -> CustomerState:
@@ -170,6 +195,7 @@ class Harness:
     def reset(self) -> None:
         """Forget the batch's states (a new batch starts with no customers)."""
         self.states.clear()
+        self.offers.clear()
 
     # ------------------------------------------------------------------ feeding
 
@@ -217,17 +243,36 @@ class Harness:
             return
         cid = event.customer_id
         stage.append("apply(evolving)")
-        state = self._apply(rec, self.states.get(cid), event, dead_letter=True)
+        evolving = self._answering(event, self.offers.get(cid, []))
+        state = self._apply(rec, self.states.get(cid), evolving, dead_letter=True, made=cid)
         if state is not None:
             self.states[cid] = state
         stage.append("apply(fresh)")
         self._apply(rec, None, event)
         stage.append("apply(populated)")
-        self._apply(rec, self.populated(cid), event)
+        self._apply(rec, self.populated(cid), self._answering(event, self.populated_offers))
+
+    @staticmethod
+    def _answering(event: Any, offers: list[str]) -> Any:
+        """A response naming a placeholder made to name one of ``offers`` (chosen by
+        its event id), else the event as it is."""
+        if not (isinstance(event, OfferResponse) and event.offer_event_id in ANSWER_AN_OFFER):
+            return event
+        if not offers or type(event.event_id) is not str:
+            return event
+        chosen = offers[event_key(event.event_id) % len(offers)]
+        return dataclasses.replace(event, offer_event_id=chosen)
 
     def _apply(
-        self, rec: Record, state: CustomerState | None, event: Any, dead_letter: bool = False
+        self,
+        rec: Record,
+        state: CustomerState | None,
+        event: Any,
+        dead_letter: bool = False,
+        made: str | None = None,
     ) -> CustomerState | None:
+        """Apply and check; ``made``: the customer whose offers to remember (the
+        evolving state's)."""
         before = state.to_bytes() if state is not None else None
         try:
             outcome = apply(state, event, self.rules)
@@ -239,7 +284,12 @@ class Harness:
                 self._reject(rec, DecodeError(f"$.{err.field}", err.reason))
             return state
         self.stats.outcomes[outcome.status] += 1
+        if outcome.answered is not None:
+            self.stats.outcomes[f"answered_{outcome.answered[2]}"] += 1
         self._after(outcome.state, outcome.decisions)
+        if made is not None:
+            offers = self.offers.setdefault(made, [])
+            offers += [d.event_id for d in outcome.decisions if d.topic == "offers"]
         return outcome.state
 
     def _tick(self, rec: Record, tick: Tick) -> None:
@@ -258,6 +308,8 @@ class Harness:
             self._after(outcome.state, outcome.decisions)
             if cid in self.states:
                 self.states[cid] = outcome.state
+                offers = self.offers.setdefault(cid, [])
+                offers += [d.event_id for d in outcome.decisions if d.topic == "offers"]
 
     def _after(self, state: CustomerState, decisions: tuple[Any, ...]) -> None:
         """What the shell does with an applied state and its decisions."""
@@ -271,7 +323,8 @@ class Harness:
         next_due_ms(state, self.rules)
         for d in decisions:
             validate_output(d.topic, d.to_record())
-            self.stats.decisions[f"{d.topic}:{getattr(d, 'kind', 'tier')}"] += 1
+            kind = getattr(d, "kind", None) or getattr(d, "action", None) or "tier"
+            self.stats.decisions[f"{d.topic}:{kind}"] += 1
 
     def _reject(self, rec: Record, error: DecodeError) -> None:
         self.stats.decode_errors[error.limit or error.field] += 1

@@ -34,13 +34,25 @@ from schemas.events import (
     CHANNELS,
     CONTACT_CHANNELS,
     CONTACT_OUTCOMES,
+    OFFER_OUTCOMES,
     PRODUCT_RISKS,
     PRODUCTS,
     SEGMENTS,
     TRANSACTION_TYPES,
 )
+from state.decisions import TIERS
 
-__all__ = ["CUSTOMERS", "TOPICS", "Raw", "Record", "bursts", "dump", "records"]
+__all__ = [
+    "CUSTOMERS",
+    "TOPICS",
+    "Raw",
+    "Record",
+    "answers",
+    "bursts",
+    "dump",
+    "overrides",
+    "records",
+]
 
 TOPICS = (
     "transactions",
@@ -48,6 +60,8 @@ TOPICS = (
     "customer-profiles",
     "risk-assessments",
     "contacts",
+    "offer-responses",
+    "tier-overrides",
     "ticks",
 )
 #: A few customers, so a batch of records meets the same states again.
@@ -292,6 +306,8 @@ def _base(topic: str, draw: Any) -> list[tuple[str, Any]]:
                 st.sampled_from([date(1, 1, 1), date(9999, 12, 31), date(2000, 2, 29)]),
             ).map(lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}")
             doc.append(("birth_date", draw(birth | st.none())))
+        if draw(st.booleans()):
+            doc.append(("service_contact_opt_out", draw(st.booleans())))
         return doc
     if topic == "risk-assessments":
         return [
@@ -305,7 +321,45 @@ def _base(topic: str, draw: Any) -> list[tuple[str, Any]]:
             ("channel", draw(st.sampled_from(CONTACT_CHANNELS))),
             ("outcome", draw(st.sampled_from(CONTACT_OUTCOMES))),
         ]  # fmt: skip
+    if topic == "offer-responses":
+        hexid = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+        return [
+            ("event_id", eid), ("customer_id", cid), ("ts", ts),
+            ("offer_event_id", draw(hexid | st.sampled_from(["0" * 32, "f" * 32]))),
+            ("outcome", draw(st.sampled_from(OFFER_OUTCOMES))),
+            ("channel", draw(st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True))),
+            ("product_id", draw(st.none() | _ident())),
+        ]  # fmt: skip
+    if topic == "tier-overrides":
+        doc = [
+            ("event_id", eid), ("customer_id", cid), ("ts", ts),
+            ("tier", draw(st.sampled_from([*TIERS, None]))),
+            ("set_by", draw(_ident(("rm-7", "rm-000", "客户经理-12")))),
+            ("reason", draw(st.text(max_size=30) | st.sampled_from(["", "x" * 64, "x" * 65]))),
+        ]  # fmt: skip
+        if draw(st.integers(0, 3)):  # until: mostly set, a time near ts or anywhere
+            doc.append(("until", draw(_valid_ts() | _after(ts) | st.none())))
+        return doc
     return []  # ticks: built by the caller (their id restates the time)
+
+
+def _after(ts: str) -> st.SearchStrategy[str]:
+    """A time shortly after (or exactly at) ``ts``: overrides that expire within a
+    batch's ticks, and the boundary ``until == ts`` the decoder refuses."""
+    try:
+        start = datetime.fromisoformat(ts.upper())
+    except ValueError:
+        return st.just(ts)
+    if start.tzinfo is None:
+        return st.just(ts)
+
+    def later(ms: int) -> str:
+        try:
+            return (start + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+        except OverflowError:  # the end of the calendar: until == ts
+            return ts
+
+    return st.integers(0, 40 * 86_400_000).map(later)
 
 
 # ------------------------------------------------------------------ mutations
@@ -321,7 +375,9 @@ _KEY_MUTATIONS = ("none", "other", "bad_utf8", "huge", "empty", "controls")
 def _mutate_fields(
     doc: list[tuple[str, Any]], draw: Any, notes: list[str]
 ) -> list[tuple[str, Any]]:
-    names = [k for k, _ in doc] + ["balance_after", "product_risk", "birth_date", "extra"]
+    names = [k for k, _ in doc] + [
+        "balance_after", "product_risk", "birth_date", "until", "service_contact_opt_out", "extra"
+    ]  # fmt: skip
     for _ in range(draw(st.integers(0, 3))):
         name = draw(st.sampled_from(names))
         how = draw(st.sampled_from(_FIELD_MUTATIONS))
@@ -452,4 +508,66 @@ def bursts(draw: Any) -> list[Record]:
                 doc.append(("balance_after", "-" + _BIG))
             topic = "transactions"
         out.append(Record(topic, b"C1", dump(doc).encode(), 0, i, 0, (f"burst:{kind}",)))
+    return out
+
+
+@st.composite
+def answers(draw: Any) -> list[Record]:
+    """One customer who gets offers and answers them (valid records, event-time order
+    with jitter): a consenting SME profile, balances that move it across the tier
+    floors (each entry an offer), answers naming a placeholder id (the harness makes
+    it name an offer really made: tests/fuzz/harness.py) with every outcome, and later
+    balances whose offers meet the declines' cool-down."""
+    cid = draw(st.sampled_from(["C2", "C000042"]))
+    day = draw(st.integers(0, 300))
+
+    def at(d: float) -> str:
+        return _rfc3339(_RECENT[0] + int((day + d) * 86_400_000), 480, 3, False)
+
+    out = [
+        Record("customer-profiles", cid.encode(), dump([
+            ("event_id", "ans-p"), ("customer_id", cid), ("ts", at(0)), ("segment", "sme"),
+            ("marketing_consent", True)]).encode(), 0, 0, 0, ("answers",)),
+    ]  # fmt: skip
+    levels = ["600000.00", "1200000.00", "300000.00", "7000000.00", "700000.00", "2000000.00"]
+    for i in range(draw(st.integers(4, 16))):
+        d = i * draw(st.sampled_from([0.5, 3, 20, 40]))
+        if i % 2 == 0:
+            doc = [("event_id", f"ans-b{i}"), ("customer_id", cid), ("ts", at(d)),
+                   ("account_id", "A1"), ("product", "deposit"),
+                   ("balance", draw(st.sampled_from(levels))), ("currency", "CNY")]  # fmt: skip
+            topic = "balances"
+        else:
+            doc = [("event_id", f"ans-r{i}"), ("customer_id", cid),
+                   ("ts", at(d + draw(st.sampled_from([-1, 0.1, 2, 30])))),
+                   ("offer_event_id", draw(st.sampled_from(["0" * 32, "f" * 32]))),
+                   ("outcome", draw(st.sampled_from(OFFER_OUTCOMES)))]  # fmt: skip
+            topic = "offer-responses"
+        out.append(Record(topic, cid.encode(), dump(doc).encode(), 0, i + 1, 0, ("answers",)))
+    return out
+
+
+@st.composite
+def overrides(draw: Any) -> list[Record]:
+    """A relationship manager at work on one customer: valid tier overrides (set with
+    and without ``until``, cleared, out of order), each now and then followed by a
+    tick past its ``until``, so every batch of this kind sets, clears and expires
+    overrides whatever the rules' limits (hostile override records mostly die in the
+    decoder, tight rules even more)."""
+    cid = draw(st.sampled_from(CUSTOMERS[:3]))
+    start = _RECENT[0] + draw(st.integers(0, 300)) * 86_400_000
+    out = []
+    for i in range(draw(st.integers(2, 8))):
+        ts = start + draw(st.integers(-5, 30)) * 3_600_000 + i * 86_400_000
+        tier = draw(st.sampled_from([*TIERS, None]))
+        doc = [("event_id", f"ovr-{i}"), ("customer_id", cid), ("ts", _rfc3339(ts, 480, 3, False)),
+               ("tier", tier), ("set_by", "rm-7"), ("reason", "fuzz")]  # fmt: skip
+        until = ts + draw(st.integers(1, 5 * 86_400_000))
+        if tier is not None and draw(st.integers(0, 3)):
+            doc.append(("until", _rfc3339(until, 0, 3, False)))
+        out.append(Record("tier-overrides", cid.encode(), dump(doc).encode(), 0, i, 0, ("ovr",)))
+        if draw(st.booleans()):
+            tick = [("event_id", f"tick-0-{until}"), ("partition", 0),
+                    ("ts", _rfc3339(until, 0, 3, False))]  # fmt: skip
+            out.append(Record("ticks", None, dump(tick).encode(), 0, 100 + i, 0, ("ovr:tick",)))
     return out

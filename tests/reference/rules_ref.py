@@ -17,9 +17,19 @@ the topics:
   ``relationship_manager``, ``private_banking_invitation``, ``sme_credit``,
   ``digital_banking`` -- with consent from the latest profile and the per-kind cap.
   (Timer offers, and ``risk_assessment_due``, whose cap timers share, are left out.)
-* **alerts** ``large_outflow`` and ``aum_drop`` with severities and the cooldown.
+* **alerts** ``large_outflow`` and ``aum_drop`` with severities and the cooldown;
+* **offer responses** (topic ``offer-responses``, docs/rules.md "Offer responses"):
+  which of the offers above a response is attributed to (by the offer's ``event_id``,
+  derived as docs/topics.md says, made at or before the response, among the
+  customer's latest ``answerable_offers``), the kind's latest outcome, and the decline
+  cool-down (``after_decline_days``) that withholds later offers of a declined kind;
+  ``responses`` counts the attributed ones by (kind, the offer's tier, outcome);
+* **contribution** (issue 22; docs/value-models.md, "Contribution"): each customer's
+  estimated annual contribution at the end, from the balances in force and every
+  applied transaction's income, booked by local calendar month.
 
-API: ``run(events, rules_path=None) -> ReferenceResult``; ``result_from_records``
+API: ``run(events, rules_path=None, rules_version="") -> ReferenceResult`` (the
+version only goes into the offers' ids, for attributing responses); ``result_from_records``
 builds the same shape from the records on the output topics (tier-changes, offers,
 alerts), and ``diff`` lists where two results differ. Interpretations where the
 document leaves a choice are marked "Reading:" below.
@@ -49,6 +59,7 @@ __all__ = [
     "TierChangeRef",
     "diff",
     "load",
+    "offer_id",
     "result_from_records",
     "run",
     "topic_of",
@@ -64,6 +75,7 @@ OFFER_KINDS = (
     "private_banking_invitation",
     "sme_credit",
     "digital_banking",
+    "branch_priority",
 )
 ALERT_KINDS = ("large_outflow", "aum_drop")
 TIER_OFFER = {"affluent": "wealth_products", "hnw": "relationship_manager",
@@ -72,6 +84,8 @@ TIER_OFFER = {"affluent": "wealth_products", "hnw": "relationship_manager",
 DEBITS = frozenset({"withdrawal", "transfer_out", "card_payment", "loan_repayment", "fee"})
 DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: docs/value-models.md: "wealth, fund, bond and insurance balances" earn the wealth fee
+INVESTMENTS = frozenset({"wealth", "fund", "bond", "insurance"})
 
 
 # ------------------------------------------------------------------ results
@@ -117,6 +131,10 @@ class ReferenceResult:
     tiers: dict[str, str] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    #: attributed offer responses by (offer kind, the offer's tier, outcome)
+    responses: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: customer -> estimated annual contribution at the end, CNY with 2 decimals
+    contributions: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ rules
@@ -148,9 +166,20 @@ class Rules:
     dedup_size: int
     dedup_days: int
     offer_cooldown_days: dict[str, int]
+    after_decline_days: dict[str, int]
+    answerable_offers: int
     digital_max_age: int
     digital_share_over: Fraction
     digital_min_tx: int
+    digital_max_avg: Fraction  # CNY
+    branch_min_tx: int
+    branch_share_over: Fraction
+    branch_min_avg: Fraction  # CNY
+    deposit_nim: Fraction
+    wealth_fee_rate: Fraction
+    loan_spread: Fraction
+    card_interchange: Fraction
+    fees: dict[str, Fraction]  # CNY per transaction of a type
     outflow_ratio: Fraction
     outflow_amount: Fraction
     drop_ratio: Fraction
@@ -164,7 +193,7 @@ def load(rules_path: str | Path | None = None) -> Rules:
     table = tomllib.loads(DEFAULT_RULES.read_text("utf-8"))
     if rules_path is not None:
         _merge(table, tomllib.loads(Path(rules_path).read_text("utf-8")))
-    t, o, a = table["tiers"], table["offers"], table["alerts"]
+    t, o, a, v = table["tiers"], table["offers"], table["alerts"], table["value"]
     return Rules(
         zone=ZoneInfo(table["timezone"]),
         floors={"mass": Fraction(0), **{k: _frac(t[k]) for k in TIERS[1:]}},
@@ -177,9 +206,20 @@ def load(rules_path: str | Path | None = None) -> Rules:
         dedup_size=int(table["dedup"]["size"]),
         dedup_days=int(table["dedup"]["days"]),
         offer_cooldown_days=dict(o["cooldown_days"]),
+        after_decline_days=dict(o["after_decline_days"]),
+        answerable_offers=int(o["answerable_offers"]),
         digital_max_age=int(o["digital_banking_max_age"]),
         digital_share_over=_frac(o["digital_banking_share_over"]),
         digital_min_tx=int(o["digital_banking_min_transactions"]),
+        digital_max_avg=_frac(o["digital_banking_max_avg_cny"]),
+        branch_min_tx=int(o["branch_priority_min_transactions"]),
+        branch_share_over=_frac(o["branch_priority_share_over"]),
+        branch_min_avg=_frac(o["branch_priority_min_avg_cny"]),
+        deposit_nim=_frac(v["deposit_nim"]),
+        wealth_fee_rate=_frac(v["wealth_fee_rate"]),
+        loan_spread=_frac(v["loan_spread"]),
+        card_interchange=_frac(v["card_interchange"]),
+        fees={k: _frac(x) for k, x in v["fees"].items()},
         outflow_ratio=_frac(a["large_outflow_ratio"]),
         outflow_amount=_frac(a["large_outflow_amount_cny"]),
         drop_ratio=_frac(a["aum_drop_ratio"]),
@@ -203,9 +243,28 @@ def _fen(amount: Any, rate: Fraction) -> int:
     return round(_frac(amount) * rate * 100)  # round() of a Fraction: half to even
 
 
+def _month(day: int) -> int:
+    """The calendar month of a local day number, as year * 12 + month - 1."""
+    d = date(1970, 1, 1) + timedelta(days=day)
+    return d.year * 12 + d.month - 1
+
+
+def _month_start(month: int) -> int:
+    """The local day number of the 1st of a month."""
+    return (date(month // 12, month % 12 + 1, 1) - date(1970, 1, 1)).days
+
+
 def _tie(event_id: str) -> int:
     """Docs: "the larger 64-bit BLAKE2b hash of the event_id wins" (read big-endian)."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def offer_id(customer_id: str, cause_event_id: str, kind: str, rules_version: str) -> str:
+    """docs/topics.md: an offer's ``event_id`` is the first 32 hex digits of SHA-256
+    over the customer id, the cause, ``offer:<kind>`` and the rules version, joined by
+    NUL."""
+    raw = "\x00".join((customer_id, cause_event_id, f"offer:{kind}", rules_version)).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
 
 
 def topic_of(doc: Mapping[str, Any]) -> str:
@@ -218,6 +277,8 @@ def topic_of(doc: Mapping[str, Any]) -> str:
         return "customer-profiles"
     if "score" in doc:
         return "risk-assessments"
+    if "offer_event_id" in doc:
+        return "offer-responses"
     return "contacts"
 
 
@@ -243,10 +304,14 @@ class _Customer:
     segment: str | None = None
     consent: bool = False
     birth: date | None = None
-    window: dict[int, list[str]] = field(default_factory=dict)  # day -> channels
+    window: dict[int, list[tuple[str, int]]] = field(default_factory=dict)  # day -> (ch, fen)
+    ledger_from: int | None = None  # the day its months are known from
+    income: dict[int, int] = field(default_factory=dict)  # calendar month -> fen
     levels: dict[int, tuple[int, int]] = field(default_factory=dict)  # day -> (high, close)
     offers_at: dict[str, list[int]] = field(default_factory=dict)
     alerts_at: dict[str, list[int]] = field(default_factory=dict)
+    made: list[tuple[str, int, str, str]] = field(default_factory=list)  # id, ts, kind, tier
+    answers: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # kind -> ts, tie, out
 
     def aum(self) -> int:
         """Docs: "sum of the CNY values of all accounts whose product is not loan"."""
@@ -254,8 +319,9 @@ class _Customer:
 
 
 class _Bank:
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, rules_version: str = "") -> None:
         self.r = rules
+        self.version = rules_version
         self.customers: dict[str, _Customer] = {}
         self.out = ReferenceResult()
 
@@ -268,6 +334,12 @@ class _Bank:
     def event(self, topic: str, doc: Mapping[str, Any]) -> None:
         r = self.r
         cid = doc["customer_id"]
+        if topic == "offer-responses" and not (
+            cid in self.customers and self.customers[cid].memory
+        ):
+            # "for an unknown customer nothing happens and no state is created"
+            self.out.counts["response_no_customer"] += 1
+            return
         c = self.customers.setdefault(cid, _Customer(cid))
         eid = doc["event_id"]
         if topic in ("transactions", "balances") and doc["currency"] not in r.fx:
@@ -288,6 +360,8 @@ class _Bank:
             if topic == "customer-profiles":
                 self._profile(c, doc, ts)
             self._advance(c, day)
+            if topic == "offer-responses":
+                self._response(c, doc, ts)
             self._remember(c, eid)
 
     def _remembered(self, c: _Customer, eid: str) -> bool:
@@ -303,6 +377,8 @@ class _Bank:
         c.memory.append((eid, c.today if c.today is not None else 0))
 
     def _advance(self, c: _Customer, day: int) -> None:
+        if c.ledger_from is None:  # "from the customer's first event on"
+            c.ledger_from = day if c.today is None else max(day, c.today)
         if c.today is None or day > c.today:
             c.today = day
         # "Daily buckets cover the last 90 local days (today included)"
@@ -317,6 +393,26 @@ class _Bank:
             c.consent = bool(doc["marketing_consent"])
             birth = doc.get("birth_date")
             c.birth = date.fromisoformat(birth) if birth else None
+
+    def _response(self, c: _Customer, doc: Mapping[str, Any], ts: int) -> None:
+        """Docs: attributed "when the customer's state remembers the offer it names
+        (offer_event_id) and the offer was made at or before the response's event
+        time"; the kind's latest outcome is "the attributed response with the latest
+        event time (equal times: the larger event key)"."""
+        wanted = doc["offer_event_id"]
+        window = c.made[-self.r.answerable_offers :]
+        made = next((m for m in reversed(window) if m[0] == wanted and m[1] <= ts), None)
+        if made is None:
+            named = any(m[0] == wanted for m in window)
+            self.out.counts["response_before_offer" if named else "response_unknown"] += 1
+            return
+        _, _, kind, tier = made
+        outcome = doc["outcome"]
+        self.out.responses[(kind, tier, outcome)] += 1
+        key = (ts, _tie(doc["event_id"]))
+        cur = c.answers.get(kind)
+        if cur is None or key > cur[:2]:
+            c.answers[kind] = (*key, outcome)
 
     # -------------------------------------------------------------- AUM events
 
@@ -359,8 +455,12 @@ class _Bank:
         aum_before, tier_before = c.aum(), c.tier
         self._advance(c, day)
         counted = not late and doc["type"] not in r.exclude_types
+        amount = _fen(doc["amount"], rate)
         if counted:
-            c.window.setdefault(day, []).append(doc["channel"])
+            c.window.setdefault(day, []).append((doc["channel"], amount))
+        if not late:  # "every transaction that is not late (fees and interest too)"
+            month = _month(day)
+            c.income[month] = c.income.get(month, 0) + self._income(doc["type"], amount)
         if newer:
             # "An account only ever seen on transactions has an unknown product"
             self._set(c, doc["account_id"], ts, eid, _fen(bal, rate), None)
@@ -368,11 +468,11 @@ class _Bank:
         self._after_aum(c, doc, ts, aum_before, tier_before)
         if late:
             return  # Reading: only the balance of a late transaction is applied
-        amount = _fen(doc["amount"], rate)
         if doc["type"] in DEBITS:
             self._large_outflow(c, doc, ts, amount, aum_before, tier_before)
         if counted:
             self._digital_banking(c, doc, ts, day)
+            self._branch_priority(c, doc, ts)
 
     def _after_aum(
         self,
@@ -455,24 +555,94 @@ class _Bank:
         earlier = c.offers_at.get(kind)
         if earlier and ts < max(earlier) + cooldown:
             return
+        # "an offer of a kind whose latest outcome is declined, dated at or after the
+        # decline and less than after_decline_days after it, is withheld"
+        answer = c.answers.get(kind)
+        hold = self.r.after_decline_days[kind] * DAY_MS
+        if answer is not None and answer[2] == "declined" and 0 <= ts - answer[0] < hold:
+            self.out.counts["declined_hold"] += 1
+            return
         c.offers_at.setdefault(kind, []).append(ts)
-        self.out.offers.append(OfferRef(c.cid, ts, kind, c.tier or "mass", doc["event_id"]))
+        tier = c.tier or "mass"
+        self.out.offers.append(OfferRef(c.cid, ts, kind, tier, doc["event_id"]))
+        c.made.append((offer_id(c.cid, doc["event_id"], kind, self.version), ts, kind, tier))
+
+    def _average(self, c: _Customer) -> tuple[list[str], Fraction]:
+        """The window's channels and its average transaction in CNY. Docs: "average
+        amount" in fen, rounded half up."""
+        items = [x for d in c.window.values() for x in d]
+        if not items:
+            return [], Fraction(0)
+        total, n = sum(f for _, f in items), len(items)
+        avg_fen = total // n + (1 if 2 * (total % n) >= n else 0)
+        return [ch for ch, _ in items], Fraction(avg_fen, 100)
 
     def _digital_banking(self, c: _Customer, doc: Mapping[str, Any], ts: int, day: int) -> None:
-        """Docs: "age < 30, at least 5 transactions in the window and more than 50% of them
-        at branch or ATM". Reading: age on the transaction's local date."""
+        """Docs: "age < 30, at least 5 transactions in the window, more than 50% of them
+        at branch or ATM, and an average transaction below 50,000 CNY". Reading: age on
+        the transaction's local date."""
         r = self.r
-        channels = [ch for d in c.window.values() for ch in d]
+        channels, avg = self._average(c)
         if c.birth is None or len(channels) < r.digital_min_tx:
             return
         offline = sum(ch in ("branch", "atm") for ch in channels)
-        if not offline > r.digital_share_over * len(channels):
+        if not offline > r.digital_share_over * len(channels) or not avg < r.digital_max_avg:
             return
         on = date(1970, 1, 1) + timedelta(days=day)
         age = on.year - c.birth.year - ((on.month, on.day) < (c.birth.month, c.birth.day))
         if age >= r.digital_max_age:
             return
         self._offer(c, "digital_banking", ts, doc)
+
+    def _branch_priority(self, c: _Customer, doc: Mapping[str, Any], ts: int) -> None:
+        """Docs: "any age: at least 5 transactions in the window, more than 50% of them
+        at the branch, and an average transaction of at least 50,000 CNY"."""
+        r = self.r
+        channels, avg = self._average(c)
+        if len(channels) < r.branch_min_tx:
+            return
+        branch = sum(ch == "branch" for ch in channels)
+        if branch > r.branch_share_over * len(channels) and avg >= r.branch_min_avg:
+            self._offer(c, "branch_priority", ts, doc)
+
+    # -------------------------------------------------------------- contribution
+
+    def _income(self, kind: str, fen: int) -> int:
+        """Docs: a transaction's income: the fee per transaction of its type, plus the
+        card interchange on a card payment (rounded half-even to the fen) or a fee
+        posting's amount in full."""
+        r = self.r
+        income = round(r.fees[kind] * 100)
+        if kind == "card_payment":
+            income += round(r.card_interchange * fen)  # round(Fraction): half to even
+        elif kind == "fee":
+            income += fen
+        return income
+
+    def contribution(self, c: _Customer) -> str:
+        """Docs (docs/value-models.md, "Contribution"): balances at their annual rates
+        (deposits and accounts seen only on transactions at the NIM, investments at the
+        wealth fee rate, loans of either sign and overdrawn deposits at the loan spread)
+        plus the income of the complete calendar months of the last 12 that the bank
+        knew the customer for in full, averaged and times 12; half-even to the fen."""
+        r = self.r
+        balance = Fraction(0)
+        for a in c.accounts.values():
+            if a.product == "loan":
+                balance += r.loan_spread * abs(a.fen)
+            elif a.product in INVESTMENTS:
+                balance += r.wealth_fee_rate * max(a.fen, 0)
+            elif a.fen >= 0:
+                balance += r.deposit_nim * a.fen
+            else:
+                balance += r.loan_spread * -a.fen
+        assert c.today is not None and c.ledger_from is not None
+        today = _month(c.today)
+        known = [m for m in range(today - 12, today) if _month_start(m) >= c.ledger_from]
+        income = sum(c.income.get(m, 0) for m in known)
+        flows = Fraction(12 * income, len(known)) if known else Fraction(0)
+        fen = round(balance + flows)
+        return f"{'-' if fen < 0 else ''}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
     # -------------------------------------------------------------- alerts
 
@@ -538,11 +708,13 @@ class _Bank:
 def run(
     events: Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]],
     rules_path: str | Path | None = None,
+    rules_version: str = "",
 ) -> ReferenceResult:
     """Apply input events -- ``(topic, doc)`` pairs or bare docs (the topic is then
     inferred from their fields) -- in the order given, as the core would apply them
-    per customer; ``rules_path`` a user rules file as for the worker (None: defaults)."""
-    bank = _Bank(load(rules_path))
+    per customer; ``rules_path`` a user rules file as for the worker (None: defaults);
+    ``rules_version`` the version the offers' ids derive from (responses name them)."""
+    bank = _Bank(load(rules_path), rules_version)
     for item in events:
         if isinstance(item, tuple):
             topic, doc = item
@@ -552,6 +724,8 @@ def run(
     for cid, c in bank.customers.items():
         if c.tier is not None:
             bank.out.tiers[cid] = c.tier
+        if c.today is not None:
+            bank.out.contributions[cid] = bank.contribution(c)
     return bank.out
 
 

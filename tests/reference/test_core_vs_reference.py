@@ -1,11 +1,15 @@
 """The core against the independent reference (tests/reference/rules_ref.py): tier
-changes, the offers that tier entries and transactions cause, and the large-outflow
-and AUM-drop alerts must be the same, on randomized banks of a few hundred customers
-over months of event time (under the default rules and with the average-daily basis)
-and on small hypothesis-built histories around every threshold."""
+changes, the offers that tier entries and transactions cause, the large-outflow and
+AUM-drop alerts and each customer's contribution must be the same, on randomized banks
+of a few hundred customers over months of event time (under the default rules and with
+the average-daily basis) and on small hypothesis-built histories around every
+threshold; and with answers to those offers mixed in, the attributed responses and the
+offers a decline holds back."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ from hypothesis import strategies as st
 from schemas.decoder import DecodeError, Decoder
 from state.core import CoreError, apply
 from state.customer import CustomerState
+from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from tests.reference import rules_ref
 from tests.reference.bank import DAY_MS, T0_MS, bank, ts_text
@@ -30,9 +35,16 @@ def core_run(
 ) -> rules_ref.ReferenceResult:
     """The events through the real decoder and core, in the given order, and the
     decisions as the records that go on the output topics."""
+    return _core(events, rules)[0]
+
+
+def _core(
+    events: Iterable[tuple[str, Mapping[str, Any]]], rules: Rules
+) -> tuple[rules_ref.ReferenceResult, list[tuple[str, dict[str, Any]]]]:
     states: dict[str, CustomerState | None] = {}
     records: list[tuple[str, dict[str, Any]]] = []
     rejected: list[str] = []
+    answered: Counter[tuple[str, str, str]] = Counter()
     for topic, doc in events:
         event = DECODER.decode(topic, orjson.dumps(doc))
         assert not isinstance(event, DecodeError), (event, doc)
@@ -43,9 +55,17 @@ def core_run(
             continue
         states[event.customer_id] = outcome.state
         records.extend((d.topic, d.to_record()) for d in outcome.decisions)
+        if outcome.answered is not None:
+            answered[outcome.answered] += 1
     result = rules_ref.result_from_records(records)
     result.rejected = rejected
-    return result
+    result.responses = answered
+    result.contributions = {
+        cid: profile_fields(st, rules)["contribution_cny"]
+        for cid, st in states.items()
+        if st is not None
+    }
+    return result, records
 
 
 def _rules_file(tmp_path: Path, text: str) -> Path | None:
@@ -72,6 +92,9 @@ def test_randomized_bank_agrees_with_the_reference(tmp_path: Path, seed: int, ba
     problems = rules_ref.diff(ref, core)
     assert not problems, "\n".join(problems)
     assert core.rejected == ref.rejected
+    assert core.contributions == ref.contributions
+    earning = [v for v in ref.contributions.values() if v != "0.00"]
+    assert len(earning) > len(ref.contributions) * 0.9
     # the bank must reach what it is meant to test, or agreement proves little
     changes = [c for cs in ref.tier_changes.values() for c in cs]
     directions = {c.direction for c in changes}
@@ -162,6 +185,7 @@ def test_histories_around_the_lines_agree(
     core, ref = _compare(events, path)
     problems = rules_ref.diff(ref, core)
     assert not problems, "\n".join(problems)
+    assert core.contributions == ref.contributions
 
 
 def test_the_reference_imports_nothing_of_the_project() -> None:
@@ -171,3 +195,93 @@ def test_the_reference_imports_nothing_of_the_project() -> None:
     assert imports and not [
         x for x in imports if any(p in x for p in ("state", "streams", "schemas", "tests"))
     ]
+
+
+# ------------------------------------------------------------------ offer responses
+
+
+def _answers(
+    events: list[tuple[str, dict[str, Any]]],
+    offers: list[dict[str, Any]],
+    seed: int,
+) -> list[tuple[str, dict[str, Any]]]:
+    """``events`` with answers to ``offers`` (records a first run emitted) mixed in at
+    their event time: mostly declines (so the cool-down meets later offers), some
+    stamped before their offer, second answers to one offer, redeliveries, and answers
+    naming no offer, another customer's offer, or a customer who does not exist."""
+    rnd = random.Random(seed)
+    out: list[tuple[int, dict[str, Any]]] = []
+
+    def answer(cid: str, offer_id: str, ts: int) -> dict[str, Any]:
+        outcome = rnd.choices(["declined", "accepted", "ignored"], [5, 3, 2])[0]
+        doc = {"event_id": f"resp-{len(out)}", "customer_id": cid, "ts": ts_text(ts, rnd),
+               "offer_event_id": offer_id, "outcome": outcome}  # fmt: skip
+        if rnd.random() < 0.3:
+            doc["channel"] = rnd.choice(["mobile", "branch", "call_center"])
+        out.append((ts, doc))
+        return doc
+
+    for offer in offers:
+        ts = rules_ref.parse_ts(offer["ts"])
+        for _ in range(rnd.choices([0, 1, 2], [2, 7, 1])[0]):
+            late = rnd.random() < 0.1  # before its offer: unmatched
+            when = ts - rnd.randint(1, DAY_MS) if late else ts + rnd.randint(0, 20 * DAY_MS)
+            doc = answer(offer["customer_id"], offer["event_id"], when)
+            if rnd.random() < 0.05:  # redelivered a little later
+                out.append((when + rnd.randint(0, DAY_MS), doc))
+    customers = sorted({o["customer_id"] for o in offers})
+    for i in range(60):
+        offer = rnd.choice(offers)
+        when = rules_ref.parse_ts(offer["ts"]) + rnd.randint(0, 10 * DAY_MS)
+        if i % 3 == 0:  # names no offer
+            answer(rnd.choice(customers), f"{rnd.getrandbits(128):032x}", when)
+        elif i % 3 == 1:  # another customer's offer
+            other = rnd.choice([c for c in customers if c != offer["customer_id"]])
+            answer(other, offer["event_id"], when)
+        else:  # no such customer
+            answer(f"ghost-{i}", offer["event_id"], when)
+    # each after the last of its customer's events (in the bank's own order, which has
+    # its own disorder) stamped at or before it; a ghost's anywhere
+    where: dict[str, list[tuple[int, int]]] = {}
+    for i, (_topic, doc) in enumerate(events):
+        where.setdefault(doc["customer_id"], []).append((i, rules_ref.parse_ts(doc["ts"])))
+    placed = []
+    for ts, doc in out:
+        mine = where.get(doc["customer_id"], [])
+        before = [i for i, t in mine if t <= ts]
+        at = max(before) + 1 if before else mine[0][0] if mine else rnd.randrange(len(events))
+        placed.append((at, doc))
+    merged = list(events)
+    for at, doc in sorted(placed, key=lambda x: -x[0]):  # from the end: indices stay valid
+        merged.insert(at, ("offer-responses", doc))
+    return merged
+
+
+@pytest.mark.parametrize(("basis", "seed"), [("current", 3), ("avg_daily", 4)])
+def test_offer_responses_agree_with_the_reference(tmp_path: Path, seed: int, basis: str) -> None:
+    path = _rules_file(tmp_path, BASES[basis])
+    rules = load_rules(str(path) if path else None)
+    events = bank(seed, customers=300, days=150)
+    _, first = _core(events, rules)
+    decided = [r for t, r in first if t == "offers" and r["kind"] in rules_ref.OFFER_KINDS]
+    events = _answers(events, decided, seed)
+
+    core, records = _core(events, rules)
+    ref = rules_ref.run(events, path, rules.version)
+    problems = rules_ref.diff(ref, core)
+    assert not problems, "\n".join(problems)
+    assert core.responses == ref.responses
+    # the reference sees only its kinds of offers: no customer may have had enough
+    # offers of any kind for the core to forget one a response names (eviction is
+    # checked against its own model in tests/state/test_responses.py)
+    per_customer = Counter(r["customer_id"] for t, r in records if t == "offers")
+    assert max(per_customer.values()) < rules.answerable_offers
+    # the data must reach what it is meant to test
+    assert {o for _k, _t, o in ref.responses} == {"accepted", "declined", "ignored"}
+    assert len({k for k, _t, _o in ref.responses}) >= 3
+    for situation in ("declined_hold", "response_before_offer", "response_unknown",
+                      "response_no_customer", "duplicate"):  # fmt: skip
+        assert ref.counts[situation] > 0, (situation, ref.counts)
+    held = ref.counts["declined_hold"]
+    print(f"\nseed {seed} {basis}: {sum(ref.responses.values())} attributed responses, "
+          f"{held} offers held back by a decline, {dict(ref.counts)}")  # fmt: skip

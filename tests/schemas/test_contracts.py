@@ -17,6 +17,7 @@ from schemas.events import (
     CONTACT_CHANNELS,
     CONTACT_OUTCOMES,
     INPUT_TOPICS,
+    OFFER_OUTCOMES,
     OUTPUT_TOPICS,
     PRODUCT_RISKS,
     PRODUCTS,
@@ -28,7 +29,9 @@ from schemas.events import (
     Contact,
     CustomerProfile,
     ErasureRequest,
+    OfferResponse,
     RiskAssessment,
+    TierOverride,
     Transaction,
 )
 from state.decisions import SEVERITIES, TIERS, Alert, Offer, TierChange, derive_event_id
@@ -41,6 +44,8 @@ EVENT_TYPES = {
     "customer-profiles": CustomerProfile,
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
+    "offer-responses": OfferResponse,
+    "tier-overrides": TierOverride,
     "erasure-requests": ErasureRequest,
 }
 
@@ -158,6 +163,7 @@ def test_every_output_example_validates(topic: str) -> None:
         ("customer-profiles", "segment", SEGMENTS),
         ("contacts", "channel", CONTACT_CHANNELS),
         ("contacts", "outcome", CONTACT_OUTCOMES),
+        ("offer-responses", "outcome", OFFER_OUTCOMES),
         ("tier-changes", "to_tier", TIERS),
         ("tier-changes", "from_tier", (*TIERS, None)),
         ("offers", "tier", TIERS),

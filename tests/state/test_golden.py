@@ -7,7 +7,8 @@ write in order; the final profiles; and the result counts, of two seeded banks w
 months of history run through ``BatchProcessor`` (tests/state/golden_bank.py says
 what is in them). A change to the state's format or data structures must leave all of
 them as they are. A change to a rule must not: it changes the digests, and then they
-are re-recorded deliberately, with the reason in the commit.
+are re-recorded deliberately, with the reason in the commit (issue 22 re-recorded them
+for each change of default behaviour; see ``git log`` of this file).
 
 The upgrade tests restore the stored states the v3 code wrote part-way through each
 bank (tests/state/data/v3-*.jsonl.gz, written by the same command with ``--corpus``)
@@ -22,7 +23,8 @@ from typing import Any
 import orjson
 import pytest
 
-from state.customer import CustomerState
+from state.customer import NO_DAY, CustomerState
+from state.offers import SERVICE_OFFER_KINDS
 from tests.state.golden_bank import DATA_DIR, SCENARIOS, cut_index, messages, read_corpus, run
 
 GOLDEN: dict[str, dict[str, Any]] = {
@@ -30,15 +32,15 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "messages": 162476,
         "cut": 101378,
         "whole": {
-            "outputs_sha256": "abd0db4fbf4d202c470d5a369220e095f0c920de0b202095aafa88abb3a5cc9d",
+            "outputs_sha256": "bd6d13e8724d04d8c0d163a901f05b65b32bef195245acc4ccd7aaed6e8ea77a",
             "profile_writes_sha256": (
-                "551a02f9d96c9673af2c508c1334ffb95a17ea8c8deeba31bd67c5049e034522"
+                "b18429a60d288edd5ac40db1520886a9b7c15874338f5f5ddedb6676573f8e28"
             ),
             "final_profiles_sha256": (
-                "e2e458d9b735fa5f0e959cc088abc94b852ee43cac2a3ecfd9ff828089d58635"
+                "91e1cef15d747f6c4975171bbbc46f0a6f52e7f2a1ab05ca9d27bdf93461e03f"
             ),
-            "decisions": 3547,
-            "profile_writes": 51671,
+            "decisions": 3595,
+            "profile_writes": 51672,
             "dead_letters": 329,
             "counts": {
                 "balances:applied": 11291,
@@ -50,22 +52,22 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 349,
                 "risk-assessments:duplicate": 9,
                 "ticks:applied": 1600,
-                "ticks:timers_fired": 82,
-                "ticks:timers_idle": 180,
+                "ticks:timers_fired": 98,
+                "ticks:timers_idle": 357,
                 "transactions:applied": 146275,
                 "transactions:duplicate": 1472,
                 "transactions:late": 4,
             },
         },
         "after_cut": {
-            "outputs_sha256": "b065ed77a8c5ccf78658040833179090152182bc5ca266bef2ec7558f52cdccd",
+            "outputs_sha256": "1c0aa28eaa1c9e0b7082f49fcc26b370e60dc70f27c93ec7eaf1c02e25941885",
             "profile_writes_sha256": (
-                "c0bfd6358a181eff27df86f4f9c4f5c8d3963c8e15aea8f382f42b748ec6bce8"
+                "584508490a0185cdb4da543b5dd08afbc31539cb230ed7cdcf9e81bffe344ea3"
             ),
             "final_profiles_sha256": (
-                "e2e458d9b735fa5f0e959cc088abc94b852ee43cac2a3ecfd9ff828089d58635"
+                "ddf4d984f714172b820b96ad4dd686bf4a8c8b2b4907d6f954cbfaeee4c0927d"
             ),
-            "decisions": 1100,
+            "decisions": 1120,
             "profile_writes": 20402,
             "dead_letters": 121,
             "counts": {
@@ -76,8 +78,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "customer-profiles:applied": 18,
                 "risk-assessments:applied": 22,
                 "ticks:applied": 604,
-                "ticks:timers_fired": 33,
-                "ticks:timers_idle": 30,
+                "ticks:timers_fired": 43,
+                "ticks:timers_idle": 109,
                 "transactions:applied": 55393,
                 "transactions:duplicate": 542,
                 "transactions:late": 4,
@@ -88,15 +90,15 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "messages": 67322,
         "cut": 30327,
         "whole": {
-            "outputs_sha256": "70801e80604bf4072a2ff07aa134d46afab2de97f4bc4c4d8470b01ee4b12be5",
+            "outputs_sha256": "24517c341669d3f448b1c9b2ce3158c02b100f34e578d8ed914aa40558259958",
             "profile_writes_sha256": (
-                "e2a615732eae047151a6988d7be1b5eca604a586164bfb96a153c5dd7b3dbc70"
+                "3b247052a0c83ad472472637f902e9524a12666dae4ff98c4fa5fd2140340bdc"
             ),
             "final_profiles_sha256": (
-                "c704c4a664f0ad92e6c84a41c90d6bc74dcf6c42ee07bf6e39c38c1a3fb6abf7"
+                "4ee4e42fde5163f8d20a4ea471908cf1ea793e6610d2daa5680e7433b3ddaf28"
             ),
-            "decisions": 2244,
-            "profile_writes": 12366,
+            "decisions": 2402,
+            "profile_writes": 12370,
             "dead_letters": 137,
             "counts": {
                 "balances:applied": 6081,
@@ -107,23 +109,23 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 170,
                 "risk-assessments:duplicate": 4,
                 "ticks:applied": 660,
-                "ticks:timers_fired": 207,
-                "ticks:timers_idle": 825,
+                "ticks:timers_fired": 291,
+                "ticks:timers_idle": 848,
                 "transactions:applied": 59259,
                 "transactions:duplicate": 523,
                 "transactions:late": 5,
             },
         },
         "after_cut": {
-            "outputs_sha256": "68b943460b844595109cea3e2c386851250b9d91be9b20619c651935a18805b9",
+            "outputs_sha256": "f9a8b28a1f6b11d7ed08fc4e42bb1232199d0ce0aaab8082d54918b0abdf898d",
             "profile_writes_sha256": (
-                "dcac329444ed44580161dea5c667f3919b8885b8b9671283ba049bfb379b0892"
+                "573c93fe18826ddec826b00bc741e997cb790c80e844c7c6398b3ebba175d3d8"
             ),
             "final_profiles_sha256": (
-                "c704c4a664f0ad92e6c84a41c90d6bc74dcf6c42ee07bf6e39c38c1a3fb6abf7"
+                "da0a7144760b3765a186b64873de5bfac17a26bcdda0c2efad7ce0182d61258d"
             ),
-            "decisions": 1026,
-            "profile_writes": 6913,
+            "decisions": 1125,
+            "profile_writes": 6916,
             "dead_letters": 71,
             "counts": {
                 "balances:applied": 3218,
@@ -133,8 +135,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "customer-profiles:applied": 8,
                 "risk-assessments:applied": 8,
                 "ticks:applied": 364,
-                "ticks:timers_fired": 110,
-                "ticks:timers_idle": 462,
+                "ticks:timers_fired": 151,
+                "ticks:timers_idle": 484,
                 "transactions:applied": 32853,
                 "transactions:duplicate": 302,
                 "transactions:late": 5,
@@ -171,10 +173,40 @@ def test_states_written_by_v3_restore_and_decide_as_v3_did(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_v3_states_upgrade_to_exactly_the_state_the_current_code_builds(name: str) -> None:
     """Every v3 state of the corpus, loaded and written back, is byte for byte the
-    state the current code builds from the same events: the upgrade loses nothing."""
+    state the current code builds from the same events: the upgrade loses nothing.
+
+    Except what v3 never kept, each left out of the comparison as narrowly as it can
+    be: the offers made, for attributing offer responses (issue 23; a response to an
+    offer made before the upgrade is unmatched); the flow ledger (issue 22: an upgraded
+    state starts it at its next event: its months before are unknown, not empty;
+    state/contribution.py); and the service contacts v3 withheld for lack of marketing
+    consent, which the current code sends, and the priority-branch offers it did not
+    know (issue 22) -- their caps (``last_offer`` of those kinds) and the version the
+    timers that sent them moved. Everything else must be the same."""
     sc = SCENARIOS[name]
     corpus = read_corpus(DATA_DIR / f"v3-{name}.jsonl.gz")
     _digest, store = run(sc, messages(sc), stop=GOLDEN[name]["cut"])
     assert store.keys() == corpus.keys()
+    remembered = booked = serviced = 0
     for key, raw in corpus.items():
-        assert CustomerState.from_bytes(raw).to_bytes() == store[key], key
+        built = CustomerState.from_bytes(store[key])
+        remembered += len(built.recent_offers)
+        assert not built.offer_outcomes  # no responses in the bank
+        built.recent_offers = []
+        booked += bool(built.ledger)
+        assert built.ledger_from != NO_DAY
+        built.ledger, built.ledger_from = [], NO_DAY
+        upgraded = CustomerState.from_bytes(raw)
+        if upgraded.to_bytes() != built.to_bytes():
+            serviced += 1
+            assert _known_to_v3(upgraded.last_offer) == _known_to_v3(built.last_offer), key
+            upgraded.last_offer, upgraded.version = built.last_offer, built.version
+        assert upgraded.to_bytes() == built.to_bytes(), key
+    assert remembered  # the bank made offers
+    assert booked > len(corpus) // 2  # the ledger was there to be left out
+    assert serviced <= len(corpus) // 4
+
+
+def _known_to_v3(caps: dict[str, int]) -> dict[str, int]:
+    """Caps of the offer kinds v3 sent to the same customers."""
+    return {k: v for k, v in caps.items() if k not in SERVICE_OFFER_KINDS | {"branch_priority"}}
