@@ -39,14 +39,15 @@ from schemas.events import (
     Transaction,
 )
 from schemas.values import MAX_MONEY_DECIMALS
-from state import alerts, offers, triggers
+from state import alerts, offers, tier_policy, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
-from state.decisions import TIER_RANK, Decision, TierChange, derive_event_id
+from state.decisions import Decision
 from state.limits import MAX_FEN
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
-from state.tiers import basis_fen, next_tier
+from state.tiers import basis_fen
+from state.timeline import RulesTimeline
 from state.windows import CHANNEL_INDEX
 
 __all__ = ["CoreError", "Outcome", "apply", "fire_timers"]
@@ -82,8 +83,15 @@ class CoreError(ValueError):
         self.limit = limit
 
 
-def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outcome:
-    """Apply one event to one customer's state (None = a new customer). See module doc."""
+def apply(state: CustomerState | None, event: InputEvent, rules: Rules | RulesTimeline) -> Outcome:
+    """Apply one event to one customer's state (None = a new customer). See module doc.
+
+    ``rules``: one set of rules, or a timeline of versions (state/timeline.py), of
+    which the event is decided by the version in force at its time."""
+    timeline: RulesTimeline | None = None
+    if not isinstance(rules, Rules):
+        timeline = rules
+        rules = timeline.at(event.ts)
     lim = rules.limits  # the checks inline: they run for every event (hot path)
     ts = event.ts
     if type(ts) is not int or ts < lim.min_ts_ms or ts > lim.max_ts_ms:
@@ -103,29 +111,34 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outco
     if state.has_seen(key):
         return Outcome(state, (), "duplicate")
     if isinstance(event, Transaction):
-        return _transaction(state, event, key, rules)
+        return _transaction(state, event, key, rules, timeline)
     if isinstance(event, BalanceSnapshot):
-        return _balance(state, event, key, rules)
+        return _balance(state, event, key, rules, timeline)
     if isinstance(event, CustomerProfile):
-        return _profile(state, event, key, rules)
+        return _profile(state, event, key, rules, timeline)
     if isinstance(event, RiskAssessment):
-        return _assessment(state, event, key, rules)
+        return _assessment(state, event, key, rules, timeline)
     if isinstance(event, Contact):
-        return _contact(state, event, key, rules)
+        return _contact(state, event, key, rules, timeline)
     raise CoreError("kind", f"unsupported event type {type(event).__name__}")
 
 
-def fire_timers(state: CustomerState, now_ms: int, cause_event_id: str, rules: Rules) -> Outcome:
+def fire_timers(
+    state: CustomerState, now_ms: int, cause_event_id: str, rules: Rules | RulesTimeline
+) -> Outcome:
     """Fire every time trigger due at or before ``now_ms`` (see state/triggers.py).
 
     ``cause_event_id`` is the tick (or whatever brought the time) and becomes the
-    decisions' ``cause_event_id``; their ``event_id``s derive from stable trigger ids,
-    so firing from another tick gives the same ids. Idempotent: the same or an earlier
-    ``now_ms`` again emits nothing. ``version`` moves only if something was due.
+    decisions' ``cause_event_id`` (tier re-evaluations name their trigger instead);
+    their ``event_id``s derive from stable trigger ids, so firing from another tick
+    gives the same ids. Idempotent: the same or an earlier ``now_ms`` again emits
+    nothing. ``version`` moves only if something was due. With a timeline, each
+    instance is decided by the version in force at its due time, and every switch of
+    version in between is an instance itself (state/timeline.py).
     """
     if not cause_event_id:
         raise CoreError("cause_event_id", "must not be empty")
-    _check_time("ts", now_ms, rules)
+    _check_time("ts", now_ms, rules if isinstance(rules, Rules) else rules.at(now_ms))
     out: list[Decision] = []
     if not triggers.fire_due(state, now_ms, cause_event_id, rules, out):
         return Outcome(state, (), "idle")
@@ -253,7 +266,13 @@ def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
     state.forget_seen_before(ev_day - rules.dedup_days)
 
 
-def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules) -> list[Decision]:
+def _catch_up(
+    state: CustomerState,
+    event: InputEvent,
+    ev_day: int,
+    rules: Rules,
+    timeline: RulesTimeline | None,
+) -> list[Decision]:
     """Before an event changes the state, fire what fell due at or before its time, on
     the state as it was then (see state/triggers.py: this is what makes the timers'
     decisions independent of how often the clock ticks). A new customer starts its
@@ -262,7 +281,7 @@ def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
     if state.timer_mark < 0:
         state.first_day = ev_day
     else:
-        triggers.fire_due(state, event.ts, event.event_id, rules, out)
+        triggers.fire_due(state, event.ts, event.event_id, timeline or rules, out)
     if event.ts > state.timer_mark:
         state.timer_mark = event.ts
     return out
@@ -338,53 +357,7 @@ def _after_aum_event(
             samples[-1] = aum
         else:
             samples += (state.day, aum, aum)
-    basis = basis_fen(state, rules)
-    to_tier = next_tier(state.tier, basis, rules)
-    if to_tier is not None:
-        from_tier = state.tier
-        if from_tier is None:
-            direction = "initial"
-        elif TIER_RANK[to_tier] > TIER_RANK[from_tier]:
-            direction = "upgrade"
-        else:
-            direction = "downgrade"
-        state.tier = to_tier
-        state.tier_since = event.ts
-        basis_str = fen_str(basis)
-        reason = {
-            "basis": rules.tier_basis,
-            "basis_cny": basis_str,
-            "aum_cny": fen_str(aum),
-            "floor_cny": fen_str(rules.tier_floors_fen[TIER_RANK[to_tier]]),
-            "band": str(rules.downgrade_band),
-        }
-        if rules.tier_basis == "avg_daily":
-            reason["avg_days"] = str(rules.tier_avg_days)
-        if direction == "downgrade":
-            assert from_tier is not None
-            reason["threshold_cny"] = fen_str(rules.tier_down_fen[TIER_RANK[from_tier]])
-        out.append(
-            TierChange(
-                event_id=derive_event_id(
-                    state.customer_id, event.event_id, f"tier:{to_tier}", rules.version
-                ),
-                customer_id=state.customer_id,
-                ts=event.ts,
-                from_tier=from_tier,
-                to_tier=to_tier,
-                direction=direction,
-                cause_event_id=event.event_id,
-                rules_version=rules.version,
-                reason=reason,
-            )
-        )
-        if direction == "downgrade":
-            assert from_tier is not None
-            a = alerts.high_value_downgrade(state, event, from_tier, to_tier, basis_str, rules)
-            if a is not None:
-                out.append(a)
-        else:
-            out.extend(offers.tier_entry_offers(state, to_tier, event, rules))
+    tier_policy.retier(state, rules, event.ts, basis_fen(state, rules), event.event_id, out)
     if aum < aum_before:
         a = alerts.aum_drop(state, event, tier_before, rules)
         if a is not None:
@@ -404,7 +377,13 @@ def _common_tail(
 # ------------------------------------------------------------------ event kinds
 
 
-def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) -> Outcome:
+def _transaction(
+    state: CustomerState,
+    tx: Transaction,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     rate = _rate(tx.currency, rules)
     channel = CHANNEL_INDEX.get(tx.channel)
     if channel is None:
@@ -443,7 +422,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         _check_balance("balance_after", state, acct, product, bal_fen)
 
     # ---- mutation starts here (nothing below raises CoreError)
-    out = _catch_up(state, tx, ev_day, rules)
+    out = _catch_up(state, tx, ev_day, rules, timeline)
     aum_before = state.aum_fen
     tier_before = state.tier
     _advance(state, ev_day, rules)
@@ -478,7 +457,13 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
     return Outcome(state, tuple(out), "applied")
 
 
-def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) -> Outcome:
+def _balance(
+    state: CustomerState,
+    ev: BalanceSnapshot,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     rate = _rate(ev.currency, rules)
     if ev.product not in _PRODUCTS:
         raise CoreError("product", f"unknown product '{ev.product}'")
@@ -495,7 +480,7 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     if newer:
         _check_balance("balance", state, acct, ev.product, fen)
 
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     aum_before = state.aum_fen
     tier_before = state.tier
     _advance(state, ev_day, rules)
@@ -507,7 +492,13 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     return Outcome(state, tuple(out), "applied")
 
 
-def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) -> Outcome:
+def _profile(
+    state: CustomerState,
+    ev: CustomerProfile,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     if ev.segment not in _SEGMENTS:
         raise CoreError("segment", f"unknown segment '{ev.segment}'")
     if ev.birth_date is not None:
@@ -527,7 +518,7 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
                 name,
             )
     ev_day = rules.local_day(ev.ts)
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     _advance(state, ev_day, rules)
     if _newer(ev.ts, key, state.profile_ts, state.profile_tie):
         state.segment = ev.segment
@@ -540,7 +531,13 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
     return Outcome(state, tuple(out), "applied")
 
 
-def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules) -> Outcome:
+def _assessment(
+    state: CustomerState,
+    ev: RiskAssessment,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     if isinstance(ev.score, bool) or not isinstance(ev.score, int) or not 0 <= ev.score <= 100:
         raise CoreError("score", f"must be an integer 0..100, got {ev.score!r}")
     exp = ev.investment_experience_years
@@ -551,7 +548,7 @@ def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules
     ):
         raise CoreError("investment_experience_years", f"must be >= 0, got {exp!r}")
     ev_day = rules.local_day(ev.ts)
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     _advance(state, ev_day, rules)
     if _newer(ev.ts, key, state.assessed_ts, state.assess_tie):
         state.risk_score = ev.score
@@ -564,7 +561,13 @@ def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules
     return Outcome(state, tuple(out), "applied")
 
 
-def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outcome:
+def _contact(
+    state: CustomerState,
+    ev: Contact,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     """A logged contact: resets the review cadence if its outcome counts as a contact
     (``care.contact_outcomes``); otherwise it is only an applied event."""
     if ev.channel not in _CONTACT_CHANNELS:
@@ -572,7 +575,7 @@ def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outco
     if ev.outcome not in _CONTACT_OUTCOMES:
         raise CoreError("outcome", f"unknown contact outcome '{ev.outcome}'")
     ev_day = rules.local_day(ev.ts)
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     _advance(state, ev_day, rules)
     if ev.outcome in rules.contact_outcomes and ev.ts > state.last_contact_ts:
         state.last_contact_ts = ev.ts

@@ -39,6 +39,8 @@ Format history:
       longer grow with it (docs/benchmark.md, "History"). Every v1-v3 state still
       loads (a worker upgraded in place restores its changelog) and decides exactly as
       before (tests/state/test_golden.py); it is written back as v4 when next changed.
+      Fields appended since, each with its default: ``below_since`` (issue 21, the
+      downgrade grace period).
 """
 
 from __future__ import annotations
@@ -183,6 +185,11 @@ class CustomerState(
     #: campaign id -> its start day, for campaigns already decided for this customer
     campaigns_done: dict[str, int] = msgspec.field(default_factory=dict)
     late_events: int = 0
+    # -- added after v4 first shipped (issue 21): older v4 states load with the default
+    #: tier policy: event time (ms) of the first tier evaluation since which the basis
+    #: has stayed below the current tier's downgrade threshold; -1 = not below (only
+    #: kept while ``tiers.downgrade_grace_days`` is set, state/tier_policy.py)
+    below_since: int = -1
 
     def __post_init__(self) -> None:
         """The checks a decoded state gets beyond its types (a corrupt state fails on

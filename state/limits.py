@@ -165,7 +165,7 @@ def state_size_bound(rules: SizedRules) -> int:
     risk = _INT + _FLOAT + _str(2) + 2 * _INT
     tier = _str(_longest(("mass", "affluent", "hnw", "private"))) + _INT
     # the array's header, the version tag and every remaining int field
-    scalars = _HEAD + _INT + 6 * _INT + 5 * _INT + 5 * _INT
+    scalars = _HEAD + _INT + 6 * _INT + 5 * _INT + 5 * _INT + _INT  # + below_since
     return (
         scalars
         + ident  # the customer id

@@ -54,6 +54,8 @@ ALERT_KINDS = (
 )
 RISK_TYPES = ("C1", "C2", "C3", "C4", "C5")
 TIER_BASES = ("current", "avg_daily")
+#: ``tiers.review``: when downgrades may be applied (upgrades always apply at once).
+TIER_REVIEWS = ("none", "month", "quarter")
 
 DAY_MS = 86_400_000
 _OFFSET_SLOT_MS = 900_000  # UTC offsets only change on quarter-hour instants
@@ -83,6 +85,11 @@ class Rules:
     tier_avg_days: int
     downgrade_band: Decimal
     tier_floors: Mapping[str, Decimal]  # tier -> CNY floor ("mass" -> 0)
+    #: downgrade policies (state/tier_policy.py): days in a tier before a downgrade,
+    #: days the basis must stay below the threshold, and the review cadence
+    tier_min_days: int
+    tier_grace_days: int
+    tier_review: str
     # money
     fx: Mapping[str, Decimal]  # currency -> CNY per unit
     # windows / dedup
@@ -144,6 +151,11 @@ class Rules:
     #: every offer kind these rules can emit (the fixed kinds and the campaigns' kinds)
     offer_kinds: frozenset[str] = field(init=False, repr=False, compare=False)
     campaign_ids: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: everything a tier decision depends on: two versions with the same key tier
+    #: every customer alike, so switching between them re-evaluates nobody
+    tier_key: tuple[object, ...] = field(init=False, repr=False, compare=False)
+    #: whether any downgrade policy is on (the hot path skips the policy otherwise)
+    tier_policies: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -159,6 +171,25 @@ class Rules:
         s(self, "_zone", ZoneInfo(self.timezone))
         s(self, "offer_kinds", frozenset(OFFER_KINDS) | {c.kind for c in self.campaigns})
         s(self, "campaign_ids", frozenset(c.id for c in self.campaigns))
+        s(
+            self,
+            "tier_key",
+            (
+                self.timezone,
+                self.tier_basis,
+                self.tier_avg_days if self.tier_basis == "avg_daily" else 0,
+                str(self.downgrade_band),
+                self.tier_floors_fen,
+                self.tier_min_days,
+                self.tier_grace_days,
+                self.tier_review,
+            ),
+        )
+        s(
+            self,
+            "tier_policies",
+            bool(self.tier_min_days or self.tier_grace_days or self.tier_review != "none"),
+        )
 
     def offer_cooldown_ms(self, kind: str) -> int:
         """The frequency cap of an offer kind; campaign kinds not listed under
@@ -364,6 +395,9 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         tier_avg_days=r.integer("tiers.avg_days", 1),
         downgrade_band=r.ratio("tiers.downgrade_band"),
         tier_floors=MappingProxyType(floors),
+        tier_min_days=r.integer("tiers.min_days_in_tier"),
+        tier_grace_days=r.integer("tiers.downgrade_grace_days"),
+        tier_review=r.string("tiers.review", TIER_REVIEWS),
         fx=MappingProxyType(fx),
         window_days=r.integer("windows.days", 1),
         exclude_types=frozenset(excl),
@@ -448,30 +482,79 @@ def _care(r: _Reader) -> dict[str, Any]:
     return {"cadence": cadence, "outcomes": frozenset(outcomes)}
 
 
+#: Keys added after rule files without a ``version`` were in use, with their defaults:
+#: at those defaults they stay out of the hash that names such a file's version, so its
+#: version (and with it every decision id) is the same as before the key existed.
+_LATER_KEYS: tuple[tuple[str, ...], ...] = (
+    ("limits",),
+    ("tiers", "min_days_in_tier"),
+    ("tiers", "downgrade_grace_days"),
+    ("tiers", "review"),
+)
+
+
+def _hashed_table(table: dict[str, Any]) -> dict[str, Any]:
+    """The effective table as it is hashed into a derived version (see _LATER_KEYS)."""
+    defaults = _default_table()
+    hashed = dict(table)
+    for path in _LATER_KEYS:
+        node: Any = hashed
+        default: Any = defaults
+        for part in path[:-1]:
+            node[part] = dict(node[part])  # copy the tables on the way: never the caller's
+            node, default = node[part], default[part]
+        if node.get(path[-1]) == default.get(path[-1]):
+            del node[path[-1]]
+    return hashed
+
+
 def load_rules(path: str | None = None) -> Rules:
     """Packaged defaults, optionally overlaid with the user file at ``path``.
 
     A user file without its own ``version`` gets the default version plus a short hash
     of the effective table, so two different rule sets never share a version string.
     """
+    if path is None:
+        return load_rules_text(None)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"rules: {path} is not valid TOML: {e}") from None
+    return load_rules_text(text, path)
+
+
+def load_rules_text(text: str | None, source: str = "<text>") -> Rules:
+    """``load_rules`` for rules given as TOML text (``None``: the defaults alone): the
+    one loader of start-up, ``tierstream rules publish`` and a worker taking up a
+    published version, so all three accept and refuse the same files, with the same
+    errors and the same version."""
     table = _default_table()
     version = table["version"]
-    if path is not None:
+    if text is not None:
         try:
-            with open(path, "rb") as fh:
-                user = tomllib.load(fh)
+            user = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"rules: {path} is not valid TOML: {e}") from None
+            raise ValueError(f"rules: {source} is not valid TOML: {e}") from None
         _merge(table, user, "")
         if "version" in user:
             version = _Reader(table).string("version")
         else:
-            # [limits] came after rule files without a version were in use: at its
-            # defaults it stays out of the hash, so their derived version (and with it
-            # every decision id) is the same as before the table existed.
-            hashed = dict(table)
-            if hashed.get("limits") == _default_table().get("limits"):
-                del hashed["limits"]
-            digest = hashlib.sha256(orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS))
+            digest = hashlib.sha256(orjson.dumps(_hashed_table(table), option=orjson.OPT_SORT_KEYS))
             version = f"{version}+{digest.hexdigest()[:8]}"
     return _build(table, version)
+
+
+def rules_digest(text: str | None) -> str:
+    """SHA-256 (hex) of the effective table a rules text gives (defaults merged in,
+    keys sorted): two texts with the same digest are the same rules, whatever their
+    layout, comments or ``version``. Raises ValueError like ``load_rules_text``."""
+    table = _default_table()
+    if text is not None:
+        try:
+            _merge(table, tomllib.loads(text), "")
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"rules: not valid TOML: {e}") from None
+    table.pop("version", None)
+    return hashlib.sha256(orjson.dumps(table, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -42,18 +42,21 @@ def next_tier(current: str | None, basis_fen: int | Decimal, rules: Rules) -> st
     return None
 
 
-def basis_fen(state: CustomerState, rules: Rules) -> int | Decimal:
+def basis_fen(state: CustomerState, rules: Rules, today: int | None = None) -> int | Decimal:
     """The tiering basis in fen: current AUM, or the average daily AUM (exact Decimal).
 
     Average daily AUM: each of the last ``tier_avg_days`` local days (today included)
     counts with its end-of-day AUM (today: the current AUM), carried forward from the
     last day on which AUM changed. Days before the customer's first AUM sample are not
     counted, so a new customer is not dragged down by days the bank didn't know them.
+    ``today``: the local day to average up to (default the customer's own "today";
+    a later day when time alone moves the average, state/tier_policy.py).
     """
     samples = state.aum_samples  # [day, high, close, ...] by day ascending
     if rules.tier_basis == "current" or not samples:
         return state.aum_fen
-    today = state.day
+    if today is None:
+        today = state.day
     start = today - rules.tier_avg_days + 1
     n = len(samples)
     j = 0

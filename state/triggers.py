@@ -26,6 +26,14 @@ The model, in three rules (docs/rules.md states them for users):
 instance without consent); the state only changes through events, after which the
 shell asks again. Caps are left out of that filter (conservative: it may be early,
 never late).
+
+Two more kinds of instance came with issue 21, both deciding the tier
+(state/tier_policy.py): a tier evaluation that time alone causes (``tier:<instant>``:
+a held downgrade whose wait is over, an average-daily basis that crossed a line), and,
+under a timeline of rules versions (state/timeline.py), the switch to each version
+(``rules:<version>``), due for every customer at its ``effective_from``. Each instance
+is decided by the version in force at its due time; at equal times the switch comes
+first, then a tier evaluation, then the others (which may depend on the tier).
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from state.money import fen_str
 from state.offers import birthday_in, local_date
 from state.recommend import product_ids
 from state.rules import DAY_MS, Rules
+from state.tier_policy import retier_at, tier_due, tier_trigger
+from state.timeline import RulesTimeline, Version
 
 __all__ = ["Due", "due_between", "fire_due", "next_due_ms", "spread_offset_ms"]
 
@@ -237,14 +247,25 @@ _SINGLE = (_next_dormancy, _next_expiry)
 _REPEATING = (_next_review, _next_birthday)
 
 
-def next_due_ms(state: CustomerState, rules: Rules) -> int | None:
+def next_due_ms(state: CustomerState, rules: Rules | RulesTimeline) -> int | None:
     """The earliest event time (epoch ms) at which some trigger could fire for this
     customer, or None if none can until the state changes (the shell asks again after
-    every applied event and every firing). Never later than the real next firing."""
+    every applied event and every firing). Never later than the real next firing.
+    With a timeline, the next switch of version is one such time for everyone."""
     after = state.timer_mark
     if after < 0:
         return None
-    # the same instances as _SINGLE, _REPEATING and the campaigns, in the same order
+    if isinstance(rules, Rules):
+        return _next_due(state, rules, after)
+    best = _next_due(state, rules.at(after), after)
+    switch = rules.next_switch(after)
+    if switch is not None and (best is None or switch < best):
+        best = switch
+    return best
+
+
+def _next_due(state: CustomerState, rules: Rules, after: int) -> int | None:
+    # the same instances as _SINGLE, _REPEATING, the campaigns and the tier, in order
     best: int | None = None
     d = _dormancy_due(state, rules, after)
     if d is not None:
@@ -262,6 +283,9 @@ def next_due_ms(state: CustomerState, rules: Rules) -> int | None:
         for c in _campaign_dues(state, rules, after):
             if best is None or c.ts < best:
                 best = c.ts
+    ts = tier_due(state, rules, after)
+    if ts is not None and (best is None or ts < best):
+        best = ts
     return best
 
 
@@ -297,19 +321,73 @@ def due_between(state: CustomerState, rules: Rules, after: int, until: int) -> l
 
 
 def fire_due(
-    state: CustomerState, now_ms: int, cause_event_id: str, rules: Rules, out: list[Decision]
+    state: CustomerState,
+    now_ms: int,
+    cause_event_id: str,
+    rules: Rules | RulesTimeline,
+    out: list[Decision],
 ) -> bool:
     """Decide every instance due in (watermark, now_ms] and move the watermark to
-    ``now_ms``. Returns whether anything was due (i.e. the state changed)."""
-    if state.timer_mark < 0 or now_ms <= state.timer_mark:
+    ``now_ms``. Returns whether anything was due (i.e. the state changed).
+
+    With a timeline the span is cut at each switch of version: what falls due before
+    it is decided by the rules in force before it, the switch itself is an instance
+    (always due: it moves the watermark past it), and what follows by the new rules."""
+    mark = state.timer_mark
+    if mark < 0 or now_ms <= mark:
         return False
-    dues = due_between(state, rules, state.timer_mark, now_ms)
-    if not dues:
-        return False
-    for d in dues:
-        _fire(state, d, cause_event_id, rules, out)
-    state.timer_mark = now_ms
-    return True
+    if isinstance(rules, Rules):
+        fired = _fire_span(state, mark, now_ms, cause_event_id, rules, out)
+    else:
+        fired = False
+        start = mark
+        for version in rules.switches(mark, now_ms):
+            before = version.effective_from - 1
+            if before > start:
+                span_rules = rules.at(before)
+                fired |= _fire_span(state, start, before, cause_event_id, span_rules, out)
+            _fire_switch(state, version, out)
+            fired = True
+            start = before  # instances due at the switch itself come after it
+        fired |= _fire_span(state, start, now_ms, cause_event_id, rules.at(now_ms), out)
+    if fired:
+        state.timer_mark = now_ms
+    return fired
+
+
+def _fire_span(
+    state: CustomerState,
+    after: int,
+    until: int,
+    cause_event_id: str,
+    rules: Rules,
+    out: list[Decision],
+) -> bool:
+    """Decide the instances due in (after, until] under one version of the rules.
+
+    A tier evaluation changes what the others see (a tier, its start), so the others
+    are listed again after each one; at equal times it goes first."""
+    fired = False
+    others_after = tier_after = after
+    while True:
+        t = tier_due(state, rules, tier_after)
+        if t is not None and t > until:
+            t = None
+        for d in due_between(state, rules, others_after, until if t is None else t - 1):
+            _fire(state, d, cause_event_id, rules, out)
+            fired = True
+        if t is None:
+            return fired
+        retier_at(state, rules, t, tier_trigger(t), out)
+        fired = True
+        tier_after, others_after = t, t - 1
+
+
+def _fire_switch(state: CustomerState, version: Version, out: list[Decision]) -> None:
+    """A version takes effect: if it decides tiers differently from the one before,
+    the customer's tier is evaluated by it at that instant (``rules:<version>``)."""
+    if version.retier and state.tier is not None:
+        retier_at(state, version.rules, version.effective_from, version.trigger, out)
 
 
 def _fire(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]) -> None:

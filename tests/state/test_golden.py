@@ -13,6 +13,12 @@ The upgrade tests restore the stored states the v3 code wrote part-way through e
 bank (tests/state/data/v3-*.jsonl.gz, written by the same command with ``--corpus``)
 and run the rest of the stream on them: a worker upgraded in place restores exactly
 such states from its changelog, and must decide what the v3 code would have.
+
+Issue 21 (rules governance) changed one rule on purpose: under the average-daily basis
+a tier now moves at the local midnight the average crosses a line, without waiting for
+an event. The default bank (current basis) is untouched, digests and corpus alike; the
+variant's digests were re-recorded, its "after the cut" digest from its v3 corpus with
+the current code.
 """
 
 from __future__ import annotations
@@ -87,16 +93,19 @@ GOLDEN: dict[str, dict[str, Any]] = {
     "variant": {
         "messages": 67322,
         "cut": 30327,
+        # re-recorded for issue 21 (its average-daily basis now moves tiers at local
+        # midnights without an event, docs/rules.md "Tier policies and time"): 221 timer
+        # firings instead of 207, 2,243 decisions instead of 2,244
         "whole": {
-            "outputs_sha256": "70801e80604bf4072a2ff07aa134d46afab2de97f4bc4c4d8470b01ee4b12be5",
+            "outputs_sha256": "0f1e27b71a7335adce2be5588f86e7b6032c37162e97d104e5dcaaac371057b0",
             "profile_writes_sha256": (
-                "e2a615732eae047151a6988d7be1b5eca604a586164bfb96a153c5dd7b3dbc70"
+                "5700a5f99dfb77f7b924e47d3ddb4b8c44eff9f80a9186a02c5155d38b7c536b"
             ),
             "final_profiles_sha256": (
-                "c704c4a664f0ad92e6c84a41c90d6bc74dcf6c42ee07bf6e39c38c1a3fb6abf7"
+                "f6bb5c29d5fcffb5d3e7088767111ba1e920bb28c950c497b64e362f5df6849c"
             ),
-            "decisions": 2244,
-            "profile_writes": 12366,
+            "decisions": 2243,
+            "profile_writes": 12368,
             "dead_letters": 137,
             "counts": {
                 "balances:applied": 6081,
@@ -107,20 +116,20 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 170,
                 "risk-assessments:duplicate": 4,
                 "ticks:applied": 660,
-                "ticks:timers_fired": 207,
-                "ticks:timers_idle": 825,
+                "ticks:timers_fired": 221,
+                "ticks:timers_idle": 834,
                 "transactions:applied": 59259,
                 "transactions:duplicate": 523,
                 "transactions:late": 5,
             },
         },
         "after_cut": {
-            "outputs_sha256": "68b943460b844595109cea3e2c386851250b9d91be9b20619c651935a18805b9",
+            "outputs_sha256": "60ba6633e73cbd597c857ad95d5e3dee4eb1e02577667f50efe1a0315b63e79d",
             "profile_writes_sha256": (
-                "dcac329444ed44580161dea5c667f3919b8885b8b9671283ba049bfb379b0892"
+                "3e256c179cf81f489b294f4b3b9ce15a34b4b7faca5d8c2bcbb3142b61406189"
             ),
             "final_profiles_sha256": (
-                "c704c4a664f0ad92e6c84a41c90d6bc74dcf6c42ee07bf6e39c38c1a3fb6abf7"
+                "a833b1eedc9a0a092e0c875a7cf05349ffeb8248dbc3663a3fa9956748a18b71"
             ),
             "decisions": 1026,
             "profile_writes": 6913,
@@ -133,8 +142,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "customer-profiles:applied": 8,
                 "risk-assessments:applied": 8,
                 "ticks:applied": 364,
-                "ticks:timers_fired": 110,
-                "ticks:timers_idle": 462,
+                "ticks:timers_fired": 112,
+                "ticks:timers_idle": 463,
                 "transactions:applied": 32853,
                 "transactions:duplicate": 302,
                 "transactions:late": 5,
@@ -168,7 +177,13 @@ def test_states_written_by_v3_restore_and_decide_as_v3_did(name: str) -> None:
     assert digest.summary() == GOLDEN[name]["after_cut"]
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+#: Scenarios whose decisions are still those of the v3 code: the average-daily variant
+#: decides differently since issue 21 (tiers move at midnights without an event), so
+#: the states the current code builds from its events are not the v3 code's states.
+SAME_RULES_AS_V3 = ("default",)
+
+
+@pytest.mark.parametrize("name", SAME_RULES_AS_V3)
 def test_v3_states_upgrade_to_exactly_the_state_the_current_code_builds(name: str) -> None:
     """Every v3 state of the corpus, loaded and written back, is byte for byte the
     state the current code builds from the same events: the upgrade loses nothing."""
