@@ -46,7 +46,7 @@ from state.limits import MAX_FEN
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
-from state.tiers import basis_fen
+from state.tiers import basis_fen, next_tier
 from state.timeline import RulesTimeline
 from state.windows import CHANNEL_INDEX
 
@@ -347,7 +347,8 @@ def _after_aum_event(
     rules: Rules,
     out: list[Decision],
 ) -> None:
-    """Record the AUM sample, re-tier with hysteresis, and check for an AUM drop."""
+    """Record the AUM sample, re-tier (hysteresis and the tier policies,
+    state/tier_policy.py), and check for an AUM drop."""
     aum = state.aum_fen
     samples = state.aum_samples  # today's sample, if any, is the last one
     if aum != aum_before or not samples:
@@ -357,7 +358,12 @@ def _after_aum_event(
             samples[-1] = aum
         else:
             samples += (state.day, aum, aum)
-    tier_policy.retier(state, rules, event.ts, basis_fen(state, rules), event.event_id, out)
+    basis = basis_fen(state, rules)
+    # the hot path: without policies nothing is held, and most events change no tier
+    if rules.tier_policies or next_tier(state.tier, basis, rules) is not None:
+        tier_policy.retier(state, rules, event.ts, basis, event.event_id, out)
+    elif state.below_since != -1:  # a count left by rules with a grace period
+        state.below_since = -1
     if aum < aum_before:
         a = alerts.aum_drop(state, event, tier_before, rules)
         if a is not None:

@@ -28,6 +28,7 @@ it, the record is the same byte for byte.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import date
 from decimal import Decimal
 
@@ -166,18 +167,13 @@ def _stays(state: CustomerState, rules: Rules, rank: int) -> bool:
     down = rules.tier_down_fen[rank] if rank else -_INF
     floors = rules.tier_floors_fen
     up = floors[rank + 1] if rank + 1 < len(floors) else _INF
-    start = state.day - rules.tier_avg_days + 1
-    samples = state.aum_samples
-    lo = hi = state.aum_fen
-    carry: int | None = None
-    for i in range(0, len(samples), 3):
-        close = samples[i + 2]
-        if samples[i] < start:
-            carry = close
-            continue
-        lo, hi = min(lo, close), max(hi, close)
-    if carry is not None:
-        lo, hi = min(lo, carry), max(hi, carry)
+    samples = state.aum_samples  # [day, high, close, ...] by day ascending
+    # the closes from the newest one before the current window on (the level carried
+    # into it) -- a superset of the levels of every later window -- and the AUM now
+    first = bisect_left(samples[0::3], state.day - rules.tier_avg_days + 1)
+    closes = samples[2::3][max(first - 1, 0) :]
+    aum = state.aum_fen
+    lo, hi = min(min(closes), aum), max(max(closes), aum)
     return down <= lo and hi < up
 
 

@@ -283,9 +283,10 @@ def _next_due(state: CustomerState, rules: Rules, after: int) -> int | None:
         for c in _campaign_dues(state, rules, after):
             if best is None or c.ts < best:
                 best = c.ts
-    ts = tier_due(state, rules, after)
-    if ts is not None and (best is None or ts < best):
-        best = ts
+    if state.tier is not None and (rules.tier_policies or rules.tier_basis == "avg_daily"):
+        ts = tier_due(state, rules, after)
+        if ts is not None and (best is None or ts < best):
+            best = ts
     return best
 
 
@@ -367,6 +368,16 @@ def _fire_span(
 
     A tier evaluation changes what the others see (a tier, its start), so the others
     are listed again after each one; at equal times it goes first."""
+    # Only events change tiers without a policy, except that an average-daily basis
+    # moves at midnights: none lies in the span when it is within one local day (the
+    # common case of the catch-up before an event, which must stay cheap).
+    if not rules.tier_policies and (
+        rules.tier_basis != "avg_daily" or rules.local_day(until) == rules.local_day(after)
+    ):
+        dues = due_between(state, rules, after, until)
+        for d in dues:
+            _fire(state, d, cause_event_id, rules, out)
+        return bool(dues)
     fired = False
     others_after = tier_after = after
     while True:
