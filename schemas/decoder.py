@@ -48,6 +48,7 @@ from schemas.events import (
     TOPIC_BALANCES,
     TOPIC_CONTACTS,
     TOPIC_PROFILES,
+    TOPIC_RULES,
     TOPIC_TICKS,
     TOPIC_TRANSACTIONS,
     BalanceSnapshot,
@@ -133,7 +134,7 @@ class DecoderLimits(TypedDict):
 
 def schema_path(topic: str) -> Path:
     """Where the JSON Schema of an (unprefixed) topic lives."""
-    if topic not in (*INPUT_TOPICS, *OUTPUT_TOPICS, *TICK_TOPICS, TOPIC_AUDIT):
+    if topic not in (*INPUT_TOPICS, *OUTPUT_TOPICS, *TICK_TOPICS, TOPIC_AUDIT, TOPIC_RULES):
         raise ValueError(f"unknown topic {topic!r}")
     return SCHEMA_DIR / f"{topic}.schema.json"
 
