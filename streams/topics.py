@@ -14,7 +14,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT, TOPIC_RULES
 from streams.settings import Settings
 
 #: Name of the faust table holding customer state; faust names its changelog
@@ -47,7 +47,21 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
         )
     )
+    specs.append(rules_topic_spec(settings))
     return specs
+
+
+def rules_topic_spec(settings: Settings) -> TopicSpec:
+    """The rules versions (streams/rules_log.py): one partition (one order of
+    publications), compacted with a key per publication (nothing is ever deleted), and
+    stamped by the broker (LogAppendTime): the append time is what a version's
+    ``effective_from`` is checked against. Every worker reads all of it."""
+    return TopicSpec(
+        settings.topic(TOPIC_RULES),
+        1,
+        settings.replication_factor,
+        {"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"},
+    )
 
 
 class TopologyError(RuntimeError):
@@ -104,11 +118,12 @@ def verify_copartitioned(settings: Settings, timeout: float = 30.0) -> int:
     topics = admin.list_topics(timeout=timeout).topics
     counts: dict[str, int] = {}
     missing: list[str] = []
+    rules = rules_topic_spec(settings).name
     for spec in topic_specs(settings):
         meta = topics.get(spec.name)
         if meta is None:
             missing.append(spec.name)
-        else:
+        elif spec.name != rules:  # read whole by every worker: not co-partitioned
             counts[spec.name] = len(meta.partitions)
     if missing:
         raise TopologyError(
