@@ -91,14 +91,40 @@ class InputAligner(Generic[T]):
                 out.extend((t, partition) for t, q in task.items() if not q)
         return out
 
-    def release(self, caught_up: CaughtUp, now_ms: int) -> list[T]:
-        """Everything that may be processed now, in processing order."""
+    def release(self, caught_up: CaughtUp, now_ms: int, before: int | None = None) -> list[T]:
+        """Everything that may be processed now, in processing order; with ``before``,
+        only records stamped earlier than it (the rules watermark: a record at or after
+        it waits, and with it the rest of its task, until the worker knows every rules
+        version that could take effect by its time -- streams/worker/rules_gate.py)."""
         out: list[T] = []
         for partition in sorted(self._buf):
-            self._release_task(partition, caught_up, now_ms, out)
+            self._release_task(partition, caught_up, now_ms, out, before)
         return out
 
-    def _release_task(self, partition: int, caught_up: CaughtUp, now_ms: int, out: list[T]) -> None:
+    def any_head_from(self, ts: int) -> bool:
+        """Whether some task's earliest record is stamped at or after ``ts``."""
+        ts_of = self.ts_of
+        for task in self._buf.values():
+            heads = [ts_of(q[0]) for q in task.values() if q]
+            if heads and min(heads) >= ts:
+                return True
+        return False
+
+    def held_from(self, ts: int) -> int:
+        """How many held records are stamped at or after ``ts``."""
+        ts_of = self.ts_of
+        return sum(
+            1 for task in self._buf.values() for q in task.values() for x in q if ts_of(x) >= ts
+        )
+
+    def _release_task(
+        self,
+        partition: int,
+        caught_up: CaughtUp,
+        now_ms: int,
+        out: list[T],
+        before: int | None = None,
+    ) -> None:
         task = self._buf[partition]
         ts_of = self.ts_of
         while True:
@@ -106,6 +132,8 @@ class InputAligner(Generic[T]):
             if not heads:
                 self._blocked_since.pop(partition, None)
                 return
+            if before is not None and min(ts_of(q[0]) for _t, q in heads) >= before:
+                return  # not before the rules watermark: nothing of this task yet
             if len(heads) < len(task):
                 states = [caught_up(t, partition) for t, q in task.items() if not q]
                 if False in states or None in states:

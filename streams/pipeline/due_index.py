@@ -61,19 +61,41 @@ class DueIndex:
         due[key] = when
         heapq.heappush(heap, (when, key))
 
-    def pop_due(self, partition: int, now_ms: int) -> list[bytes]:
-        """Customers whose indexed time is at or before ``now_ms`` (removed)."""
+    def pop_due(self, partition: int, now_ms: int, limit: int | None = None) -> list[bytes]:
+        """Customers whose indexed time is at or before ``now_ms`` (removed), at most
+        ``limit`` of them (earliest first): a tick's budget, so that a timer that falls
+        due for everyone at once (a rules version taking effect, a campaign start) is
+        spread over ticks instead of stalling one batch. What is left stays due."""
         heap = self._heaps.get(partition)
         if not heap or heap[0][0] > now_ms:
             return []
         due = self._due[partition]
         out: list[bytes] = []
-        while heap and heap[0][0] <= now_ms:
+        while heap and heap[0][0] <= now_ms and (limit is None or len(out) < limit):
             when, key = heapq.heappop(heap)
             if due.get(key) == when:
                 del due[key]
                 out.append(key)
         return out
+
+    def has_due(self, partition: int, now_ms: int) -> bool:
+        """Whether some customer of the partition is due at or before ``now_ms`` (an
+        entry a budget left behind; a stale lazy entry may also answer True)."""
+        heap = self._heaps.get(partition)
+        return bool(heap) and heap[0][0] <= now_ms  # type: ignore[index]
+
+    def schedule(self, partition: int, keys: Iterable[bytes], when: int) -> int:
+        """Make every customer in ``keys`` due at ``when`` at the latest (``update``
+        for each: an earlier entry stays). Returns how many were given."""
+        n = 0
+        for key in keys:
+            self.update(partition, key, when)
+            n += 1
+        return n
+
+    def partitions(self) -> list[int]:
+        """The partitions indexed (built since their assignment)."""
+        return list(self._heaps)
 
     def drop(self, partition: int) -> None:
         self._heaps.pop(partition, None)

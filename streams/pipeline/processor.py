@@ -42,6 +42,7 @@ from state.customer import CustomerState
 from state.decisions import Decision
 from state.profile import profile_fields
 from state.rules import Rules
+from state.timeline import RulesTimeline
 from state.triggers import next_due_ms
 from streams.pipeline.due_index import DueIndex
 from streams.pipeline.state_cache import StateCache
@@ -90,6 +91,8 @@ class BatchResult:
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Event times (ms) of applied events that produced decisions, for latency.
     decision_event_ts: list[int] = field(default_factory=list)
+    #: Partitions whose tick left customers due (the tick budget): tick them again soon.
+    due_backlog: set[int] = field(default_factory=set)
 
 
 class BadInputGuard:
@@ -169,11 +172,14 @@ class BatchProcessor:
 
     def __init__(
         self,
-        rules: Rules,
+        rules: Rules | RulesTimeline,
         decoder: Decoder | None = None,
         guard: BadInputGuard | None = None,
         cache: StateCache | None = None,
+        tick_budget: int | None = None,
     ) -> None:
+        #: The rules, or a timeline of versions (state/timeline.py): every decision is
+        #: made by the version in force at its time.
         self.rules = rules
         self.decoder = decoder or Decoder()
         self.guard = guard or BadInputGuard()
@@ -182,6 +188,33 @@ class BatchProcessor:
         self.cache = cache
         #: When each customer's next time trigger is due, per partition (derived state).
         self.due = DueIndex()
+        #: Customers a tick fires at most (None: all that are due); the rest stay due.
+        self.tick_budget = tick_budget
+        #: partition -> switches of version to make every customer of it due at, once
+        #: its next tick comes (set_timeline)
+        self._sweeps: dict[int, set[int]] = {}
+
+    def set_timeline(self, timeline: RulesTimeline) -> list[int]:
+        """Decide with a new timeline from the next batch on (the worker read a new
+        version from the rules topic). Every customer must wake at each switch it did
+        not know: customers indexed already are made due at it when their partition's
+        next tick comes (a scan of keys, no state read); partitions not indexed yet
+        compute it when they are. Returns the new switch times."""
+        old = self.rules
+        known = (
+            {v.effective_from for v in old.versions} if isinstance(old, RulesTimeline) else set()
+        )
+        new = sorted(v.effective_from for v in timeline.versions if v.effective_from not in known)
+        self.rules = timeline
+        if new:
+            for partition in self.due.partitions():
+                self._sweeps.setdefault(partition, set()).update(new)
+        return new
+
+    def rules_at(self, ts: int) -> Rules:
+        """The rules in force at event time ``ts``."""
+        r = self.rules
+        return r if isinstance(r, Rules) else r.at(ts)
 
     def decode(self, msg: RawMessage, now_ms: int | None = None) -> Decoded:
         """Decode and validate one message; checks the key is the customer id.
@@ -279,7 +312,7 @@ class BatchProcessor:
         for key in dirty:
             partition, st = states[key]
             result.states.append((partition, key, st.to_bytes()))
-            result.profiles[key] = profile_fields(st, rules)
+            result.profiles[key] = profile_fields(st, self.rules_at(st.updated_at))
         result.outputs.extend(dead)
         if self.cache is not None:
             self.cache.put_all((k, p, raw) for p, k, raw in result.states)
@@ -332,9 +365,19 @@ class BatchProcessor:
                 ),
             )
             due.rebuild(p, ((k, next_due_ms(st, rules)) for k, (q, st) in states.items() if q == p))
+            self._sweeps.pop(p, None)  # the rebuild saw the current timeline
+        sweep = self._sweeps.pop(p, None)
+        if sweep:  # new versions: everyone of the partition wakes at each switch
+            keys = [k for k, _v in scan(p)] if scan is not None else []
+            keys += [k for k, (q, _st) in states.items() if q == p]
+            for when in sweep:
+                due.schedule(p, keys, when)
         counts = result.counts
         counts[(TOPIC_TICKS, "applied")] = counts.get((TOPIC_TICKS, "applied"), 0) + 1
-        for key in due.pop_due(p, tick.ts):
+        popped = due.pop_due(p, tick.ts, self.tick_budget)
+        if self.tick_budget is not None and due.has_due(p, tick.ts):
+            result.due_backlog.add(p)
+        for key in popped:
             cached = states.get(key)
             if cached is not None:
                 st = cached[1]

@@ -125,3 +125,17 @@ def test_on_timeout_is_told_the_reason_of_each_timeout() -> None:
     a.release(lambda t, p: (None if p == 0 else False) if t == "balances" else True, now_ms=0)
     a.release(lambda t, p: (None if p == 0 else False) if t == "balances" else True, now_ms=5000)
     assert reasons == ["idle", "lag"]
+
+
+def test_the_rules_watermark_holds_a_task_from_its_first_record_at_or_after_it() -> None:
+    """``before``: records stamped earlier go; the first at or after it stops its task
+    (later records of the task wait with it, in event-time order); tasks are apart."""
+    a = _aligner()
+    a.add([("transactions", 0, ("t1", 10)), ("transactions", 0, ("t2", 30))])
+    a.add([("balances", 0, ("b1", 20)), ("balances", 1, ("x1", 5))])
+    assert a.any_head_from(20) is False and a.any_head_from(6) is True
+    out = a.release(lambda t, p: True, now_ms=0, before=20)
+    assert [x[0] for x in out] == ["t1", "x1"]
+    assert a.held == 2 and a.held_from(20) == 2 and a.any_head_from(20)
+    assert a.release(lambda t, p: True, now_ms=10_000, before=20) == []  # no timeout here
+    assert [x[0] for x in a.release(lambda t, p: True, now_ms=0, before=31)] == ["b1", "t2"]
