@@ -1,10 +1,10 @@
 """The ``tierstream`` command: one module per sub-command, ``main`` here.
 
-worker, topics create, profile, simulate, replay, clv fit/score, token
-create/list/revoke, report. Every command reads its configuration from the environment
-(streams/settings.py) and its flags override it (common.py), so the same command works
-in a shell, in systemd and in a container. Building the parser imports no heavy
-library: each command imports what it runs when it runs
+worker, topics create, rules publish/history/show, backtest, profile, simulate, replay,
+clv fit/score, token create/list/revoke, report. Every command reads its configuration
+from the environment (streams/settings.py) and its flags override it (common.py), so
+the same command works in a shell, in systemd and in a container. Building the parser
+imports no heavy library: each command imports what it runs when it runs
 (tests/streams/cli/test_cli_imports.py).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from streams.cli import clv, profile, replay, report, simulate, token, topics, worker
+from streams.cli import clv, profile, replay, report, rules, simulate, token, topics, worker
 
 #: What ``tierstream --help`` says above the commands.
 _DESCRIPTION = """The ``tierstream`` command: worker, topics, simulate, replay, profile, clv.
@@ -27,7 +27,7 @@ and in a container.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierstream", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (worker, topics, profile, simulate, replay, clv, token, report):
+    for command in (worker, topics, rules, profile, simulate, replay, clv, token, report):
         command.add_parser(sub)
     return parser
 
