@@ -525,11 +525,14 @@ def load_rules(path: str | None = None) -> Rules:
     return load_rules_text(text, path)
 
 
-def load_rules_text(text: str | None, source: str = "<text>") -> Rules:
+def load_rules_text(text: str | None, source: str = "<text>", version: str | None = None) -> Rules:
     """``load_rules`` for rules given as TOML text (``None``: the defaults alone): the
     one loader of start-up, ``tierstream rules publish`` and a worker taking up a
     published version, so all three accept and refuse the same files, with the same
-    errors and the same version."""
+    errors and the same version. ``version``: the version as published (a worker uses
+    the one on the record: a version derived from a hash of the defaults must not
+    change when an upgrade changes a default)."""
+    override = version
     table = _default_table()
     version = table["version"]
     if text is not None:
@@ -543,7 +546,7 @@ def load_rules_text(text: str | None, source: str = "<text>") -> Rules:
         else:
             digest = hashlib.sha256(orjson.dumps(_hashed_table(table), option=orjson.OPT_SORT_KEYS))
             version = f"{version}+{digest.hexdigest()[:8]}"
-    return _build(table, version)
+    return _build(table, version if override is None else override)
 
 
 def rules_digest(text: str | None) -> str:
