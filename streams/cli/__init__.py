@@ -13,7 +13,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from streams.cli import clv, profile, replay, report, rules, simulate, token, topics, worker
+from streams.cli import (
+    backtest,
+    clv,
+    profile,
+    replay,
+    report,
+    rules,
+    simulate,
+    token,
+    topics,
+    worker,
+)
 
 #: What ``tierstream --help`` says above the commands.
 _DESCRIPTION = """The ``tierstream`` command: worker, topics, simulate, replay, profile, clv.
@@ -27,7 +38,8 @@ and in a container.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierstream", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (worker, topics, rules, profile, simulate, replay, clv, token, report):
+    commands = (worker, topics, rules, backtest, profile, simulate, replay, clv, token, report)
+    for command in commands:
         command.add_parser(sub)
     return parser
 
