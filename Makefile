@@ -10,7 +10,7 @@ VENV := $(CURDIR)/.venv
 PYTHON := $(VENV)/bin/python
 IN_VENV := PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
 
-.PHONY: install lock test-latest services-up services-down test lint ci demo
+.PHONY: install lock test-latest services-up services-down test lint ci demo demo-pictures
 
 install:
 	deploy/install
@@ -54,3 +54,7 @@ ci:
 # Ctrl-C stops it. Options: make demo DEMO_ARGS="--duration 60 --customers 5000"
 demo: install
 	deploy/demo $(DEMO_ARGS)
+
+# The README's pictures (docs/img/), from a real one-minute demo run.
+demo-pictures: install
+	deploy/demo-pictures

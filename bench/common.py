@@ -314,6 +314,20 @@ def topics_containing(bootstrap: str, text: str) -> list[str]:
     return [t for t in md.topics if text in t]
 
 
+def install_redis_functions(redis_url: str) -> None:
+    """Load tierstream's Redis Function library (what `tierstream redis install-functions`
+    does): the worker and the peers write profiles through it."""
+    import redis
+
+    from streams.redis_functions import library_source
+
+    r = redis.Redis.from_url(redis_url)
+    try:
+        r.function_load(library_source(), replace=True)
+    finally:
+        r.close()
+
+
 def delete_redis_prefix(redis_url: str, prefix: str) -> int:
     import redis
 

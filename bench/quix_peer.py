@@ -42,7 +42,8 @@ from state.customer import CustomerState
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from streams.pipeline.processor import BatchProcessor, RawMessage
-from streams.redis_sink import _UPSERT_LUA, upsert_calls
+from streams.redis_functions import FN_UPSERT
+from streams.redis_sink import upsert_calls
 from streams.settings import Settings
 
 _STATE_KEY = b"s"
@@ -69,7 +70,6 @@ class ProfileSink(BaseSink):
         self.rules = rules
         self.prefix = prefix
         self.client = client
-        self.script = client.register_script(_UPSERT_LUA)
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         return None
@@ -81,7 +81,7 @@ class ProfileSink(BaseSink):
         profiles = {key: profile_fields(st, rules) for key, st in self.dirty.items()}
         pipe = self.client.pipeline(transaction=False)
         for keys, args in upsert_calls(self.prefix, profiles):
-            self.script(keys=keys, args=args, client=pipe)
+            pipe.fcall(FN_UPSERT, len(keys), *keys, *args)
         pipe.execute()
         self.dirty.clear()
 

@@ -35,6 +35,7 @@ from bench.common import (
     histogram_buckets,
     histogram_quantile,
     http_text,
+    install_redis_functions,
     machine,
     measure_progress,
     peak_rss_bytes,
@@ -221,6 +222,7 @@ def run_plain(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    install_redis_functions(args.redis_url)
     rid = run_id()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rep = Report(args, machine(), rid)
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         app_id=f"{rid}-worker",
         web_port=free_port(),
         data_dir=str(work / "worker"),
+        dev_single_replica=True,  # the benchmark runs on one local broker
     )
     # records kept for the latency phases: each of the three systems gets its own slice
     # of up to rate x seconds (half the worker's max for 30 s was ~100,000 on 2026-12-03)

@@ -49,6 +49,11 @@ TOPIC_BALANCES: Final = "balances"
 TOPIC_PROFILES: Final = "customer-profiles"
 TOPIC_ASSESSMENTS: Final = "risk-assessments"
 TOPIC_CONTACTS: Final = "contacts"
+#: Requests to erase a customer (right to be forgotten): a customer-keyed input like the
+#: others, so it meets the customer's events in one partition and the aligner orders it
+#: among them by event time; last in the tie-break order, so an event stamped at the
+#: same millisecond is applied first and erased with the rest.
+TOPIC_ERASURE_REQUESTS: Final = "erasure-requests"
 #: Customer-keyed, co-partitioned inputs (the order is the aligner's tie-break order).
 INPUT_TOPICS: Final = (
     TOPIC_TRANSACTIONS,
@@ -56,6 +61,7 @@ INPUT_TOPICS: Final = (
     TOPIC_PROFILES,
     TOPIC_ASSESSMENTS,
     TOPIC_CONTACTS,
+    TOPIC_ERASURE_REQUESTS,
 )
 #: The clock's topic: NOT keyed by customer (one tick per partition per interval, written
 #: into that partition), so it is deliberately not in INPUT_TOPICS.
@@ -167,6 +173,24 @@ class Tick:
     ts: int
 
     kind: Literal["tick"] = "tick"
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRequest:
+    """Erase everything held about one customer (topic ``erasure-requests``).
+
+    Not an event for the core: the shell deletes the customer's state, profile and
+    timers (streams/pipeline/processor.py) and writes an audit record of who asked.
+    ``requested_by`` names the person or system that asked (it becomes the audit
+    record's principal); ``reason`` is free text, e.g. a ticket number."""
+
+    event_id: str
+    customer_id: str
+    ts: int
+    requested_by: str
+    reason: str | None = None
+
+    kind: Literal["erasure"] = "erasure"
 
 
 InputEvent = Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment | Contact

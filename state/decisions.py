@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 from schemas.timefmt import format_ts_utc
 
 TIERS = ("mass", "affluent", "hnw", "private")
+#: ``direction`` of a tier change: the first tier, a move up, a move down.
+DIRECTIONS = ("initial", "upgrade", "downgrade")
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
 SEVERITIES = ("info", "warning", "critical")
 
@@ -39,7 +41,7 @@ class TierChange:
     ts: int
     from_tier: str | None
     to_tier: str
-    direction: str  # initial | upgrade | downgrade
+    direction: str  # one of DIRECTIONS
     cause_event_id: str
     rules_version: str
     reason: dict[str, Any] = field(default_factory=dict)

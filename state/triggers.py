@@ -55,7 +55,19 @@ from state.rules import DAY_MS, Rules
 from state.tier_policy import retier_at, tier_due, tier_trigger
 from state.timeline import RulesTimeline, Version
 
-__all__ = ["Due", "due_between", "fire_due", "next_due_ms", "spread_offset_ms"]
+__all__ = [
+    "TRIGGER_KINDS",
+    "Due",
+    "due_between",
+    "fire_due",
+    "next_due_ms",
+    "spread_offset_ms",
+]
+
+#: Every kind of time trigger, as it starts a trigger id (``reason.trigger`` of the
+#: decisions it fires: ``dormancy:2026-03-31``, ``campaign:<id>``, ...). Readers (the
+#: demo's live view, its test) take the list from here.
+TRIGGER_KINDS = ("dormancy", "review", "birthday", "campaign", "assessment_expiry")
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _HNW = TIER_RANK["hnw"]
@@ -68,7 +80,7 @@ class Due:
     """One trigger instance: due at ``ts`` (epoch ms); ``trigger`` is its stable id."""
 
     ts: int
-    kind: str  # dormancy | review | birthday | campaign | assessment_expiry
+    kind: str  # one of TRIGGER_KINDS
     key: int  # the local day (dormancy, review), year (birthday) or assessment ms
     campaign: Campaign | None = None
 

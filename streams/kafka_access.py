@@ -136,3 +136,44 @@ def kafka_acls(settings: Settings) -> list[KafkaAcl]:
         )
     )
     return acls
+
+
+def grant_acls(settings: Settings, user: str, timeout_s: float = 30.0) -> int:
+    """ALLOW exactly ``kafka_acls(settings)`` to ``User:<user>`` (an administrator's
+    step, idempotent: a binding that exists is created again without change).
+
+    Returns how many bindings were applied. ``tierstream topics create --grant-user``
+    runs it after the topics exist, so compose's worker user gets its rights and no more.
+    """
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    kinds = {
+        "topic": ResourceType.TOPIC,
+        "group": ResourceType.GROUP,
+        "transactional_id": ResourceType.TRANSACTIONAL_ID,
+    }
+    patterns = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
+    bindings = [
+        AclBinding(
+            kinds[acl.resource],
+            acl.name,
+            patterns[acl.pattern],
+            f"User:{user}",
+            "*",
+            AclOperation[op],
+            AclPermissionType.ALLOW,
+        )
+        for acl in kafka_acls(settings)
+        for op in acl.operations
+    ]
+    admin = AdminClient(settings.confluent_config())
+    for fut in admin.create_acls(bindings, request_timeout=timeout_s).values():
+        fut.result()
+    return len(bindings)

@@ -40,6 +40,11 @@ class BatchTally(Protocol):
     @property
     def decisions(self) -> Sequence[Decision]: ...
 
+    @property
+    def erasures(self) -> Mapping[str, int]:
+        """Erasure requests by result: erased | not_found."""
+        ...
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -194,12 +199,22 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.erasures = Counter(
+            "tierstream_erasures_total",
+            "Erasure requests applied, by result: erased (state, profile and timers "
+            "deleted) or not_found (nothing was held for the customer).",
+            ["result"],
+            registry=r,
+        )
+        self.api = ApiMetrics(r)
 
     def observe_batch(self, result: BatchTally) -> None:
         for (topic, res), n in result.counts.items():
             self.events.labels(topic, res).inc(n)
         for (topic, reason), n in result.dead_letters.items():
             self.dead_letters.labels(topic, reason).inc(n)
+        for outcome, n in result.erasures.items():
+            self.erasures.labels(outcome).inc(n)
         for d in result.decisions:
             if isinstance(d, TierChange):
                 self.tier_changes.labels(d.from_tier or "none", d.to_tier).inc()
@@ -210,6 +225,55 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ApiMetrics:
+    """The HTTP API's abuse limits and read volumes (streams/http/).
+
+    ``principal`` is a token's *name* (bounded by the tokens file, validated there):
+    which caller reads how much is exactly what an operator needs to see when a token
+    leaks. Never a customer id.
+    """
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.profile_reads = Counter(
+            "tierstream_api_profile_reads_total",
+            "Profile reads answered (200 or 404) by this worker, by token name.",
+            ["principal"],
+            registry=r,
+        )
+        self.daily_reads = Gauge(
+            "tierstream_api_daily_reads",
+            "Profile reads of this UTC day by token name, across all workers (the count "
+            "in Redis the quota is checked against, as last seen by this worker).",
+            ["principal"],
+            registry=r,
+        )
+        self.daily_quota = Gauge(
+            "tierstream_api_daily_read_quota",
+            "Profile reads a token may make per UTC day (TIERSTREAM_API_DAILY_READ_QUOTA; "
+            "0: no quota).",
+            registry=r,
+        )
+        self.limited = Counter(
+            "tierstream_api_limited_total",
+            "Requests refused with 429, by the limit they hit: client_rate, "
+            "client_concurrency, auth_failures, token_rate, token_concurrency, daily_quota.",
+            ["reason"],
+            registry=r,
+        )
+        self._daily_day: dict[str, str] = {}
+
+    def note_daily(self, principal: str, day: str, count: int) -> None:
+        self._daily_day[principal] = day
+        self.daily_reads.labels(principal).set(count)
+
+    def roll_day(self, day: str) -> None:
+        """Drop the counts of earlier days (the quota starts again at 0)."""
+        for principal, seen in list(self._daily_day.items()):
+            if seen != day:
+                del self._daily_day[principal]
+                self.daily_reads.remove(principal)
 
 
 def observe_many(histogram: Histogram, values: Iterable[float]) -> None:

@@ -9,10 +9,12 @@ Layout (prefix configurable, default ``tierstream:``), spelled out in this modul
 * ``<prefix>synced:<partition>`` — set once a worker has written every profile of the
   partition: a Redis that restarted empty has none, so the owners rewrite theirs.
 
-Writes go through one Lua script per chunk of profiles that compares versions, so
-they are idempotent and ordered: a replay, a rebalance or a slow worker can never move
-a profile backwards, a re-run of the same events after a crash replaces what the first
-run wrote, and the tier counts move only when a write changes the tier. When Redis is
+Writes go through one call of a Redis Function per chunk of profiles that compares
+versions (streams/redis_functions.py: a library loaded once by an administrator, so
+the worker runs no Lua of its own), so they are idempotent and ordered: a replay, a
+rebalance or a slow worker can never move a profile backwards, a re-run of the same
+events after a crash replaces what the first run wrote, and the tier counts move only
+when a write changes the tier. When Redis is
 unreachable the sink retries with exponential backoff and the caller waits
 (backpressure): the batch's input offsets are not acknowledged until its profiles are
 written, so an outage delays updates but never loses one. The backlog
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -32,60 +35,20 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from streams.metrics import Metrics
+from streams.redis_functions import (
+    FN_AUM_SCAN,
+    FN_ERASE,
+    FN_UPSERT,
+    FUNCTIONS,
+    INSTALL_HINT,
+    LIBRARY,
+    is_missing_function,
+)
 from streams.settings import SecurityConfigError
 
 log = logging.getLogger(__name__)
 
-#: KEYS[1..n-1] profile hashes, KEYS[n] the tier-count hash; ARGV[i] the fields of KEYS[i]
-#: as one JSON object of strings (version and tier among them). A profile is written
-#: when its version is newer than the stored one, or equal with different fields; the
-#: tier counts move only when a write changes the tier. Returns how many were written.
-#:
-#: Why an equal version may overwrite: the version counts applied events, and the same
-#: version decided twice means the same events were applied again -- a re-run after a
-#: crash (at_least_once: Redis is written before the changelog) or an aborted
-#: transaction (exactly_once: Redis is written before the commit). The re-run starts
-#: from the committed state, and if some of those events became visible only later, it
-#: may apply them in another event-time order than the first run did. Its profile is
-#: the one the committed state agrees with, so it must win; an identical re-send is
-#: still skipped (counted as stale).
-_UPSERT_LUA = """
-local written = 0
-local counts = KEYS[#KEYS]
-for i = 1, #KEYS - 1 do
-  local key = KEYS[i]
-  local fields = cjson.decode(ARGV[i])
-  local cur = redis.call('HGET', key, 'version')
-  local version = tonumber(fields['version'])
-  local write = (not cur) or tonumber(cur) < version
-  if (not write) and tonumber(cur) == version then
-    for f, v in pairs(fields) do
-      if redis.call('HGET', key, f) ~= v then
-        write = true
-        break
-      end
-    end
-  end
-  if write then
-    local old_tier = redis.call('HGET', key, 'tier')
-    local flat = {}
-    for f, v in pairs(fields) do
-      flat[#flat + 1] = f
-      flat[#flat + 1] = v
-    end
-    redis.call('HSET', key, unpack(flat))
-    local new_tier = fields['tier'] or ''
-    if old_tier ~= new_tier then
-      if old_tier and old_tier ~= '' then redis.call('HINCRBY', counts, old_tier, -1) end
-      if new_tier ~= '' then redis.call('HINCRBY', counts, new_tier, 1) end
-    end
-    written = written + 1
-  end
-end
-return written
-"""
-
-#: Profiles per script call: big enough that packing and round trips stay a small
+#: Profiles per function call: big enough that packing and round trips stay a small
 #: share of a batch, small enough that one call blocks Redis for at most a few ms.
 _CHUNK = 200
 
@@ -123,10 +86,19 @@ def synced_key(prefix: str, partition: int) -> str:
     return f"{prefix}synced:{partition}"
 
 
+def quota_key(prefix: str, principal: str, day: str) -> str:
+    """``<prefix>quota:<token name>:<YYYY-MM-DD>``: a token's profile reads that UTC day."""
+    return f"{prefix}quota:{principal}:{day}"
+
+
+#: A day's quota counter outlives its day by one, then Redis drops it.
+_QUOTA_TTL_S = 2 * 86_400
+
+
 def upsert_calls(
     prefix: str, profiles: Mapping[bytes, Mapping[str, str]]
 ) -> Iterator[tuple[list[str], list[bytes]]]:
-    """(keys, args) of each ``_UPSERT_LUA`` call that writes ``profiles``.
+    """(keys, args) of each ``FN_UPSERT`` call that writes ``profiles``.
 
     One call per chunk, each profile's fields as one JSON argument: redis-py packs
     commands argument by argument in Python, so 16 field/value pairs per profile cost
@@ -165,8 +137,8 @@ class RedisProfileSink:
         self.metrics = metrics
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self._script = client.register_script(_UPSERT_LUA)
         self._counts_key = tier_counts_key(prefix)
+        self._missing_warned_at = -1e9
 
     async def write(self, profiles: Mapping[bytes, Mapping[str, str]]) -> int:
         """Write profiles (customer key -> fields); retries until it succeeds.
@@ -176,28 +148,70 @@ class RedisProfileSink:
         """
         if not profiles:
             return 0
-        self.metrics.redis_backlog.set(len(profiles))
+        written = await self._until_done(len(profiles), lambda: self._write_once(profiles))
+        self.metrics.redis_writes.labels("written").inc(written)
+        self.metrics.redis_writes.labels("stale").inc(len(profiles) - written)
+        return written
+
+    async def erase(self, keys: Sequence[bytes]) -> int:
+        """Delete the profiles of erased customers and take them out of the tier
+        counts; retries until it succeeds (like ``write``). Returns how many existed.
+        Idempotent: erasing twice changes nothing the second time."""
+        if not keys:
+            return 0
+        return await self._until_done(len(keys), lambda: self._erase_once(keys))
+
+    async def _until_done(self, pending: int, attempt: Callable[[], Awaitable[int]]) -> int:
+        """Run ``attempt`` until Redis takes it, with exponential backoff (backpressure)."""
+        self.metrics.redis_backlog.set(pending)
         delay = self.backoff_initial
         while True:
             try:
-                written = await self._write_once(profiles)
+                done = await attempt()
             except (RedisError, OSError) as exc:
                 self.metrics.redis_errors.inc()
-                log.warning("Redis write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+                if is_missing_function(exc):
+                    self._warn_missing_functions()
+                else:
+                    log.warning(
+                        "Redis write failed (%s); retrying in %.1fs", type(exc).__name__, delay
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
             self.metrics.redis_backlog.set(0)
-            self.metrics.redis_writes.labels("written").inc(written)
-            self.metrics.redis_writes.labels("stale").inc(len(profiles) - written)
-            return written
+            return done
+
+    async def _erase_once(self, keys: Sequence[bytes]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(keys), _CHUNK):
+            chunk = [profile_key(self.prefix, k.decode()) for k in keys[start : start + _CHUNK]]
+            chunk.append(self._counts_key)
+            pipe.fcall(FN_ERASE, len(chunk), *chunk)
+        return sum(int(r) for r in await pipe.execute())
 
     async def _write_once(self, profiles: Mapping[bytes, Mapping[str, str]]) -> int:
         pipe = self.client.pipeline(transaction=False)
         for keys, args in upsert_calls(self.prefix, profiles):
-            await self._script(keys=keys, args=args, client=pipe)
+            pipe.fcall(FN_UPSERT, len(keys), *keys, *args)
         results = await pipe.execute()
         return sum(int(r) for r in results)
+
+    def _warn_missing_functions(self) -> None:
+        """Redis lost (or never had) the library: say what to do, once a minute.
+
+        The worker cannot load it itself (its ACL user has no FUNCTION LOAD, on
+        purpose); it keeps retrying, so writes resume once an administrator ran the
+        install, and no profile is lost meanwhile (backpressure, as for an outage).
+        """
+        now = time.monotonic()
+        if now - self._missing_warned_at >= 60:
+            self._missing_warned_at = now
+            log.error(
+                "Redis has no %s functions (restarted empty?); profile writes wait: %s",
+                LIBRARY,
+                INSTALL_HINT,
+            )
 
     def _synced_key(self, partition: int) -> str:
         return synced_key(self.prefix, partition)
@@ -229,6 +243,24 @@ async def read_profile(client: aioredis.Redis, prefix: str, customer_id: str) ->
     return {_text(k): _text(v) for k, v in raw.items()}
 
 
+async def read_profile_counted(
+    client: aioredis.Redis, prefix: str, customer_id: str, principal: str, day: str
+) -> tuple[int, dict[str, str]]:
+    """A profile and the token's read count of ``day`` after counting this read.
+
+    One pipelined round trip (INCRBY + EXPIRE of the quota key, HGETALL): the count is
+    cluster-wide, so a token's daily quota holds however many workers answer it. The
+    caller refuses the profile when the count is over the quota.
+    """
+    key = quota_key(prefix, principal, day)
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, _QUOTA_TTL_S)
+    pipe.hgetall(profile_key(prefix, customer_id))
+    count, _expire, raw = await pipe.execute()
+    return int(count), {_text(k): _text(v) for k, v in raw.items()}
+
+
 async def scan_profile_keys(client: Any, prefix: str) -> AsyncIterator[list[bytes]]:
     """Every profile key under ``prefix``, in chunks, by SCAN (never KEYS: a scan does
     not block a busy server)."""
@@ -242,39 +274,19 @@ async def scan_profile_keys(client: Any, prefix: str) -> AsyncIterator[list[byte
         yield chunk
 
 
-#: One step of the AUM scan, run inside Redis: SCAN one cursor step over the profile
-#: keys and return the next cursor with the ``aum_cny`` of every profile found that has
-#: one. Why a script: reading the values with a pipelined HGET per key cost the worker's
-#: event loop 14-18 µs of Python per profile (redis-py packs every command in Python):
-#: 1.4-1.8 s of CPU per refresh for 100,000 profiles, ~15 s a minute for a million. The
-#: script leaves one call per step and a reply that hiredis parses in C (0.02-0.04 s).
-#: It reads keys it was not handed (they come from SCAN), which a standalone Redis
-#: allows; SCAN's guarantee holds as before (every profile present for the whole scan is
-#: read at least once).
-_AUM_SCAN_LUA = """
-local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-local values = {}
-for _, key in ipairs(step[2]) do
-  local v = redis.call('HGET', key, 'aum_cny')
-  if v and v ~= '' then values[#values + 1] = v end
-end
-return {step[1], values}
-"""
-
-
 async def aum_values(client: Any, prefix: str) -> tuple[list[Decimal], int]:
     """The ``aum_cny`` of every profile under ``prefix`` that has one, and how many
     values could not be read as a finite decimal (left out).
 
-    Reads only that field, one SCAN step at a time inside Redis (``_AUM_SCAN_LUA``).
+    Reads only that field, one SCAN step at a time inside Redis (``FN_AUM_SCAN``, a
+    read-only function: streams/redis_functions.py says why it runs in Redis).
     """
-    scan_step = client.register_script(_AUM_SCAN_LUA)
     match = profile_key_pattern(prefix)
     values: list[Decimal] = []
     bad = 0
     cursor: bytes | int = 0
     while True:
-        cursor, raw_values = await scan_step(keys=[], args=[cursor, match, _SCAN_COUNT])
+        cursor, raw_values = await client.fcall_ro(FN_AUM_SCAN, 0, cursor, match, _SCAN_COUNT)
         for raw in raw_values:
             try:
                 value = Decimal(_text(raw))
@@ -297,23 +309,26 @@ def _text(b: bytes | str) -> str:
 #: Every Redis command the service sends: all of them from this module but PING (the
 #: health view, streams/http/views.py). Checked by tests/integration/test_security_redis.py
 #: (which runs the worker under exactly these rules and finds no denial in ``ACL LOG``):
-#: PING (health), HGETALL (profile reads, tier counts), EVALSHA + SCRIPT LOAD/EXISTS
-#: (the versioned upsert script, loaded by redis-py's pipeline), and HGET/HSET/HINCRBY
-#: (called inside that script; Redis checks script calls against the user's ACL too);
-#: EXISTS + SET on ``<prefix>synced:<partition>`` markers (detecting a Redis that lost
-#: its data: the worker's resync) and SCAN + HGET for the Pareto gauge (every 60 s).
+#: PING (health), HGETALL (profile reads, tier counts), FCALL of the upsert and erase
+#: functions and FCALL_RO of the AUM scan step and the library check (``+fcall|<name>``: those
+#: functions only, streams/redis_functions.py), HGET/HSET/HINCRBY/DEL and SCAN (called
+#: *inside* those functions: Redis checks a function's calls against the caller's ACL
+#: too), EXISTS + SET on ``<prefix>synced:<partition>`` markers (detecting a Redis that
+#: lost its data: the worker's resync). No EVAL, EVALSHA, SCRIPT or FUNCTION: the worker
+#: cannot run Lua of its own.
 REDIS_ACL_COMMANDS: tuple[str, ...] = (
     "ping",
     "hgetall",
-    "evalsha",
-    "script|load",
-    "script|exists",
+    *(f"{'fcall_ro' if read_only else 'fcall'}|{name}" for name, read_only in FUNCTIONS),
     "hget",
     "hset",
     "hincrby",
+    "del",
     "exists",
     "set",
     "scan",
+    "incrby",
+    "expire",
 )
 
 

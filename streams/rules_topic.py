@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_LOG_APPEND_TIME,
@@ -33,9 +32,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.events import TOPIC_AUDIT, TOPIC_RULES
+from schemas.events import TOPIC_RULES
 from schemas.timefmt import format_ts_utc
 from state.rules import Rules, load_rules_text
+from streams import audit
 from streams.rules_log import (
     CLOCK_MARGIN_MS,
     Entry,
@@ -275,18 +275,16 @@ def _produce(
 
 
 def _audit(settings: Settings, record: RulesRecord, entry: Entry) -> None:
-    """The audit trail of the publication (schemas/json/audit.schema.json)."""
-    now = int(time.time() * 1000)
-    doc = {
-        "event_id": uuid.uuid4().hex,
-        "ts": format_ts_utc(now),
-        "principal": record.published_by,
-        "role": None,
-        "action": "rules.publish",
-        "result": "ok" if entry.status == "accepted" else "error",
-        "rules_version": record.version,
-        "effective_from": format_ts_utc(record.effective_from),
-        "label": record.label,
-        "rules_offset": entry.offset,
-    }
-    _produce(settings, settings.topic(TOPIC_AUDIT), b"rules", orjson.dumps(doc), None)
+    """The audit trail of the publication (streams/audit.py, acknowledged by all)."""
+    audit.write_record(
+        settings,
+        audit.rules_publish(
+            record.published_by,
+            entry.status == "accepted",
+            record.version,
+            format_ts_utc(record.effective_from),
+            record.label,
+            entry.offset,
+        ),
+        audit.audit_timeout(settings),
+    )

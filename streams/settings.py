@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS
 
@@ -38,16 +38,91 @@ class SecurityConfigError(ValueError):
     """A security setting is invalid; the message names the variable."""
 
 
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str, where: str) -> int:
+    """``400d``, ``12h``, ``30m``, ``90s``, ``1500ms`` -> milliseconds; ``forever`` or
+    ``-1`` -> -1 (Kafka's "never delete"). Raises ValueError naming ``where``."""
+    t = text.strip().lower()
+    if t in ("forever", "-1"):
+        return -1
+    for unit in ("ms", "s", "m", "h", "d"):  # "ms" before "s" and "m"
+        number = t.removesuffix(unit)
+        if number != t and number.isdigit() and int(number) > 0:
+            return int(number) * _DURATION_UNITS_MS[unit]
+    raise ValueError(
+        f"{where}: {text!r} is not a duration (a positive number with ms, s, m, h or d, "
+        "or 'forever')"
+    )
+
+
+def parse_retention(text: str, where: str = "TIERSTREAM_RETENTION") -> dict[str, int]:
+    """``audit=400d,dead-letters=30d`` -> {contract topic name: retention ms}."""
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        topic, sep, duration = part.partition("=")
+        if not sep or not topic.strip():
+            raise ValueError(f"{where}: expected topic=duration, got {part!r}")
+        out[topic.strip()] = parse_duration_ms(duration, f"{where} ({topic.strip()})")
+    return out
+
+
+def _field_list(raw: str | None) -> tuple[str, ...] | None:
+    """``a,b,c`` -> the names; unset -> None (the defaults); ``none`` -> () (nothing)."""
+    if raw is None or not raw.strip():
+        return None
+    if raw.strip().lower() == "none":
+        return ()
+    return tuple(f.strip() for f in raw.split(",") if f.strip())
+
+
+def _bool_env(raw: str | None, name: str) -> bool:
+    if raw is None or not raw.strip():
+        return False
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+
+#: URL query parameters that carry a secret: redis-py reads ``?password=`` like the
+#: password of the URL's user part, so it is masked the same way.
+_SECRET_QUERY_KEYS = frozenset({"password"})
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for logs and error messages)."""
+    """The URL with its password replaced by ``***`` (for logs and error messages).
+
+    Both places a Redis URL can carry one are masked: the user part
+    (``redis://user:pw@host``) and the ``?password=`` query parameter, which redis-py
+    reads too.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _v in pairs):
+            masked = [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
+            query = urlencode(masked, safe="*/")
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _query_value(url: str, name: str) -> str | None:
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if key == name:
+            return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,6 +152,14 @@ class WebSettings:
     tls_key: str | None = None  # TIERSTREAM_WEB_TLS_KEY
     tls_key_password: str | None = None  # TIERSTREAM_WEB_TLS_KEY_PASSWORD
     audit_timeout: str | None = None  # TIERSTREAM_AUDIT_TIMEOUT: seconds in (0, 120]
+    # abuse limits (streams/http/limits.py); seconds between denial summaries
+    client_rate: str | None = None  # TIERSTREAM_API_CLIENT_RATE: requests/s per address
+    client_concurrency: str | None = None  # TIERSTREAM_API_CLIENT_CONCURRENCY
+    token_rate: str | None = None  # TIERSTREAM_API_TOKEN_RATE: requests/s per token
+    token_concurrency: str | None = None  # TIERSTREAM_API_TOKEN_CONCURRENCY
+    auth_failures_per_min: str | None = None  # TIERSTREAM_API_AUTH_FAILURES_PER_MIN
+    daily_read_quota: str | None = None  # TIERSTREAM_API_DAILY_READ_QUOTA: per token
+    audit_summary_interval: str | None = None  # TIERSTREAM_AUDIT_SUMMARY_INTERVAL: s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WebSettings:
@@ -89,6 +172,13 @@ class WebSettings:
             tls_key=env.get("TIERSTREAM_WEB_TLS_KEY") or None,
             tls_key_password=env.get("TIERSTREAM_WEB_TLS_KEY_PASSWORD") or None,
             audit_timeout=env.get("TIERSTREAM_AUDIT_TIMEOUT") or None,
+            client_rate=env.get("TIERSTREAM_API_CLIENT_RATE") or None,
+            client_concurrency=env.get("TIERSTREAM_API_CLIENT_CONCURRENCY") or None,
+            token_rate=env.get("TIERSTREAM_API_TOKEN_RATE") or None,
+            token_concurrency=env.get("TIERSTREAM_API_TOKEN_CONCURRENCY") or None,
+            auth_failures_per_min=env.get("TIERSTREAM_API_AUTH_FAILURES_PER_MIN") or None,
+            daily_read_quota=env.get("TIERSTREAM_API_DAILY_READ_QUOTA") or None,
+            audit_summary_interval=env.get("TIERSTREAM_AUDIT_SUMMARY_INTERVAL") or None,
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -106,10 +196,23 @@ class Settings:
     redis_username: str | None = None
     redis_password: str | None = None
     redis_key_prefix: str = "tierstream:"
+    #: Server versions the operator vouches carry the 2025 Lua fixes (a distribution's
+    #: backport reports the old number): no start-up warning for exactly these.
+    redis_accept_versions: tuple[str, ...] = ()
     rules_path: str | None = None
     topic_prefix: str = ""
     partitions: int = 8
     replication_factor: int = 1
+    #: Development only: let `topics create` make the audit topic with one replica
+    #: (a single local broker); refused otherwise (streams/topics.py).
+    dev_single_replica: bool = False
+    #: retention.ms per contract topic name, over the defaults of streams/topics.py.
+    retention: dict[str, int] = field(default_factory=dict)
+    #: Personal fields replaced by a digest in dead letters (None: the defaults of
+    #: schemas/redaction.py; empty: no redaction).
+    dead_letter_redact: tuple[str, ...] | None = None
+    #: HMAC key of those digests (a secret; without it they are plain SHA-256).
+    dead_letter_redact_key: str | None = None
     store: str = "rocksdb://"  # or memory://
     app_id: str = "tierstream"
     web_host: str = "127.0.0.1"
@@ -136,10 +239,21 @@ class Settings:
             redis_username=e.get("REDIS_USERNAME") or None,
             redis_password=e.get("REDIS_PASSWORD") or None,
             redis_key_prefix=e.get("TIERSTREAM_REDIS_PREFIX", d.redis_key_prefix),
+            redis_accept_versions=tuple(
+                v.strip()
+                for v in e.get("TIERSTREAM_REDIS_ACCEPT_VERSION", "").split(",")
+                if v.strip()
+            ),
             rules_path=e.get("TIERSTREAM_RULES") or None,
             topic_prefix=e.get("TIERSTREAM_TOPIC_PREFIX", d.topic_prefix),
             partitions=int(e.get("TIERSTREAM_PARTITIONS", d.partitions)),
             replication_factor=int(e.get("TIERSTREAM_REPLICATION_FACTOR", d.replication_factor)),
+            dev_single_replica=_bool_env(
+                e.get("TIERSTREAM_DEV_SINGLE_REPLICA"), "TIERSTREAM_DEV_SINGLE_REPLICA"
+            ),
+            retention=parse_retention(e.get("TIERSTREAM_RETENTION", "")),
+            dead_letter_redact=_field_list(e.get("TIERSTREAM_DEAD_LETTER_REDACT")),
+            dead_letter_redact_key=e.get("TIERSTREAM_DEAD_LETTER_REDACT_KEY") or None,
             store=e.get("TIERSTREAM_STORE", d.store),
             app_id=e.get("TIERSTREAM_APP_ID", d.app_id),
             web_host=e.get("TIERSTREAM_WEB_HOST", d.web_host),
@@ -203,7 +317,8 @@ class Settings:
         )
 
     def redis_credentials(self) -> RedisCredentials:
-        """Credentials from ``REDIS_USERNAME``/``REDIS_PASSWORD``, else from the URL.
+        """Credentials from ``REDIS_USERNAME``/``REDIS_PASSWORD``, else from the URL
+        (its user part, else its ``?username=``/``?password=`` parameters).
 
         The variables win so a URL can stay in a config map while the password sits in a
         secret store. A username without any password is refused: ACL users the service
@@ -211,8 +326,18 @@ class Settings:
         connects with these, so the rule holds from its start-up on.
         """
         parts = urlsplit(self.redis_url)
-        user = self.redis_username or (unquote(parts.username) if parts.username else None)
-        password = self.redis_password or (unquote(parts.password) if parts.password else None)
+        url = self.redis_url
+        # redis-py's precedence: the URL's user part, then ?username= / ?password=
+        user = (
+            self.redis_username
+            or (unquote(parts.username) if parts.username else None)
+            or _query_value(url, "username")
+        )
+        password = (
+            self.redis_password
+            or (unquote(parts.password) if parts.password else None)
+            or _query_value(url, "password")
+        )
         if user and not password:
             raise SecurityConfigError(
                 "Redis user given without a password (set REDIS_PASSWORD or put it in REDIS_URL)"
@@ -223,6 +348,7 @@ class Settings:
         """Settings safe to log: secrets replaced."""
         out = {k: v for k, v in self.__dict__.items() if k not in ("kafka_security", "web")}
         out["redis_password"] = "***" if self.redis_password else None
+        out["dead_letter_redact_key"] = "***" if self.dead_letter_redact_key else None
         out["redis_url"] = redact_url(self.redis_url)
         out["kafka_security"] = {
             k: ("***" if k in _SECRET_KEYS else v) for k, v in self.kafka_security.items()

@@ -85,12 +85,29 @@ def kafka_bootstrap() -> str:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """URL of a live Redis: $REDIS_URL, else the local one (started if down)."""
-    external = os.environ.get("REDIS_URL")
-    if external:
-        return external
-    _start_service("redis")
-    return f"redis://127.0.0.1:{os.environ.get('REDIS_PORT', '6379')}/0"
+    """URL of a live Redis: $REDIS_URL, else the local one (started if down).
+
+    tierstream's Redis Function library is loaded into it, as the deploy scripts'
+    admin step (`tierstream redis install-functions`) does: idempotent, and a library
+    of another version loaded by someone else's checkout stays untouched.
+    """
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        _start_service("redis")
+        url = f"redis://127.0.0.1:{os.environ.get('REDIS_PORT', '6379')}/0"
+    install_redis_functions(url)
+    return url
+
+
+def install_redis_functions(url: str) -> None:
+    """``FUNCTION LOAD REPLACE`` of this checkout's library (streams/redis_functions.py)."""
+    from streams.redis_functions import library_source
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.function_load(library_source(), replace=True)
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The ``tierstream`` command: one module per sub-command, ``main`` here.
 
-worker, topics create, rules publish/history/show, backtest, profile, simulate, replay,
+worker, health, topics create, redis install-functions/acl-rules, rules publish/history/show,
+backtest, profile, simulate, replay,
 clv fit/score, token create/list/revoke, report. Every command reads its configuration
 from the environment (streams/settings.py) and its flags override it (common.py), so
 the same command works in a shell, in systemd and in a container. Building the parser
@@ -16,7 +17,9 @@ from collections.abc import Sequence
 from streams.cli import (
     backtest,
     clv,
+    health,
     profile,
+    redis_admin,
     replay,
     report,
     rules,
@@ -38,8 +41,20 @@ and in a container.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierstream", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    commands = (worker, topics, rules, backtest, profile, simulate, replay, clv, token, report)
-    for command in commands:
+    for command in (
+        worker,
+        health,
+        topics,
+        redis_admin,
+        rules,
+        backtest,
+        profile,
+        simulate,
+        replay,
+        clv,
+        token,
+        report,
+    ):
         command.add_parser(sub)
     return parser
 

@@ -18,6 +18,8 @@ from streams.settings import Settings
 EXIT_OK = 0
 EXIT_KAFKA = 1
 EXIT_INPUT = 2
+#: profile, report: the audit record could not be written, so nothing was shown.
+EXIT_AUDIT = 3
 EXIT_INTERRUPTED = 130
 
 

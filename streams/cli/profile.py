@@ -1,6 +1,10 @@
 """``tierstream profile``: print a customer's profile from Redis, as JSON.
 
-Reads Redis directly (streams/redis_sink.py), without faust or a running worker.
+Reads Redis directly (streams/redis_sink.py), without faust or a running worker, and,
+like the HTTP API, shows nothing unless the read's audit record (``profile.read`` by
+``user@host``, role ``cli``; streams/audit.py) was acknowledged by the broker first.
+Exit codes: 0 shown, 1 no such profile, 3 the audit record could not be written
+(nothing shown).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from streams.cli.common import settings_from_args
+from streams.cli.common import EXIT_AUDIT, add_kafka_flags, settings_from_args
 
 
 def add_parser(sub: Any) -> None:
@@ -20,10 +24,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("customer_id")
     p.add_argument("--redis-url", help="env REDIS_URL")
     p.add_argument("--redis-prefix", help="env TIERSTREAM_REDIS_PREFIX")
+    add_kafka_flags(p)  # the audit topic
     p.set_defaults(func=cmd_profile)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from streams.audit import (
+        ROLE_CLI,
+        AuditUnavailable,
+        audit_timeout,
+        cli_principal,
+        profile_read,
+        write_record,
+    )
     from streams.redis_sink import connect, read_profile
 
     settings = settings_from_args(args)
@@ -36,6 +49,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
             await client.aclose()
 
     profile = asyncio.run(fetch())
+    record = profile_read(
+        args.customer_id, "ok" if profile else "not_found", cli_principal(), ROLE_CLI
+    )
+    try:
+        write_record(settings, record, audit_timeout(settings))
+    except AuditUnavailable as exc:
+        print(f"tierstream profile: {exc}; nothing shown", file=sys.stderr)
+        return EXIT_AUDIT
     if not profile:
         print(f"no profile for customer {args.customer_id}", file=sys.stderr)
         return 1

@@ -5,8 +5,12 @@ streams/tools/report_render.py draws into ``--out``: ``tiers.png``, ``lorenz.png
 ``rfm.png``, ``clv_by_tier.png``, ``report.md`` and ``report.html``. matplotlib is
 imported only when a report is written, not when the parser is built.
 
+Every profile read is a bulk export of customer data: one ``profiles.export`` record
+(how many profiles, by ``user@host``, role ``cli``; streams/audit.py) must be
+acknowledged on the audit topic before any file is written.
+
 Exit codes: 0 written, 1 Redis unreachable or no profiles under the prefix, 2 the output
-directory cannot be written.
+directory cannot be written, 3 the audit record could not be written (nothing written).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from streams.settings import Settings
+from streams.cli.common import EXIT_AUDIT, add_kafka_flags, settings_from_args
 
 if TYPE_CHECKING:
+    from streams.settings import Settings
     from streams.tools.report import LoadedProfiles
 
 EXIT_OK = 0
@@ -42,18 +47,25 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--redis-prefix", help="Redis key prefix (env TIERSTREAM_REDIS_PREFIX)")
     p.add_argument("--out", required=True, type=Path, help="output directory (created)")
     p.add_argument("--top", type=int, default=20, help="customers in the churn-risk list")
+    add_kafka_flags(p)  # the audit topic
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     # imported here: the parser, which every command builds, stays light (Redis client,
     # Prometheus, the report's figures and charts load only for a report)
+    from streams.audit import (
+        ROLE_CLI,
+        AuditUnavailable,
+        audit_timeout,
+        cli_principal,
+        profiles_export,
+        write_record,
+    )
     from streams.tools.report import build_report
     from streams.tools.report_render import write_report
 
-    settings = Settings.from_env().with_overrides(
-        redis_url=args.redis_url, redis_key_prefix=args.redis_prefix
-    )
+    settings = settings_from_args(args)
     try:
         loaded = asyncio.run(_load(settings))
     except (RedisError, OSError) as exc:
@@ -66,6 +78,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_NO_DATA
+    record = profiles_export(len(loaded.rows), cli_principal(), ROLE_CLI)
+    try:
+        write_record(settings, record, audit_timeout(settings))
+    except AuditUnavailable as exc:
+        print(f"tierstream report: {exc}; nothing written", file=sys.stderr)
+        return EXIT_AUDIT
     report = build_report(loaded, churn_top=args.top)
     try:
         written = write_report(report, args.out, settings.redis_key_prefix)
@@ -87,7 +105,8 @@ async def _load(settings: Settings) -> LoadedProfiles:
     from streams.redis_sink import connect
     from streams.tools.report import load_profiles
 
-    client = connect(settings.redis_url, settings.redis_password)
+    creds = settings.redis_credentials()
+    client = connect(settings.redis_url, creds.password, creds.username)
     try:
         return await load_profiles(client, settings.redis_key_prefix)
     finally:

@@ -3,9 +3,10 @@
 A version is a rules file (TOML, the same format and loader as ``--rules``) with the
 event time from which it decides (``--effective-from``, default the publish time).
 Every worker takes it up then, without a restart (docs/operations.md, "Changing the
-rules", is the whole flow: draft, backtest, publish). Exit codes: 0 done, 1 Kafka, 2
-the file or the request is refused (nothing written), 3 written but refused by its
-readers (a clock behind the broker's: see the message).
+rules", is the whole flow: draft, backtest, publish). Exit codes: 0 done, 1 Kafka (or
+the audit record not written after the version was), 2 the file or the request is
+refused (nothing written), 3 written but refused by its readers (a clock behind the
+broker's: see the message).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
     from schemas.timefmt import format_ts_utc
+    from streams.audit import AuditUnavailable
     from streams.rules_topic import PublishError, publish
 
     settings = settings_from_args(args)
@@ -82,6 +84,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     except KafkaException as exc:
         print(f"tierstream rules publish: Kafka: {exc}", file=sys.stderr)
+        return EXIT_KAFKA
+    except AuditUnavailable as exc:
+        # The rules record is on the topic (the workers will take it up); only its
+        # audit record is missing: say so loudly, the operator must record it.
+        print(
+            f"tierstream rules publish: the version was published but {exc}; record the "
+            "publication by hand ('tierstream rules history' shows it)",
+            file=sys.stderr,
+        )
         return EXIT_KAFKA
     rec, entry = result.record, result.entry
     if entry.status != "accepted":

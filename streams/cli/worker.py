@@ -1,19 +1,25 @@
 """``tierstream worker``: run the stream processor (streams/worker/) in this process.
 
 Checks before it starts: the Redis credential rule, that Kafka accepts the credentials
-(``kafka_preflight``) and that the topics are co-partitioned; the worker itself is
-imported only here, so other commands never load faust.
+(``kafka_preflight``), that the topics are co-partitioned, and that Redis holds this
+build's Function library (``check_redis``; a warning when the server may lack the 2025
+Lua fixes); the worker itself is imported only here, so other commands never load
+faust.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.cli.common import add_kafka_flags, settings_from_args
 from streams.pipeline.state_cache import DEFAULT_CAPACITY
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
@@ -91,6 +97,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.kafka_access import KafkaAuthError, kafka_preflight
+    from streams.redis_functions import RedisFunctionsError
     from streams.settings import SecurityConfigError
     from streams.topics import TopologyError, verify_copartitioned
     from streams.worker.loop import EXIT_FATAL
@@ -101,7 +108,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings.redis_credentials()  # no Redis user without a password
         kafka_preflight(settings.confluent_config())
         verify_copartitioned(settings)
-    except (KafkaAuthError, SecurityConfigError) as exc:
+        check_redis(settings)
+    except (KafkaAuthError, SecurityConfigError, RedisFunctionsError) as exc:
         print(f"tierstream worker: {exc}", file=sys.stderr)
         return 2
     except TopologyError as exc:
@@ -124,3 +132,38 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.getLogger("tierstream").info("settings: %s", settings.redacted())
     run_worker(service, loglevel=args.loglevel)
     return 0
+
+
+def check_redis(settings: Settings) -> None:
+    """Redis holds this build's function library (else ``RedisFunctionsError``: the
+    worker does not start), and a warning when the server may lack the 2025 Lua fixes.
+
+    A Redis that cannot be reached now is not a reason to refuse: the worker's writes
+    wait for Redis anyway (backpressure), and say so if the library is missing then.
+    """
+    from redis.exceptions import RedisError
+
+    from streams.redis_functions import server_check
+    from streams.redis_sink import connect
+
+    creds = settings.redis_credentials()
+
+    async def run() -> str | None:
+        client = connect(settings.redis_url, creds.password, creds.username)
+        try:
+            _found, warning = await server_check(client, settings.redis_accept_versions)
+            return warning
+        finally:
+            await client.aclose()
+
+    try:
+        warning = asyncio.run(run())
+    except (RedisError, OSError) as exc:
+        print(
+            f"tierstream worker: warning: cannot check Redis now ({type(exc).__name__}); "
+            "starting anyway, profile writes wait for Redis",
+            file=sys.stderr,
+        )
+        return
+    if warning:
+        print(f"tierstream worker: warning: {warning}", file=sys.stderr)

@@ -11,12 +11,14 @@ principal and checks its role. Nothing here logs or returns a secret in clear te
 from __future__ import annotations
 
 import logging
+import math
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faust.web import Request
 
+from streams.http.limits import LimitConfig
 from streams.http.tokens import (
     Principal,
     TokenEntry,
@@ -44,6 +46,61 @@ def _flag(raw: str | None, name: str, default: bool) -> bool:
     raise SecurityConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+def _number(raw: str | None, name: str, default: float, low: float, high: float) -> float:
+    """A number within [low, high] (a bad value names the variable)."""
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        raise SecurityConfigError(f"{name} must be a number in [{low:g}, {high:g}], not {raw!r}")
+    return value
+
+
+def _limits(web: WebSettings) -> LimitConfig:
+    d = LimitConfig()
+    return LimitConfig(
+        client_rate=_number(web.client_rate, "TIERSTREAM_API_CLIENT_RATE", d.client_rate, 0.1, 1e5),
+        client_concurrency=int(
+            _number(
+                web.client_concurrency,
+                "TIERSTREAM_API_CLIENT_CONCURRENCY",
+                d.client_concurrency,
+                1,
+                10_000,
+            )
+        ),
+        token_rate=_number(web.token_rate, "TIERSTREAM_API_TOKEN_RATE", d.token_rate, 0.1, 1e5),
+        token_concurrency=int(
+            _number(
+                web.token_concurrency,
+                "TIERSTREAM_API_TOKEN_CONCURRENCY",
+                d.token_concurrency,
+                1,
+                10_000,
+            )
+        ),
+        auth_failures_per_min=_number(
+            web.auth_failures_per_min,
+            "TIERSTREAM_API_AUTH_FAILURES_PER_MIN",
+            d.auth_failures_per_min,
+            1,
+            1e6,
+        ),
+        daily_read_quota=int(
+            _number(
+                web.daily_read_quota,
+                "TIERSTREAM_API_DAILY_READ_QUOTA",
+                d.daily_read_quota,
+                0,
+                1e12,
+            )
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class WebSecurity:
     """How the HTTP API authenticates, what is public, HTTPS and the audit timeout.
@@ -61,6 +118,8 @@ class WebSecurity:
     tls_key: Path | None = None
     tls_key_password: str | None = None
     audit_timeout_s: float = 5.0
+    limits: LimitConfig = field(default_factory=LimitConfig)
+    audit_summary_interval_s: float = 60.0
 
     @classmethod
     def from_settings(cls, web: WebSettings) -> WebSecurity:
@@ -97,6 +156,10 @@ class WebSecurity:
             tls_key=Path(key) if key else None,
             tls_key_password=web.tls_key_password or None,
             audit_timeout_s=timeout,
+            limits=_limits(web),
+            audit_summary_interval_s=_number(
+                web.audit_summary_interval, "TIERSTREAM_AUDIT_SUMMARY_INTERVAL", 60.0, 1, 3600
+            ),
         )
 
     def token_store(self) -> TokenStore:
@@ -130,6 +193,8 @@ class WebSecurity:
             "metrics_public": self.metrics_public,
             "https": self.tls_cert is not None,
             "audit_timeout_s": self.audit_timeout_s,
+            "limits": self.limits.__dict__,
+            "audit_summary_interval_s": self.audit_summary_interval_s,
         }
 
 

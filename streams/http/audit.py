@@ -1,91 +1,42 @@
-"""Audit trail of profile reads: one record per request on the ``audit`` topic.
+"""The HTTP API's audit writer: a profile read is answered only once its record is acked.
 
 Guarantee: a profile is never served without its audit record acknowledged by the
 broker (acks=all, the worker's producer). ``AuditLog.record`` waits for the ack with
 a deadline; when the write fails or times out it raises ``AuditUnavailable`` and the
 HTTP view answers 503 instead of the profile. The record is written *before* the
 response, so the trail can over-report (a record exists for a read whose response was
-then lost, or arrived late after a 503) but never under-report.
-
-Records are keyed by ``customer_id`` so one customer's trail stays ordered in one
-partition. They hold who (token name and role, null when no valid token), when, which
-customer and the result — never the profile itself and never the token.
+then lost, or arrived late after a 503) but never under-report. The records
+themselves (fields, keys, builders) are streams/audit.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter
 
-from schemas.events import TOPIC_AUDIT
+from streams.audit import (
+    ACTION_PROFILE_READ,
+    AuditRecord,
+    AuditUnavailable,
+    new_event_id,
+    now_ts,
+)
 
 log = logging.getLogger(__name__)
 
-#: Contract name of the audit topic (the topic prefix is prepended like for all topics).
-AUDIT_TOPIC: Final = TOPIC_AUDIT
-ACTION_PROFILE_READ: Final = "profile.read"
-RESULTS: Final = ("ok", "not_found", "denied", "error")
-
-
-class AuditUnavailable(RuntimeError):
-    """The audit record could not be written; the audited action must not proceed."""
+#: The client every attempt beyond ``DenialSummaries``' key limit is summed under.
+OVERFLOW_CLIENT: Final = "*overflow*"
 
 
 class _Sender(Protocol):
     """What AuditLog needs from a faust topic (``app.topic(...)``)."""
 
     async def send(self, *, key: Any = None, value: Any = None) -> Awaitable[Any]: ...
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    event_id: str
-    ts: str
-    principal: str | None
-    role: str | None
-    action: str
-    customer_id: str
-    result: str
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "event_id": self.event_id,
-                "ts": self.ts,
-                "principal": self.principal,
-                "role": self.role,
-                "action": self.action,
-                "customer_id": self.customer_id,
-                "result": self.result,
-            }
-        )
-
-
-def profile_read(
-    customer_id: str, result: str, principal: str | None, role: str | None
-) -> AuditRecord:
-    """A new profile.read record stamped now (wall clock: an audit is about real time)."""
-    if result not in RESULTS:
-        raise ValueError(f"audit result must be one of {RESULTS}, not {result!r}")
-    now = datetime.now(UTC)
-    ts = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-    return AuditRecord(
-        event_id=uuid.uuid4().hex,
-        ts=ts,
-        principal=principal,
-        role=role,
-        action=ACTION_PROFILE_READ,
-        customer_id=customer_id,
-        result=result,
-    )
 
 
 class AuditLog:
@@ -124,5 +75,114 @@ class AuditLog:
         self.written.labels(rec.result).inc()
 
     async def _send(self, rec: AuditRecord) -> None:
-        fut = await self.topic.send(key=rec.customer_id.encode("utf-8"), value=rec.to_json())
+        fut = await self.topic.send(key=rec.key, value=rec.to_json())
         await fut
+
+
+@dataclass
+class _Tally:
+    count: int = 0
+    customers: set[int] = field(default_factory=set)
+    customers_capped: bool = False
+
+
+class DenialSummaries:
+    """Denied and rate-limited attempts, summed per client and interval.
+
+    Why not one durable record per denial, as before: every 401 then waited for an
+    acknowledged Kafka write on the event loop that also processes events, so anyone
+    could slow tiering down and fill the audit topic with made-up ids, at no cost to
+    themselves. Now a denial costs a dictionary update on the request path and never
+    waits for the producer; ``flush`` (a timer, every ``TIERSTREAM_AUDIT_SUMMARY_INTERVAL``
+    seconds, and at shutdown) writes one record per (client, principal, role, result)
+    with the count and the number of distinct customer ids named (ids themselves are
+    not kept: only their hashes, at most ``max_customers`` per key, beyond which the
+    count is a lower bound). Memory is bounded by ``max_keys``; beyond it, attempts
+    are summed under the client ``*overflow*``.
+
+    A failed flush keeps its tallies for the next one, so a broker hiccup loses
+    nothing; a crash loses at most one interval of denial counts — denials serve no
+    data, and served reads are still audited one by one before the answer.
+    """
+
+    def __init__(
+        self,
+        log: AuditLog,
+        max_keys: int = 10_000,
+        max_customers: int = 10_000,
+    ) -> None:
+        self._log = log
+        self._max_keys = max_keys
+        self._max_customers = max_customers
+        self._tallies: dict[tuple[str, str | None, str | None, str], _Tally] = {}
+        self._since = now_ts()
+
+    def add(
+        self,
+        client: str,
+        principal: str | None,
+        role: str | None,
+        result: str,
+        customer_id: str | None,
+    ) -> None:
+        key = (client, principal, role, result)
+        tally = self._tallies.get(key)
+        if tally is None:
+            if len(self._tallies) >= self._max_keys:
+                key = (OVERFLOW_CLIENT, None, None, result)
+                tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = _Tally()
+        tally.count += 1
+        if customer_id is not None:
+            if len(tally.customers) < self._max_customers:
+                tally.customers.add(hash(customer_id))
+            elif hash(customer_id) not in tally.customers:
+                tally.customers_capped = True
+
+    @property
+    def pending(self) -> int:
+        """Attempts counted and not yet written."""
+        return sum(t.count for t in self._tallies.values())
+
+    async def flush(self) -> int:
+        """Write the interval's summaries; returns how many records were written.
+
+        Runs off the request path. On failure the tallies stay (the next flush writes
+        them, with the interval's start unchanged) and the error is counted and logged
+        by ``AuditLog.record``.
+        """
+        if not self._tallies:
+            self._since = now_ts()
+            return 0
+        taken, since = self._tallies, self._since
+        self._tallies, self._since = {}, now_ts()
+        records = [
+            AuditRecord(
+                new_event_id(),
+                self._since,  # the end of the interval, the start of the next
+                principal,
+                role,
+                ACTION_PROFILE_READ,
+                None,
+                result,
+                count=t.count,
+                customers=len(t.customers),
+                client=client[:64],
+                since=since,
+            )
+            for (client, principal, role, result), t in taken.items()
+        ]
+        try:
+            await asyncio.gather(*(self._log.record(r) for r in records))
+        except AuditUnavailable:
+            # put them back (merged with what came in meanwhile); some may have been
+            # written: a summary may then be counted twice, never lost
+            for key, t in taken.items():
+                mine = self._tallies.setdefault(key, _Tally())
+                mine.count += t.count
+                mine.customers |= t.customers
+                mine.customers_capped |= t.customers_capped
+            self._since = since
+            return 0
+        return len(records)

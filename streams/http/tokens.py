@@ -18,6 +18,7 @@ invalid makes authentication fail closed (``TokenStoreError``), never open.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -26,7 +27,7 @@ import re
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,6 +160,8 @@ def load_tokens_file(path: Path) -> list[TokenEntry]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TokenStoreError(f"tokens file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: was a 500 per request
+        raise TokenStoreError(f"tokens file {path}: not UTF-8 text ({exc.reason})") from None
     try:
         doc = json.loads(text)
     except ValueError as exc:
@@ -244,11 +247,16 @@ class TokenStore:
                 from_file = load_tokens_file(self.path)
                 combined = [*self._env, *from_file]
                 _check_unique(combined, "tokens file + TIERSTREAM_API_TOKENS")
-            except TokenStoreError as exc:
+            except Exception as exc:
                 # Fail closed: a revocation written with a typo must not leave the
-                # revoked token working on the old list.
+                # revoked token working on the old list. Whatever went wrong, the
+                # store answers TokenStoreError (503, audited), never a 500.
                 self._entries = ()
-                self._broken = str(exc)
+                self._broken = (
+                    str(exc)
+                    if isinstance(exc, TokenStoreError)
+                    else f"tokens file {self.path}: cannot be loaded ({type(exc).__name__})"
+                )
                 self._stamp = stamp
                 return
             self._entries = tuple(combined)
@@ -285,24 +293,49 @@ def write_tokens_file(path: Path, entries: Sequence[TokenEntry]) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """Hold the tokens file's edit lock: one read-modify-write at a time.
+
+    Without it ``token revoke`` racing ``token create`` could both read the old list,
+    the revoke write first and the create then write the old list back with its new
+    entry: the revoked token would work again. The lock is a sidecar file
+    (``.<name>.lock``, mode 0600), not the tokens file itself, because every write
+    replaces that file by a rename (a lock on the old inode would guard nothing).
+    ``flock`` serialises processes and the threads of one process alike (each edit
+    opens the lock file anew). Readers (the workers) need no lock: they only ever see
+    a whole file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.parent / f".{path.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def add_token(path: Path, name: str, role: str) -> str:
     """Create a token, store only its digest in ``path`` and return the token (once)."""
-    entries = _read_for_edit(path)
-    if any(e.name == name for e in entries):
-        raise TokenStoreError(f"tokens file {path}: a token named {name!r} already exists")
-    token = new_token()
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    entry = TokenEntry(name, role, hash_token(token), created)
-    validate_entry(entry.name, entry.role, entry.sha256, "new token")
-    write_tokens_file(path, [*entries, entry])
+    with _editing(path):
+        entries = _read_for_edit(path)
+        if any(e.name == name for e in entries):
+            raise TokenStoreError(f"tokens file {path}: a token named {name!r} already exists")
+        token = new_token()
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        entry = TokenEntry(name, role, hash_token(token), created)
+        validate_entry(entry.name, entry.role, entry.sha256, "new token")
+        write_tokens_file(path, [*entries, entry])
     return token
 
 
 def revoke_token(path: Path, name: str) -> bool:
     """Remove the token called ``name``; False when there was none."""
-    entries = _read_for_edit(path)
-    kept = [e for e in entries if e.name != name]
-    if len(kept) == len(entries):
-        return False
-    write_tokens_file(path, kept)
+    with _editing(path):
+        entries = _read_for_edit(path)
+        kept = [e for e in entries if e.name != name]
+        if len(kept) == len(entries):
+            return False
+        write_tokens_file(path, kept)
     return True

@@ -11,8 +11,8 @@ its task only while it may still hold earlier data:
 * known to be behind (the broker holds records this worker has not received yet):
   the task waits for the fetch, as Kafka Streams does for a partition with known lag
   — those records exist and may be earlier. The wait is still bounded, by
-  ``max_lag_wait_ms`` (the worker's default is 2 s, a throughput trade-off; the
-  reliability tests use 30 s), so a fetch that never comes cannot stall the partition
+  ``max_lag_wait_ms`` (the worker's default is 2 s, a throughput trade-off, which the
+  reliability tests use too), so a fetch that never comes cannot stall the partition
   forever; running out counts a ``lag`` timeout;
 * unknown (the broker did not answer): the task waits at most ``max_idle_ms``
   (default 2 s), then proceeds and counts an ``idle`` timeout.
@@ -35,12 +35,23 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
 #: (topic, partition) -> True caught up, False known behind, None unknown.
 CaughtUp = Callable[[str, int], bool | None]
+
+
+class GaveUp(NamedTuple):
+    """One release that stopped waiting: from here on, events of ``partition`` may be
+    applied out of event-time order across topics."""
+
+    reason: str  # "lag": an input known to hold unfetched records; "idle": unknown
+    partition: int
+    #: the empty inputs it went ahead without, and what was known of each
+    waiting_for: tuple[tuple[str, bool | None], ...]
+    waited_ms: int
 
 
 class InputAligner(Generic[T]):
@@ -56,13 +67,13 @@ class InputAligner(Generic[T]):
         ts_of: Callable[[T], int],
         max_idle_ms: int = 2000,
         max_lag_wait_ms: int = 2000,
-        on_timeout: Callable[[str], None] | None = None,
+        on_timeout: Callable[[GaveUp], None] | None = None,
     ) -> None:
         self.topics = tuple(topics)
         self.ts_of = ts_of
         self.max_idle_ms = max_idle_ms
         self.max_lag_wait_ms = max_lag_wait_ms
-        #: Told "lag" or "idle" whenever a release stops waiting (the worker's metric).
+        #: Told of every release that stops waiting (the worker's metric and log).
         self.on_timeout = on_timeout
         self._buf: dict[int, dict[str, deque[T]]] = {}
         self._blocked_since: dict[int, int] = {}
@@ -135,7 +146,8 @@ class InputAligner(Generic[T]):
             if before is not None and min(ts_of(q[0]) for _t, q in heads) >= before:
                 return  # not before the rules watermark: nothing of this task yet
             if len(heads) < len(task):
-                states = [caught_up(t, partition) for t, q in task.items() if not q]
+                empty = [(t, caught_up(t, partition)) for t, q in task.items() if not q]
+                states = [state for _t, state in empty]
                 if False in states or None in states:
                     lagging = False in states
                     limit = self.max_lag_wait_ms if lagging else self.max_idle_ms
@@ -147,7 +159,14 @@ class InputAligner(Generic[T]):
                     else:
                         self.idle_timeouts += 1
                     if self.on_timeout is not None:
-                        self.on_timeout("lag" if lagging else "idle")
+                        self.on_timeout(
+                            GaveUp(
+                                "lag" if lagging else "idle",
+                                partition,
+                                tuple((t, st) for t, st in empty if st is not True),
+                                now_ms - since,
+                            )
+                        )
             self._blocked_since.pop(partition, None)
             # earliest head first; ties go to the first topic in the configured order
             _, q = min(heads, key=lambda h: (ts_of(h[1][0]), self.topics.index(h[0])))

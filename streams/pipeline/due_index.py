@@ -97,6 +97,12 @@ class DueIndex:
         """The partitions indexed (built since their assignment)."""
         return list(self._heaps)
 
+    def forget(self, partition: int, key: bytes) -> None:
+        """Remove one customer (erased): its heap entry is skipped when it comes up."""
+        due = self._due.get(partition)
+        if due is not None:
+            due.pop(key, None)
+
     def drop(self, partition: int) -> None:
         self._heaps.pop(partition, None)
         self._due.pop(partition, None)

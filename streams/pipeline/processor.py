@@ -29,14 +29,18 @@ import orjson
 
 from schemas.dead_letter import dead_letter_record
 from schemas.decoder import DecodeError, Decoder
+from schemas.erasure import erasure_audit_record
 from schemas.events import (
     INPUT_TOPICS,
     TICK_TOPICS,
+    TOPIC_AUDIT,
     TOPIC_DEAD_LETTERS,
     TOPIC_TICKS,
+    ErasureRequest,
     InputEvent,
     Tick,
 )
+from schemas.redaction import Redactor
 from state.core import CoreError, apply, fire_timers
 from state.customer import CustomerState
 from state.decisions import Decision
@@ -66,7 +70,7 @@ class RawMessage(NamedTuple):
 
 
 class OutputRecord(NamedTuple):
-    topic: str  # contract name (tier-changes, offers, alerts, dead-letters)
+    topic: str  # contract name (tier-changes, offers, alerts, dead-letters, audit)
     key: bytes | None
     value: bytes
     source_partition: int = 0  # input partition of the cause (its transaction, under EOS)
@@ -93,6 +97,14 @@ class BatchResult:
     decision_event_ts: list[int] = field(default_factory=list)
     #: Partitions whose tick left customers due (the tick budget): tick them again soon.
     due_backlog: set[int] = field(default_factory=set)
+    #: Erased customers whose state must leave the changelog and the store: (partition,
+    #: key) for a tombstone -- erased and not created again later in the batch.
+    tombstones: list[tuple[int, bytes]] = field(default_factory=list)
+    #: Customers whose Redis profile is deleted *before* ``profiles`` are written: every
+    #: erasure of the batch (a customer created again after it gets a fresh profile).
+    erased_profiles: list[bytes] = field(default_factory=list)
+    #: Erasures by result: erased (something was held) | not_found.
+    erasures: dict[str, int] = field(default_factory=dict)
 
 
 class BadInputGuard:
@@ -154,7 +166,7 @@ class Decoded(NamedTuple):
     """A message after decoding: exactly one of ``event`` and ``error`` is set."""
 
     msg: RawMessage
-    event: InputEvent | Tick | None
+    event: InputEvent | ErasureRequest | Tick | None
     error: DecodeError | None
 
     @property
@@ -177,17 +189,23 @@ class BatchProcessor:
         guard: BadInputGuard | None = None,
         cache: StateCache | None = None,
         tick_budget: int | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         #: The rules, or a timeline of versions (state/timeline.py): every decision is
         #: made by the version in force at its time.
         self.rules = rules
         self.decoder = decoder or Decoder()
         self.guard = guard or BadInputGuard()
+        #: Personal fields out of dead letters (schemas/redaction.py; default fields).
+        self.redactor = redactor or Redactor()
         #: States written by earlier batches (streams/pipeline/state_cache.py); None: every
         #: state is loaded from the store (replays, the test oracle).
         self.cache = cache
         #: When each customer's next time trigger is due, per partition (derived state).
         self.due = DueIndex()
+        #: Customers erased in the batch being applied (key -> partition): until their
+        #: tombstones are written the store still holds their old state, never read again.
+        self._erased: dict[bytes, int] = {}
         #: Customers a tick fires at most (None: all that are due); the rest stay due.
         self.tick_budget = tick_budget
         #: partition -> switches of version to make every customer of it due at, once
@@ -283,6 +301,7 @@ class BatchProcessor:
         states: dict[bytes, tuple[int, CustomerState]] = {}
         dirty: set[bytes] = set()
         rules = self.rules
+        erased = self._erased = {}
         for msg, ev, error in items:
             if ev is None:
                 assert error is not None
@@ -290,6 +309,9 @@ class BatchProcessor:
                 continue
             if isinstance(ev, Tick):
                 self._fire_due(msg, ev, load, scan, states, dirty, result)
+                continue
+            if isinstance(ev, ErasureRequest):
+                self._erase(msg, ev, load, states, dirty, result)
                 continue
             key = msg.key
             assert key is not None  # checked by decode()
@@ -313,19 +335,57 @@ class BatchProcessor:
             partition, st = states[key]
             result.states.append((partition, key, st.to_bytes()))
             result.profiles[key] = profile_fields(st, self.rules_at(st.updated_at))
+        result.tombstones = [(p, k) for k, p in erased.items() if k not in dirty]
         result.outputs.extend(dead)
         if self.cache is not None:
             self.cache.put_all((k, p, raw) for p, k, raw in result.states)
         return result
 
     def _load(self, partition: int, key: bytes, load: StateLoader) -> CustomerState | None:
-        """The customer's state before this batch: cached, else stored, else None."""
+        """The customer's state before this batch: cached, else stored, else None
+        (also for a customer erased earlier in the batch: the store still holds the
+        old state until the tombstone is written)."""
+        if key in self._erased:
+            return None
         if self.cache is not None:
             cached = self.cache.take(key)
             if cached is not None:
                 return CustomerState.from_bytes(cached)
         raw_state = load(partition, key)
         return CustomerState.from_bytes(raw_state) if raw_state is not None else None
+
+    def _erase(
+        self,
+        msg: RawMessage,
+        request: ErasureRequest,
+        load: StateLoader,
+        states: dict[bytes, tuple[int, CustomerState]],
+        dirty: set[bytes],
+        result: BatchResult,
+    ) -> None:
+        """Forget a customer: its state (a tombstone unless a later event of the batch
+        creates it again), its cached copy, its timers and its Redis profile, and write
+        the audit record of who asked. Idempotent: a replayed request finds nothing and
+        writes the same audit record (result ``not_found``)."""
+        key = msg.key
+        assert key is not None  # checked by decode()
+        p = msg.partition
+        held = key in states
+        cached = self.cache.take(key) if self.cache is not None else None
+        if not held and key not in self._erased:
+            held = cached is not None or load(p, key) is not None
+        states.pop(key, None)
+        dirty.discard(key)
+        self._erased[key] = p
+        self.due.forget(p, key)
+        result.erased_profiles.append(key)
+        counts = result.counts
+        ck = (msg.topic, "applied")
+        counts[ck] = counts.get(ck, 0) + 1
+        outcome = "erased" if held else "not_found"
+        result.erasures[outcome] = result.erasures.get(outcome, 0) + 1
+        record = erasure_audit_record(request, held)
+        result.outputs.append(OutputRecord(TOPIC_AUDIT, key, orjson.dumps(record), p))
 
     def _emit(
         self,
@@ -368,7 +428,7 @@ class BatchProcessor:
             self._sweeps.pop(p, None)  # the rebuild saw the current timeline
         sweep = self._sweeps.pop(p, None)
         if sweep:  # new versions: everyone of the partition wakes at each switch
-            keys = [k for k, _v in scan(p)] if scan is not None else []
+            keys = [k for k, _v in scan(p) if k not in self._erased] if scan is not None else []
             keys += [k for k, (q, _st) in states.items() if q == p]
             for when in sweep:
                 due.schedule(p, keys, when)
@@ -407,14 +467,17 @@ class BatchProcessor:
         result.dead_letters[dk] = result.dead_letters.get(dk, 0) + 1
         ck = (msg.topic, "dead_letter")
         result.counts[ck] = result.counts.get(ck, 0) + 1
-        record = dead_letter_record(
-            msg.source_topic or msg.topic,
-            msg.partition,
-            msg.offset,
-            msg.key,
+        record = self.redactor.apply(
+            dead_letter_record(
+                msg.source_topic or msg.topic,
+                msg.partition,
+                msg.offset,
+                msg.key,
+                msg.value,
+                text,
+                msg.timestamp_ms,
+            ),
             msg.value,
-            text,
-            msg.timestamp_ms,
         )
         return OutputRecord(TOPIC_DEAD_LETTERS, msg.key, orjson.dumps(record), msg.partition)
 

@@ -91,7 +91,15 @@ def messages_from_files(
     offsets: dict[tuple[str, int], int] = {}
     for path in paths:
         for rec in read_replay_file(path, stats=stats, validate=False):
-            p = kafka_partition(rec.key, partitions)
+            if rec.partition is not None:  # a tick of the recorded clock: its partition
+                if rec.partition >= partitions:
+                    if stats is not None:
+                        stats.note(0, f"tick for partition {rec.partition} of {partitions}")
+                        stats.skipped += 1
+                    continue
+                p = rec.partition
+            else:
+                p = kafka_partition(rec.key or b"", partitions)
             off = offsets.get((rec.topic, p), 0)
             offsets[(rec.topic, p)] = off + 1
             out.append(RawMessage(rec.topic, p, off, rec.key, rec.value, rec.ts_ms))

@@ -46,7 +46,7 @@ from typing import IO, Any, BinaryIO, Final
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from schemas.events import INPUT_TOPICS, TOPIC_ASSESSMENTS, TOPIC_PROFILES
+from schemas.events import INPUT_TOPICS, TOPIC_ASSESSMENTS, TOPIC_PROFILES, TOPIC_TICKS
 from streams.settings import Settings
 from streams.tools.simulator import SimRecord, is_bad
 
@@ -119,6 +119,48 @@ class TokenBucket:
         self._last = now + wait
 
 
+class SimPace:
+    """Holds records back so that event time runs at ``days_per_minute`` simulated days
+    per wall-clock minute (``simulate --speed``).
+
+    The first record's event time is the origin; each record waits until the wall clock
+    has caught up with the newest event time seen so far, so back-dated, late and
+    duplicated records never hold the stream back. Waits shorter than ``min_sleep``
+    seconds are not slept (a record may go out that much early): at thousands of
+    records per second a sleep per record would cost more than it paces.
+    """
+
+    def __init__(
+        self,
+        days_per_minute: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        min_sleep: float = 0.002,
+    ) -> None:
+        if days_per_minute <= 0:
+            raise ValueError(f"days_per_minute must be > 0, got {days_per_minute}")
+        #: simulated milliseconds per wall-clock second
+        self.ms_per_s = days_per_minute * 86_400_000 / 60
+        self._clock = clock
+        self._sleep = sleep
+        self._min_sleep = min_sleep
+        self._origin: tuple[int, float] | None = None
+        self._high = 0
+
+    def wait_for(self, ts_ms: int) -> None:
+        if self._origin is None:
+            self._origin = (ts_ms, self._clock())
+            self._high = ts_ms
+            return
+        if ts_ms <= self._high:
+            return
+        self._high = ts_ms
+        sim0, wall0 = self._origin
+        wait = wall0 + (ts_ms - sim0) / self.ms_per_s - self._clock()
+        if wait >= self._min_sleep:
+            self._sleep(wait)
+
+
 # --- producing ------------------------------------------------------------------------
 
 
@@ -152,6 +194,25 @@ def check_input_topics(producer: Producer, settings: Settings, timeout: float = 
         )
 
 
+def topic_partitions(settings: Settings, name: str, timeout: float = 10.0) -> int:
+    """Partitions of the (prefixed) topic ``name``; ``ProduceError`` if it is missing."""
+    prod = Producer(producer_config(settings))
+    full = settings.topic(name)
+    try:
+        md = prod.list_topics(full, timeout=timeout)
+    except KafkaException as exc:
+        raise ProduceError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc.args[0]}"
+        ) from exc
+    meta = md.topics.get(full)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise ProduceError(
+            f"topic {full} missing on {settings.kafka_bootstrap}; "
+            "create it first with `tierstream topics create`"
+        )
+    return len(meta.partitions)
+
+
 def produce_records(
     settings: Settings,
     records: Iterable[SimRecord],
@@ -160,15 +221,18 @@ def produce_records(
     progress: Callable[[int], None] | None = None,
     *,
     duration: float | None = None,
+    pace: SimPace | None = None,
     producer: Producer | None = None,
     check_topics: bool = True,
 ) -> int:
     """Produce ``records`` to the prefixed input topics; return how many were produced.
 
-    ``rate`` caps records per second (token bucket), ``limit`` caps the count and
-    ``duration`` the wall-clock seconds. ``progress(n)`` is called a few times per
-    second and once at the end. Everything produced is flushed before returning; any
-    delivery error raises ``ProduceError`` naming the topic, key and broker error.
+    ``rate`` caps records per second (token bucket), ``pace`` holds them to a pace of
+    simulated time, ``limit`` caps the count and ``duration`` the wall-clock seconds.
+    ``progress(n)`` is called a few times per second and once at the end. Records with a
+    ``partition`` (ticks) go to that partition, the rest by key. Everything produced is
+    flushed before returning; any delivery error raises ``ProduceError`` naming the
+    topic, key and broker error.
     """
     prod = producer if producer is not None else Producer(producer_config(settings))
     if check_topics:
@@ -192,6 +256,8 @@ def produce_records(
         for rec in records if limit is None else islice(records, limit):
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if pace is not None and rec.ts_ms:
+                pace.wait_for(rec.ts_ms)
             if bucket is not None:
                 bucket.take()
             topic = topic_names.get(rec.topic)
@@ -199,7 +265,16 @@ def produce_records(
                 topic = topic_names[rec.topic] = settings.topic(rec.topic)
             while True:
                 try:
-                    prod.produce(topic, value=rec.value, key=rec.key, on_delivery=on_delivery)
+                    if rec.partition is None:
+                        prod.produce(topic, value=rec.value, key=rec.key, on_delivery=on_delivery)
+                    else:
+                        prod.produce(
+                            topic,
+                            value=rec.value,
+                            key=rec.key,
+                            partition=rec.partition,
+                            on_delivery=on_delivery,
+                        )
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     prod.poll(0.05)
@@ -324,6 +399,9 @@ def _decoder_check() -> Callable[[str, bytes], str | None] | None:
     decoder = Decoder()
 
     def check(topic: str, value: bytes) -> str | None:
+        if topic == TOPIC_TICKS:
+            tick = decoder.decode_tick(value)
+            return tick.describe() if isinstance(tick, DecodeError) else None
         result = decoder.decode(topic, value)
         return result.describe() if isinstance(result, DecodeError) else None
 
@@ -360,6 +438,15 @@ def _read_jsonl(
             continue
         line_topic = obj.pop(TOPIC_FIELD, None)
         target = topic or line_topic
+        if target == TOPIC_TICKS:  # the clock (simulate --tick-minutes): to its partition
+            part = obj.get("partition")
+            if type(part) is not int or part < 0:
+                st.note(line_no, f"tick without a valid partition: {part!r} (skipped)")
+                st.skipped += 1
+                continue
+            value = _reserialize(obj, line)
+            yield line_no, SimRecord(TOPIC_TICKS, None, value, _event_ms(obj), part), True
+            continue
         if not isinstance(target, str) or target not in INPUT_TOPICS:
             st.note(line_no, f"unknown topic: {target!r} (skipped)")
             st.skipped += 1
@@ -517,7 +604,7 @@ def to_jsonl_line(label: str, rec: SimRecord) -> bytes:
     return orjson.dumps(
         {
             TOPIC_FIELD: rec.topic,
-            KEY_FIELD: rec.key.decode("utf-8", "replace"),
+            KEY_FIELD: (rec.key or b"").decode("utf-8", "replace"),
             RAW_FIELD: base64.b64encode(rec.value).decode(),
             LABEL_FIELD: label,
         }
@@ -530,8 +617,9 @@ def write_jsonl(
     limit: int | None = None,
     rate: float | None = None,
     duration: float | None = None,
+    pace: SimPace | None = None,
 ) -> int:
-    """Write ``--dry-run`` lines; same limit/rate/duration semantics as producing."""
+    """Write ``--dry-run`` lines; same limit/rate/duration/pace semantics as producing."""
     bucket = TokenBucket(rate) if rate else None
     deadline = time.monotonic() + duration if duration is not None else None
     n = 0
@@ -539,6 +627,8 @@ def write_jsonl(
     for label, rec in source:
         if deadline is not None and time.monotonic() >= deadline:
             break
+        if pace is not None and rec.ts_ms:
+            pace.wait_for(rec.ts_ms)
         if bucket is not None:
             bucket.take()
         out.write(to_jsonl_line(label, rec) + b"\n")

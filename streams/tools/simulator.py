@@ -6,7 +6,9 @@ tier mix and the AUM totals are realistic), salaries that arrive monthly and spe
 that follows the day, channels that depend on age, customers who slowly move across a
 tier line (so upgrades and downgrades happen), redeliveries and late events (so the
 idempotence and ordering paths run) and, on request, a share of malformed records (so
-the dead-letter path and its circuit breaker run).
+the dead-letter path and its circuit breaker run), the months of a bank's life that time
+triggers and value models feed on (sleepers, churners, cash users, uneven activity,
+questionnaires of all ages; ``demo_config``) and the clock's ticks (time as data).
 
 Rules this module keeps (it is pure, like ``state/``):
 
@@ -38,7 +40,13 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from schemas.events import TOPIC_ASSESSMENTS, TOPIC_BALANCES, TOPIC_PROFILES, TOPIC_TRANSACTIONS
+from schemas.events import (
+    TOPIC_ASSESSMENTS,
+    TOPIC_BALANCES,
+    TOPIC_PROFILES,
+    TOPIC_TICKS,
+    TOPIC_TRANSACTIONS,
+)
 
 # --- public constants ---------------------------------------------------------------
 
@@ -85,6 +93,7 @@ BAD_KINDS: Final = (
 LABEL_OK: Final = "ok"
 LABEL_DUPLICATE: Final = "duplicate"  # an exact redelivery of an earlier record
 LABEL_LATE: Final = "late"  # a good record delivered after newer events
+LABEL_TICK: Final = "tick"  # the simulated clock: "it is now ts" for one partition
 
 
 def is_bad(label: str) -> bool:
@@ -111,12 +120,17 @@ def _ts_second(epoch_s: int) -> str:
 
 
 class SimRecord(NamedTuple):
-    """One record to produce: topic (unprefixed contract name), key, value, event time."""
+    """One record to produce: topic (unprefixed contract name), key, value, event time.
+
+    ``partition`` is set only for ticks, which are not keyed: each names its partition
+    (the ticks contract) and must be written there. Everything else is placed by its key.
+    """
 
     topic: str
-    key: bytes
+    key: bytes | None
     value: bytes
     ts_ms: int
+    partition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -140,10 +154,37 @@ class SimConfig:
     #: Days between full balance snapshots of every account of a customer.
     snapshot_every_days: int = 7
 
+    # Life over months (all off by default; the demo turns them on). Each customer's
+    # part in them is drawn from a random stream of its own, so switching one on never
+    # changes who the customers are or which customers another one picks.
+    #: Share of customers already quiet at go-live: their last transaction came 20-85
+    #: days before it and none follows (no salary, no loan repayment) -> dormancy.
+    sleeper_share: float = 0.0
+    #: Share of customers who stop transacting 5-40 days after go-live (they moved to
+    #: another bank) -> their P(alive) falls: churn risk.
+    churn_share: float = 0.0
+    #: Share of customers who mostly use cash at ATMs and branches, whatever their age
+    #: -> the digital-banking nudge for the young ones.
+    cash_share: float = 0.0
+    #: Sigma of a lognormal (mean 1) spreading how active customers are: 0 = all about
+    #: equally active; 1 = some transact daily, others a few times a quarter (RFM).
+    activity_spread: float = 0.0
+    #: Onboarding risk assessments are dated up to this many days before go-live (the
+    #: bank's questionnaires were filled in over time), so some expire while it runs;
+    #: 0 = all at go-live.
+    assessment_age_days: int = 0
+
+    # The clock as data: ticks on the ticks topic, in event-time order with the events.
+    #: Partitions of the ticks topic (= of the input topics); 0 = no ticks.
+    tick_partitions: int = 0
+    #: Simulated time between two ticks (one per partition each time).
+    tick_every_ms: int = HOUR_MS
+
     def __post_init__(self) -> None:
         if self.customers < 1:
             raise ValueError("customers must be >= 1")
-        for name in ("bad_share", "drift_share", "duplicate_share", "late_share"):
+        shares = ("bad_share", "drift_share", "duplicate_share", "late_share")
+        for name in (*shares, "sleeper_share", "churn_share", "cash_share"):
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {share}")
@@ -153,10 +194,54 @@ class SimConfig:
             raise ValueError("events_per_day must be >= 1")
         if self.snapshot_every_days < 1:
             raise ValueError("snapshot_every_days must be >= 1")
+        if self.sleeper_share + self.churn_share > 1.0:
+            raise ValueError("sleeper_share + churn_share must be <= 1")
+        if not 0.0 <= self.activity_spread <= 3.0:
+            raise ValueError(f"activity_spread must be within [0, 3], got {self.activity_spread}")
+        if self.assessment_age_days < 0:
+            raise ValueError("assessment_age_days must be >= 0")
+        if self.tick_partitions < 0:
+            raise ValueError("tick_partitions must be >= 0")
+        if self.tick_every_ms < SECOND_MS:
+            raise ValueError("tick_every_ms must be >= 1000 (one simulated second)")
 
     @property
     def activity_per_day(self) -> int:
         return self.events_per_day if self.events_per_day is not None else 4 * self.customers
+
+
+# --- the demo's bank ------------------------------------------------------------------
+
+#: Customer transactions per customer and simulated day in the demo's bank (the default
+#: bank has 4): months pass in a minute, and customers' RFM scores spread out.
+DEMO_TX_PER_CUSTOMER_DAY: Final = 0.3
+
+
+def demo_config(
+    customers: int = 1000, *, seed: int = 42, bad_share: float = 0.01, tick_partitions: int = 0
+) -> SimConfig:
+    """The bank deploy/demo runs (``tierstream simulate --demo``).
+
+    Sized so every kind of decision the rules make happens within about 35 simulated
+    days, on data that earns it (docs/simulator.md, "The demo's bank"): sleepers whose
+    last transaction was 20-85 days before go-live (dormancy), churners who stop 5-40
+    days in (P(alive) falls: churn risk), young cash users (the digital-banking nudge),
+    questionnaires filled in over the 13 months before go-live (expiry), birthdays,
+    tier drifts, and the clock's ticks every simulated hour when ``tick_partitions``.
+    """
+    return SimConfig(
+        customers=customers,
+        seed=seed,
+        bad_share=bad_share,
+        events_per_day=max(1, math.ceil(customers * DEMO_TX_PER_CUSTOMER_DAY)),
+        sleeper_share=0.04,
+        churn_share=0.05,
+        cash_share=0.08,
+        activity_spread=1.2,
+        assessment_age_days=395,
+        tick_partitions=tick_partitions,
+        tick_every_ms=HOUR_MS,
+    )
 
 
 # --- internals ------------------------------------------------------------------------
@@ -186,6 +271,9 @@ _MEAN_HOUR_WEIGHT: Final = sum(_HOUR_WEIGHT) / 24
 
 # heap item kinds
 _SALARY, _LOAN, _INTEREST, _SNAPSHOT, _DRIFT, _ACCT_SNAPSHOT, _DRIFT_OUT = range(7)
+#: What stops when a customer goes quiet: the transactions that count as activity.
+#: Interest (a bank posting, not activity) and snapshots go on.
+_QUIET_SKIPS: Final = frozenset({_SALARY, _LOAN, _DRIFT, _DRIFT_OUT})
 
 _ACTIVITIES: Final = (
     "card",
@@ -272,6 +360,12 @@ class _Customer:
     drift_target: Decimal = _ZERO
     drift_steps: int = 0
     loan_installment: Decimal = _ZERO
+    #: From this event time on the customer makes no transaction (None: never quiet).
+    quiet_from: int | None = None
+    cash: bool = False  # pays cash: withdrawals at ATMs/branches rather than cards
+
+    def quiet_at(self, t: int) -> bool:
+        return self.quiet_from is not None and t >= self.quiet_from
 
     @property
     def deposit(self) -> _Account:
@@ -320,7 +414,8 @@ class Simulator:
     """The synthetic bank. Iterate ``records()`` (or ``labelled()``) for the event stream.
 
     The stream is infinite unless ``limit`` is given. ``stats`` counts the labels of
-    what has been yielded so far (``ok``, ``duplicate``, ``late`` and each bad kind).
+    what has been yielded so far (``ok``, ``duplicate``, ``late``, ``tick`` and each
+    bad kind). Ticks are never duplicated, delayed or malformed.
     """
 
     def __init__(self, cfg: SimConfig | None = None) -> None:
@@ -331,15 +426,17 @@ class Simulator:
         # turning faults on never changes the good events.
         self._world = random.Random(f"tierstream-sim:{seed}:world")
         self._faults = random.Random(f"tierstream-sim:{seed}:faults")
+        # Who sleeps, churns, pays cash, how active: a stream of its own (see SimConfig).
+        self._life = random.Random(f"tierstream-sim:{seed}:life")
         self._n = 0  # good events generated
         self._n_bad = 0
         self._last_ts = self.cfg.start_ms  # event time of the latest good record
         self._heap: list[tuple[int, int, int, int, Any]] = []
         self._seq = 0
+        self.onboarding_end_ms = self.cfg.start_ms + self._onboard_step_ms() * self.cfg.customers
         self._customers = [self._make_customer(i) for i in range(self.cfg.customers)]
         self._calibrate()
         self._cum_weights = list(_cumsum(c.weight for c in self._customers))
-        self.onboarding_end_ms = self.cfg.start_ms + self._onboard_step_ms() * self.cfg.customers
 
     # --- public API ---
 
@@ -363,6 +460,11 @@ class Simulator:
                 _, _, label, rec = heapq.heappop(pending)
             else:
                 rec = next(good)
+                if rec.partition is not None:  # a tick: the clock, not bank data
+                    self.stats[LABEL_TICK] += 1
+                    slot += 1
+                    yield LABEL_TICK, rec
+                    continue
                 r = faults.random()
                 if r < cfg.late_share:
                     seq += 1
@@ -430,7 +532,30 @@ class Simulator:
             cust.loan_installment = _money(float(loan.balance) / months * 1.3)
         if rng.random() < cfg.drift_share:
             self._plan_drift(cust, aum)
+        self._plan_life(cust)
         return cust
+
+    def _plan_life(self, c: _Customer) -> None:
+        """The customer's part in the months to come (SimConfig's "life" options).
+
+        Always the same number of draws per customer, so each option only changes its
+        own customers. Quiet customers never drift (a drift is made of transfers).
+        """
+        cfg = self.cfg
+        life = self._life
+        quiet, when, cash, activity = life.random(), life.random(), life.random(), life.gauss(0, 1)
+        if quiet < cfg.sleeper_share:
+            c.quiet_from = cfg.start_ms
+        elif quiet < cfg.sleeper_share + cfg.churn_share:
+            c.quiet_from = self.onboarding_end_ms + int((5 + 35 * when) * DAY_MS)
+        if c.quiet_from is not None:
+            c.drift = 0
+        if cash < cfg.cash_share:
+            c.cash = True
+            c.digital = min(c.digital, 0.1)
+        sigma = cfg.activity_spread
+        if sigma:
+            c.weight *= math.exp(sigma * activity - sigma * sigma / 2)
 
     def _make_accounts(
         self, cid: str, tier: str, sme: bool, aum: float, income: float
@@ -537,8 +662,19 @@ class Simulator:
     # --- the good stream ---
 
     def _good_records(self) -> Iterator[SimRecord]:
+        """Good records in delivery order, with the clock's ticks among them.
+
+        A tick at T goes out once the stream is about to pass T: after every event at or
+        before T (the core's ticks contract: ``it is now T`` for one partition), before
+        the first event after it. Back-dated onboarding records never pass a tick.
+        """
         seed = self.cfg.seed
+        tick_every = self.cfg.tick_every_ms
+        next_tick = self.cfg.start_ms + tick_every if self.cfg.tick_partitions else None
         for ev in self._good_events():
+            while next_tick is not None and ev.ts_ms > next_tick:
+                yield from self._ticks(next_tick)
+                next_tick += tick_every
             self._n += 1
             # The contract's field order: event_id, customer_id, [account_id], ts, the rest.
             fields: dict[str, Any] = {
@@ -549,15 +685,25 @@ class Simulator:
                 fields["account_id"] = ev.fields["account_id"]
             fields["ts"] = format_ts_bank_time(ev.ts_ms)
             fields.update(ev.fields)
-            self._last_ts = ev.ts_ms
+            self._last_ts = max(self._last_ts, ev.ts_ms)
             yield SimRecord(ev.topic, ev.customer.key, orjson.dumps(fields), ev.ts_ms)
+
+    def _ticks(self, ts_ms: int) -> Iterator[SimRecord]:
+        """One tick per partition at ``ts_ms`` (schemas/json/ticks.schema.json)."""
+        when = format_ts_bank_time(ts_ms)
+        for p in range(self.cfg.tick_partitions):
+            value = orjson.dumps({"event_id": f"tick-{p}-{ts_ms}", "partition": p, "ts": when})
+            yield SimRecord(TOPIC_TICKS, None, value, ts_ms, p)
 
     def _good_events(self) -> Iterator[_Event]:
         step = self._onboard_step_ms()
         for c in self._customers:
             t = self.cfg.start_ms + c.idx * step
             yield self._profile_event(c, t)
-            yield self._assessment_event(c, t + 1)
+            yield self._assessment_event(c, self._assessed_at(t + 1))
+            sleeper = c.quiet_from is not None and c.quiet_from <= self.cfg.start_ms
+            if sleeper or self.cfg.assessment_age_days:
+                yield self._last_transaction(c, sleeper)
             for k, acct in enumerate(c.accounts):
                 yield self._balance_event(c, acct, t + 2 + k)
             self._schedule_initial(c)
@@ -575,10 +721,42 @@ class Simulator:
                 yield from self._scheduled(t, kind, self._customers[idx], arg)
             clock = nxt
             idx = _pick(rng, self._cum_weights)
-            yield from self._activity(self._customers[idx], int(clock))
+            c = self._customers[idx]
+            if c.quiet_at(int(clock)):
+                continue  # a quiet customer makes no transaction: the moment passes
+            yield from self._activity(c, int(clock))
+
+    def _assessed_at(self, onboarded: int) -> int:
+        """When an onboarding questionnaire was filled in (SimConfig.assessment_age_days)."""
+        days = self.cfg.assessment_age_days
+        if not days:
+            return onboarded
+        return onboarded - int(self._life.random() * days * DAY_MS)
+
+    def _last_transaction(self, c: _Customer, sleeper: bool) -> _Event:
+        """The customer's last transaction before go-live, in the onboarding load.
+
+        A sleeper's came 20-85 days before (the window keeps it: it is not late) and is
+        the last one: due for dormancy weeks into the run. Everybody else's came 1-7
+        days before; they get one whenever questionnaires are back-dated, because the
+        core counts dormancy from the first day it saw a customer who never transacted,
+        and a questionnaire from last autumn would otherwise make an active customer
+        look silent since then. It leaves the balance the customer opens with.
+        """
+        life = self._life
+        days = life.uniform(20, 85) if sleeper else life.uniform(1, 7)
+        t = self.cfg.start_ms - int(days * DAY_MS)
+        dep = c.deposit
+        amount = _money(max(float(dep.balance) * life.uniform(0.01, 0.1), 10.0))
+        dep.balance += amount  # what the account held before it
+        if sleeper:
+            return self._txn(c, dep, t, "transfer_out", amount, self._remote(c), credit=False)
+        return self._txn(c, dep, t, "card_payment", amount, "pos", credit=False)
 
     def _scheduled(self, t: int, kind: int, c: _Customer, arg: Any) -> Iterator[_Event]:
         rng = self._world
+        if c.quiet_at(t) and kind in _QUIET_SKIPS:
+            return  # gone quiet: no salary, repayment or drift any more (not rescheduled)
         if kind == _SALARY:
             amount = _money(c.income * rng.uniform(0.97, 1.03))
             if _local(t).month == 1:
@@ -657,10 +835,13 @@ class Simulator:
         weights = (
             (15.0 if sme else 60.0)
             * (0.6 if c.age >= 60 else 1.0)  # older customers pay cash more often
+            * (0.15 if c.cash else 1.0)
             * (1.5 if evening else 1.0)
             * (1.3 if weekend else 1.0)
             * (0.4 if night else 1.0),  # card
-            (5.0 if sme else 8.0) * (2.5 if c.age >= 60 else 1.0),  # withdrawal
+            (5.0 if sme else 8.0)
+            * (2.5 if c.age >= 60 else 1.0)
+            * (3.0 if c.cash else 1.0),  # withdrawal
             (25.0 if sme else 12.0) * (1.5 if business else 1.0),  # transfer_out
             (35.0 if sme else 4.0) * (1.5 if business else 1.0),  # transfer_in
             inv_w,  # invest_buy

@@ -22,8 +22,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-#: (topic, key, value, partition or None for the key's partition)
-Record = tuple[str, bytes | None, bytes, int | None]
+#: (topic, key, value -- None: a tombstone --, partition or None for the key's partition)
+Record = tuple[str, bytes | None, bytes | None, int | None]
 
 
 class DeliveryFailed(RuntimeError):

@@ -9,6 +9,13 @@ steps and whose body runs them in that order, like Quix Streams'
 tests/streams/worker/test_commit.py checks every step's place with recording fakes of
 the real classes (``spec_set``): moving any step breaks it.
 
+Erasure (right to be forgotten) follows the same order: the customer's Redis profile is
+deleted before any profile of the batch is written (a customer created again later in
+the batch gets a fresh one), the tombstone goes to the changelog with the new states
+and is acknowledged, the store deletes the key, and only then is the request
+acknowledged — so an erasure is never acknowledged before the Redis delete and the
+tombstone are durable; a crash before that replays it, and it is idempotent.
+
 Why at_least_once holds without losing decisions: a crash before the changelog is
 acknowledged leaves the state unchanged, so the replayed events decide again and
 re-emit the same outputs with the same deterministic ids; a crash after it finds the
@@ -74,13 +81,16 @@ class AtLeastOnceCommit:
     async def commit(self, result: BatchResult, acknowledge: Acknowledge) -> None:
         """Write the batch, then acknowledge its input:
 
-        1. outputs (tier changes, offers, alerts, dead letters) acknowledged by the
-           broker, and profiles written to Redis (which retries with backoff while
-           Redis is down) — the two are independent (profiles are versioned), so they
-           overlap, and both finish before the state moves;
-        2. the new states sent to the changelog and acknowledged by the broker;
-        3. the local store written, per partition in one write, with the newest
-           acknowledged changelog offset of that partition;
+        1. outputs (tier changes, offers, alerts, dead letters, erasure audit records)
+           acknowledged by the broker, and Redis brought up to date (which retries
+           with backoff while Redis is down): erased customers' profiles deleted, then
+           the batch's profiles written — the outputs and Redis are independent
+           (profiles are versioned), so they overlap, and both finish before the state
+           moves;
+        2. the new states and the erased customers' tombstones sent to the changelog
+           and acknowledged by the broker;
+        3. the local store written (tombstones delete), per partition in one write,
+           with the newest acknowledged changelog offset of that partition;
         4. only then the input messages acknowledged, so no offset commit can overtake
            any of the writes above.
         """
@@ -90,17 +100,17 @@ class AtLeastOnceCommit:
             self._producer.send_all(
                 [(names[o.topic], o.key, o.value, None) for o in result.outputs]
             ),
-            self._sink.write(result.profiles),
+            redis_update(self._sink, result),
         )
         outputs_done = time.perf_counter()
         stage = self._metrics.write_duration
         stage.labels("outputs").observe(outputs_done - started)
-        states = result.states
+        changes = state_changes(result)
         delivered = await self._producer.send_all(
-            [(self._changelog, key, value, partition) for partition, key, value in states]
+            [(self._changelog, key, value, partition) for partition, key, value in changes]
         )
-        newest = newest_offsets(states, delivered)
-        for partition, items in by_partition(states).items():
+        newest = newest_offsets(changes, delivered)
+        for partition, items in by_partition(changes).items():
             self._table.put_many(partition, items, newest[partition])
         stage.labels("state").observe(time.perf_counter() - outputs_done)
         acknowledge()
@@ -133,13 +143,14 @@ class ExactlyOnceCommit:
         """Write the batch into the input partitions' transactions, then acknowledge:
 
         1. outputs sent, each with the transactional id of its source partition;
-        2. profiles written to Redis (outside any transaction; versioned, so a re-run
-           after an abort rewrites the same versions);
-        3. the local store written, without a changelog offset: it runs ahead of the
-           transaction, and a restart under exactly_once discards it
+        2. Redis brought up to date (outside any transaction): erased customers'
+           profiles deleted, then the batch's profiles written (versioned, so a re-run
+           after an abort rewrites the same versions; an erasure is idempotent);
+        3. the local store written (tombstones delete), without a changelog offset: it
+           runs ahead of the transaction, and a restart under exactly_once discards it
            (``TierstreamService.discard_uncommitted_local_state``);
-        4. the new states sent to the changelog, each with the transactional id of its
-           partition;
+        4. the new states and tombstones sent to the changelog, each with the
+           transactional id of its partition;
         5. every send of steps 1 and 4 acknowledged by the broker;
         6. only then the input messages acknowledged: faust commits their offsets in
            the same transactions, so offsets, outputs and state commit or abort
@@ -161,8 +172,9 @@ class ExactlyOnceCommit:
             )
             for o in result.outputs
         ]
-        await self._sink.write(result.profiles)
-        for partition, items in by_partition(result.states).items():
+        await redis_update(self._sink, result)
+        changes = state_changes(result)
+        for partition, items in by_partition(changes).items():
             self._table.put_many(partition, items, None)
         pending += [
             await send(
@@ -174,7 +186,7 @@ class ExactlyOnceCommit:
                 None,
                 transactional_id=f"{prefix}{partition}",
             )
-            for partition, key, value in result.states
+            for partition, key, value in changes
         ]
         for fut in pending:
             await fut
@@ -182,16 +194,33 @@ class ExactlyOnceCommit:
         acknowledge()
 
 
-def by_partition(states: list[tuple[int, bytes, bytes]]) -> dict[int, list[tuple[bytes, bytes]]]:
+#: (partition, key, serialized state -- None: a tombstone, the customer was erased)
+StateChange = tuple[int, bytes, bytes | None]
+
+
+async def redis_update(sink: RedisProfileSink, result: BatchResult) -> None:
+    """Erased customers' profiles deleted first, then the batch's profiles written."""
+    await sink.erase(result.erased_profiles)
+    await sink.write(result.profiles)
+
+
+def state_changes(result: BatchResult) -> list[StateChange]:
+    """What the changelog and the store get: the new states, then the tombstones."""
+    changes: list[StateChange] = list(result.states)
+    changes += [(partition, key, None) for partition, key in result.tombstones]
+    return changes
+
+
+def by_partition(states: Sequence[StateChange]) -> dict[int, list[tuple[bytes, bytes | None]]]:
     """A batch's (partition, key, state) rows grouped per partition, in order."""
-    out: dict[int, list[tuple[bytes, bytes]]] = {}
+    out: dict[int, list[tuple[bytes, bytes | None]]] = {}
     for partition, key, value in states:
         out.setdefault(partition, []).append((key, value))
     return out
 
 
 def newest_offsets(
-    states: Sequence[tuple[int, bytes, bytes]], delivered: Sequence[tuple[int, int]]
+    states: Sequence[StateChange], delivered: Sequence[tuple[int, int]]
 ) -> dict[int, int]:
     """Per partition, the newest changelog offset the broker acknowledged for ``states``
     (``delivered`` holds each record's (partition, offset), in the same order)."""

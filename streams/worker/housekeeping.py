@@ -9,6 +9,7 @@ tolerates Redis being down (the write path already retries and reports it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class Housekeeping:
         contract: dict[str, str],
         rules_at: Callable[[int], Rules] | None = None,
         backlog: Callable[[], set[int]] | None = None,
+        batch_lock: asyncio.Lock | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -63,6 +65,8 @@ class Housekeeping:
         self.metrics = metrics
         #: full topic name -> contract name, for every consumed topic
         self.contract = contract
+        #: The batch loop's lock: a resync never interleaves with a batch's writes.
+        self.batch_lock = batch_lock or asyncio.Lock()
 
     async def tick(self) -> None:
         """The clock: one tick per owned partition, carrying the wall time.
@@ -146,8 +150,11 @@ class Housekeeping:
             log.debug("resync check failed: %s", exc)
             return
         for partition in lost:
-            n = await self._resync_partition(partition)
-            await self.sink.mark_synced(partition)
+            # under the batch lock: a resync that read the table before an erasure's
+            # tombstone must not write the erased profile back after its Redis delete
+            async with self.batch_lock:
+                n = await self._resync_partition(partition)
+                await self.sink.mark_synced(partition)
             self.metrics.redis_resyncs.inc()
             log.info("redis resync: partition %d, %d profiles rewritten", partition, n)
 

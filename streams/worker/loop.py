@@ -28,7 +28,7 @@ import faust
 from faust.types import TP
 
 from streams.metrics import Metrics, observe_many
-from streams.pipeline.aligner import InputAligner
+from streams.pipeline.aligner import GaveUp, InputAligner
 from streams.pipeline.processor import (
     ALIGNED_TOPICS,
     BatchProcessor,
@@ -110,24 +110,40 @@ class BatchLoop:
         self._drained_generation: int | None = None
         self._fresh_ends: dict[tuple[str, int], tuple[int, int | None]] | None = {}
         self._probe_warned_at = 0.0
-        self._timeout_warned_at = 0.0
+        #: (reason, partition, inputs) -> (monotonic time last logged, repeats folded)
+        self._timeouts_logged: dict[
+            tuple[str, int, tuple[tuple[str, bool | None], ...]], tuple[float, int]
+        ] = {}
 
-    def _on_alignment_timeout(self, reason: str) -> None:
+    def _on_alignment_timeout(self, gave_up: GaveUp) -> None:
         """The aligner stopped waiting for an input: events may now go out of event-time
-        order across topics. Counted, and logged at most every 10 s, so an operator (or
-        a failed test) can tell such a reorder from a bug."""
-        self.metrics.alignment_timeouts.labels(reason).inc()
+        order across topics. Counted, and logged with the partition, the inputs and how
+        long it waited, so an operator (or a failed test) can tell such a reorder from a
+        bug. Every one is logged; only identical repeats (same partition, inputs and
+        reason) within 10 s are folded into the next line's count — the metric of a
+        killed worker is gone, its log is not."""
+        self.metrics.alignment_timeouts.labels(gave_up.reason).inc()
+        key = (gave_up.reason, gave_up.partition, gave_up.waiting_for)
         now = time.monotonic()
-        if now - self._timeout_warned_at > 10:
-            self._timeout_warned_at = now
-            limit = self.max_lag_wait_ms if reason == "lag" else self.max_idle_ms
-            log.warning(
-                "aligner: stopped waiting for an input after %d ms (%s); events may be "
-                "processed out of event-time order across topics "
-                "(see tierstream_aligner_timeouts_total, --max-lag-wait-ms, --max-idle-ms)",
-                limit,
-                reason,
-            )
+        last, folded = self._timeouts_logged.get(key, (0.0, 0))
+        if last and now - last < 10:
+            self._timeouts_logged[key] = (last, folded + 1)
+            return
+        self._timeouts_logged[key] = (now, 0)
+        known = {False: "has unfetched records", None: "end unknown"}
+        inputs = ", ".join(
+            f"{t}[{gave_up.partition}] ({known.get(st, st)})" for t, st in gave_up.waiting_for
+        )
+        log.warning(
+            "aligner: gave up waiting for %s after %d ms (%s)%s; events of partition %d may "
+            "be applied out of event-time order across topics "
+            "(tierstream_aligner_timeouts_total; --max-lag-wait-ms, --max-idle-ms)",
+            inputs,
+            gave_up.waited_ms,
+            gave_up.reason,
+            f"; {folded} more like it since the last such line" if folded else "",
+            gave_up.partition,
+        )
 
     async def run(self) -> None:
         """Feed the aligner; process whatever it releases; ack only what was processed.

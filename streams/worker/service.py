@@ -24,7 +24,8 @@ import faust
 from faust.types import TP
 
 from schemas.decoder import Decoder
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT
+from schemas.redaction import DEFAULT_FIELDS, Redactor
 from state.rules import Rules, load_rules
 from streams.http.views import register_web
 from streams.metrics import Metrics
@@ -71,8 +72,8 @@ class WorkerTuning:
     #: answer) or that was fetched but not fully received yet.
     max_idle_ms: int = 2000
     #: Longest wait for an input partition known to hold records not yet fetched.
-    #: The reliability tests use 30 s (restarts and rebalances can delay a fetch for
-    #: seconds); the default keeps a stuck fetch from stalling a live partition long.
+    #: The default keeps a stuck fetch from stalling a live partition long; the
+    #: reliability tests run with it (every release that gives up is logged).
     max_lag_wait_ms: int = 2000
     #: Longest bulk changelog read per rebalance (faust_glue/recovery.py); None: 60% of
     #: faust's broker_request_timeout (faust stops recovery when that runs out);
@@ -115,6 +116,7 @@ class TierstreamService:
             BadInputGuard(self.tuning.bad_window, self.tuning.bad_max_share),
             cache=self.state_cache if self.tuning.state_cache else None,
             tick_budget=self.tuning.tick_budget or None,
+            redactor=dead_letter_redactor(settings),
         )
         # the rules topic: versions taken up at their effective_from (rules_gate.py)
         self.rules_gate = RulesGate(
@@ -182,6 +184,7 @@ class TierstreamService:
             contract=contract,
             rules_at=self.processor.rules_at,
             backlog=lambda: self.loop.due_backlog,
+            batch_lock=self.loop.lock,
         )
         app.task(self.loop.run)
         app.timer(interval=5.0)(chores.refresh_gauges)
@@ -206,7 +209,8 @@ class TierstreamService:
     def _commit(self, app: faust.App) -> BatchCommit:
         """The write order of the configured processing guarantee (commit.py)."""
         s = self.settings
-        outputs = {t: s.topic(t) for t in OUTPUT_TOPICS}
+        # the decisions, dead letters and the erasures' audit records
+        outputs = {t: s.topic(t) for t in (*OUTPUT_TOPICS, TOPIC_AUDIT)}
         changelog = changelog_topic(s)
         if self._eos:
             return ExactlyOnceCommit(
@@ -281,6 +285,18 @@ class TierstreamService:
     def assigned_input_partitions(self) -> int:
         inputs = set(self.settings.input_topics)
         return sum(1 for tp in self.app.consumer.assignment() if tp.topic in inputs)
+
+
+def dead_letter_redactor(settings: Settings) -> Redactor:
+    """Personal fields out of dead letters (schemas/redaction.py), as configured."""
+    fields = DEFAULT_FIELDS if settings.dead_letter_redact is None else settings.dead_letter_redact
+    key = settings.dead_letter_redact_key
+    if fields and key is None:
+        log.warning(
+            "dead letters: personal fields are replaced by a plain SHA-256; set "
+            "TIERSTREAM_DEAD_LETTER_REDACT_KEY so a guess cannot be confirmed"
+        )
+    return Redactor(fields, key.encode("utf-8") if key else None)
 
 
 def run_worker(service: TierstreamService, loglevel: str = "info") -> None:

@@ -92,7 +92,8 @@ def test_compose_has_every_service_and_a_scalable_worker() -> None:
     services = _compose()["services"]
     assert {"kafka", "redis", "worker", "simulator", "prometheus", "grafana"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    script = (DEPLOY / "kafka" / "start-scram.sh").read_text()  # the KRaft config it writes
+    assert "process.roles=broker,controller" in script
     worker = services["worker"]
     # --scale worker=3 needs: no fixed name, no fixed host port.
     assert "container_name" not in worker and "ports" not in worker
@@ -130,11 +131,125 @@ def test_every_variable_the_deploy_files_set_is_read_by_the_service() -> None:
         env = svc.get("environment", {})
         assert isinstance(env, dict), f"{name}: use the mapping form for environment"
         offenders += [f"{name}: {k}" for k in env if k not in read]
-        assert env.get("KAFKA_BOOTSTRAP") == "kafka:9092", name
+        if any(k.startswith("KAFKA_") for k in env):
+            assert env.get("KAFKA_BOOTSTRAP") == "kafka:9092", name
     docker_env = re.findall(r"\b([A-Z][A-Z0-9_]+)=", DOCKERFILE.read_text())
     offenders += [f"Dockerfile: {k}" for k in docker_env if k not in read | _RUNTIME_ENV]
     assert docker_env, "the Dockerfile sets no variable: the parser is broken"
     assert not offenders, f"set but never read by streams/settings.py: {offenders}"
+
+
+# -- compose and image: locked down (docs/security.md) ------------------------------------
+
+_SECRET = re.compile(r"^\$\{([A-Z_]+):\?[^}]+\}$")
+
+
+def _required_secret(value: str) -> str:
+    """The variable a value is taken from; it must be required (``${X:?...}``): no
+    default password anywhere."""
+    m = _SECRET.match(value)
+    assert m, f"{value!r} is not a required variable (${{NAME:?message}})"
+    return m.group(1)
+
+
+def test_every_published_port_is_on_loopback_only() -> None:
+    published = 0
+    for name, svc in _compose()["services"].items():
+        for port in svc.get("ports", []):
+            assert isinstance(port, str) and port.startswith("127.0.0.1:"), f"{name}: {port}"
+            published += 1
+    assert published >= 4  # kafka, redis, prometheus, grafana
+
+
+def test_redis_runs_the_worker_acl_user_with_passwords_from_the_environment() -> None:
+    from streams.redis_functions import lua_fixes_missing
+    from streams.redis_sink import redis_acl_rules
+
+    redis_svc = _compose()["services"]["redis"]
+    tag = redis_svc["image"].split(":")[1].split("-")[0]
+    assert lua_fixes_missing(tag) is None, f"redis:{tag} lacks the 2025 Lua fixes"
+    cmd: list[str] = redis_svc["command"]
+    users: dict[str, list[str]] = {}
+    for i, arg in enumerate(cmd):
+        if arg == "--user":
+            rest = cmd[i + 1 :]
+            end = next((j for j, a in enumerate(rest) if a.startswith("--")), len(rest))
+            users[rest[0]] = rest[1:end]
+    assert set(users) == {"default", "tierstream"}
+    worker = users["tierstream"]
+    assert worker[0] == "on" and worker[1].startswith(">")
+    assert _required_secret(worker[1][1:]) == "REDIS_WORKER_PASSWORD"
+    assert worker[2:] == redis_acl_rules("tierstream:")  # exactly what the code needs
+    admin = users["default"]
+    assert admin[0] == "on" and _required_secret(admin[1][1:]) == "REDIS_ADMIN_PASSWORD"
+    assert _required_secret(redis_svc["environment"]["REDISCLI_AUTH"]) == "REDIS_ADMIN_PASSWORD"
+    services = _compose()["services"]
+    env = services["worker"]["environment"]
+    assert env["REDIS_USERNAME"] == "tierstream"
+    assert _required_secret(env["REDIS_PASSWORD"]) == "REDIS_WORKER_PASSWORD"
+    functions = services["redis-functions"]
+    assert functions["command"] == ["redis", "install-functions"]
+    assert functions["environment"]["REDIS_USERNAME"] == "default"
+    assert services["worker"]["depends_on"]["redis-functions"] == {
+        "condition": "service_completed_successfully"
+    }
+
+
+def test_kafka_speaks_only_scram_with_acls_and_every_client_authenticates() -> None:
+    services = _compose()["services"]
+    kafka = services["kafka"]
+    script_mount = next(v for v in kafka["volumes"] if "start-scram.sh" in v)
+    script = (COMPOSE.parent / script_mount.split(":")[0]).read_text()
+    assert kafka["entrypoint"][-1] == script_mount.split(":")[1]
+    for needle in (
+        "listener.security.protocol.map=INTERNAL:SASL_PLAINTEXT,HOST:SASL_PLAINTEXT,"
+        "CONTROLLER:PLAINTEXT",
+        "CONTROLLER://localhost:",  # the PLAINTEXT controller on the container's loopback
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=false",
+        '--add-scram "SCRAM-SHA-512=[name=tierstream,password=$KAFKA_WORKER_PASSWORD]"',
+    ):
+        assert needle in script, needle
+    assert "PLAINTEXT://:" not in script  # no unauthenticated client listener
+    for var in ("KAFKA_ADMIN_PASSWORD", "KAFKA_WORKER_PASSWORD"):
+        assert _required_secret(kafka["environment"][var]) == var
+    users = {}
+    for name, svc in services.items():
+        env = svc.get("environment", {})
+        if "build" in svc and "KAFKA_BOOTSTRAP" in env:
+            assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+            assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+            users[name] = (env["KAFKA_SASL_USERNAME"], _required_secret(env["KAFKA_SASL_PASSWORD"]))
+    assert users["worker"] == ("tierstream", "KAFKA_WORKER_PASSWORD")
+    assert users["topics"] == ("admin", "KAFKA_ADMIN_PASSWORD")
+    assert "--grant-user" in services["topics"]["command"]
+
+
+def test_grafana_has_no_default_credentials_and_no_anonymous_access() -> None:
+    env = _compose()["services"]["grafana"]["environment"]
+    assert _required_secret(env["GF_SECURITY_ADMIN_PASSWORD"]) == "GRAFANA_ADMIN_PASSWORD"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+
+
+def test_every_secret_compose_asks_for_is_listed_in_the_env_example() -> None:
+    text = COMPOSE.read_text()
+    asked = set(re.findall(r"\$\{([A-Z_]+):\?", text))
+    assert not re.findall(r"\$\{[A-Z_]*PASSWORD[A-Z_]*:-", text), "a password with a default"
+    example = (DEPLOY / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z_]+)=", example, flags=re.M))
+    assert asked and asked <= listed, asked - listed
+
+
+def test_the_image_health_check_works_with_tls() -> None:
+    """`tierstream health` (HTTPS when TIERSTREAM_WEB_TLS_CERT is set); it used to be a
+    fixed http:// URL, which a TLS worker never answers. The command itself runs against
+    a real TLS worker in tests/integration/test_security_http.py."""
+    text = DOCKERFILE.read_text()
+    [check] = re.findall(r"^HEALTHCHECK .*\n\s+CMD (.*)$", text, flags=re.M)
+    assert json.loads(check) == ["tierstream", "health", "--timeout", "4"]
+    assert "http://" not in check
 
 
 # -- Prometheus ------------------------------------------------------------------------
@@ -163,7 +278,7 @@ def test_promtool_accepts_config_and_rules(promtool: str) -> None:
     out = _promtool(promtool, "check", "config", "prometheus.yml")
     assert "SUCCESS" in out
     out = _promtool(promtool, "check", "rules", "alerts.yml")
-    assert "SUCCESS: 8 rules found" in out
+    assert "SUCCESS: 9 rules found" in out
 
 
 def test_alert_rules_unit_tests_pass(promtool: str) -> None:
@@ -182,6 +297,7 @@ def test_every_required_alert_exists_and_is_unit_tested() -> None:
         "TierstreamRedisWriteErrors",
         "TierstreamRedisBacklog",
         "TierstreamHighValueDowngradeSpike",
+        "TierstreamBulkProfileReads",
     }
     assert required <= names
     tests = yaml.safe_load((PROM_DIR / "alerts_test.yml").read_text())
@@ -231,7 +347,7 @@ def test_every_metric_in_dashboard_and_rules_is_exported() -> None:
             # Drop label matchers and label lists: only metric names remain to check.
             bare = re.sub(
                 r"\{[^}]*\}|\((?:le|tier|kind|topic|result|reason|severity|from_tier|"
-                r"to_tier|partition)(?:,\s*\w+)*\)",
+                r"to_tier|partition|principal)(?:,\s*\w+)*\)",
                 " ",
                 expr,
             )

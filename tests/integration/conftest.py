@@ -14,11 +14,13 @@ from confluent_kafka.admin import AdminClient
 
 from streams.settings import Settings
 from streams.topics import create_topics, topic_specs
+from tests.conftest import install_redis_functions
 from tests.integration.harness import WorkerProcess, free_port, wait_until
 
 
 @pytest.fixture
 def service_settings(
+    request: pytest.FixtureRequest,
     kafka_bootstrap: str,
     redis_url: str,
     unique_prefix: str,
@@ -28,19 +30,23 @@ def service_settings(
     """Settings for one isolated deployment: own topics, group, Redis keys and port.
 
     Topics are created the way users create them (`create_topics`, 4 partitions to
-    keep rebalances quick) and deleted afterwards.
+    keep rebalances quick, or what a ``@pytest.mark.partitions(n)`` asks for) and
+    deleted afterwards.
     """
+    marker = request.node.get_closest_marker("partitions")
+    partitions = int(marker.args[0]) if marker is not None else 4
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         redis_key_prefix=redis_key_prefix,
         topic_prefix=unique_prefix,
-        partitions=4,
+        partitions=partitions,
         store="memory://",
         app_id=f"{unique_prefix}app",
         web_port=free_port(),
         data_dir=str(tmp_path / "data"),
         tick_interval=0,  # tests that need ticks produce them (or turn the clock on)
+        dev_single_replica=True,  # one local broker
     )
     create_topics(settings)
     yield settings
@@ -78,7 +84,11 @@ def make_worker(
 def private_redis(
     redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
-    """A Redis on its own port that the test may stop and restart empty."""
+    """A Redis on its own port that the test may stop and restart empty.
+
+    Each start loads the Function library, as an operator's deploy step does after a
+    Redis comes back without its data (docs/operations.md).
+    """
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -102,6 +112,7 @@ def private_redis(
             )
         )
         wait_until(lambda: _redis_pings(port), 10, "private redis")
+        install_redis_functions(f"redis://127.0.0.1:{port}/0")
 
     def stop() -> None:
         p = procs[-1]

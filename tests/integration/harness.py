@@ -66,7 +66,9 @@ def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes
 def consume_all(settings: Settings, topic: str, timeout: float = 20.0) -> list[dict[str, Any]]:
     """Every committed record of a (contract) topic, from the beginning, in partition order.
 
-    Reads up to the high watermarks taken at call time, with read_committed.
+    Reads up to the end offsets taken at call time, with read_committed, and fails if
+    it cannot get there within ``timeout``: a partial read would let every "nothing
+    else was emitted" check pass by timing out.
     """
     full = settings.topic(topic)
     c = Consumer(
@@ -89,26 +91,53 @@ def consume_all(settings: Settings, topic: str, timeout: float = 20.0) -> list[d
         c.assign(tps)
         out: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        since_check = 0
+        while True:
             msg = c.poll(0.5)
-            if msg is None:
-                # done when every partition's position reached the end taken at the
-                # start (read_committed skips aborted records and control markers, so
-                # the last offset read may never equal end - 1)
-                pos = {tp.partition: tp.offset for tp in c.position(tps)}
-                if all(pos[p] >= hi for p, hi in ends.items() if hi > 0):
-                    break
+            if msg is not None and not msg.error() and msg.offset() < ends[msg.partition()]:
+                out.append(
+                    {
+                        "partition": msg.partition(),
+                        "offset": msg.offset(),
+                        "key": msg.key(),
+                        "value": json.loads(msg.value()),
+                    }
+                )
+            since_check += 1
+            if msg is not None and since_check < 500:
                 continue
-            if msg.error():
-                continue
-            out.append(
-                {
-                    "partition": msg.partition(),
-                    "offset": msg.offset(),
-                    "key": msg.key(),
-                    "value": json.loads(msg.value()),
-                }
-            )
+            since_check = 0
+            # done when every partition's position reached the end taken at the start
+            # (read_committed skips aborted records and control markers, so the last
+            # offset read may never equal end - 1); records written since are ignored
+            pos = {tp.partition: tp.offset for tp in c.position(tps)}
+            if all(pos[p] >= hi for p, hi in ends.items() if hi > 0):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"consume_all({full}): read {len(out)} records in {timeout:.0f}s but did "
+                    f"not reach the end offsets {ends} (positions {pos}); a partial read is "
+                    "not a result"
+                )
+        return out
+    finally:
+        c.close()
+
+
+def group_offsets(settings: Settings) -> dict[tuple[str, int], tuple[int | None, int]]:
+    """(committed offset or None, end offset) of every partition of every consumed topic
+    for the worker group."""
+    c = Consumer(settings.confluent_config(**{"group.id": settings.app_id}))
+    try:
+        tps = []
+        for t in settings.consumed_topics:
+            meta = c.list_topics(t, timeout=10).topics[t]
+            tps.extend(TopicPartition(t, p) for p in meta.partitions)
+        out: dict[tuple[str, int], tuple[int | None, int]] = {}
+        for tp in c.committed(tps, timeout=10):
+            _lo, hi = c.get_watermark_offsets(tp, timeout=10)
+            got = tp.offset if tp.offset is not None and tp.offset >= 0 else None
+            out[(tp.topic, tp.partition)] = (got, hi)
         return out
     finally:
         c.close()

@@ -72,14 +72,20 @@ def read_inputs(settings: Settings, timeout: float = 30.0) -> list[RawMessage]:
     return out
 
 
-def recompute(settings: Settings, rules: Rules, max_future_skew_ms: int = 300_000) -> BatchResult:
-    """The truth for everything in the input topics.
+def recompute(
+    settings: Settings,
+    rules: Rules,
+    max_future_skew_ms: int = 300_000,
+    msgs: list[RawMessage] | None = None,
+) -> BatchResult:
+    """The truth for everything in the input topics (or in ``msgs``, read before).
 
     The future-skew check uses the time of the recomputation: the worker checked each
     record against its own clock when it read it, a little earlier, so only records
     stamped within seconds of the skew limit could be judged differently.
     """
-    msgs = read_inputs(settings)
+    if msgs is None:
+        msgs = read_inputs(settings)
     decoder = Decoder(max_future_skew_ms=max_future_skew_ms)
     return BatchProcessor(rules, decoder).process(
         msgs, lambda _p, _k: None, now_ms=int(time.time() * 1000)

@@ -102,6 +102,21 @@ def txn(
     return ("transactions", cid.encode(), orjson.dumps(v))
 
 
+def erasure(
+    eid: str, cid: str, day: int, hour: int = 10, by: str = "privacy-office", reason: str = ""
+) -> Record:
+    """A request to erase the customer (topic ``erasure-requests``)."""
+    v: dict[str, Any] = {
+        "event_id": eid,
+        "customer_id": cid,
+        "ts": _ts(day, hour),
+        "requested_by": by,
+    }
+    if reason:
+        v["reason"] = reason
+    return ("erasure-requests", cid.encode(), orjson.dumps(v))
+
+
 def scripted_bank() -> list[Record]:
     """Records in the order they are produced (per topic, Kafka keeps this order)."""
     r: list[Record] = []

@@ -30,38 +30,9 @@ from streams.tools.loader import (
 )
 from streams.tools.simulator import SimConfig, Simulator, is_bad
 from tests.conftest import MakeTopics
+from tests.integration.partitioning import java_partition, murmur2
 
 PARTITIONS = 4
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's Java ``Utils.murmur2`` (unsigned 32-bit result)."""
-    m, r = 0x5BD1E995, 24
-    length = len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    for i in range(0, length - length % 4, 4):
-        k = data[i] | data[i + 1] << 8 | data[i + 2] << 16 | data[i + 3] << 24
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    tail, extra = length & ~3, length % 4
-    if extra >= 3:
-        h ^= data[tail + 2] << 16
-    if extra >= 2:
-        h ^= data[tail + 1] << 8
-    if extra >= 1:
-        h ^= data[tail]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h
-
-
-def java_partition(key: bytes, partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def test_murmur2_matches_kafka_reference_vectors() -> None:
@@ -134,8 +105,9 @@ def test_replayed_file_lands_co_partitioned_by_customer(
         partitions_by_key[m.key].add(m.partition)
         topics_by_key[m.key].add(m.topic)
     assert len(partitions_by_key) == 30
-    # the simulator writes no CRM contacts; every other input meets in one partition
-    simulated = len(INPUT_TOPICS) - 1
+    # the simulator writes no CRM contacts and no erasure requests; every other input
+    # meets in one partition
+    simulated = len(INPUT_TOPICS) - 2
     assert any(len(t) == simulated for t in topics_by_key.values())
     assert len({p for ps in partitions_by_key.values() for p in ps}) > 1  # keys spread out
     for key, parts in partitions_by_key.items():

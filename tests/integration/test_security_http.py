@@ -9,13 +9,14 @@ matched with its record on the audit topic.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from streams.http.audit import AUDIT_TOPIC
+from streams.audit import AUDIT_TOPIC
 from streams.http.tokens import add_token, revoke_token
 from streams.redis_sink import profile_key
 from streams.settings import Settings
@@ -70,21 +71,14 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def audit_topic(service_settings: Settings) -> Iterator[str]:
-    """The audit topic of this deployment (created here unless `topics create` made it)."""
+def audit_topic(service_settings: Settings) -> str:
+    """The audit topic of this deployment: `topics create` (the service_settings fixture)
+    makes it with every other topic and deletes it afterwards; wait until the metadata
+    shows it (on a busy broker it can lag the creation)."""
     admin = AdminClient(service_settings.confluent_config())
     name = service_settings.topic(AUDIT_TOPIC)
-    created = False
-    if name not in admin.list_topics(timeout=10).topics:
-        fut = admin.create_topics([NewTopic(name, num_partitions=service_settings.partitions)])
-        fut[name].result(timeout=30)
-        created = True
-    wait_until(lambda: name in admin.list_topics(timeout=5).topics, 30, "the audit topic to exist")
-    yield name
-    if created:
-        for f in admin.delete_topics([name], operation_timeout=30).values():
-            with contextlib.suppress(Exception):  # the failure test deletes it itself
-                f.result()
+    wait_until(lambda: name in admin.list_topics(timeout=5).topics, 30, "the audit topic")
+    return name
 
 
 @pytest.fixture
@@ -110,6 +104,7 @@ def secure_env(
     monkeypatch.setenv("TIERSTREAM_WEB_TLS_KEY", str(key))
     monkeypatch.setenv("TIERSTREAM_METRICS_PUBLIC", "false")
     monkeypatch.setenv("TIERSTREAM_AUDIT_TIMEOUT", "3")
+    monkeypatch.setenv("TIERSTREAM_AUDIT_SUMMARY_INTERVAL", "1")
 
 
 class Client:
@@ -182,6 +177,15 @@ def test_tokens_roles_tls_and_audit_on_a_real_worker(
     # Plain HTTP on the HTTPS port gets no answer: nothing is served unencrypted.
     with pytest.raises((OSError, urllib.error.URLError)):
         urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/health", timeout=5)
+    # the image's HEALTHCHECK (`tierstream health`) speaks HTTPS when TLS is on; with the
+    # wrong certificate as its trust anchor it reports unhealthy
+    probe = [sys.executable, "-m", "streams.cli", "health", "--web-port", str(settings.web_port)]
+    healthy = subprocess.run(probe, env=os.environ, capture_output=True, text=True, timeout=60)
+    assert healthy.returncode == 0, healthy.stderr
+    other_ca = {**os.environ, "TIERSTREAM_WEB_TLS_CERT": str(REPO / "README.md")}
+    assert subprocess.run(probe, env=other_ca, capture_output=True, timeout=60).returncode == 1
+    plain = {k: v for k, v in os.environ.items() if k != "TIERSTREAM_WEB_TLS_CERT"}
+    assert subprocess.run(probe, env=plain, capture_output=True, timeout=60).returncode == 1
 
     # --- /customers: 401 without / with a bad token, 403 wrong role, 200 right role
     status, headers, body = client.get("/customers/cA")
@@ -217,24 +221,37 @@ def test_tokens_roles_tls_and_audit_on_a_real_worker(
     assert client.get("/table/customer-state/", token=ops)[0] == 404
     assert client.get("/router/", token=ops)[0] == 404
 
-    # --- the audit trail: one record per profile read, keyed by customer, valid
-    records = _audit_records(settings)
+    # --- the audit trail: one record per profile read, keyed by customer; denied
+    # attempts summed per client and interval, keyed by the client's address
+    def trail() -> list[dict[str, Any]]:
+        return _audit_records(settings)
+
+    wait_until(lambda: len(trail()) >= 4, 30, "the denial summaries")
+    records = trail()
     for r in records:
         jsonschema.validate(r["value"], AUDIT_SCHEMA)
+    reads = [r for r in records if "count" not in r["value"]]
+    for r in reads:
         assert r["key"] == r["value"]["customer_id"].encode()
     got = sorted(
         (v["customer_id"], v["result"], v["principal"] or "-", v["role"] or "-")
-        for v in (r["value"] for r in records)
+        for v in (r["value"] for r in reads)
     )
-    assert got == sorted(
-        [
-            ("cA", "denied", "-", "-"),  # no token
-            ("cA", "denied", "-", "-"),  # bad token
-            ("cA", "denied", "grafana", "ops"),  # wrong role
-            ("cA", "ok", "crm-frontend", "crm"),
-            ("nobody-here", "not_found", "crm-frontend", "crm"),
-        ]
-    )
+    assert got == [
+        ("cA", "ok", "crm-frontend", "crm"),
+        ("nobody-here", "not_found", "crm-frontend", "crm"),
+    ]
+    summaries: dict[tuple[str, str], int] = {}
+    for r in records:
+        v = r["value"]
+        if "count" in v:
+            assert r["key"] == b"127.0.0.1" and v["client"] == "127.0.0.1"
+            assert v["customer_id"] is None and v["customers"] == 1
+            who = (v["principal"] or "-", v["result"])
+            summaries[who] = summaries.get(who, 0) + v["count"]
+    # no token + bad token (one summary, or two if an interval ended between them);
+    # the wrong role named its token
+    assert summaries == {("-", "denied"): 2, ("grafana", "denied"): 1}
     # secrets and profiles never reach the worker's log
     log = worker.log_path.read_text(errors="replace")
     assert crm not in log and ops not in log

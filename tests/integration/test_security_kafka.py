@@ -21,18 +21,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import (
-    AclBinding,
-    AclOperation,
-    AclPermissionType,
     AdminClient,
-    ResourcePatternType,
-    ResourceType,
 )
-from confluent_kafka.cimpl import NewTopic
 
 from state.rules import load_rules
-from streams.http.audit import AUDIT_TOPIC
-from streams.kafka_access import KafkaAuthError, kafka_acls, kafka_preflight
+from streams.audit import AUDIT_TOPIC
+from streams.kafka_access import KafkaAuthError, kafka_preflight
 from streams.settings import Settings
 from streams.topics import topic_specs
 from tests.conftest import DEPLOY_DIR, REPO_ROOT
@@ -118,32 +112,6 @@ def _settings(broker: ScramBroker, user: str, password: str, tmp_path: Path) -> 
     )
 
 
-def _grant(admin: AdminClient, settings: Settings, principal: str) -> int:
-    """Apply exactly the documented ACL set (streams.kafka_access.kafka_acls)."""
-    kinds = {
-        "topic": ResourceType.TOPIC,
-        "group": ResourceType.GROUP,
-        "transactional_id": ResourceType.TRANSACTIONAL_ID,
-    }
-    patterns = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
-    bindings = [
-        AclBinding(
-            kinds[acl.resource],
-            acl.name,
-            patterns[acl.pattern],
-            f"User:{principal}",
-            "*",
-            AclOperation[op],
-            AclPermissionType.ALLOW,
-        )
-        for acl in kafka_acls(settings)
-        for op in acl.operations
-    ]
-    for fut in admin.create_acls(bindings, request_timeout=30).values():
-        fut.result()
-    return len(bindings)
-
-
 def _cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
@@ -175,13 +143,15 @@ def test_worker_end_to_end_through_scram_with_only_the_documented_acls(
     # topics are made by the administrator, through SASL, with the real CLI
     env = {**b.env("admin", b.admin_password), "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix}
     env |= {"TIERSTREAM_PARTITIONS": "2", "TIERSTREAM_APP_ID": settings.app_id}
+    # one broker: replication 1 for the audit trail only with the development flag
     out = _cli(["topics", "create"], env, timeout=120)
+    assert out.returncode == 2 and "--dev-single-replica" in out.stderr, out.stderr
+    assert b.admin_password not in out.stderr
+    out = _cli(["topics", "create", "--dev-single-replica"], env, timeout=120)
     assert out.returncode == 0, out.stderr
     names = {s.name for s in topic_specs(settings)}
     assert names <= set(admin.list_topics(timeout=10).topics)
-    audit = settings.topic(AUDIT_TOPIC)
-    if audit not in names:  # until `topics create` lists the audit topic
-        admin.create_topics([NewTopic(audit, num_partitions=2)])[audit].result(timeout=30)
+    assert settings.topic(AUDIT_TOPIC) in names
 
     # without ACLs the service user is authenticated but may do nothing
     produce(as_admin, scripted_bank())
@@ -189,7 +159,11 @@ def test_worker_end_to_end_through_scram_with_only_the_documented_acls(
     service_admin = AdminClient(settings.confluent_config())
     err = service_admin.list_topics(txns, timeout=10).topics[txns].error
     assert err is not None and err.name() == "TOPIC_AUTHORIZATION_FAILED"
-    _grant(admin, settings, b.user)
+    # the administrator grants exactly the documented set (`topics create --grant-user`,
+    # streams.kafka_access.grant_acls; idempotent: the topics exist already)
+    out = _cli(["topics", "create", "--dev-single-replica", "--grant-user", b.user], env, 120)
+    assert out.returncode == 0, out.stderr
+    assert f"ACL bindings to User:{b.user}" in out.stdout
     wait_until(
         lambda: service_admin.list_topics(txns, timeout=5).topics[txns].error is None,
         30,

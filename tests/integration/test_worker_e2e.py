@@ -21,6 +21,7 @@ from tests.integration.harness import (
     free_port,
     produce,
     wait_caught_up,
+    wait_until,
 )
 from tests.integration.oracle import compare_decisions, recompute
 from tests.integration.scenario import scripted_bank
@@ -210,8 +211,19 @@ def test_two_workers_give_the_same_results_as_one(
     w2 = make_worker("w2", web_port=free_port())
     w1.start()
     w2.start()
+    # both own input partitions (a worker that got none would prove nothing here)
+    wait_until(
+        lambda: all(w.get("/health")[1]["assigned_partitions"] > 0 for w in (w1, w2)),
+        60,
+        "both workers to own partitions",
+    )
     produce(settings, scripted_bank())
-    _run_to_completion(w1, settings)
+    wait_caught_up(settings, 90, "the workers to commit all input", w1, w2)
+    # and both did work: each decided the events of its own partitions
+    for w in (w1, w2):
+        consumed = sum(v for _l, v in w.metric_samples("tierstream_events_consumed_total"))
+        assert consumed > 0, f"{w.name} consumed nothing"
+    assert w1.stop() == 0 and w2.stop() == 0
     out = _outputs(settings)
     truth = recompute(settings, load_rules(settings.rules_path))
     for topic in OUTPUTS:

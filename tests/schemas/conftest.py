@@ -58,6 +58,13 @@ VALID: dict[str, dict[str, Any]] = {
         "channel": "phone",
         "outcome": "reached",
     },
+    "erasure-requests": {
+        "event_id": "erase-1",
+        "customer_id": "C1",
+        "ts": "2024-05-01T08:00:00Z",
+        "requested_by": "privacy-office",
+        "reason": "DSR-1",
+    },
 }
 
 

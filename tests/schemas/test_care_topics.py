@@ -9,12 +9,22 @@ import orjson
 import pytest
 
 from schemas.decoder import DecodeError, Decoder
-from schemas.events import INPUT_TOPICS, TICK_TOPICS, TOPIC_CONTACTS, TOPIC_TICKS, Contact, Tick
+from schemas.events import (
+    INPUT_TOPICS,
+    TICK_TOPICS,
+    TOPIC_CONTACTS,
+    TOPIC_ERASURE_REQUESTS,
+    TOPIC_TICKS,
+    Contact,
+    Tick,
+)
 from tests.schemas.conftest import DROP, load_examples, make_payload
 
 
-def test_contacts_is_the_last_input_and_ticks_is_not_an_input() -> None:
-    assert INPUT_TOPICS[-1] == TOPIC_CONTACTS
+def test_contacts_is_the_last_customer_event_input_and_ticks_is_not_an_input() -> None:
+    """Only erasure requests come after contacts in the tie-break order (an erasure
+    stamped at the same millisecond erases the contact too)."""
+    assert INPUT_TOPICS[-2:] == (TOPIC_CONTACTS, TOPIC_ERASURE_REQUESTS)
     assert TOPIC_TICKS not in INPUT_TOPICS and TICK_TOPICS == (TOPIC_TICKS,)
 
 

@@ -28,6 +28,7 @@ from schemas.events import (
     BalanceSnapshot,
     Contact,
     CustomerProfile,
+    ErasureRequest,
     RiskAssessment,
     Transaction,
 )
@@ -41,6 +42,7 @@ EVENT_TYPES = {
     "customer-profiles": CustomerProfile,
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
+    "erasure-requests": ErasureRequest,
 }
 
 

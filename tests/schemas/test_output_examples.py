@@ -159,7 +159,10 @@ def test_example_ids_are_derived_like_the_core_derives_them(topic: str, emitted:
 
 
 def test_every_dead_letter_example_is_what_dead_letter_record_writes() -> None:
+    """Examples with a redacted or withheld value: tests/schemas/test_redaction.py."""
     for example in load_examples("dead-letters"):
+        if "value_redacted" in example or "value_withheld" in example:
+            continue
         ts = datetime.fromisoformat(example["ts"].replace("Z", "+00:00"))
         record = dead_letter_record(
             example["source_topic"],

@@ -207,23 +207,65 @@ def test_hysteresis_never_flaps_inside_the_band(tier: str, ticks: list[int]) -> 
     assert state.tier == tier
 
 
+#: The documented default floors (docs/rules.md), written out here rather than read from
+#: the rules, so the property below is checked against the documentation.
+FLOOR_CNY = {"mass": 0, "affluent": 500_000, "hnw": 1_000_000, "private": 6_000_000}
+TIERS_UP = ("mass", "affluent", "hnw", "private")
+BAND = Decimal("0.10")
+
+
+def documented_tier(previous: str | None, aum_cny: int) -> str:
+    """The tier docs/rules.md gives after an AUM of ``aum_cny``: upgrade as soon as the
+    AUM reaches a higher floor; downgrade only strictly below the current floor x (1 -
+    band), to the tier the AUM is in; otherwise keep the tier."""
+    natural = max((t for t in TIERS_UP if aum_cny >= FLOOR_CNY[t]), key=TIERS_UP.index)
+    if previous is None or TIERS_UP.index(natural) > TIERS_UP.index(previous):
+        return natural
+    if aum_cny < FLOOR_CNY[previous] * (1 - BAND):
+        return natural
+    return previous
+
+
+#: AUMs at and around every floor and every downgrade threshold, and anything else.
+aums = st.one_of(
+    st.integers(0, 8_000_000),
+    st.sampled_from(
+        [
+            f + d
+            for f in (450_000, 500_000, 900_000, 1_000_000, 5_400_000, 6_000_000)
+            for d in (-1, 0, 1)
+        ]
+    ),
+)
+
+
 @SETTINGS
-@given(st.lists(st.integers(0, 8_000_000), min_size=1, max_size=40))
-def test_every_tier_change_respects_floor_and_band(path: list[int]) -> None:
+@given(st.lists(aums, min_size=1, max_size=40))
+def test_every_step_has_the_tier_the_floors_and_band_give(path: list[int]) -> None:
+    """Each balance in the path leaves the customer in the documented tier, and a tier
+    change is emitted exactly when that tier changes (a core that never changed tier,
+    or changed it without saying so, fails)."""
+    assert list(RULES.tier_floors_fen) == [FLOOR_CNY[t] * 100 for t in TIERS_UP]
     state = None
+    tier: str | None = None
     for i, cny in enumerate(path):
         o = apply(state, bal(T0 + i * 3_600_000, str(cny)), RULES)
         state = o.state
-        for d in o.decisions:
-            if isinstance(d, TierChange):
-                basis = cny * 100
-                to = TIER_RANK[d.to_tier]
-                assert basis >= RULES.tier_floors_fen[to]
-                if to + 1 < 4:
-                    assert basis < RULES.tier_floors_fen[to + 1]
-                if d.direction == "downgrade":
-                    assert d.from_tier is not None
-                    assert basis < RULES.tier_down_fen[TIER_RANK[d.from_tier]]
+        before, tier = tier, documented_tier(tier, cny)
+        assert state.tier == tier, (i, cny, before)
+        changes = [d for d in o.decisions if isinstance(d, TierChange)]
+        if tier == before:
+            assert not changes, (i, cny, tier)
+            continue
+        assert len(changes) == 1, (i, cny, changes)
+        change = changes[0]
+        assert (change.from_tier, change.to_tier) == (before, tier)
+        if before is None:
+            assert change.direction == "initial"
+        elif TIERS_UP.index(tier) > TIERS_UP.index(before):
+            assert change.direction == "upgrade"
+        else:
+            assert change.direction == "downgrade"
 
 
 @SETTINGS

@@ -53,3 +53,19 @@ def test_every_web_security_variable_is_read_by_settings() -> None:
     }
     web = Settings.from_env(env).web
     assert sorted(v for v in web.__dict__.values() if v) == sorted(env.values())
+
+
+def test_a_password_in_the_url_query_is_masked_and_used() -> None:
+    """redis-py reads ``?password=`` like the user part's password: it must be masked
+    in what the worker logs at INFO (``settings: ...``) and count for the credential rule."""
+    url = "rediss://h:6380/0?ssl_ca_certs=/etc/ca.pem&username=svc&password=s3cr%40t"
+    settings = Settings.from_env({"REDIS_URL": url})
+    text = repr(settings.redacted())
+    assert "s3cr" not in text and "password=***" in text
+    assert "ssl_ca_certs=/etc/ca.pem" in text  # the rest of the URL stays readable
+    creds = settings.redis_credentials()
+    assert (creds.username, creds.password) == ("svc", "s3cr@t")
+    # both places at once, and a user part without a password
+    masked = redact_url("redis://u:pw1@h:1/0?Password=pw2")
+    assert "pw1" not in masked and "pw2" not in masked
+    assert redact_url("redis://u@h:1/0?db=2") == "redis://u@h:1/0?db=2"

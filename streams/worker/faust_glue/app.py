@@ -18,7 +18,7 @@ import faust
 from faust.tables.recovery import Recovery
 
 from streams.settings import Settings
-from streams.worker.faust_glue.intake import install_lean_drain
+from streams.worker.faust_glue.intake import install_lean_drain, install_rewind_uncommitted
 from streams.worker.faust_glue.lean_monitor import LeanMonitor
 
 
@@ -29,6 +29,7 @@ class WorkerApp(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         install_lean_drain(self.consumer)
+        install_rewind_uncommitted(self.consumer)
 
 
 def build_app(settings: Settings, stream_buffer_maxsize: int) -> faust.App:

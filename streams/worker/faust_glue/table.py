@@ -58,7 +58,10 @@ class PartitionedTable:
         raise TypeError(f"unsupported table store {type(store).__name__}")
 
     def put_many(
-        self, partition: int, items: Sequence[tuple[bytes, bytes]], changelog_offset: int | None
+        self,
+        partition: int,
+        items: Sequence[tuple[bytes, bytes | None]],
+        changelog_offset: int | None,
     ) -> None:
         """Write one batch's states of a partition into the local store only.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.pipeline.aligner import InputAligner
+from streams.pipeline.aligner import GaveUp, InputAligner
 
 TOPICS = ("transactions", "balances")
 
@@ -118,13 +118,23 @@ def test_release_is_a_merge_that_loses_and_duplicates_nothing(
         assert mine == [i[2] for i in items if i[0] == topic]
 
 
-def test_on_timeout_is_told_the_reason_of_each_timeout() -> None:
-    reasons: list[str] = []
-    a = InputAligner(TOPICS, lambda item: item[1], 1000, 5000, on_timeout=reasons.append)
+def test_on_timeout_is_told_each_timeout_with_partition_inputs_and_wait() -> None:
+    gave_up: list[GaveUp] = []
+    a = InputAligner(TOPICS, lambda item: item[1], 1000, 5000, on_timeout=gave_up.append)
     a.add([("transactions", 0, ("t1", 10)), ("transactions", 1, ("t2", 10))])
     a.release(lambda t, p: (None if p == 0 else False) if t == "balances" else True, now_ms=0)
     a.release(lambda t, p: (None if p == 0 else False) if t == "balances" else True, now_ms=5000)
-    assert reasons == ["idle", "lag"]
+    assert gave_up == [
+        GaveUp("idle", 0, (("balances", None),), 5000),
+        GaveUp("lag", 1, (("balances", False),), 5000),
+    ]
+    # the wait restarts after a release: the next timeout waits its whole limit again
+    a.add([("transactions", 0, ("t3", 20))])
+    a.release(lambda t, p: None if t == "balances" else True, now_ms=5500)
+    a.release(lambda t, p: None if t == "balances" else True, now_ms=6499)
+    assert len(gave_up) == 2
+    a.release(lambda t, p: None if t == "balances" else True, now_ms=6500)
+    assert gave_up[-1] == GaveUp("idle", 0, (("balances", None),), 1000)
 
 
 def test_the_rules_watermark_holds_a_task_from_its_first_record_at_or_after_it() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import orjson
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import INPUT_TOPICS
+from schemas.redaction import Redactor
 from state.rules import load_rules
 from streams.pipeline.aligner import InputAligner
 from streams.pipeline.processor import (
@@ -47,11 +49,16 @@ def test_bad_records_become_dead_letters_with_reason_and_raw_bytes() -> None:
             ("transactions", b"other", txn("t2", "c1", "A", 3, "deposit", "10")[2]),
         ]
     )
-    res = BatchProcessor(RULES).process(msgs, _no_state)
+    res = BatchProcessor(RULES, redactor=Redactor(fields=())).process(msgs, _no_state)
     dead = [orjson.loads(o.value) for o in res.outputs if o.topic == "dead-letters"]
     assert [d["offset"] for d in dead] == [0, 1, 2, 3]
     assert base64.b64decode(dead[0]["value"]) == raw
     assert "UTF-8" in dead[0]["error"]
+    # by default personal data is redacted: bytes that cannot be searched are withheld
+    redacted = BatchProcessor(RULES).process(msgs, _no_state)
+    first = orjson.loads(redacted.outputs[0].value)
+    assert first["value"] is None and first["value_withheld"] is True
+    assert first["value_sha256"] == hashlib.sha256(raw).hexdigest()
     assert dead[2]["error"].startswith("$.currency")
     assert "key" in dead[3]["error"]
     assert res.counts == {("transactions", "dead_letter"): 4}

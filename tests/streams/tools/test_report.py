@@ -24,6 +24,7 @@ from streams.concentration import aum_top_share, top_share
 from streams.metrics import Metrics
 from streams.pipeline.processor import BatchProcessor, RawMessage
 from streams.redis_sink import RedisProfileSink, tier_counts_key
+from streams.settings import Settings
 from streams.tools.report import (
     LoadedProfiles,
     ProfileError,
@@ -34,6 +35,8 @@ from streams.tools.report import (
 )
 from streams.tools.report_render import CHARTS
 from streams.tools.simulator import SimConfig, Simulator
+from tests.conftest import MakeTopics
+from tests.integration.harness import consume_all
 
 D = Decimal
 
@@ -122,11 +125,24 @@ def simulated_profiles(
     yield profiles
 
 
+@pytest.fixture
+def audit_settings(kafka_bootstrap: str, unique_prefix: str, make_topics: MakeTopics) -> Settings:
+    """A deployment's audit topic: every report is audited before it is written."""
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=unique_prefix)
+    make_topics([settings.topic("audit")], partitions=1)
+    return settings
+
+
+def _kafka_flags(settings: Settings) -> list[str]:
+    return ["--bootstrap", settings.kafka_bootstrap, "--topic-prefix", settings.topic_prefix]
+
+
 @pytest.mark.integration
 def test_report_on_simulated_bank_writes_charts_and_summary(
     simulated_profiles: dict[bytes, dict[str, str]],
     redis_url: str,
     redis_key_prefix: str,
+    audit_settings: Settings,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -137,12 +153,15 @@ def test_report_on_simulated_bank_writes_charts_and_summary(
     r.close()
     out = tmp_path / "report"
 
-    rc = _run(
-        ["report", "--redis-url", redis_url, "--redis-prefix", redis_key_prefix, "--out", str(out)]
-    )
+    argv = ["report", "--redis-url", redis_url, "--redis-prefix", redis_key_prefix]
+    rc = _run([*argv, "--out", str(out), *_kafka_flags(audit_settings)])
 
     assert rc == 0
     err = capsys.readouterr().err
+    # the export was audited first: one record, how many profiles, by whom, no customer
+    [record] = [r["value"] for r in consume_all(audit_settings, "audit")]
+    assert record["action"] == "profiles.export" and record["role"] == "cli"
+    assert record["count"] == len(simulated_profiles) and record["customer_id"] is None
     assert "skipped profile BROKEN: tier: unknown tier 'gold'" in err
     for chart in CHARTS:
         width, height = _png_size(out / chart)
@@ -208,6 +227,27 @@ async def test_aum_top_share_leaves_out_unreadable_values_and_says_how_many(
     # A..D are read (E has no AUM yet): the top 20% of 4 is 1 customer, 900 of 1,000.
     assert gauge == 0.9
     assert "2 profiles with an unreadable aum_cny were left out" in caplog.text
+
+
+@pytest.mark.integration
+def test_report_without_an_audit_trail_writes_nothing(
+    simulated_profiles: dict[bytes, dict[str, str]],
+    redis_url: str,
+    redis_key_prefix: str,
+    kafka_bootstrap: str,
+    unique_prefix: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No audit topic (or no broker): the export is refused, exit 3, no file written."""
+    monkeypatch.setenv("TIERSTREAM_AUDIT_TIMEOUT", "2")
+    out = tmp_path / "report"
+    argv = ["report", "--redis-url", redis_url, "--redis-prefix", redis_key_prefix]
+    argv += ["--out", str(out), "--bootstrap", kafka_bootstrap, "--topic-prefix", unique_prefix]
+    assert _run(argv) == 3
+    assert "nothing written" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
 
 
 @pytest.mark.integration

@@ -26,7 +26,12 @@ from streams.worker.commit import AtLeastOnceCommit, ExactlyOnceCommit, newest_o
 from streams.worker.faust_glue.table import PartitionedTable
 
 CHANGELOG = "app-customer-state-changelog"
-OUTPUTS = {"tier-changes": "p.tier-changes", "alerts": "p.alerts", "dead-letters": "p.dead-letters"}
+OUTPUTS = {
+    "tier-changes": "p.tier-changes",
+    "alerts": "p.alerts",
+    "dead-letters": "p.dead-letters",
+    "audit": "p.audit",
+}
 PREFIX = "app-grp-"
 
 
@@ -56,15 +61,27 @@ def _sink(log: Log) -> Any:
         log.append("profiles written")
         return len(profiles)
 
+    async def erase(keys: Sequence[bytes]) -> int:
+        if not keys:  # as the real sink: nothing to erase, no round trip
+            return 0
+        log.append("profiles erasing")
+        await asyncio.sleep(0.01)
+        log.append(("profiles erased", list(keys)))
+        return len(keys)
+
     sink.write.side_effect = write
+    sink.erase.side_effect = erase
     return sink
 
 
 def _table(log: Log) -> Any:
     table = create_autospec(PartitionedTable, spec_set=True, instance=True)
 
-    def put_many(partition: int, items: Sequence[tuple[bytes, bytes]], offset: int | None) -> None:
+    def put_many(
+        partition: int, items: Sequence[tuple[bytes, bytes | None]], offset: int | None
+    ) -> None:
         log.append(("store", partition, [k for k, _v in items], offset))
+        log.extend(("tombstone", partition, k) for k, v in items if v is None)
 
     table.put_many.side_effect = put_many
     return table
@@ -157,6 +174,54 @@ async def test_at_least_once_batch_without_states_still_acks_after_outputs() -> 
 
     assert log[-1] == "inputs acked"
     assert log.index("outputs acked") < log.index("inputs acked")
+
+
+def _erasure_batch() -> BatchResult:
+    """c0 erased; c1 erased and created again later in the batch (a new state)."""
+    return BatchResult(
+        states=[(1, b"c1", b"s1-new")],
+        tombstones=[(0, b"c0")],
+        erased_profiles=[b"c0", b"c1"],
+        outputs=[OutputRecord("audit", b"c0", b"er0", 0), OutputRecord("audit", b"c1", b"er1", 1)],
+        profiles={b"c1": {"version": "1"}},
+    )
+
+
+async def test_at_least_once_erasure_deletes_redis_first_and_acks_after_the_tombstone() -> None:
+    log: Log = []
+    commit, producer = _at_least_once(log)
+
+    await commit.commit(_erasure_batch(), lambda: log.append("inputs acked"))
+
+    # the erased profiles go before any profile of the batch is written
+    assert log.index(("profiles erased", [b"c0", b"c1"])) < log.index("profiles writing")
+    # the tombstone goes to the changelog with the new states, is acknowledged, the
+    # store deletes the key, and only then is the request acknowledged
+    outputs_call, changelog_call = producer.send_all.call_args_list
+    assert outputs_call.args[0] == [
+        ("p.audit", b"c0", b"er0", None),
+        ("p.audit", b"c1", b"er1", None),
+    ]
+    assert changelog_call.args[0] == [(CHANGELOG, b"c1", b"s1-new", 1), (CHANGELOG, b"c0", None, 0)]
+    assert log[-5:] == [
+        "changelog acked",
+        ("store", 1, [b"c1"], 101),
+        ("store", 0, [b"c0"], 1),
+        ("tombstone", 0, b"c0"),
+        "inputs acked",
+    ]
+
+
+async def test_exactly_once_erasure_goes_into_the_transaction_before_the_ack() -> None:
+    log: Log = []
+    commit = _exactly_once(log)
+
+    await commit.commit(_erasure_batch(), lambda: log.append("inputs acked"))
+
+    assert log.index(("profiles erased", [b"c0", b"c1"])) < log.index("profiles writing")
+    assert ("sent", CHANGELOG, b"c0", f"{PREFIX}0") in log
+    assert log.index(("acked", CHANGELOG, b"c0")) < log.index("inputs acked")
+    assert ("tombstone", 0, b"c0") in log and log[-1] == "inputs acked"
 
 
 def test_newest_offset_per_partition() -> None:

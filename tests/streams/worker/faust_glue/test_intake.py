@@ -1,10 +1,13 @@
-"""InputBuffer: the conductor's side never blocks; the worker's side takes what waits."""
+"""InputBuffer: the conductor's side never blocks; the worker's side takes what waits.
+And the seek back that rewinds never-committed input partitions."""
 
 from __future__ import annotations
 
 import asyncio
 
-from streams.worker.faust_glue.intake import InputBuffer
+from faust.types import TP
+
+from streams.worker.faust_glue.intake import InputBuffer, install_rewind_uncommitted
 
 
 def test_take_returns_what_is_waiting_up_to_the_limit_in_arrival_order() -> None:
@@ -44,3 +47,44 @@ def test_pressure_pauses_each_partition_once_and_resumes_it_when_drained() -> No
         assert sorted(events[2:]) == ["drop a", "drop b"]
 
     asyncio.run(run())
+
+
+class _Thread:
+    """The consumer thread's seek calls (what install_rewind_uncommitted uses)."""
+
+    __slots__ = ("committed", "rewound")
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed = committed
+        self.rewound: list[TP] = []
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *tps: TP) -> None:
+        self.rewound.extend(tps)
+
+
+class _Consumer:
+    __slots__ = ("_thread", "seek_to_committed")
+
+    def __init__(self, thread: _Thread) -> None:
+        self._thread = thread
+
+    def _is_changelog_tp(self, tp: TP) -> bool:
+        return tp.topic.endswith("-changelog")
+
+
+def test_a_seek_back_rewinds_input_partitions_that_were_never_committed() -> None:
+    """aiokafka's seek_to_committed leaves a partition without a committed offset where
+    it is: the records faust dropped there (to read them again after the seek) were
+    skipped. Those input partitions go to their beginning; committed ones and changelog
+    partitions (recovery seeks them itself) are left alone."""
+    committed, fresh, zero = TP("in", 0), TP("in", 1), TP("in", 2)
+    changelog = TP("app-state-changelog", 1)
+    thread = _Thread({committed: 5, fresh: None, zero: 0, changelog: None})
+    consumer = _Consumer(thread)
+    install_rewind_uncommitted(consumer)
+    got = asyncio.run(consumer.seek_to_committed())
+    assert got == {committed: 5, fresh: None, zero: 0, changelog: None}
+    assert thread.rewound == [fresh, zero]
