@@ -13,7 +13,10 @@ popped. So every event costs O(1) amortised here and no write is ever lost.
 
 The index is derived state: the worker rebuilds a partition's heap from its table
 the first time a tick for it arrives after an assignment (``has``/``rebuild``), and
-forgets it when the partition is revoked.
+forgets it when the partition is revoked. Events applied before that first tick are
+indexed too (``update``), but do not count as the build: the customers stored before
+them must still be read in, or their timers (and a rules version's re-tier) would
+wait for their next event.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ class DueIndex:
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[int, bytes]]] = {}
         self._due: dict[int, dict[bytes, int]] = {}
+        #: partitions whose stored customers were read in (``rebuild``)
+        self._built: set[int] = set()
 
     def has(self, partition: int) -> bool:
-        return partition in self._heaps
+        """Whether the partition's stored customers were indexed since its assignment."""
+        return partition in self._built
 
     def rebuild(
         self,
@@ -39,6 +45,7 @@ class DueIndex:
         (those come from this batch and are fresher than the stored states)."""
         heap = self._heaps.setdefault(partition, [])
         due = self._due.setdefault(partition, {})
+        self._built.add(partition)
         n = 0
         for key, when in entries:
             if when is None or key in due:
@@ -94,7 +101,7 @@ class DueIndex:
         return n
 
     def partitions(self) -> list[int]:
-        """The partitions indexed (built since their assignment)."""
+        """The partitions with entries (built, or an event applied since assignment)."""
         return list(self._heaps)
 
     def forget(self, partition: int, key: bytes) -> None:
@@ -104,6 +111,7 @@ class DueIndex:
             due.pop(key, None)
 
     def drop(self, partition: int) -> None:
+        self._built.discard(partition)
         self._heaps.pop(partition, None)
         self._due.pop(partition, None)
 

@@ -425,7 +425,8 @@ class BatchProcessor:
                 ),
             )
             due.rebuild(p, ((k, next_due_ms(st, rules)) for k, (q, st) in states.items() if q == p))
-            self._sweeps.pop(p, None)  # the rebuild saw the current timeline
+            # a sweep recorded before the build stays: customers indexed by events before
+            # it kept the due time they had then, which may not know the new switches
         sweep = self._sweeps.pop(p, None)
         if sweep:  # new versions: everyone of the partition wakes at each switch
             keys = [k for k, _v in scan(p) if k not in self._erased] if scan is not None else []
