@@ -162,7 +162,8 @@ class Redactor:
 
     def redact(self, raw: bytes) -> tuple[bytes, list[str]] | None:
         """(the value with personal fields replaced, their JSON paths), or None when
-        the value cannot be searched (not a JSON object, or too large): withhold it."""
+        the value cannot be searched (not a JSON object, too large, or nested too deep
+        to walk): withhold it."""
         if len(raw) > MAX_REDACT_BYTES:
             return None
         try:
@@ -172,9 +173,12 @@ class Redactor:
         if not isinstance(doc, _Pairs):
             return None
         found: list[str] = []
-        cleaned = self._walk(doc, "$", found)
-        out: list[str] = []
-        _dump(cleaned, out)
+        try:
+            cleaned = self._walk(doc, "$", found)
+            out: list[str] = []
+            _dump(cleaned, out)
+        except RecursionError:  # nested deeper than parsing it was: cannot be searched
+            return None
         return "".join(out).encode("utf-8"), found
 
     def apply(self, record: dict[str, Any], raw: bytes | None) -> dict[str, Any]:

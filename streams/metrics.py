@@ -115,8 +115,21 @@ class Metrics:
         )
         self.dead_letters = Counter(
             "tierstream_dead_letters_total",
-            "Input records sent to dead-letters, by source topic and reason class.",
+            "Input records sent to dead-letters, by source topic and reason class: the "
+            "limit a record broke (limits.max_key_bytes, ...), a class of the field "
+            "and reason (invalid_json, missing:$.ts, invalid:currency, ...), or "
+            "'internal' (processing the record raised an unexpected exception: a bug).",
             ["topic", "reason"],
+            registry=r,
+        )
+        self.time_regressions = Counter(
+            "tierstream_input_time_regressions_total",
+            "Input records whose event time is more than the tolerance "
+            "(--time-regression-tolerance-ms) behind the highest event time seen before "
+            "them on their partition: the partition is not in event-time order (e.g. a "
+            "per-customer backfill), so customers' events may be applied out of order "
+            "across topics (docs/topics.md, 'Order').",
+            ["topic", "partition"],
             registry=r,
         )
         self.customers = Gauge(

@@ -34,6 +34,17 @@ _KAFKA_SECURITY_ENV = {
 _SECRET_KEYS = {"sasl.password", "ssl.key.password"}
 
 
+#: The app id's base: the default app id is the topic prefix followed by it.
+APP_ID_BASE = "tierstream"
+
+
+def default_app_id(topic_prefix: str) -> str:
+    """The app id (consumer group, changelog, transactional ids) when none is given:
+    ``<topic prefix>tierstream``. Two deployments with different topic prefixes on one
+    cluster then never share a consumer group's offsets or a state changelog."""
+    return f"{topic_prefix}{APP_ID_BASE}"
+
+
 class SecurityConfigError(ValueError):
     """A security setting is invalid; the message names the variable."""
 
@@ -214,7 +225,10 @@ class Settings:
     #: HMAC key of those digests (a secret; without it they are plain SHA-256).
     dead_letter_redact_key: str | None = None
     store: str = "rocksdb://"  # or memory://
-    app_id: str = "tierstream"
+    #: Consumer group id; names the changelog and the transactional ids. "" (the
+    #: default): ``default_app_id(topic_prefix)``, and it follows the prefix when a
+    #: flag changes it (``with_overrides``); an explicit id always wins.
+    app_id: str = ""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".tierstream-data"
@@ -225,8 +239,18 @@ class Settings:
     session_timeout: float = 15.0
     #: Standby replicas of the state table (warm copies on other workers).
     standby_replicas: int = 0
+    #: Event-time regressions within an input partition up to this are not counted
+    #: (``tierstream_input_time_regressions_total``; docs/topics.md, "Order").
+    time_regression_tolerance_ms: int = 60_000
     kafka_security: dict[str, str] = field(default_factory=dict)
     web: WebSettings = field(default_factory=WebSettings)
+    #: True when ``app_id`` was derived from the topic prefix rather than given.
+    app_id_derived: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.app_id:
+            object.__setattr__(self, "app_id", default_app_id(self.topic_prefix))
+            object.__setattr__(self, "app_id_derived", True)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -255,7 +279,7 @@ class Settings:
             dead_letter_redact=_field_list(e.get("TIERSTREAM_DEAD_LETTER_REDACT")),
             dead_letter_redact_key=e.get("TIERSTREAM_DEAD_LETTER_REDACT_KEY") or None,
             store=e.get("TIERSTREAM_STORE", d.store),
-            app_id=e.get("TIERSTREAM_APP_ID", d.app_id),
+            app_id=e.get("TIERSTREAM_APP_ID", ""),
             web_host=e.get("TIERSTREAM_WEB_HOST", d.web_host),
             web_port=int(e.get("TIERSTREAM_WEB_PORT", d.web_port)),
             data_dir=e.get("TIERSTREAM_DATA_DIR", d.data_dir),
@@ -263,13 +287,20 @@ class Settings:
             tick_interval=float(e.get("TIERSTREAM_TICK_INTERVAL", d.tick_interval)),
             session_timeout=float(e.get("TIERSTREAM_SESSION_TIMEOUT", d.session_timeout)),
             standby_replicas=int(e.get("TIERSTREAM_STANDBY_REPLICAS", d.standby_replicas)),
+            time_regression_tolerance_ms=int(
+                e.get("TIERSTREAM_TIME_REGRESSION_TOLERANCE_MS", d.time_regression_tolerance_ms)
+            ),
             kafka_security=sec,
             web=WebSettings.from_env(e),
         )
 
     def with_overrides(self, **kw: Any) -> Settings:
-        """Apply CLI flags: only keys whose value is not None."""
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+        """Apply CLI flags: only keys whose value is not None. A derived app id is
+        derived again, from the topic prefix the flags leave."""
+        given = {k: v for k, v in kw.items() if v is not None}
+        if self.app_id_derived and "app_id" not in given:
+            given["app_id"] = ""
+        return replace(self, **given)
 
     def topic(self, name: str) -> str:
         """The full (prefixed) topic name for a contract name like ``transactions``."""

@@ -1,8 +1,10 @@
 """``tierstream replay``: produce a JSONL or CSV file into the input topics.
 
-Reading and checking the file, and producing, are streams/tools/loader.py; this module
-parses the flags, shows progress and reports what the service will reject. Exit
-codes: 0 done, 1 Kafka/delivery error, 2 bad input file, 130 interrupted.
+Reading and checking the file, and producing, are streams/tools/loader.py; putting the
+records in event-time order (the default, within ``--sort-memory-mb``: the cross-topic
+order contract of docs/topics.md) is streams/tools/event_order.py; this module parses
+the flags, shows progress and reports what the service will reject. Exit codes: 0
+done, 1 Kafka/delivery error, 2 bad input file, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from streams.cli.common import (
     positive_float,
     settings_from_args,
 )
+from streams.tools.event_order import DEFAULT_MEMORY_BYTES, SortStats, in_event_time_order
 from streams.tools.loader import (
     ProduceError,
     ReplayFileError,
@@ -44,6 +47,21 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--format", choices=("jsonl", "csv"), help="default: by file extension")
     r.add_argument("--rate", type=positive_float, help="records per second (default: max)")
     r.add_argument(
+        "--order",
+        choices=("event-time", "file"),
+        default="event-time",
+        help="event-time (default): produce in event-time order, so that the worker "
+        "applies every customer's events in order across topics even when the file is "
+        "a per-customer backfill; file: as the file lists them (docs/topics.md, 'Order')",
+    )
+    r.add_argument(
+        "--sort-memory-mb",
+        type=positive_float,
+        default=DEFAULT_MEMORY_BYTES / 2**20,
+        help="records held in memory while sorting; beyond it, sorted runs go to "
+        "temporary files and are merged (default %(default).0f)",
+    )
+    r.add_argument(
         "--no-validate",
         action="store_true",
         help="do not pre-check records with the decoder (faster; no dead-letter forecast)",
@@ -62,6 +80,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     records = read_replay_file(
         args.file, topic=args.topic, fmt=args.format, stats=stats, validate=not args.no_validate
     )
+    sorting: SortStats | None = None
+    if args.order == "event-time":
+        sorting = SortStats()
+        records = in_event_time_order(records, int(args.sort_memory_mb * 2**20), sorting)
     bar = ProgressBar(total)
     try:
         try:
@@ -77,17 +99,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"tierstream replay: interrupted after {stats.records} records", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(replay_report(args.file, n, stats), file=sys.stderr)
+    print(replay_report(args.file, n, stats, sorting), file=sys.stderr)
     return EXIT_OK
 
 
-def replay_report(path: str, produced: int, st: ReplayStats) -> str:
+def replay_report(
+    path: str, produced: int, st: ReplayStats, sorting: SortStats | None = None
+) -> str:
     """The end-of-replay summary: what was produced and what the service will reject."""
     lines = [
         f"tierstream replay: produced {produced} records from {path} ({st.lines} lines; "
         f"{st.malformed} malformed, {st.rejected} will be dead-lettered, "
         f"{st.raw} raw, {st.skipped} skipped)"
     ]
+    if sorting is None:
+        lines.append("  in file order (--order file)")
+    else:
+        spilled = (
+            f"{sorting.runs} sorted runs spilled ({sorting.spilled_bytes / 2**20:.1f} MB)"
+            if sorting.runs
+            else "in memory"
+        )
+        lines.append(f"  in event-time order: {sorting.records} records sorted {spilled}")
     if st.reasons:
         lines.append("  by reason: " + ", ".join(f"{k} x{v}" for k, v in st.reasons.most_common(8)))
     lines.extend(f"  {ex}" for ex in st.examples)

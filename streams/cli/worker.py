@@ -67,8 +67,18 @@ def add_parser(sub: Any) -> None:
     w.add_argument(
         "--max-future-skew-ms",
         type=int,
-        default=300_000,
-        help="events stamped further in the future than this go to dead-letters",
+        default=None,
+        help="events stamped further in the future than this go to dead-letters "
+        "(default: the rules' limits.max_future_skew_ms, 300000 unless changed; "
+        "the flag replaces the rules' value)",
+    )
+    w.add_argument(
+        "--time-regression-tolerance-ms",
+        type=int,
+        default=None,
+        help="count an input record in tierstream_input_time_regressions_total when its "
+        "event time is more than this behind its partition's latest "
+        "(env TIERSTREAM_TIME_REGRESSION_TOLERANCE_MS, default 60000)",
     )
     w.add_argument(
         "--restore-budget-s",
@@ -96,6 +106,13 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker.faust_glue.environment import scrub_faust_environment
+
+    # before faust is imported: it reads FAUST_*/F_* variables at import time
+    ignored = scrub_faust_environment()
+    log = logging.getLogger("tierstream")
+    if ignored:
+        log.warning("ignored faust's own environment variables: %s", ", ".join(ignored))
     from streams.kafka_access import KafkaAuthError, kafka_preflight
     from streams.redis_functions import RedisFunctionsError
     from streams.settings import SecurityConfigError
@@ -103,7 +120,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.loop import EXIT_FATAL
     from streams.worker.service import TierstreamService, WorkerTuning, run_worker
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args).with_overrides(
+        time_regression_tolerance_ms=args.time_regression_tolerance_ms
+    )
     try:
         settings.redis_credentials()  # no Redis user without a password
         kafka_preflight(settings.confluent_config())
@@ -129,7 +148,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     service = TierstreamService(settings, tuning=tuning)
     if settings.processing_guarantee == "exactly_once":
         service.discard_uncommitted_local_state()
-    logging.getLogger("tierstream").info("settings: %s", settings.redacted())
+    log.info("settings: %s", settings.redacted())
     run_worker(service, loglevel=args.loglevel)
     return 0
 

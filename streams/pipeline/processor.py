@@ -15,19 +15,29 @@ merge by event time (each topic-partition in offset order, earliest head first â
 Kafka Streams' rule): ``merge_by_event_time`` for a batch at hand, and
 streams/pipeline/aligner.py across batches in the worker. The core itself makes balances
 last-writer-wins by event time, so a late snapshot never rolls a newer balance back.
+
+The poison-pill boundary (issue 18; docs/reliability.md, "No record stops a worker"):
+whatever decoding or applying one record raises -- decode, ``apply``/``fire_timers``,
+``next_due_ms``, its outputs, and at the batch's end ``to_bytes``/``profile_fields`` of
+the state it left -- dead-letters that record (class ``internal`` unless it is a
+``DecodeError``/``CoreError``) and lists it in ``BatchResult.internal``. The customer's
+state, maybe half-changed, is rebuilt as it was before the record: the stored state
+(as before this batch) with the customer's earlier records of the batch applied again
+(``_Batch.applied``; an erasure among them starts it again from nothing, so erased
+data never comes back), and it is left out of the state cache. The store's reads, stored
+states and the writes are not records' doing: their failures still stop the worker.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import orjson
 
-from schemas.dead_letter import dead_letter_record
+from schemas.dead_letter import REASON_INTERNAL
 from schemas.decoder import DecodeError, Decoder
 from schemas.erasure import erasure_audit_record
 from schemas.events import (
@@ -48,6 +58,8 @@ from state.profile import profile_fields
 from state.rules import Rules
 from state.timeline import RulesTimeline
 from state.triggers import next_due_ms
+from streams.pipeline.bad_input import BadInputGuard
+from streams.pipeline.dead_letters import dead_letter
 from streams.pipeline.due_index import DueIndex
 from streams.pipeline.state_cache import StateCache
 
@@ -76,8 +88,17 @@ class OutputRecord(NamedTuple):
     source_partition: int = 0  # input partition of the cause (its transaction, under EOS)
 
 
-class TooMuchBadInput(RuntimeError):
-    """Raised when a partition's recent input is mostly bad: stop, don't shovel."""
+class InternalFailure(NamedTuple):
+    """A record dead-lettered because processing it raised an unexpected exception (a
+    bug, not bad input). The shell logs each once, with these coordinates."""
+
+    topic: str  # full source topic name
+    partition: int
+    offset: int
+    #: where it raised: decode | apply | fire_timers | state (to_bytes/profile_fields at
+    #: the batch's end)
+    stage: str
+    error: Exception
 
 
 @dataclass
@@ -97,6 +118,8 @@ class BatchResult:
     decision_event_ts: list[int] = field(default_factory=list)
     #: Partitions whose tick left customers due (the tick budget): tick them again soon.
     due_backlog: set[int] = field(default_factory=set)
+    #: Records dead-lettered with reason class ``internal``, in order.
+    internal: list[InternalFailure] = field(default_factory=list)
     #: Erased customers whose state must leave the changelog and the store: (partition,
     #: key) for a tombstone -- erased and not created again later in the batch.
     tombstones: list[tuple[int, bytes]] = field(default_factory=list)
@@ -107,67 +130,14 @@ class BatchResult:
     erasures: dict[str, int] = field(default_factory=dict)
 
 
-class BadInputGuard:
-    """Tracks the share of bad records over the last ``window`` records per partition.
-
-    A few bad records go to dead letters; a partition whose recent input is mostly bad
-    means something upstream is broken (wrong serializer, wrong topic), and dead-lettering
-    everything would only hide it. The judgement needs a full window, so a short burst
-    at start-up does not stop the worker.
-    """
-
-    def __init__(self, window: int = 1000, max_share: float = 0.5) -> None:
-        self.window = window
-        self.max_share = max_share
-        self._seen: dict[tuple[str, int], deque[bool]] = {}
-        self._bad: dict[tuple[str, int], int] = {}
-
-    def record(self, topic: str, partition: int, bad: bool) -> None:
-        tp = (topic, partition)
-        seen = self._seen.get(tp)
-        if seen is None:
-            seen = self._seen[tp] = deque()
-            self._bad[tp] = 0
-        seen.append(bad)
-        if bad:
-            self._bad[tp] += 1
-        if len(seen) > self.window and seen.popleft():
-            self._bad[tp] -= 1
-        if len(seen) >= self.window and self._bad[tp] > self.max_share * len(seen):
-            raise TooMuchBadInput(
-                f"{self._bad[tp]} of the last {len(seen)} records on {topic}[{partition}] "
-                f"were bad (limit {self.max_share:.0%}); stopping instead of dead-lettering "
-                "everything â€” check the producers of this topic (see dead-letters for reasons)"
-            )
-
-
-def reason_class(error: DecodeError | CoreError) -> str:
-    """A low-cardinality label for a dead letter's cause (metrics must stay bounded)."""
-    if isinstance(error, CoreError):
-        return f"invalid:{error.field}"
-    r = error.reason
-    if error.field == "$":
-        for marker, name in (
-            ("exceeds", "too_large"),
-            ("UTF-8", "invalid_utf8"),
-            ("JSON", "invalid_json"),
-            ("empty", "empty"),
-            ("key", "key_mismatch"),
-        ):
-            if marker in r:
-                return name
-        return "invalid_payload"
-    if "missing" in r:
-        return f"missing:{error.field}"
-    return f"invalid:{error.field}"
-
-
 class Decoded(NamedTuple):
-    """A message after decoding: exactly one of ``event`` and ``error`` is set."""
+    """A message after decoding: exactly one of ``event`` and ``error`` is set.
+
+    ``error`` is the decoder's rejection, or the exception decoding raised (a bug)."""
 
     msg: RawMessage
     event: InputEvent | ErasureRequest | Tick | None
-    error: DecodeError | None
+    error: DecodeError | Exception | None
 
     @property
     def ts(self) -> int:
@@ -177,6 +147,45 @@ class Decoded(NamedTuple):
 
 StateLoader = Callable[[int, bytes], bytes | None]
 StateScan = Callable[[int], Iterable[tuple[bytes, bytes]]]
+
+
+class _Batch:
+    """What one ``apply_ordered`` call holds while it runs. The per-event loop keeps its
+    own local names for these; ticks and the failure paths reach them here."""
+
+    __slots__ = (
+        "applied",
+        "audit",
+        "dead",
+        "dead_ticks",
+        "dirty",
+        "load",
+        "poisoned",
+        "result",
+        "scan",
+        "states",
+    )
+
+    def __init__(self, load: StateLoader, scan: StateScan | None) -> None:
+        self.load = load
+        self.scan = scan
+        self.result = BatchResult()
+        self.dead: list[OutputRecord] = []
+        #: audit records of erasures: they join the outputs at the end, like dead letters,
+        #: so that ``outputs`` up to them stays parallel to ``decisions`` (``_withdraw``)
+        self.audit: list[OutputRecord] = []
+        #: customer key -> (partition, state as this batch left it so far)
+        self.states: dict[bytes, tuple[int, CustomerState]] = {}
+        #: customers whose state this batch changed (written at its end)
+        self.dirty: set[bytes] = set()
+        #: (customer key, record, status) of every application of this batch, in order
+        #: (erasures included, status ``erased``): what a customer's state is rebuilt
+        #: from after one of its records failed
+        self.applied: list[tuple[bytes, Decoded, str]] = []
+        #: customers one of whose records failed: kept out of the state cache
+        self.poisoned: set[bytes] = set()
+        #: (partition, offset) of ticks already dead-lettered in this batch
+        self.dead_ticks: set[tuple[int, int]] = set()
 
 
 class BatchProcessor:
@@ -194,7 +203,8 @@ class BatchProcessor:
         #: The rules, or a timeline of versions (state/timeline.py): every decision is
         #: made by the version in force at its time.
         self.rules = rules
-        self.decoder = decoder or Decoder()
+        base = rules if isinstance(rules, Rules) else rules.base
+        self.decoder = decoder or Decoder(**base.limits.decoder())
         self.guard = guard or BadInputGuard()
         #: Personal fields out of dead letters (schemas/redaction.py; default fields).
         self.redactor = redactor or Redactor()
@@ -235,41 +245,49 @@ class BatchProcessor:
         return r if isinstance(r, Rules) else r.at(ts)
 
     def decode(self, msg: RawMessage, now_ms: int | None = None) -> Decoded:
-        """Decode and validate one message; checks the key is the customer id.
+        """Decode and validate one message; checks the key's size and that it is the
+        customer id.
 
         ``now_ms`` is the shell's wall clock, used only to reject events stamped too far
-        in the future (the decoder's skew check); decisions never read it. Raises
-        ``TooMuchBadInput`` when the partition's recent input is mostly bad.
+        in the future (the decoder's skew check); decisions never read it. Whatever
+        decoding raises is returned as the record's error (a dead letter of class
+        ``internal``). Raises ``TooMuchBadInput`` when the partition's recent input is
+        mostly bad.
         """
-        if msg.topic == TOPIC_TICKS:
-            return self._decode_tick(msg, now_ms)
-        ev = self.decoder.decode(msg.topic, msg.value, now_ms)
-        if not isinstance(ev, DecodeError) and (
-            msg.key is None or msg.key != ev.customer_id.encode()
-        ):
-            ev = DecodeError(
-                "$.customer_id",
-                "does not match the message key "
-                "(inputs must be keyed by customer_id for co-partitioning)",
-            )
+        decoder = self.decoder
+        ev: InputEvent | ErasureRequest | Tick | DecodeError | None
+        try:
+            ev = decoder.check_key(msg.key)
+            if ev is None:
+                if msg.topic == TOPIC_TICKS:
+                    ev = self._decode_tick(msg, now_ms)
+                else:
+                    ev = decoder.decode(msg.topic, msg.value, now_ms)
+                    if not isinstance(ev, DecodeError) and (
+                        msg.key is None or msg.key != ev.customer_id.encode()
+                    ):
+                        ev = DecodeError(
+                            "$.customer_id",
+                            "does not match the message key "
+                            "(inputs must be keyed by customer_id for co-partitioning)",
+                        )
+        except Exception as exc:  # a bug in decoding: this record only
+            self.guard.record(msg.topic, msg.partition, True)
+            return Decoded(msg, None, exc)
         if isinstance(ev, DecodeError):
             self.guard.record(msg.topic, msg.partition, True)
             return Decoded(msg, None, ev)
         self.guard.record(msg.topic, msg.partition, False)
         return Decoded(msg, ev, None)
 
-    def _decode_tick(self, msg: RawMessage, now_ms: int | None) -> Decoded:
+    def _decode_tick(self, msg: RawMessage, now_ms: int | None) -> Tick | DecodeError:
         tick = self.decoder.decode_tick(msg.value, now_ms)
         if not isinstance(tick, DecodeError) and tick.partition != msg.partition:
             tick = DecodeError(
                 "$.partition",
                 f"tick for partition {tick.partition} read from partition {msg.partition}",
             )
-        if isinstance(tick, DecodeError):
-            self.guard.record(msg.topic, msg.partition, True)
-            return Decoded(msg, None, tick)
-        self.guard.record(msg.topic, msg.partition, False)
-        return Decoded(msg, tick, None)
+        return tick
 
     def process(
         self, messages: Sequence[RawMessage], load: StateLoader, now_ms: int | None = None
@@ -293,52 +311,72 @@ class BatchProcessor:
         build the due index before its first tick. With a cache, a state is taken from
         it before ``load`` is asked, and every state the batch touched goes back into
         it: the caller must write ``result.states`` to the store before the next batch
-        (or stop), so that the cache and the store agree.
+        (or stop), so that the cache and the store agree -- the poison-pill boundary
+        (module docstring) relies on the store holding every state as it was before
+        the batch.
         """
-        result = BatchResult()
+        b = _Batch(load, scan)
+        result = b.result
         counts = result.counts
-        dead: list[OutputRecord] = []
-        states: dict[bytes, tuple[int, CustomerState]] = {}
-        dirty: set[bytes] = set()
+        decisions = result.decisions
+        dead = b.dead
+        states = b.states
+        dirty = b.dirty
+        applied = b.applied
         rules = self.rules
+        due = self.due
+        emit = self._emit
         erased = self._erased = {}
-        for msg, ev, error in items:
+        for item in items:
+            msg, ev, error = item
             if ev is None:
                 assert error is not None
-                dead.append(self._dead_letter(msg, error, result))
+                dead.append(self._dead_letter(msg, error, result, "decode"))
                 continue
             if isinstance(ev, Tick):
-                self._fire_due(msg, ev, load, scan, states, dirty, result)
+                self._fire_due(item, ev, b)
                 continue
             if isinstance(ev, ErasureRequest):
-                self._erase(msg, ev, load, states, dirty, result)
+                self._erase(item, ev, b)
                 continue
             key = msg.key
             assert key is not None  # checked by decode()
+            partition = msg.partition
             cached = states.get(key)
-            st = self._load(msg.partition, key, load) if cached is None else cached[1]
+            st = self._load(partition, key, load) if cached is None else cached[1]
+            mark = len(decisions)
+            outcome = None
             try:
                 outcome = apply(st, ev, rules)
-            except CoreError as err:
-                dead.append(self._dead_letter(msg, err, result))
+                status = outcome.status
+                if status != "duplicate":
+                    when = next_due_ms(outcome.state, rules)
+                    emit(outcome.decisions, key, partition, ev.ts, result)
+            except Exception as exc:
+                if outcome is None and isinstance(exc, CoreError):
+                    # a rejection: the core changed nothing before raising it
+                    dead.append(self._dead_letter(msg, exc, result, "apply"))
+                    self.guard.record_late(msg.topic, partition)
+                    continue
+                self._fail(item, key, exc, "apply", mark, b)
                 continue
-            states[key] = (msg.partition, outcome.state)
-            ck = (msg.topic, outcome.status)
+            states[key] = (partition, outcome.state)
+            applied.append((key, item, status))
+            ck = (msg.topic, status)
             counts[ck] = counts.get(ck, 0) + 1
-            if outcome.status == "duplicate":
+            if status == "duplicate":
                 continue
             dirty.add(key)
-            self.due.update(msg.partition, key, next_due_ms(outcome.state, rules))
-            self._emit(outcome.decisions, key, msg.partition, ev.ts, result)
+            due.update(partition, key, when)
 
-        for key in dirty:
-            partition, st = states[key]
-            result.states.append((partition, key, st.to_bytes()))
-            result.profiles[key] = profile_fields(st, self.rules_at(st.updated_at))
+        self._settle(b)
         result.tombstones = [(p, k) for k, p in erased.items() if k not in dirty]
+        result.outputs.extend(b.audit)
         result.outputs.extend(dead)
         if self.cache is not None:
-            self.cache.put_all((k, p, raw) for p, k, raw in result.states)
+            # a customer one of whose records failed is read from the store next time
+            poisoned = b.poisoned
+            self.cache.put_all((k, p, raw) for p, k, raw in result.states if k not in poisoned)
         return result
 
     def _load(self, partition: int, key: bytes, load: StateLoader) -> CustomerState | None:
@@ -354,38 +392,41 @@ class BatchProcessor:
         raw_state = load(partition, key)
         return CustomerState.from_bytes(raw_state) if raw_state is not None else None
 
-    def _erase(
-        self,
-        msg: RawMessage,
-        request: ErasureRequest,
-        load: StateLoader,
-        states: dict[bytes, tuple[int, CustomerState]],
-        dirty: set[bytes],
-        result: BatchResult,
-    ) -> None:
+    def _erase(self, item: Decoded, request: ErasureRequest, b: _Batch) -> None:
         """Forget a customer: its state (a tombstone unless a later event of the batch
         creates it again), its cached copy, its timers and its Redis profile, and write
         the audit record of who asked. Idempotent: a replayed request finds nothing and
-        writes the same audit record (result ``not_found``)."""
+        writes the same audit record (result ``not_found``). The audit record is built
+        before anything is forgotten, so a failure leaves the customer as it was and
+        dead-letters the request (the poison-pill boundary)."""
+        msg = item.msg
         key = msg.key
         assert key is not None  # checked by decode()
         p = msg.partition
-        held = key in states
-        cached = self.cache.take(key) if self.cache is not None else None
-        if not held and key not in self._erased:
-            held = cached is not None or load(p, key) is not None
-        states.pop(key, None)
-        dirty.discard(key)
+        result = b.result
+        try:
+            held = key in b.states
+            # taken out of the cache whatever follows: the store still holds the state
+            cached = self.cache.take(key) if self.cache is not None else None
+            if not held and key not in self._erased:
+                held = cached is not None or b.load(p, key) is not None
+            record = orjson.dumps(erasure_audit_record(request, held))
+        except Exception as exc:
+            b.dead.append(self._dead_letter(msg, exc, result, "apply"))
+            self.guard.record_late(msg.topic, p)
+            return
+        b.states.pop(key, None)
+        b.dirty.discard(key)
         self._erased[key] = p
         self.due.forget(p, key)
+        b.applied.append((key, item, "erased"))
         result.erased_profiles.append(key)
         counts = result.counts
         ck = (msg.topic, "applied")
         counts[ck] = counts.get(ck, 0) + 1
         outcome = "erased" if held else "not_found"
         result.erasures[outcome] = result.erasures.get(outcome, 0) + 1
-        record = erasure_audit_record(request, held)
-        result.outputs.append(OutputRecord(TOPIC_AUDIT, key, orjson.dumps(record), p))
+        b.audit.append(OutputRecord(TOPIC_AUDIT, key, record, p))
 
     def _emit(
         self,
@@ -402,20 +443,12 @@ class BatchProcessor:
             )
             result.decision_event_ts.append(ts)
 
-    def _fire_due(
-        self,
-        msg: RawMessage,
-        tick: Tick,
-        load: StateLoader,
-        scan: StateScan | None,
-        states: dict[bytes, tuple[int, CustomerState]],
-        dirty: set[bytes],
-        result: BatchResult,
-    ) -> None:
+    def _fire_due(self, item: Decoded, tick: Tick, b: _Batch) -> None:
         """A tick: fire the timers of every customer of its partition that is due."""
-        p, rules, due = msg.partition, self.rules, self.due
+        msg = item.msg
+        p, rules, due, states, result = msg.partition, self.rules, self.due, b.states, b.result
         if not due.has(p):
-            stored = scan(p) if scan is not None else ()
+            stored = b.scan(p) if b.scan is not None else ()
             due.rebuild(
                 p,
                 (
@@ -429,10 +462,11 @@ class BatchProcessor:
             # it kept the due time they had then, which may not know the new switches
         sweep = self._sweeps.pop(p, None)
         if sweep:  # new versions: everyone of the partition wakes at each switch
+            scan = b.scan
             keys = [k for k, _v in scan(p) if k not in self._erased] if scan is not None else []
             keys += [k for k, (q, _st) in states.items() if q == p]
-            for when in sweep:
-                due.schedule(p, keys, when)
+            for switch_at in sweep:
+                due.schedule(p, keys, switch_at)
         counts = result.counts
         counts[(TOPIC_TICKS, "applied")] = counts.get((TOPIC_TICKS, "applied"), 0) + 1
         popped = due.pop_due(p, tick.ts, self.tick_budget)
@@ -443,44 +477,232 @@ class BatchProcessor:
             if cached is not None:
                 st = cached[1]
             else:
-                loaded = self._load(p, key, load)
+                loaded = self._load(p, key, b.load)
                 if loaded is None:
                     continue
                 st = loaded
-            outcome = fire_timers(st, tick.ts, tick.event_id, rules)
+            mark = len(result.decisions)
+            try:
+                outcome = fire_timers(st, tick.ts, tick.event_id, rules)
+                when = next_due_ms(outcome.state, rules)
+                if outcome.status == "fired":
+                    self._emit(outcome.decisions, key, p, tick.ts, result)
+            except Exception as exc:
+                # The customer goes back to its state before this tick, and stays out
+                # of the due index until its next event: one state the timers cannot
+                # handle must not dead-letter every tick of its partition.
+                self._withdraw(result, mark)
+                self._rebuild(key, p, b)
+                b.poisoned.add(key)
+                self._dead_tick(item, exc, "fire_timers", b)
+                continue
             states[key] = (p, outcome.state)
-            due.update(p, key, next_due_ms(outcome.state, rules))
+            b.applied.append((key, item, outcome.status))
+            due.update(p, key, when)
             ck = (TOPIC_TICKS, f"timers_{outcome.status}")
             counts[ck] = counts.get(ck, 0) + 1
             if outcome.status == "fired":
-                dirty.add(key)
-                self._emit(outcome.decisions, key, p, tick.ts, result)
+                b.dirty.add(key)
+
+    # -- the poison-pill boundary: a record that raised ---------------------------------
+
+    def _fail(
+        self, item: Decoded, key: bytes, exc: Exception, stage: str, mark: int, b: _Batch
+    ) -> None:
+        """Applying ``item`` to customer ``key`` raised ``exc`` (not a rejection): take
+        back what it emitted, rebuild the customer's state as it was before it, and
+        dead-letter it."""
+        msg = item.msg
+        self._withdraw(b.result, mark)
+        st = self._rebuild(key, msg.partition, b)
+        b.poisoned.add(key)
+        if st is not None:
+            self.due.update(msg.partition, key, next_due_ms(st, self.rules))
+        b.dead.append(self._dead_letter(msg, exc, b.result, stage))
+        self.guard.record_late(msg.topic, msg.partition)
+
+    def _dead_tick(self, item: Decoded, exc: Exception, stage: str, b: _Batch) -> None:
+        """Dead-letter a tick whose timers raised for a customer -- once, however many
+        customers it failed for (the others' timers stand)."""
+        msg = item.msg
+        if (msg.partition, msg.offset) in b.dead_ticks:
+            return
+        b.dead_ticks.add((msg.partition, msg.offset))
+        counts = b.result.counts
+        counts[(TOPIC_TICKS, "applied")] -= 1
+        b.dead.append(self._dead_letter(msg, exc, b.result, stage))
+        self.guard.record_late(msg.topic, msg.partition)
+
+    @staticmethod
+    def _withdraw(result: BatchResult, mark: int) -> None:
+        """Take back the decisions emitted from position ``mark`` on (all the failed
+        record's: it was being applied when they were emitted)."""
+        del result.decisions[mark:]
+        del result.outputs[mark:]  # decision outputs only: dead letters join at the end
+        del result.decision_event_ts[mark:]
+
+    def _stored(self, partition: int, key: bytes, load: StateLoader) -> CustomerState | None:
+        """The customer's state before this batch, from the store (never the cache: a
+        cached object is mutated in place by the batch)."""
+        raw = load(partition, key)
+        return CustomerState.from_bytes(raw) if raw is not None else None
+
+    def _rebuild(self, key: bytes, partition: int, b: _Batch) -> CustomerState | None:
+        """The customer's state as it was before the record that just failed: the stored
+        state with the customer's earlier applications of this batch applied again
+        (each succeeded once; the core is deterministic). Sets it in ``b.states`` and
+        whether the batch changed it in ``b.dirty``."""
+        rules = self.rules
+        st = self._stored(partition, key, b.load)
+        changed = False
+        for k, (_msg, ev, _e), _status in b.applied:
+            if k != key:
+                continue
+            if isinstance(ev, ErasureRequest):
+                st, changed = None, False
+                continue
+            if isinstance(ev, Tick):
+                assert st is not None  # a tick only fires customers that exist
+                timers = fire_timers(st, ev.ts, ev.event_id, rules)
+                changed = changed or timers.status == "fired"
+                st = timers.state
+            else:
+                assert ev is not None
+                outcome = apply(st, ev, rules)
+                changed = changed or outcome.status != "duplicate"
+                st = outcome.state
+        if st is None:
+            b.states.pop(key, None)
+        else:
+            b.states[key] = (partition, st)
+        if changed:
+            b.dirty.add(key)
+        else:
+            b.dirty.discard(key)
+        return st
+
+    def _settle(self, b: _Batch) -> None:
+        """Serialize every state the batch changed and compute its profile (inside the
+        boundary: if either raises, the customer's records are replayed one by one to
+        find the one that broke it, ``_replay_carefully``)."""
+        rules_at = self.rules_at
+        states = b.states
+        out_states = b.result.states
+        profiles = b.result.profiles
+        for key in list(b.dirty):
+            partition, st = states[key]
+            try:
+                data = st.to_bytes()
+                fields = profile_fields(st, rules_at(st.updated_at))
+            except Exception as exc:
+                settled = self._replay_carefully(key, partition, exc, b)
+                if settled is None:
+                    b.dirty.discard(key)  # nothing to write (an erasure's tombstone stands)
+                    continue
+                data, fields = settled
+            out_states.append((partition, key, data))
+            profiles[key] = fields
+
+    def _replay_carefully(
+        self, key: bytes, partition: int, exc: Exception, b: _Batch
+    ) -> tuple[bytes, dict[str, str]] | None:
+        """``to_bytes`` or ``profile_fields`` of a customer's state raised at the batch's
+        end. Which of its records made that state is not known, so they are applied
+        again from the stored state one by one, each result checked as the batch's end
+        checks it: a record after which the check fails is dead-lettered and its effect
+        undone; the rest stand, with their decisions (the customer's decisions of this
+        batch are withdrawn first, then emitted again as the replay goes). Returns the
+        last good state's bytes and profile, or None when no record changed it."""
+        rules, result = self.rules, b.result
+        counts = result.counts
+        keep = [i for i, o in enumerate(result.outputs) if o.key != key]
+        result.decisions[:] = [result.decisions[i] for i in keep]
+        result.outputs[:] = [result.outputs[i] for i in keep]
+        result.decision_event_ts[:] = [result.decision_event_ts[i] for i in keep]
+        raw = b.load(partition, key)
+        good: bytes | None = raw
+        st = CustomerState.from_bytes(raw) if raw is not None else None
+        settled: tuple[bytes, dict[str, str]] | None = None
+        culprits = 0
+        for k, item, status in b.applied:
+            if k != key:
+                continue
+            msg, ev = item.msg, item.event
+            if isinstance(ev, ErasureRequest):
+                st = good = settled = None
+                continue
+            tick = isinstance(ev, Tick)
+            mark = len(result.decisions)
+            try:
+                if isinstance(ev, Tick):
+                    assert st is not None
+                    outcome = fire_timers(st, ev.ts, ev.event_id, rules)
+                    changes = outcome.status == "fired"
+                else:
+                    assert ev is not None
+                    outcome = apply(st, ev, rules)
+                    changes = outcome.status != "duplicate"
+                new = outcome.state
+                if changes:
+                    data = new.to_bytes()
+                    fields = profile_fields(new, self.rules_at(new.updated_at))
+                    next_due_ms(new, rules)
+                    self._emit(outcome.decisions, key, partition, ev.ts, result)
+            except Exception as failed:
+                culprits += 1
+                self._withdraw(result, mark)
+                st = CustomerState.from_bytes(good) if good is not None else None
+                if tick:
+                    counts[(TOPIC_TICKS, f"timers_{status}")] -= 1
+                    self._dead_tick(item, failed, "state", b)
+                else:
+                    counts[(msg.topic, status)] -= 1
+                    b.dead.append(self._dead_letter(msg, failed, result, "state"))
+                    self.guard.record_late(msg.topic, msg.partition)
+                continue
+            st = new
+            if changes:
+                good = data
+                settled = (data, fields)
+        if not culprits:
+            # the state is fine when built record by record: not one record's doing
+            raise exc
+        b.poisoned.add(key)
+        if st is None:
+            b.states.pop(key, None)
+        else:
+            b.states[key] = (partition, st)
+            self.due.update(partition, key, next_due_ms(st, rules))
+        return settled
 
     def _dead_letter(
-        self, msg: RawMessage, error: DecodeError | CoreError, result: BatchResult
+        self,
+        msg: RawMessage,
+        error: DecodeError | Exception,
+        result: BatchResult,
+        stage: str,
     ) -> OutputRecord:
-        if isinstance(error, DecodeError):
-            text = error.describe()
-        else:
-            text = f"$.{error.field}: {error.reason}"
-        rc = reason_class(error)
+        """The dead letter of ``msg`` (streams/pipeline/dead_letters.py), counted; one
+        of class ``internal`` is listed in ``result.internal`` for the log."""
+        source = msg.source_topic or msg.topic
+        rc, key, value = dead_letter(
+            source,
+            msg.partition,
+            msg.offset,
+            msg.key,
+            msg.value,
+            msg.timestamp_ms,
+            error,
+            self.redactor,
+        )
+        if rc == REASON_INTERNAL:
+            assert isinstance(error, Exception)
+            result.internal.append(InternalFailure(source, msg.partition, msg.offset, stage, error))
         dk = (msg.topic, rc)
         result.dead_letters[dk] = result.dead_letters.get(dk, 0) + 1
         ck = (msg.topic, "dead_letter")
         result.counts[ck] = result.counts.get(ck, 0) + 1
-        record = self.redactor.apply(
-            dead_letter_record(
-                msg.source_topic or msg.topic,
-                msg.partition,
-                msg.offset,
-                msg.key,
-                msg.value,
-                text,
-                msg.timestamp_ms,
-            ),
-            msg.value,
-        )
-        return OutputRecord(TOPIC_DEAD_LETTERS, msg.key, orjson.dumps(record), msg.partition)
+        return OutputRecord(TOPIC_DEAD_LETTERS, key, value, msg.partition)
 
 
 def merge_by_event_time(decoded: Iterable[Decoded]) -> Iterator[Decoded]:

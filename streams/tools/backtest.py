@@ -34,8 +34,8 @@ from state.customer import CustomerState
 from state.decisions import TIERS, Alert, Offer, TierChange
 from state.rules import Rules
 from streams.concentration import top_share
+from streams.pipeline.bad_input import BadInputGuard
 from streams.pipeline.processor import (
-    BadInputGuard,
     BatchProcessor,
     Decoded,
     RawMessage,

@@ -37,7 +37,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
@@ -47,6 +46,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.events import INPUT_TOPICS, TOPIC_ASSESSMENTS, TOPIC_PROFILES, TOPIC_TICKS
+from schemas.values import timestamp
 from streams.settings import Settings
 from streams.tools.simulator import SimRecord, is_bad
 
@@ -580,17 +580,10 @@ def _has_float(value: Any) -> bool:
 
 
 def _event_ms(obj: dict[str, Any]) -> int:
-    """The event time in epoch ms if ``ts`` parses, else 0 (informational only)."""
-    ts = obj.get("ts")
-    if not isinstance(ts, str):
-        return 0
-    try:
-        dt = datetime.fromisoformat(ts)
-    except ValueError:
-        return 0
-    if dt.tzinfo is None:
-        return 0
-    return int(dt.timestamp() * 1000)
+    """The event time in epoch ms, read as the worker's decoder reads it; 0 when ``ts``
+    is not a valid time (the record is then dead-lettered; it sorts first)."""
+    ms = timestamp(obj.get("ts"))
+    return ms if isinstance(ms, int) else 0
 
 
 def to_jsonl_line(label: str, rec: SimRecord) -> bytes:

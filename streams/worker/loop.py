@@ -8,6 +8,12 @@ releases, in event-time order, in batches of at most ``batch_max``. Each batch i
 decided by the pipeline and made durable by a commit (commit.py: THE write order),
 which acknowledges the batch's input messages last; faust then commits their offsets.
 
+No record stops the loop: the pipeline dead-letters whatever one record makes raise
+(streams/pipeline/processor.py, the poison-pill boundary), and this loop logs each such
+record once, with its coordinates. What stops it on purpose is a partition whose recent
+input is mostly bad (``TooMuchBadInput``) and any failure outside a record -- the
+store, the broker, Redis -- once the writes' own retries gave up.
+
 Held records are never acknowledged: when the worker gives partitions up (rebalance,
 shutdown) they are forgotten and the partitions' next owner reads them from the
 committed offsets. A batch that fails stops the process before faust can commit
@@ -27,14 +33,18 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from schemas.dead_letter import internal_error_text
+from schemas.events import TOPIC_TICKS
 from streams.metrics import Metrics, observe_many
 from streams.pipeline.aligner import GaveUp, InputAligner
+from streams.pipeline.bad_input import TooMuchBadInput
+from streams.pipeline.input_order import EventTimeRegressions
 from streams.pipeline.processor import (
     ALIGNED_TOPICS,
     BatchProcessor,
+    BatchResult,
     Decoded,
     RawMessage,
-    TooMuchBadInput,
 )
 from streams.pipeline.state_cache import StateCache
 from streams.settings import Settings
@@ -72,6 +82,7 @@ class BatchLoop:
         max_idle_ms: int,
         max_lag_wait_ms: int,
         rules_gate: RulesGate | None = None,
+        time_regressions: EventTimeRegressions | None = None,
     ) -> None:
         self.app = app
         #: the rules watermark (rules_gate.py): None decides by the start-up rules alone
@@ -114,6 +125,9 @@ class BatchLoop:
         self._timeouts_logged: dict[
             tuple[str, int, tuple[tuple[str, bool | None], ...]], tuple[float, int]
         ] = {}
+        #: input partitions going back in event time (docs/topics.md, "Order")
+        self.time_regressions = time_regressions or EventTimeRegressions()
+        self._regression_warned_at = 0.0
 
     def _on_alignment_timeout(self, gave_up: GaveUp) -> None:
         """The aligner stopped waiting for an input: events may now go out of event-time
@@ -165,6 +179,7 @@ class BatchLoop:
         track = glue.tracker(app.consumer)
         last_seen = self._last_seen
         linger = self.batch_within
+        observe_order = self.time_regressions.observe
         while True:
             messages = await buffer.take(batch_max)
             if linger > 0 and len(messages) < batch_max:
@@ -196,28 +211,60 @@ class BatchLoop:
                     )
                     last_seen[(m.topic, m.partition)] = m.offset
                     ages.append(max(0, now_ms - raw.timestamp_ms) / 1000)
-                    items.append((raw.topic, raw.partition, (decode(raw, now_ms), m, intake)))
+                    decoded = decode(raw, now_ms)
+                    if decoded.event is not None and raw.topic != TOPIC_TICKS:
+                        observe_order(raw.topic, raw.partition, decoded.event.ts)
+                    items.append((raw.topic, raw.partition, (decoded, m, intake)))
             except TooMuchBadInput as exc:
                 fatal(str(exc))
             observe_many(self.metrics.intake_age, ages)
+            self._count_time_regressions()
             self.aligner.add(items)
-            try:
-                await self._release()
-            except Exception as exc:
-                # Nothing of this batch was acknowledged, so stopping loses nothing;
-                # going on would leave a worker that holds partitions but no longer
-                # consumes.
-                log.exception("batch processing failed")
-                fatal(f"batch processing failed: {exc!r}")
+            await self._release_or_stop()
 
     async def release_held(self) -> None:
         """Timer: release records whose inputs became caught up or timed out idle."""
         if self.aligner.held:
-            try:
-                await self._release()
-            except Exception as exc:
-                log.exception("batch processing failed")
-                fatal(f"batch processing failed: {exc!r}")
+            await self._release_or_stop()
+
+    async def _release_or_stop(self) -> None:
+        """Process what the aligner releases; stop the worker if that fails.
+
+        A record cannot make it fail (the pipeline dead-letters it); what is left is a
+        partition of mostly bad input, or the store, the broker or Redis failing past
+        the writes' own retries. Nothing of the failed batch was acknowledged, so
+        stopping loses nothing; going on would leave a worker that holds partitions
+        but no longer consumes.
+        """
+        try:
+            await self._release()
+        except TooMuchBadInput as exc:
+            fatal(str(exc))
+        except Exception as exc:
+            log.exception("batch processing failed")
+            fatal(f"batch processing failed: {exc!r}")
+
+    def _count_time_regressions(self) -> None:
+        """Input records that went back in event time: counted per partition, and
+        logged at most every 60 s (the cross-topic order contract is broken upstream)."""
+        counts = self.time_regressions.take()
+        if not counts:
+            return
+        metric = self.metrics.time_regressions
+        for (topic, partition), n in counts.items():
+            metric.labels(topic, str(partition)).inc(n)
+        now = time.monotonic()
+        if now - self._regression_warned_at > 60:
+            self._regression_warned_at = now
+            where = ", ".join(f"{t}[{p}] x{n}" for (t, p), n in sorted(counts.items())[:8])
+            log.warning(
+                "input partitions went back in event time by more than %d ms (%s): "
+                "customers' events may be applied out of order across topics -- each "
+                "input partition must be produced in event-time order, see docs/topics.md "
+                "'Order' (tierstream_input_time_regressions_total)",
+                self.time_regressions.tolerance_ms,
+                where,
+            )
 
     def _give_up_held(self) -> None:
         """Partitions are being given up (revocation or shutdown; under the lock, the
@@ -370,6 +417,7 @@ class BatchLoop:
                 if tp.topic in self.contract
             ]
             dropped = self.aligner.drop_partitions(tps)
+            self.time_regressions.forget(tps)
             for _topic, partition in tps:
                 self.processor.due.drop(partition)
             self.state_cache.drop_partitions({p for _t, p in tps})
@@ -383,12 +431,18 @@ class BatchLoop:
         the changelog, not from what this worker remembered of it."""
         async with self.lock:
             self.state_cache.drop_partitions({tp.partition for tp in assigned})
+            self.time_regressions.forget(
+                (self.contract[tp.topic], tp.partition)
+                for tp in assigned
+                if tp.topic in self.contract
+            )
 
     async def handle_batch(self, items: list[Decoded], acknowledge: Callable[[], None]) -> None:
         """Decide one batch (the pipeline), commit it (which acknowledges ``items``'
         messages last), and observe it."""
         started = time.perf_counter()
         result = self.processor.apply_ordered(items, self.table.get, self.table.items)
+        log_internal_failures(result)
         await self.commit.commit(result, acknowledge)
         emitted_at = time.time()
         for ts in result.decision_event_ts:
@@ -406,6 +460,22 @@ class BatchLoop:
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.metrics.held.set(self.aligner.held)
         self.batches_done += 1
+
+
+def log_internal_failures(result: BatchResult) -> None:
+    """Log, once each, the records a batch dead-lettered for an unexpected exception:
+    where they are (topic, partition, offset) and the traceback, so the bug can be
+    fixed and the records replayed from dead-letters."""
+    for f in result.internal:
+        log.error(
+            "dead-lettered %s[%d]@%d (reason class internal, in %s): %s",
+            f.topic,
+            f.partition,
+            f.offset,
+            f.stage,
+            internal_error_text(f.error),
+            exc_info=(type(f.error), f.error, f.error.__traceback__),
+        )
 
 
 def fatal(message: str) -> None:

@@ -29,7 +29,9 @@ from schemas.redaction import DEFAULT_FIELDS, Redactor
 from state.rules import Rules, load_rules
 from streams.http.views import register_web
 from streams.metrics import Metrics
-from streams.pipeline.processor import BadInputGuard, BatchProcessor
+from streams.pipeline.bad_input import BadInputGuard
+from streams.pipeline.input_order import EventTimeRegressions
+from streams.pipeline.processor import BatchProcessor
 from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.redis_sink import RedisProfileSink, connect
 from streams.rules_topic import RulesReader
@@ -65,7 +67,9 @@ class WorkerTuning:
     #: Extra wait for a batch to fill (seconds). 0: a batch is whatever input is
     #: waiting when the previous batch is done — small when quiet, large under load.
     batch_within: float = 0.0
-    max_future_skew_ms: int = 5 * 60 * 1000
+    #: How far ahead of the worker's clock an event time may be; None: the rules'
+    #: ``limits.max_future_skew_ms`` (``--max-future-skew-ms`` overrides it).
+    max_future_skew_ms: int | None = None
     bad_window: int = 1000
     bad_max_share: float = 0.5
     #: Longest wait for an input partition whose end offset is unknown (broker did not
@@ -112,7 +116,7 @@ class TierstreamService:
         self.state_cache = StateCache(self.tuning.state_cache)
         self.processor = BatchProcessor(
             self.rules,
-            Decoder(max_future_skew_ms=self.tuning.max_future_skew_ms),
+            self.decoder(),
             BadInputGuard(self.tuning.bad_window, self.tuning.bad_max_share),
             cache=self.state_cache if self.tuning.state_cache else None,
             tick_budget=self.tuning.tick_budget or None,
@@ -133,6 +137,14 @@ class TierstreamService:
         self._eos = settings.processing_guarantee == "exactly_once"
         self._end_offsets = EndOffsets(settings.confluent_config(), read_committed=self._eos)
         self.app = self._build_app()
+
+    def decoder(self) -> Decoder:
+        """The decoder, held to the rules' ``[limits]``; ``--max-future-skew-ms``, when
+        given, replaces the rules' ``limits.max_future_skew_ms``."""
+        limits = self.rules.limits.decoder()
+        if self.tuning.max_future_skew_ms is not None:
+            limits["max_future_skew_ms"] = self.tuning.max_future_skew_ms
+        return Decoder(**limits)
 
     @property
     def batches_done(self) -> int:
@@ -172,6 +184,7 @@ class TierstreamService:
             max_idle_ms=tuning.max_idle_ms,
             max_lag_wait_ms=tuning.max_lag_wait_ms,
             rules_gate=self.rules_gate,
+            time_regressions=EventTimeRegressions(s.time_regression_tolerance_ms),
         )
         self.housekeeping = chores = Housekeeping(
             app,

@@ -278,7 +278,7 @@ def test_promtool_accepts_config_and_rules(promtool: str) -> None:
     out = _promtool(promtool, "check", "config", "prometheus.yml")
     assert "SUCCESS" in out
     out = _promtool(promtool, "check", "rules", "alerts.yml")
-    assert "SUCCESS: 9 rules found" in out
+    assert "SUCCESS: 11 rules found" in out
 
 
 def test_alert_rules_unit_tests_pass(promtool: str) -> None:
@@ -297,6 +297,8 @@ def test_every_required_alert_exists_and_is_unit_tested() -> None:
         "TierstreamRedisWriteErrors",
         "TierstreamRedisBacklog",
         "TierstreamHighValueDowngradeSpike",
+        "TierstreamInternalDeadLetters",  # issue 18: a record raised (a bug)
+        "TierstreamInputOutOfOrder",  # issue 18: the cross-topic order contract broken
         "TierstreamBulkProfileReads",
     }
     assert required <= names

@@ -54,6 +54,7 @@ from tests.integration.harness import (
 )
 from tests.integration.load import LoadProducer, joining_bank, sim_stream
 from tests.integration.oracle import compare_decisions, read_inputs, recompute
+from tests.integration.reference_check import check_against_reference
 from tests.integration.scenario import scripted_bank
 
 Record = tuple[str, bytes | None, bytes | None]
@@ -228,6 +229,11 @@ def check_against_oracle(
     short = {k: (kinds[k], n) for k, n in (minimum or {}).items() if kinds[k] < n}
     assert not short, f"too few decisions (got, at least): {short}; all: {dict(kinds)}"
     figures["kinds"] = dict(sorted(kinds.items()))
+    # the independent reference (tests/reference/rules_ref.py, no state/ or streams/
+    # code): the oracle replays through the worker's own pipeline and would agree with
+    # a wrong rule; the reference would not
+    walked = check_against_reference(settings, redelivered=allow_redelivery)
+    figures["reference_events"] = len(walked.decoded)
     return figures
 
 

@@ -1,4 +1,7 @@
-"""End to end on the real broker and Redis: a scripted bank through a real worker."""
+"""End to end on the real broker and Redis: a scripted bank and a randomized bank of a
+few hundred customers through a real worker, checked against hand-written
+expectations, the replay oracle (tests/integration/oracle.py) and the independent
+reference of the rules (tests/reference, through tests/integration/reference_check.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
@@ -24,7 +28,14 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.oracle import compare_decisions, recompute
+from tests.integration.reference_check import (
+    check_against_reference,
+    decision_mismatches,
+    read_decisions,
+)
 from tests.integration.scenario import scripted_bank
+from tests.reference import rules_ref
+from tests.reference.bank import bank
 
 OUTPUTS = ("tier-changes", "offers", "alerts")
 
@@ -95,6 +106,10 @@ def test_scripted_bank_end_to_end(
         expected = [d.to_record() for d in truth.decisions if d.topic == topic]
         cmp = compare_decisions(expected, out[topic], allow_redelivery=False)
         assert cmp.ok, (topic, cmp)
+
+    # --- the independent reference: tiers, offers and alerts by its own code ---------
+    walked = check_against_reference(settings)
+    assert walked.rejected == ["e-t1"]  # the unknown currency, rejected by both
 
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     for key, fields in truth.profiles.items():
@@ -179,6 +194,7 @@ def test_restart_recovers_state_and_emits_nothing_twice(
         expected = [d.to_record() for d in truth.decisions if d.topic == topic]
         cmp = compare_decisions(expected, second[topic], allow_redelivery=False)
         assert cmp.ok, (topic, cmp)
+    check_against_reference(settings)
     # and the restored table holds every customer, not only those the second half
     # touched: Redis is emptied, the worker rebuilds every profile from its table
     _assert_profiles_rebuilt_from_table(settings, truth.profiles)
@@ -231,6 +247,50 @@ def test_two_workers_give_the_same_results_as_one(
         cmp = compare_decisions(expected, out[topic], allow_redelivery=True)
         assert cmp.ok, (topic, cmp)
     assert len(out["dead-letters"]) == 5
+    check_against_reference(settings)
+
+
+def test_randomized_bank_agrees_with_the_oracle_and_the_reference(
+    service_settings: Settings, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A few hundred customers over weeks of event time (tests/reference/bank.py: tier
+    lines crossed both ways, loans, currencies, late and out-of-order snapshots,
+    redeliveries, equal-time snapshots, unknown currencies) through a real worker:
+    every decision and profile as the oracle says, and the tier changes, offers and
+    alerts as the independent reference says."""
+    settings = service_settings
+    events = bank(seed=2026, customers=300, days=35)
+    produce(settings, ((t, d["customer_id"].encode(), orjson.dumps(d)) for t, d in events))
+    worker = make_worker()
+    worker.start()
+    wait_caught_up(settings, 180, "the worker to commit the bank", worker)
+    decisions = read_decisions(settings)
+
+    truth = recompute(settings, load_rules(settings.rules_path))
+    for topic in OUTPUTS:
+        expected = [d.to_record() for d in truth.decisions if d.topic == topic]
+        problems = decision_mismatches(expected, [x for t, x in decisions if t == topic])
+        assert not problems, (topic, problems[:10])
+    walked = check_against_reference(settings)
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    pipe = r.pipeline(transaction=False)
+    keys = sorted(truth.profiles)
+    for key in keys:
+        pipe.hgetall(profile_key(settings.redis_key_prefix, key.decode()))
+    wrong = [k for k, got in zip(keys, pipe.execute(), strict=True) if got != truth.profiles[k]]
+    assert not wrong, f"{len(wrong)} of {len(keys)} profiles differ from the oracle: {wrong[:5]}"
+
+    # the bank reached what it is meant to test, or agreement proves little
+    ref = rules_ref.result_from_records(decisions)
+    changes = [c for cs in ref.tier_changes.values() for c in cs]
+    assert {c.direction for c in changes} == {"initial", "upgrade", "downgrade"}
+    assert {c.to_tier for c in changes} == set(rules_ref.TIERS)
+    assert len({o.kind for o in ref.offers}) >= 4 and len(ref.alerts) > 50
+    assert walked.rejected and len(keys) == 300
+    print(
+        f"\nrandomized bank: {len(events)} events, {len(changes)} tier changes, "
+        f"{len(ref.offers)} offers, {len(ref.alerts)} alerts; equal to oracle and reference"
+    )
 
 
 @pytest.mark.parametrize("share", [1.0])

@@ -174,3 +174,20 @@ def test_the_redacted_dead_letter_examples_are_what_the_worker_writes() -> None:
             TS_MS,
         )
         assert Redactor().apply(record, raw) == example
+
+
+def test_a_value_nested_deeper_than_the_walk_can_go_is_withheld() -> None:
+    """Found by fuzzing through a worker: arrays nested ~0.7x the recursion limit parse
+    (one frame per level) but the walk takes two frames per level and raised
+    RecursionError while the dead letter was built, stopping the worker."""
+    import sys
+
+    depth = int(sys.getrecursionlimit() * 0.7)
+    for raw in (
+        b'{"a":' + b"[" * depth + b"]" * depth + b"}",
+        b'{"name":"x","a":' + b"[" * depth + b"]" * depth + b"}",
+    ):
+        assert parse_exact(raw.decode()) is not None  # parsing alone copes
+        rec = _letter(raw, Redactor())
+        assert rec["value"] is None and rec["value_withheld"] is True
+        assert rec["value_size"] == len(raw)

@@ -33,11 +33,16 @@ class WorkerApp(faust.App):
 
 
 def build_app(settings: Settings, stream_buffer_maxsize: int) -> faust.App:
-    """The faust App for ``settings``: consumer group, table store, web server, producer."""
+    """The faust App for ``settings``: consumer group, table store, web server, producer.
+
+    faust reads no environment variable for it (``env={}``; environment.py says why),
+    and every setting faust would otherwise default from a ``FAUST_*`` variable is
+    given here."""
     s = settings
     brokers = [f"kafka://{b.strip()}" for b in s.kafka_bootstrap.split(",") if b.strip()]
     return WorkerApp(
         s.app_id,
+        env={},
         broker=brokers,
         broker_credentials=broker_credentials(s),
         store=s.store,
@@ -50,6 +55,7 @@ def build_app(settings: Settings, stream_buffer_maxsize: int) -> faust.App:
         web_host=s.web_host,
         web_bind=s.web_host,
         web_port=s.web_port,
+        web_transport="tcp://",
         web_in_thread=False,
         producer_acks=-1,
         producer_linger_ms=5,
@@ -133,6 +139,6 @@ def worker_without_spinner(app: faust.App, loglevel: str) -> faust.Worker:
     so under load that was about a quarter of the consumer thread's time holding the
     GIL (py-spy, 2026-12-03). A service has no terminal to spin on anyway.
     """
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, debug=False)
     worker.spinner = None
     return worker

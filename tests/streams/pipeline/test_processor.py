@@ -14,12 +14,11 @@ from schemas.events import INPUT_TOPICS
 from schemas.redaction import Redactor
 from state.rules import load_rules
 from streams.pipeline.aligner import InputAligner
+from streams.pipeline.bad_input import BadInputGuard, TooMuchBadInput
 from streams.pipeline.processor import (
-    BadInputGuard,
     BatchProcessor,
     Decoded,
     RawMessage,
-    TooMuchBadInput,
     merge_by_event_time,
 )
 from tests.integration.scenario import balance, profile, txn

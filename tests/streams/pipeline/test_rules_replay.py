@@ -31,8 +31,8 @@ from schemas.events import TOPIC_DEAD_LETTERS
 from state.customer import CustomerState
 from state.rules import load_rules
 from state.timeline import RulesTimeline
+from streams.pipeline.bad_input import BadInputGuard
 from streams.pipeline.processor import (
-    BadInputGuard,
     BatchProcessor,
     Decoded,
     RawMessage,

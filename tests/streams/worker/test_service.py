@@ -6,6 +6,8 @@ the service connects nothing yet).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from streams.settings import SecurityConfigError, Settings, WebSettings
@@ -48,3 +50,38 @@ def test_web_security_comes_from_settings_not_from_the_environment(
     TierstreamService(_settings())
     with pytest.raises(SecurityConfigError, match="TIERSTREAM_API_AUTH"):
         TierstreamService(_settings(web=WebSettings(api_auth="maybe")))
+
+
+def _future_transaction(minutes: int, now_ms: int) -> bytes:
+    from datetime import UTC, datetime
+
+    ts = datetime.fromtimestamp(now_ms / 1000 + minutes * 60, UTC).isoformat()
+    return (
+        b'{"event_id":"e1","customer_id":"C1","account_id":"A","ts":"' + ts.encode() + b'",'
+        b'"type":"deposit","amount":"1.00","currency":"CNY","channel":"atm"}'
+    )
+
+
+def test_the_decoder_takes_the_rules_limits_and_the_skew_flag_wins(tmp_path: Path) -> None:
+    from schemas.decoder import DecodeError
+    from streams.worker.service import WorkerTuning
+
+    now = 1_790_000_000_000
+    ten_minutes_ahead = _future_transaction(10, now)
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[limits]\nmax_future_skew_ms = 3600000\nmax_key_bytes = 16\n")
+
+    default = TierstreamService(_settings()).processor.decoder
+    assert isinstance(default.decode("transactions", ten_minutes_ahead, now), DecodeError)
+    assert default.check_key(b"k" * 512) is None and default.check_key(b"k" * 513) is not None
+
+    from_rules = TierstreamService(_settings(rules_path=str(rules))).processor.decoder
+    assert not isinstance(from_rules.decode("transactions", ten_minutes_ahead, now), DecodeError)
+    error = from_rules.check_key(b"k" * 17)
+    assert error is not None and error.limit == "limits.max_key_bytes"
+
+    flag = WorkerTuning(max_future_skew_ms=60_000)
+    flagged = TierstreamService(_settings(rules_path=str(rules)), tuning=flag).processor.decoder
+    refused = flagged.decode("transactions", ten_minutes_ahead, now)
+    assert isinstance(refused, DecodeError) and refused.limit == "limits.max_future_skew_ms"
+    assert flagged.check_key(b"k" * 17) is not None  # the other limits still the rules'
