@@ -32,7 +32,8 @@ from schemas.decoder import Decoder
 from schemas.events import INPUT_TOPICS
 from state.rules import load_rules
 from streams.metrics import Metrics
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.redis_sink import RedisProfileSink, connect
 from streams.settings import Settings

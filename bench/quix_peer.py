@@ -41,7 +41,8 @@ from state.core import CoreError, apply
 from state.customer import CustomerState
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 from streams.redis_functions import FN_UPSERT
 from streams.redis_sink import upsert_calls
 from streams.settings import Settings

@@ -13,7 +13,8 @@ import time
 import orjson
 
 from state.rules import load_rules
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 from tests.integration.scenario import balance, profile
 
 

@@ -221,13 +221,17 @@ def expected_avg_spend(x: float, mean_spend: float, params: GammaGammaParams) ->
 
     The model is for positive spends; ``mean_spend`` is a float because this is a
     statistical estimate, not a booking -- convert exact money amounts at the boundary.
+    A mean of exactly 0 (repeat transactions that sum to less than a fen) takes the
+    formula's limit as the mean goes to 0 from above, so the estimate does not jump
+    between a mean of one fen and none (a customer's input must never make it raise:
+    fuzzing through a worker found such a customer).
     """
     if not (math.isfinite(x) and x >= 0.0):
         raise ValueError(f"x must be finite and >= 0, got {x!r}")
     if x == 0.0:
         return params.p * params.v / (params.q - 1.0)
-    if not (math.isfinite(mean_spend) and mean_spend > 0.0):
-        raise ValueError(f"mean_spend must be finite and > 0 when x > 0, got {mean_spend!r}")
+    if not (math.isfinite(mean_spend) and mean_spend >= 0.0):
+        raise ValueError(f"mean_spend must be finite and >= 0 when x > 0, got {mean_spend!r}")
     return params.p * (params.v + x * mean_spend) / (params.p * x + params.q - 1.0)
 
 

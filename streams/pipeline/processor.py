@@ -23,7 +23,7 @@ the state it left -- dead-letters that record (class ``internal`` unless it is a
 ``DecodeError``/``CoreError``) and lists it in ``BatchResult.internal``. The customer's
 state, maybe half-changed, is rebuilt as it was before the record: the stored state
 (as before this batch) with the customer's earlier records of the batch applied again
-(``_Batch.applied``; an erasure among them starts it again from nothing, so erased
+(``BatchState.applied``; an erasure among them starts it again from nothing, so erased
 data never comes back), and it is left out of the state cache. The store's reads, stored
 states and the writes are not records' doing: their failures still stop the worker.
 """
@@ -31,9 +31,7 @@ states and the writes are not records' doing: their failures still stop the work
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
 
 import orjson
 
@@ -61,131 +59,23 @@ from state.triggers import next_due_ms
 from streams.pipeline.bad_input import BadInputGuard
 from streams.pipeline.dead_letters import dead_letter
 from streams.pipeline.due_index import DueIndex
+from streams.pipeline.records import (
+    BatchResult,
+    BatchState,
+    Decoded,
+    InternalFailure,
+    OutputRecord,
+    RawMessage,
+    StateLoader,
+    StateScan,
+)
+from streams.pipeline.rules_sweeps import RulesSweeps, base_rules, version_at
 from streams.pipeline.state_cache import StateCache
 
 #: Tie-break order for equal event times: inputs first, then ticks (a tick at T sees
 #: every input stamped T).
 ALIGNED_TOPICS = (*INPUT_TOPICS, *TICK_TOPICS)
 _TOPIC_RANK = {t: i for i, t in enumerate(ALIGNED_TOPICS)}
-
-
-class RawMessage(NamedTuple):
-    """A consumed Kafka message, reduced to what processing needs."""
-
-    topic: str  # contract name, without the deployment's topic prefix
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int = 0  # the Kafka record timestamp (dead letters carry it)
-    source_topic: str = ""  # the full topic name, prefix included ("" = same as topic)
-
-
-class OutputRecord(NamedTuple):
-    topic: str  # contract name (tier-changes, offers, alerts, dead-letters, audit)
-    key: bytes | None
-    value: bytes
-    source_partition: int = 0  # input partition of the cause (its transaction, under EOS)
-
-
-class InternalFailure(NamedTuple):
-    """A record dead-lettered because processing it raised an unexpected exception (a
-    bug, not bad input). The shell logs each once, with these coordinates."""
-
-    topic: str  # full source topic name
-    partition: int
-    offset: int
-    #: where it raised: decode | apply | fire_timers | state (to_bytes/profile_fields at
-    #: the batch's end)
-    stage: str
-    error: Exception
-
-
-@dataclass
-class BatchResult:
-    #: (partition, key, serialized state) for every customer this batch changed.
-    states: list[tuple[int, bytes, bytes]] = field(default_factory=list)
-    #: Tier changes, offers and alerts in decision order, then dead letters.
-    outputs: list[OutputRecord] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    #: customer key -> Redis profile fields, one per changed customer (latest wins).
-    profiles: dict[bytes, dict[str, str]] = field(default_factory=dict)
-    #: (topic, result) -> count; result is applied | duplicate | late | dead_letter.
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: (topic, reason class) -> count of dead letters.
-    dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: Event times (ms) of applied events that produced decisions, for latency.
-    decision_event_ts: list[int] = field(default_factory=list)
-    #: Partitions whose tick left customers due (the tick budget): tick them again soon.
-    due_backlog: set[int] = field(default_factory=set)
-    #: Records dead-lettered with reason class ``internal``, in order.
-    internal: list[InternalFailure] = field(default_factory=list)
-    #: Erased customers whose state must leave the changelog and the store: (partition,
-    #: key) for a tombstone -- erased and not created again later in the batch.
-    tombstones: list[tuple[int, bytes]] = field(default_factory=list)
-    #: Customers whose Redis profile is deleted *before* ``profiles`` are written: every
-    #: erasure of the batch (a customer created again after it gets a fresh profile).
-    erased_profiles: list[bytes] = field(default_factory=list)
-    #: Erasures by result: erased (something was held) | not_found.
-    erasures: dict[str, int] = field(default_factory=dict)
-
-
-class Decoded(NamedTuple):
-    """A message after decoding: exactly one of ``event`` and ``error`` is set.
-
-    ``error`` is the decoder's rejection, or the exception decoding raised (a bug)."""
-
-    msg: RawMessage
-    event: InputEvent | ErasureRequest | Tick | None
-    error: DecodeError | Exception | None
-
-    @property
-    def ts(self) -> int:
-        """Event time for ordering; bad records sort first (they touch no state)."""
-        return self.event.ts if self.event is not None else -1
-
-
-StateLoader = Callable[[int, bytes], bytes | None]
-StateScan = Callable[[int], Iterable[tuple[bytes, bytes]]]
-
-
-class _Batch:
-    """What one ``apply_ordered`` call holds while it runs. The per-event loop keeps its
-    own local names for these; ticks and the failure paths reach them here."""
-
-    __slots__ = (
-        "applied",
-        "audit",
-        "dead",
-        "dead_ticks",
-        "dirty",
-        "load",
-        "poisoned",
-        "result",
-        "scan",
-        "states",
-    )
-
-    def __init__(self, load: StateLoader, scan: StateScan | None) -> None:
-        self.load = load
-        self.scan = scan
-        self.result = BatchResult()
-        self.dead: list[OutputRecord] = []
-        #: audit records of erasures: they join the outputs at the end, like dead letters,
-        #: so that ``outputs`` up to them stays parallel to ``decisions`` (``_withdraw``)
-        self.audit: list[OutputRecord] = []
-        #: customer key -> (partition, state as this batch left it so far)
-        self.states: dict[bytes, tuple[int, CustomerState]] = {}
-        #: customers whose state this batch changed (written at its end)
-        self.dirty: set[bytes] = set()
-        #: (customer key, record, status) of every application of this batch, in order
-        #: (erasures included, status ``erased``): what a customer's state is rebuilt
-        #: from after one of its records failed
-        self.applied: list[tuple[bytes, Decoded, str]] = []
-        #: customers one of whose records failed: kept out of the state cache
-        self.poisoned: set[bytes] = set()
-        #: (partition, offset) of ticks already dead-lettered in this batch
-        self.dead_ticks: set[tuple[int, int]] = set()
 
 
 class BatchProcessor:
@@ -200,11 +90,9 @@ class BatchProcessor:
         tick_budget: int | None = None,
         redactor: Redactor | None = None,
     ) -> None:
-        #: The rules, or a timeline of versions (state/timeline.py): every decision is
-        #: made by the version in force at its time.
+        #: The rules, or a timeline of versions: each decision by the version at its time.
         self.rules = rules
-        base = rules if isinstance(rules, Rules) else rules.base
-        self.decoder = decoder or Decoder(**base.limits.decoder())
+        self.decoder = decoder or Decoder(**base_rules(rules).limits.decoder())
         self.guard = guard or BadInputGuard()
         #: Personal fields out of dead letters (schemas/redaction.py; default fields).
         self.redactor = redactor or Redactor()
@@ -218,31 +106,13 @@ class BatchProcessor:
         self._erased: dict[bytes, int] = {}
         #: Customers a tick fires at most (None: all that are due); the rest stay due.
         self.tick_budget = tick_budget
-        #: partition -> switches of version to make every customer of it due at, once
-        #: its next tick comes (set_timeline)
-        self._sweeps: dict[int, set[int]] = {}
+        self.sweeps = RulesSweeps()
 
     def set_timeline(self, timeline: RulesTimeline) -> list[int]:
-        """Decide with a new timeline from the next batch on (the worker read a new
-        version from the rules topic). Every customer must wake at each switch it did
-        not know: customers indexed already are made due at it when their partition's
-        next tick comes (a scan of keys, no state read); partitions not indexed yet
-        compute it when they are. Returns the new switch times."""
-        old = self.rules
-        known = (
-            {v.effective_from for v in old.versions} if isinstance(old, RulesTimeline) else set()
-        )
-        new = sorted(v.effective_from for v in timeline.versions if v.effective_from not in known)
+        """Decide by ``timeline`` from the next batch on (rules_sweeps.py wakes everyone)."""
+        new = self.sweeps.note(self.rules, timeline, self.due.partitions())
         self.rules = timeline
-        if new:
-            for partition in self.due.partitions():
-                self._sweeps.setdefault(partition, set()).update(new)
         return new
-
-    def rules_at(self, ts: int) -> Rules:
-        """The rules in force at event time ``ts``."""
-        r = self.rules
-        return r if isinstance(r, Rules) else r.at(ts)
 
     def decode(self, msg: RawMessage, now_ms: int | None = None) -> Decoded:
         """Decode and validate one message; checks the key's size and that it is the
@@ -315,7 +185,7 @@ class BatchProcessor:
         (module docstring) relies on the store holding every state as it was before
         the batch.
         """
-        b = _Batch(load, scan)
+        b = BatchState(load, scan)
         result = b.result
         counts = result.counts
         decisions = result.decisions
@@ -392,7 +262,7 @@ class BatchProcessor:
         raw_state = load(partition, key)
         return CustomerState.from_bytes(raw_state) if raw_state is not None else None
 
-    def _erase(self, item: Decoded, request: ErasureRequest, b: _Batch) -> None:
+    def _erase(self, item: Decoded, request: ErasureRequest, b: BatchState) -> None:
         """Forget a customer: its state (a tombstone unless a later event of the batch
         creates it again), its cached copy, its timers and its Redis profile, and write
         the audit record of who asked. Idempotent: a replayed request finds nothing and
@@ -443,7 +313,7 @@ class BatchProcessor:
             )
             result.decision_event_ts.append(ts)
 
-    def _fire_due(self, item: Decoded, tick: Tick, b: _Batch) -> None:
+    def _fire_due(self, item: Decoded, tick: Tick, b: BatchState) -> None:
         """A tick: fire the timers of every customer of its partition that is due."""
         msg = item.msg
         p, rules, due, states, result = msg.partition, self.rules, self.due, b.states, b.result
@@ -458,15 +328,9 @@ class BatchProcessor:
                 ),
             )
             due.rebuild(p, ((k, next_due_ms(st, rules)) for k, (q, st) in states.items() if q == p))
-            # a sweep recorded before the build stays: customers indexed by events before
-            # it kept the due time they had then, which may not know the new switches
-        sweep = self._sweeps.pop(p, None)
-        if sweep:  # new versions: everyone of the partition wakes at each switch
-            scan = b.scan
-            keys = [k for k, _v in scan(p) if k not in self._erased] if scan is not None else []
-            keys += [k for k, (q, _st) in states.items() if q == p]
-            for switch_at in sweep:
-                due.schedule(p, keys, switch_at)
+        if self.sweeps.pending(p):  # new rules versions: everyone wakes at each switch
+            keys = [k for k, _v in (b.scan(p) if b.scan else ()) if k not in self._erased]
+            self.sweeps.wake(due, p, keys + [k for k, (q, _s) in states.items() if q == p])
         counts = result.counts
         counts[(TOPIC_TICKS, "applied")] = counts.get((TOPIC_TICKS, "applied"), 0) + 1
         popped = due.pop_due(p, tick.ts, self.tick_budget)
@@ -507,7 +371,7 @@ class BatchProcessor:
     # -- the poison-pill boundary: a record that raised ---------------------------------
 
     def _fail(
-        self, item: Decoded, key: bytes, exc: Exception, stage: str, mark: int, b: _Batch
+        self, item: Decoded, key: bytes, exc: Exception, stage: str, mark: int, b: BatchState
     ) -> None:
         """Applying ``item`` to customer ``key`` raised ``exc`` (not a rejection): take
         back what it emitted, rebuild the customer's state as it was before it, and
@@ -521,7 +385,7 @@ class BatchProcessor:
         b.dead.append(self._dead_letter(msg, exc, b.result, stage))
         self.guard.record_late(msg.topic, msg.partition)
 
-    def _dead_tick(self, item: Decoded, exc: Exception, stage: str, b: _Batch) -> None:
+    def _dead_tick(self, item: Decoded, exc: Exception, stage: str, b: BatchState) -> None:
         """Dead-letter a tick whose timers raised for a customer -- once, however many
         customers it failed for (the others' timers stand)."""
         msg = item.msg
@@ -547,7 +411,7 @@ class BatchProcessor:
         raw = load(partition, key)
         return CustomerState.from_bytes(raw) if raw is not None else None
 
-    def _rebuild(self, key: bytes, partition: int, b: _Batch) -> CustomerState | None:
+    def _rebuild(self, key: bytes, partition: int, b: BatchState) -> CustomerState | None:
         """The customer's state as it was before the record that just failed: the stored
         state with the customer's earlier applications of this batch applied again
         (each succeeded once; the core is deterministic). Sets it in ``b.states`` and
@@ -581,11 +445,11 @@ class BatchProcessor:
             b.dirty.discard(key)
         return st
 
-    def _settle(self, b: _Batch) -> None:
+    def _settle(self, b: BatchState) -> None:
         """Serialize every state the batch changed and compute its profile (inside the
         boundary: if either raises, the customer's records are replayed one by one to
         find the one that broke it, ``_replay_carefully``)."""
-        rules_at = self.rules_at
+        rules = self.rules
         states = b.states
         out_states = b.result.states
         profiles = b.result.profiles
@@ -593,7 +457,7 @@ class BatchProcessor:
             partition, st = states[key]
             try:
                 data = st.to_bytes()
-                fields = profile_fields(st, rules_at(st.updated_at))
+                fields = profile_fields(st, version_at(rules, st.updated_at))
             except Exception as exc:
                 settled = self._replay_carefully(key, partition, exc, b)
                 if settled is None:
@@ -604,7 +468,7 @@ class BatchProcessor:
             profiles[key] = fields
 
     def _replay_carefully(
-        self, key: bytes, partition: int, exc: Exception, b: _Batch
+        self, key: bytes, partition: int, exc: Exception, b: BatchState
     ) -> tuple[bytes, dict[str, str]] | None:
         """``to_bytes`` or ``profile_fields`` of a customer's state raised at the batch's
         end. Which of its records made that state is not known, so they are applied
@@ -645,7 +509,7 @@ class BatchProcessor:
                 new = outcome.state
                 if changes:
                     data = new.to_bytes()
-                    fields = profile_fields(new, self.rules_at(new.updated_at))
+                    fields = profile_fields(new, version_at(rules, new.updated_at))
                     next_due_ms(new, rules)
                     self._emit(outcome.decisions, key, partition, ev.ts, result)
             except Exception as failed:
@@ -661,6 +525,20 @@ class BatchProcessor:
                     self.guard.record_late(msg.topic, msg.partition)
                 continue
             st = new
+            if outcome.status != status:
+                # without the culprit a later record can fare differently (its event id
+                # kept in the bounded dedup memory, or pushed out of it): count it anew
+                topic = TOPIC_TICKS if tick else msg.topic
+                old, now = (
+                    (f"timers_{status}", f"timers_{outcome.status}")
+                    if tick
+                    else (
+                        status,
+                        outcome.status,
+                    )
+                )
+                counts[(topic, old)] -= 1
+                counts[(topic, now)] = counts.get((topic, now), 0) + 1
             if changes:
                 good = data
                 settled = (data, fields)

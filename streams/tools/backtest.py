@@ -35,12 +35,8 @@ from state.decisions import TIERS, Alert, Offer, TierChange
 from state.rules import Rules
 from streams.concentration import top_share
 from streams.pipeline.bad_input import BadInputGuard
-from streams.pipeline.processor import (
-    BatchProcessor,
-    Decoded,
-    RawMessage,
-    merge_by_event_time,
-)
+from streams.pipeline.processor import BatchProcessor, merge_by_event_time
+from streams.pipeline.records import Decoded, RawMessage
 from streams.tools.loader import ReplayStats, read_replay_file
 
 __all__ = ["Backtest", "Outcome", "kafka_partition", "messages_from_files", "run_backtest"]

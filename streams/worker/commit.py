@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from faust.types.transports import ProducerT
 
 from streams.metrics import Metrics
-from streams.pipeline.processor import BatchResult
+from streams.pipeline.records import BatchResult
 from streams.redis_sink import RedisProfileSink
 from streams.worker.acked_producer import AckedProducer
 from streams.worker.faust_glue.table import PartitionedTable

@@ -39,13 +39,8 @@ from streams.metrics import Metrics, observe_many
 from streams.pipeline.aligner import GaveUp, InputAligner
 from streams.pipeline.bad_input import TooMuchBadInput
 from streams.pipeline.input_order import EventTimeRegressions
-from streams.pipeline.processor import (
-    ALIGNED_TOPICS,
-    BatchProcessor,
-    BatchResult,
-    Decoded,
-    RawMessage,
-)
+from streams.pipeline.processor import ALIGNED_TOPICS, BatchProcessor
+from streams.pipeline.records import BatchResult, Decoded, RawMessage
 from streams.pipeline.state_cache import StateCache
 from streams.settings import Settings
 from streams.worker.commit import BatchCommit

@@ -32,6 +32,7 @@ from streams.metrics import Metrics
 from streams.pipeline.bad_input import BadInputGuard
 from streams.pipeline.input_order import EventTimeRegressions
 from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.rules_sweeps import version_at
 from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.redis_sink import RedisProfileSink, connect
 from streams.rules_topic import RulesReader
@@ -195,7 +196,7 @@ class TierstreamService:
             table=self.table,
             metrics=self.metrics,
             contract=contract,
-            rules_at=self.processor.rules_at,
+            rules_at=lambda ts: version_at(self.processor.rules, ts),
             backlog=lambda: self.loop.due_backlog,
             batch_lock=self.loop.lock,
         )

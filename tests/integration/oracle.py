@@ -19,7 +19,8 @@ from confluent_kafka import Consumer, TopicPartition
 from schemas.decoder import Decoder
 from schemas.events import INPUT_TOPICS, TICK_TOPICS
 from state.rules import Rules
-from streams.pipeline.processor import BatchProcessor, BatchResult, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import BatchResult, RawMessage
 from streams.settings import Settings
 
 

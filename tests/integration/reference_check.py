@@ -35,7 +35,8 @@ from state.core import CoreError, apply
 from state.customer import CustomerState
 from state.rules import Rules, load_rules
 from streams.pipeline.dead_letters import reason_class
-from streams.pipeline.processor import Decoded, RawMessage, merge_by_event_time
+from streams.pipeline.processor import merge_by_event_time
+from streams.pipeline.records import Decoded, RawMessage
 from streams.settings import Settings
 from tests.integration.harness import consume_all
 from tests.integration.oracle import read_inputs

@@ -292,9 +292,10 @@ def run_campaign(
     missing = {k: v for k, v in w.dead.items() if k not in got}
     extra = {k: v for k, v in got.items() if k not in w.dead}
     wrong = {k: (w.dead[k], got[k]) for k in set(w.dead) & set(got) if w.dead[k] != got[k]}
+    internal = [d["error"][:400] for d in dead if d.get("reason_class") == "internal"]
     assert not (missing or extra or wrong), (
         f"missing {list(missing.items())[:5]}, extra {list(extra.items())[:5]}, "
-        f"wrong (want, got) {list(wrong.items())[:5]}"
+        f"wrong (want, got) {list(wrong.items())[:5]}; internal errors {internal[:3]}"
     )
     classes = Counter(got.values())
     assert "internal" not in classes

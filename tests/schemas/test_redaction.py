@@ -17,7 +17,8 @@ from schemas.dead_letter import dead_letter_record, original_value
 from schemas.decoder import validate_output
 from schemas.redaction import DEFAULT_FIELDS, Redactor, normalize, parse_exact
 from state.rules import load_rules
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 
 TS_MS = 1714554902120
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

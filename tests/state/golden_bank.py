@@ -34,7 +34,8 @@ import orjson
 
 from schemas.events import CONTACT_CHANNELS, CONTACT_OUTCOMES, TOPIC_DEAD_LETTERS
 from state.rules import Rules, load_rules
-from streams.pipeline.processor import BatchProcessor, RawMessage, merge_by_event_time
+from streams.pipeline.processor import BatchProcessor, merge_by_event_time
+from streams.pipeline.records import RawMessage
 from streams.tools.simulator import DAY_MS, HOUR_MS, SimConfig, Simulator, format_ts_bank_time
 
 DATA_DIR = Path(__file__).resolve().parent / "data"

@@ -42,3 +42,24 @@ def test_no_transactions_no_value_fields() -> None:
     st = run([bal(at(0), "5")])[0]
     assert history(st) is None
     assert customer_p_alive(st, RULES) is None and customer_clv(st, RULES) is None
+
+
+def test_repeat_amounts_below_one_fen_give_a_value_not_an_error() -> None:
+    """Found by fuzzing through a worker: amounts under a fen pass the decoder (> 0)
+    and count as repeat days with 0 fen of spend; the Gamma-Gamma estimate raised for
+    a mean of 0, so every later event of the customer was dead-lettered ``internal``.
+    It now takes the limit as the mean goes to 0, between no history and a small one."""
+    from state.profile import profile_fields
+
+    st = run(
+        [tx(at(0), "5"), tx(at(3), "0.001", event_id="e2"), tx(at(5), "0.004", event_id="e3")]
+    )[0]
+    assert st.tx_days == 3 and mean_repeat_spend_cny(st) == 0.0
+    clv0 = customer_clv(st, RULES)
+    assert clv0 is not None and clv0 > 0
+    assert profile_fields(st, RULES)["clv"]  # the profile is written
+    one_fen = run(
+        [tx(at(0), "5"), tx(at(3), "0.01", event_id="e2"), tx(at(5), "0.01", event_id="e3")]
+    )[0]
+    clv1 = customer_clv(one_fen, RULES)
+    assert clv1 is not None and clv0 < clv1 < clv0 * 1.001  # continuous at 0

@@ -187,7 +187,7 @@ def test_expected_purchases_far_horizon_converges() -> None:
         lambda: BgNbdParams(r=0.0, alpha=1.0, a=1.0, b=1.0),
         lambda: BgNbdParams(r=1.0, alpha=math.inf, a=1.0, b=1.0),
         lambda: GammaGammaParams(p=1.0, q=1.0, v=1.0),  # q <= 1: no finite mean
-        lambda: expected_avg_spend(2, 0.0, CDNOW_GG),
+        lambda: expected_avg_spend(2, -0.01, CDNOW_GG),
         lambda: clv(2, 1.0, 4.0, 10.0, CDNOW_BG, CDNOW_GG, -1, 0.0),
         lambda: clv(2, 1.0, 4.0, 10.0, CDNOW_BG, CDNOW_GG, 12, -1.0),
     ],

@@ -30,7 +30,8 @@ def test_outputs_get_explicit_retention_and_inputs_the_brokers() -> None:
             assert configs[f"p.{name}"] == {}
     # erasure requests are kept by key: a replay must still find every one of them
     assert configs["p.erasure-requests"] == {"cleanup.policy": "compact"}
-    assert configs["tierstream-customer-state-changelog"]["cleanup.policy"] == "compact"
+    # the changelog's name derives from the topic prefix (no TIERSTREAM_APP_ID given)
+    assert configs["p.tierstream-customer-state-changelog"]["cleanup.policy"] == "compact"
 
 
 def test_retention_is_configurable_per_topic_from_env_and_refuses_unknown_topics() -> None:

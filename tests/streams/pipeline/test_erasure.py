@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from state.rules import load_rules
-from streams.pipeline.processor import BatchProcessor, BatchResult, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import BatchResult, RawMessage
 from streams.pipeline.state_cache import StateCache
 from tests.integration.scenario import Record, balance, erasure, profile, txn
 

@@ -15,12 +15,8 @@ from schemas.redaction import Redactor
 from state.rules import load_rules
 from streams.pipeline.aligner import InputAligner
 from streams.pipeline.bad_input import BadInputGuard, TooMuchBadInput
-from streams.pipeline.processor import (
-    BatchProcessor,
-    Decoded,
-    RawMessage,
-    merge_by_event_time,
-)
+from streams.pipeline.processor import BatchProcessor, merge_by_event_time
+from streams.pipeline.records import Decoded, RawMessage
 from tests.integration.scenario import balance, profile, txn
 
 RULES = load_rules()

@@ -11,7 +11,8 @@ import pytest
 from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
 from state.rules import load_rules
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 from streams.pipeline.state_cache import StateCache
 from streams.tools.simulator import SimConfig, Simulator
 

@@ -22,7 +22,8 @@ import orjson
 from state.customer import CustomerState
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 from streams.tools.simulator import DAY_MS, DEFAULT_START_MS, Simulator, demo_config
 from tests.demo_kinds import every_kind, kinds_of, missing
 

@@ -22,7 +22,8 @@ from streams import redis_sink
 from streams.cli import main
 from streams.concentration import aum_top_share, top_share
 from streams.metrics import Metrics
-from streams.pipeline.processor import BatchProcessor, RawMessage
+from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.records import RawMessage
 from streams.redis_sink import RedisProfileSink, tier_counts_key
 from streams.settings import Settings
 from streams.tools.report import (

@@ -19,7 +19,7 @@ import pytest
 from faust.transport.drivers.aiokafka import Producer as FaustProducer
 
 from streams.metrics import Metrics
-from streams.pipeline.processor import BatchResult, OutputRecord
+from streams.pipeline.records import BatchResult, OutputRecord
 from streams.redis_sink import RedisProfileSink
 from streams.worker.acked_producer import AckedProducer, DeliveryFailed
 from streams.worker.commit import AtLeastOnceCommit, ExactlyOnceCommit, newest_offsets

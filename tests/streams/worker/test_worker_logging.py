@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.pipeline.processor import BatchResult, InternalFailure
+from streams.pipeline.records import BatchResult, InternalFailure
 from streams.settings import Settings
 from streams.worker.loop import log_internal_failures
 from streams.worker.service import TierstreamService, faust_worker
