@@ -48,6 +48,7 @@ from schemas.events import (
     TOPIC_BALANCES,
     TOPIC_CONTACTS,
     TOPIC_ERASURE_REQUESTS,
+    TOPIC_OFFER_RESPONSES,
     TOPIC_PROFILES,
     TOPIC_RULES,
     TOPIC_TICKS,
@@ -57,6 +58,7 @@ from schemas.events import (
     CustomerProfile,
     ErasureRequest,
     InputEvent,
+    OfferResponse,
     RiskAssessment,
     Tick,
     Transaction,
@@ -273,6 +275,21 @@ def _build_contact(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
     return Contact(d["event_id"], d["customer_id"], ts, d["channel"], d["outcome"])
 
 
+def _build_offer_response(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
+    ts = timestamp_fast(d["ts"])
+    if type(ts) is not int:
+        return cast(DecodeError, ts)
+    return OfferResponse(
+        d["event_id"],
+        d["customer_id"],
+        ts,
+        d["offer_event_id"],
+        d["outcome"],
+        d.get("channel"),
+        d.get("product_id"),
+    )
+
+
 def _build_erasure(d: dict[str, Any], raw: bytes) -> ErasureRequest | DecodeError:
     ts = timestamp_fast(d["ts"])
     if type(ts) is not int:
@@ -302,6 +319,7 @@ _BUILDERS: Final[Mapping[str, Builder]] = {
     TOPIC_PROFILES: _build_profile,
     TOPIC_ASSESSMENTS: _build_assessment,
     TOPIC_CONTACTS: _build_contact,
+    TOPIC_OFFER_RESPONSES: _build_offer_response,
     TOPIC_ERASURE_REQUESTS: _build_erasure,
 }
 

@@ -42,6 +42,9 @@ CONTACT_CHANNELS: Final = ("phone", "branch", "video", "message", "email", "visi
 #: reached = spoke with the customer; no_answer = attempt without contact; declined =
 #: the customer did not want to talk now; follow_up = spoke, another contact is planned.
 CONTACT_OUTCOMES: Final = ("reached", "no_answer", "declined", "follow_up")
+#: How a customer answered an offer: accepted; declined (said no); ignored (the marketing
+#: system's verdict when no answer came within its own deadline).
+OFFER_OUTCOMES: Final = ("accepted", "declined", "ignored")
 
 #: Input topic names (before the optional TIERSTREAM_TOPIC_PREFIX).
 TOPIC_TRANSACTIONS: Final = "transactions"
@@ -49,6 +52,8 @@ TOPIC_BALANCES: Final = "balances"
 TOPIC_PROFILES: Final = "customer-profiles"
 TOPIC_ASSESSMENTS: Final = "risk-assessments"
 TOPIC_CONTACTS: Final = "contacts"
+#: How customers answered tierstream's offers (written by the campaign systems).
+TOPIC_OFFER_RESPONSES: Final = "offer-responses"
 #: Requests to erase a customer (right to be forgotten): a customer-keyed input like the
 #: others, so it meets the customer's events in one partition and the aligner orders it
 #: among them by event time; last in the tie-break order, so an event stamped at the
@@ -61,7 +66,8 @@ INPUT_TOPICS: Final = (
     TOPIC_PROFILES,
     TOPIC_ASSESSMENTS,
     TOPIC_CONTACTS,
-    TOPIC_ERASURE_REQUESTS,
+    TOPIC_OFFER_RESPONSES,
+    TOPIC_ERASURE_REQUESTS,  # last: see TOPIC_ERASURE_REQUESTS
 )
 #: The clock's topic: NOT keyed by customer (one tick per partition per interval, written
 #: into that partition), so it is deliberately not in INPUT_TOPICS.
@@ -161,6 +167,28 @@ class Contact:
 
 
 @dataclass(frozen=True, slots=True)
+class OfferResponse:
+    """How the customer answered one of tierstream's offers (topic ``offer-responses``,
+    written by the marketing / campaign systems that deliver the offers).
+
+    Why an input and not a side table: the answer changes what the customer is offered
+    next (a declined kind waits ``offers.after_decline_days``), so it must reach the
+    customer's state in event-time order with everything else. ``offer_event_id`` is
+    the ``event_id`` of the offer (32 hex); the state remembers the kind and tier of
+    the customer's recent offers to attribute it (state/responses.py)."""
+
+    event_id: str
+    customer_id: str
+    ts: int
+    offer_event_id: str  # the offer's event_id (32 lower-case hex)
+    outcome: str  # one of OFFER_OUTCOMES
+    channel: str | None = None  # where the customer answered (snake_case), if known
+    product_id: str | None = None  # the product taken or refused, if the offer had several
+
+    kind: Literal["offer_response"] = "offer_response"
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """The clock's "it is now ``ts``" for one partition (topic ``ticks``).
 
@@ -193,4 +221,6 @@ class ErasureRequest:
     kind: Literal["erasure"] = "erasure"
 
 
-InputEvent = Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment | Contact
+InputEvent = (
+    Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment | Contact | OfferResponse
+)

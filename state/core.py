@@ -35,11 +35,12 @@ from schemas.events import (
     Contact,
     CustomerProfile,
     InputEvent,
+    OfferResponse,
     RiskAssessment,
     Transaction,
 )
 from schemas.values import MAX_MONEY_DECIMALS
-from state import alerts, offers, tier_policy, triggers
+from state import alerts, lifetime, offers, responses, tier_policy, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import Decision
 from state.limits import MAX_FEN
@@ -67,9 +68,10 @@ _MONEY_TEXT = 25
 class Outcome:
     state: CustomerState
     decisions: tuple[Decision, ...]
-    #: apply: "applied" | "duplicate" | "late"; fire_timers: "fired" (something was
-    #: due: the state changed, maybe without decisions) | "idle" (nothing was due)
+    #: apply: "applied" | "duplicate" | "late" | "unmatched" (state/responses.py);
+    #: fire_timers: "fired" (something was due; maybe no decisions) | "idle" (nothing)
     status: str
+    answered: tuple[str, str, str] | None = None  #: an offer response's kind, tier, outcome
 
 
 class CoreError(ValueError):
@@ -120,6 +122,8 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules | RulesTi
         return _assessment(state, event, key, rules, timeline)
     if isinstance(event, Contact):
         return _contact(state, event, key, rules, timeline)
+    if isinstance(event, OfferResponse):
+        return _response(state, event, key, rules, timeline)
     raise CoreError("kind", f"unsupported event type {type(event).__name__}")
 
 
@@ -318,24 +322,6 @@ def _set_account(
         state.aum_fen += fen
 
 
-def _tx_stats(state: CustomerState, day: int, fen: int, new_day: bool) -> None:
-    """BG/NBD statistics over distinct transaction days (periods = local days)."""
-    state.tx_total_fen += fen
-    if new_day:
-        if state.tx_days == 0:
-            state.tx_first_day = state.tx_last_day = day
-            state.tx_first_fen = fen
-        else:
-            if day < state.tx_first_day:  # out of order: the old first day is a repeat
-                state.tx_first_day = day
-                state.tx_first_fen = fen
-            if day > state.tx_last_day:
-                state.tx_last_day = day
-        state.tx_days += 1
-    elif day == state.tx_first_day:
-        state.tx_first_fen += fen
-
-
 # ------------------------------------------------------------------ decisions
 
 
@@ -437,7 +423,7 @@ def _transaction(
         state.late_events += 1
     elif counted:
         new_day = state.windows.add(ev_day, amount_fen, channel)
-        _tx_stats(state, ev_day, amount_fen, new_day)
+        lifetime.count_transaction(state, ev_day, amount_fen, new_day)
     if newer and bal is not None:
         _set_account(state, account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)
@@ -588,3 +574,24 @@ def _contact(
     _finish(state, ev, key, rules)
     _common_tail(state, ev, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")
+
+
+def _response(
+    state: CustomerState,
+    ev: OfferResponse,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
+    """An answer to an offer (state/responses.py); a customer without state stays so."""
+    if ev.outcome not in responses.OUTCOMES:
+        raise CoreError("outcome", f"unknown offer outcome '{ev.outcome}'")
+    if not state.version:
+        return Outcome(state, (), "unmatched")
+    ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
+    _advance(state, ev_day, rules)
+    answered = responses.record(state, ev, key, rules)
+    _finish(state, ev, key, rules)
+    _common_tail(state, ev, ev_day, rules, out)
+    return Outcome(state, tuple(out), "applied" if answered else "unmatched", answered)

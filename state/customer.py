@@ -39,8 +39,9 @@ Format history:
       longer grow with it (docs/benchmark.md, "History"). Every v1-v3 state still
       loads (a worker upgraded in place restores its changelog) and decides exactly as
       before (tests/state/test_golden.py); it is written back as v4 when next changed.
-      Fields appended since, each with its default: ``below_since`` (issue 21, the
-      downgrade grace period).
+      Fields appended since (older v4 arrays are shorter: they take the defaults):
+      ``recent_offers`` and ``offer_outcomes`` (offer responses, issue 23), then
+      ``below_since`` (issue 21, the downgrade grace period).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import msgspec
 import orjson
 
-from schemas.events import PRODUCTS, RISK_TYPES, SEGMENTS
+from schemas.events import OFFER_OUTCOMES, PRODUCTS, RISK_TYPES, SEGMENTS
 from state.decisions import TIERS
 from state.windows import DailyWindows
 
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     Segment: TypeAlias = str
     RiskType: TypeAlias = str
     Tier: TypeAlias = str
+    OfferOutcomeName: TypeAlias = str
 else:
     Product = Literal["", "deposit", "wealth", "fund", "bond", "insurance", "loan"]
     Segment = Literal["retail", "sme"]
@@ -79,6 +81,8 @@ else:
     assert Segment.__args__ == SEGMENTS
     assert RiskType.__args__ == RISK_TYPES
     assert Tier.__args__ == TIERS
+    OfferOutcomeName = Literal["accepted", "declined", "ignored"]
+    assert OfferOutcomeName.__args__ == OFFER_OUTCOMES
 
 
 def event_digest(event_id: str) -> bytes:
@@ -119,6 +123,24 @@ class Account(msgspec.Struct, array_like=True, gc=False, forbid_unknown_fields=T
             product,
             str(row[3]),
         )
+
+
+class MadeOffer(msgspec.Struct, array_like=True, gc=False, forbid_unknown_fields=True):
+    """One of the customer's latest offers: what a response naming it is attributed to
+    (its event_id is derived from a hash, so the kind cannot be read back from it)."""
+
+    key: int  # event_key of the offer's event_id
+    ts: int  # the offer's event time
+    kind: str
+    tier: Tier  # the tier in the offer (the KPIs' and the metric's tier)
+
+
+class OfferOutcome(msgspec.Struct, array_like=True, gc=False, forbid_unknown_fields=True):
+    """The latest response (by event time) to an offer of one kind."""
+
+    outcome: OfferOutcomeName
+    ts: int  # the response's event time
+    tie: int  # event_key of the response's event_id: breaks ties between equal ts
 
 
 class CustomerState(
@@ -185,10 +207,14 @@ class CustomerState(
     #: campaign id -> its start day, for campaigns already decided for this customer
     campaigns_done: dict[str, int] = msgspec.field(default_factory=dict)
     late_events: int = 0
-    # -- added after v4 first shipped (issue 21): older v4 states load with the default
-    #: tier policy: event time (ms) of the first tier evaluation since which the basis
-    #: has stayed below the current tier's downgrade threshold; -1 = not below (only
-    #: kept while ``tiers.downgrade_grace_days`` is set, state/tier_policy.py)
+    # -- added after v4 first shipped: older v4 states load with the defaults
+    # offer responses (issue 23; state/responses.py): the latest offers, oldest first
+    # (at most ``offers.answerable_offers``), and per offer kind its latest outcome
+    recent_offers: list[MadeOffer] = msgspec.field(default_factory=list)
+    offer_outcomes: dict[str, OfferOutcome] = msgspec.field(default_factory=dict)
+    #: tier policy (issue 21): event time (ms) of the first tier evaluation since which
+    #: the basis has stayed below the current tier's downgrade threshold; -1 = not below
+    #: (only kept while ``tiers.downgrade_grace_days`` is set, state/tier_policy.py)
     below_since: int = -1
 
     def __post_init__(self) -> None:

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from schemas.decoder import DecoderLimits
-from schemas.events import PRODUCTS, SEGMENTS
+from schemas.events import OFFER_OUTCOMES, PRODUCTS, SEGMENTS
 from state.catalogue import Campaign
 from state.windows import N_CHANNELS
 
@@ -99,6 +99,8 @@ _BALANCE = 25
 #: nibble per channel, a varint per channel counted beyond 14, the sum: every varint at
 #: its 64-bit worst (10 bytes)
 _VARINT = 10
+#: the longest offer kind any rules allow (a campaign's kind: state/catalogue.py), ASCII
+_KIND = 64
 
 
 def _str(nbytes: int) -> int:
@@ -133,6 +135,8 @@ class SizedRules(Protocol):
     def alert_cooldown_days(self) -> Mapping[str, int]: ...
     @property
     def campaigns(self) -> tuple[Campaign, ...]: ...
+    @property
+    def answerable_offers(self) -> int: ...
 
 
 def state_size_bound(rules: SizedRules) -> int:
@@ -161,6 +165,13 @@ def state_size_bound(rules: SizedRules) -> int:
         _str(len(k.encode())) + _INT
         for k in (*rules.offer_kinds, *rules.alert_cooldown_days, *(c.id for c in rules.campaigns))
     )
+    # offer responses (state/responses.py): the latest offers [key, ts, kind, tier]
+    # (of these or earlier rules: any kind), and per kind of these rules the latest
+    # outcome [outcome, ts, tie]
+    tier_name = _str(_longest(("mass", "affluent", "hnw", "private")))
+    offers = _HEAD + rules.answerable_offers * (_HEAD + 2 * _INT + _str(_KIND) + tier_name)
+    outcome = _HEAD + _str(_longest(OFFER_OUTCOMES)) + 2 * _INT
+    outcomes = _HEAD + sum(_str(len(k.encode())) + outcome for k in rules.offer_kinds)
     profile = _str(_longest(SEGMENTS)) + 1 + _str(10) + 2 * _INT
     risk = _INT + _FLOAT + _str(2) + 2 * _INT
     tier = _str(_longest(("mass", "affluent", "hnw", "private"))) + _INT
@@ -177,4 +188,6 @@ def state_size_bound(rules: SizedRules) -> int:
         + profile
         + risk
         + tier
+        + offers
+        + outcomes
     )

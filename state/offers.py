@@ -14,6 +14,7 @@ from typing import Any
 
 from schemas.events import InputEvent
 from schemas.timefmt import format_ts_utc
+from state import responses
 from state.customer import CustomerState
 from state.decisions import TIER_RANK, Offer, derive_event_id
 from state.recommend import product_ids
@@ -58,13 +59,17 @@ def emit(
     rules: Rules,
     reason: dict[str, Any],
 ) -> Offer | None:
-    """Emit ``kind`` at event time ``ts`` if consent is on record and the kind's cap
-    allows it. The event_id derives from ``id_cause`` (the cause event's id, or a timer's
-    stable trigger id), so a replay reproduces it."""
+    """Emit ``kind`` at event time ``ts`` if consent is on record, the kind's cap allows
+    it and the customer has not declined the kind lately (state/responses.py). The
+    event_id derives from ``id_cause`` (the cause event's id, or a timer's stable
+    trigger id), so a replay reproduces it. The offer is remembered, so a response
+    naming it can be attributed."""
     if not state.consent:
         return None
     last = state.last_offer.get(kind)
     if last is not None and ts - last < rules.offer_cooldown_ms(kind):
+        return None
+    if state.offer_outcomes and responses.declined_recently(state, kind, ts, rules):
         return None
     if last is None:
         # A new entry: first drop the caps of kinds these rules no longer emit (a
@@ -73,7 +78,7 @@ def emit(
         for gone in [k for k in state.last_offer if k not in rules.offer_kinds]:
             del state.last_offer[gone]
     state.last_offer[kind] = max(ts, last) if last is not None else ts
-    return Offer(
+    offer = Offer(
         event_id=derive_event_id(state.customer_id, id_cause, f"offer:{kind}", rules.version),
         customer_id=state.customer_id,
         ts=ts,
@@ -83,6 +88,8 @@ def emit(
         rules_version=rules.version,
         reason=reason,
     )
+    responses.remember_offer(state, offer, rules)
+    return offer
 
 
 def _offer(

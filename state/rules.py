@@ -102,6 +102,9 @@ class Rules:
     digital_banking_max_age: int
     digital_banking_share_over: Decimal
     digital_banking_min_transactions: int
+    # offer responses (state/responses.py)
+    offer_after_decline_days: Mapping[str, int]  # kind -> no new offer for N days
+    answerable_offers: int  # the customer's latest N offers a response can name
     # alerts
     large_outflow_ratio: Decimal
     large_outflow_amount_cny: Decimal
@@ -197,6 +200,14 @@ class Rules:
         days = self.offer_cooldown_days.get(kind)
         if days is None:
             days = self.offer_cooldown_days["campaign"]
+        return days * DAY_MS
+
+    def after_decline_ms(self, kind: str) -> int:
+        """How long a declined kind is not offered again; campaign kinds not listed
+        under ``offers.after_decline_days`` share the ``campaign`` entry."""
+        days = self.offer_after_decline_days.get(kind)
+        if days is None:
+            days = self.offer_after_decline_days["campaign"]
         return days * DAY_MS
 
     def day_start_ms(self, day: int) -> int:
@@ -374,6 +385,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         )
 
     offer_cd = {k: r.integer(f"offers.cooldown_days.{k}") for k in OFFER_KINDS}
+    declined = {k: r.integer(f"offers.after_decline_days.{k}") for k in OFFER_KINDS}
     alert_cd = {k: r.integer(f"alerts.cooldown_days.{k}") for k in ALERT_KINDS}
 
     try:
@@ -407,6 +419,8 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         digital_banking_max_age=r.integer("offers.digital_banking_max_age"),
         digital_banking_share_over=r.ratio("offers.digital_banking_share_over"),
         digital_banking_min_transactions=r.integer("offers.digital_banking_min_transactions", 1),
+        offer_after_decline_days=MappingProxyType(declined),
+        answerable_offers=r.integer("offers.answerable_offers", 1),
         large_outflow_ratio=r.ratio("alerts.large_outflow_ratio"),
         large_outflow_amount_cny=r.decimal("alerts.large_outflow_amount_cny", lo=Decimal("0.01")),
         aum_drop_ratio=r.ratio("alerts.aum_drop_ratio"),
@@ -487,6 +501,8 @@ def _care(r: _Reader) -> dict[str, Any]:
 #: version (and with it every decision id) is the same as before the key existed.
 _LATER_KEYS: tuple[tuple[str, ...], ...] = (
     ("limits",),
+    ("offers", "after_decline_days"),
+    ("offers", "answerable_offers"),
     ("tiers", "min_days_in_tier"),
     ("tiers", "downgrade_grace_days"),
     ("tiers", "review"),
@@ -504,7 +520,7 @@ def _hashed_table(table: dict[str, Any]) -> dict[str, Any]:
             node[part] = dict(node[part])  # copy the tables on the way: never the caller's
             node, default = node[part], default[part]
         if node.get(path[-1]) == default.get(path[-1]):
-            del node[path[-1]]
+            node.pop(path[-1], None)
     return hashed
 
 

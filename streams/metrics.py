@@ -41,6 +41,11 @@ class BatchTally(Protocol):
     def decisions(self) -> Sequence[Decision]: ...
 
     @property
+    def offer_responses(self) -> Mapping[tuple[str, str, str], int]:
+        """(offer kind, the offer's tier, outcome) -> attributed offer responses."""
+        ...
+
+    @property
     def erasures(self) -> Mapping[str, int]:
         """Erasure requests by result: erased | not_found."""
         ...
@@ -105,7 +110,20 @@ class Metrics:
             registry=r,
         )
         self.offers = Counter(
-            "tierstream_offers_total", "Offers emitted, by kind.", ["kind"], registry=r
+            "tierstream_offers_total",
+            "Offers emitted, by kind and the tier in the offer (the tier of "
+            "tierstream_offer_responses_total, so conversion can be read by tier).",
+            ["kind", "tier"],
+            registry=r,
+        )
+        self.offer_responses = Counter(
+            "tierstream_offer_responses_total",
+            "Offer responses attributed to an offer the customer's state remembers, by "
+            "the offer's kind and tier and the outcome (accepted, declined, ignored). "
+            "Unattributed ones count as tierstream_events_consumed_total{result="
+            '"unmatched"}.',
+            ["kind", "tier", "outcome"],
+            registry=r,
         )
         self.alerts = Counter(
             "tierstream_alerts_total",
@@ -226,13 +244,15 @@ class Metrics:
             self.events.labels(topic, res).inc(n)
         for (topic, reason), n in result.dead_letters.items():
             self.dead_letters.labels(topic, reason).inc(n)
+        for (kind, tier, outcome), n in result.offer_responses.items():
+            self.offer_responses.labels(kind, tier, outcome).inc(n)
         for outcome, n in result.erasures.items():
             self.erasures.labels(outcome).inc(n)
         for d in result.decisions:
             if isinstance(d, TierChange):
                 self.tier_changes.labels(d.from_tier or "none", d.to_tier).inc()
             elif isinstance(d, Offer):
-                self.offers.labels(d.kind).inc()
+                self.offers.labels(d.kind, d.tier).inc()
             elif isinstance(d, Alert):
                 self.alerts.labels(d.kind, d.severity).inc()
 

@@ -39,6 +39,7 @@ from schemas.events import (
     TOPIC_AUDIT,
     TOPIC_DEAD_LETTERS,
     TOPIC_ERASURE_REQUESTS,
+    TOPIC_OFFER_RESPONSES,
     TOPIC_OFFERS,
     TOPIC_RULES,
     TOPIC_TIER_CHANGES,
@@ -60,6 +61,9 @@ RETENTION_DEFAULTS: Final[dict[str, int]] = {
     TOPIC_TIER_CHANGES: 400 * DAY_MS,
     TOPIC_OFFERS: 400 * DAY_MS,
     TOPIC_ALERTS: 400 * DAY_MS,
+    # an input: the KPI job (tierstream kpi) reads it back with the offers for a
+    # year-on-year conversion, so it must outlive the broker's 7 days
+    TOPIC_OFFER_RESPONSES: 400 * DAY_MS,
     # the versions of the rules: kept forever (and compacted, one key per publication,
     # so nothing is ever removed): a replay of any past input needs the versions that
     # decided it, and the history is what was in force when (rules_topic_spec)

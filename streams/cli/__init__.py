@@ -2,7 +2,7 @@
 
 worker, health, topics create, redis install-functions/acl-rules, rules publish/history/show,
 backtest, profile, simulate, replay,
-clv fit/score, token create/list/revoke, report. Every command reads its configuration
+clv fit/score, token create/list/revoke, report, kpi. Every command reads its configuration
 from the environment (streams/settings.py) and its flags override it (common.py), so
 the same command works in a shell, in systemd and in a container. Building the parser
 imports no heavy library: each command imports what it runs when it runs
@@ -18,6 +18,7 @@ from streams.cli import (
     backtest,
     clv,
     health,
+    kpi,
     profile,
     redis_admin,
     replay,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         clv,
         token,
         report,
+        kpi,
     ):
         command.add_parser(sub)
     return parser

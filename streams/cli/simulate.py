@@ -27,6 +27,7 @@ from streams.cli.common import (
     settings_from_args,
     share,
 )
+from streams.settings import Settings
 from streams.tools.loader import (
     ProduceError,
     SimPace,
@@ -34,6 +35,8 @@ from streams.tools.loader import (
     topic_partitions,
     write_jsonl,
 )
+from streams.tools.offer_feed import OfferFeed, OfferFeedError, answering
+from streams.tools.sim_answers import parse_accept_rate
 from streams.tools.simulator import LABEL_OK, MINUTE_MS, SimConfig, Simulator, demo_config
 
 
@@ -93,6 +96,24 @@ def add_parser(sub: Any) -> None:
         type=int,
         help="onboarding risk assessments dated up to N days before go-live",
     )
+    answers = s.add_argument_group(
+        "answers to the worker's offers on offer-responses (read back from the offers "
+        "topic; off by default, --demo turns them on: docs/simulator.md)"
+    )
+    answers.add_argument(
+        "--accept-rate",
+        action="append",
+        type=_accept_rate,
+        metavar="KIND:TIER=RATE",
+        help="P(accepted) for offers of KIND at TIER ('*' for any; the most specific "
+        "wins); repeatable; replaces --demo's table",
+    )
+    answers.add_argument(
+        "--decline-share",
+        type=share,
+        help="of the offers not accepted, the share declined; the rest is ignored "
+        "(default 0.5; 0.4 with --demo)",
+    )
     s.add_argument(
         "--tick-minutes",
         type=int,
@@ -117,6 +138,7 @@ _OVERRIDES = (
     "cash_share",
     "activity_spread",
     "assessment_age_days",
+    "decline_share",
 )
 
 
@@ -130,10 +152,19 @@ def _config(args: argparse.Namespace, tick_partitions: int) -> SimConfig:
     else:
         base = SimConfig(customers=customers, seed=args.seed, bad_share=args.bad_share or 0.0)
     given = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
-    ticks = {"tick_partitions": tick_partitions}
+    if args.accept_rate:
+        given["accept_rates"] = tuple(args.accept_rate)
+    ticks: dict[str, Any] = {"tick_partitions": tick_partitions}
     if tick_partitions:
         ticks["tick_every_ms"] = _tick_minutes(args) * MINUTE_MS
     return replace(base, **given, **ticks)
+
+
+def _accept_rate(text: str) -> tuple[str, str, float]:
+    try:
+        return parse_accept_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _tick_minutes(args: argparse.Namespace) -> int:
@@ -178,10 +209,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             )
         else:
             bar = ProgressBar(args.events)
+            feed = _offer_feed(settings, cfg)
+            records = sim.records() if feed is None else answering(sim.records(), sim, feed)
             try:
                 n = produce_records(
                     settings,
-                    sim.records(),
+                    records,
                     rate=args.rate,
                     limit=args.events,
                     progress=bar,
@@ -190,6 +223,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 )
             finally:
                 bar.finish()
+                if feed is not None:
+                    feed.close()
+    except OfferFeedError as exc:
+        print(f"tierstream simulate: {exc}", file=sys.stderr)
+        return EXIT_KAFKA
     except ProduceError as exc:
         print(f"tierstream simulate: {exc}", file=sys.stderr)
         return EXIT_KAFKA
@@ -198,14 +236,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `--dry-run | head`: the reader has enough
         return EXIT_OK
+    if cfg.accept_rates and args.dry_run:
+        print(
+            "tierstream simulate: no answers to offers in --dry-run (they answer the "
+            "worker's offers, read back from the offers topic)",
+            file=sys.stderr,
+        )
     took = time.monotonic() - started
     verb = "wrote" if args.dry_run else "produced"
     print(
         f"tierstream simulate: {verb} {n} records in {took:.1f}s "
-        f"(seed {cfg.seed}, {cfg.customers} customers; {_labels(sim)})",
+        f"(seed {cfg.seed}, {cfg.customers} customers; {_labels(sim)}"
+        + (f"; offers answered {sim.answered}" if cfg.accept_rates and not args.dry_run else "")
+        + ")",
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _offer_feed(settings: Settings, cfg: SimConfig) -> OfferFeed | None:
+    """The worker's offers to answer, when the bank answers any (else None)."""
+    return OfferFeed(settings) if cfg.accept_rates else None
 
 
 def _labels(sim: Simulator) -> str:

@@ -187,7 +187,6 @@ class BatchProcessor:
         """
         b = BatchState(load, scan)
         result = b.result
-        counts = result.counts
         decisions = result.decisions
         dead = b.dead
         states = b.states
@@ -230,10 +229,15 @@ class BatchProcessor:
                     continue
                 self._fail(item, key, exc, "apply", mark, b)
                 continue
+            result.count(msg.topic, status)
+            if outcome.answered is not None:
+                result.count_answer(outcome.answered)
+            if not outcome.state.version:
+                # no customer (a response creates none): nothing to keep or to replay,
+                # and nothing held for an erasure later in the batch to report as erased
+                continue
             states[key] = (partition, outcome.state)
             applied.append((key, item, status))
-            ck = (msg.topic, status)
-            counts[ck] = counts.get(ck, 0) + 1
             if status == "duplicate":
                 continue
             dirty.add(key)
@@ -291,9 +295,7 @@ class BatchProcessor:
         self.due.forget(p, key)
         b.applied.append((key, item, "erased"))
         result.erased_profiles.append(key)
-        counts = result.counts
-        ck = (msg.topic, "applied")
-        counts[ck] = counts.get(ck, 0) + 1
+        result.count(msg.topic, "applied")
         outcome = "erased" if held else "not_found"
         result.erasures[outcome] = result.erasures.get(outcome, 0) + 1
         b.audit.append(OutputRecord(TOPIC_AUDIT, key, record, p))
@@ -331,8 +333,7 @@ class BatchProcessor:
         if self.sweeps.pending(p):  # new rules versions: everyone wakes at each switch
             keys = [k for k, _v in (b.scan(p) if b.scan else ()) if k not in self._erased]
             self.sweeps.wake(due, p, keys + [k for k, (q, _s) in states.items() if q == p])
-        counts = result.counts
-        counts[(TOPIC_TICKS, "applied")] = counts.get((TOPIC_TICKS, "applied"), 0) + 1
+        result.count(TOPIC_TICKS, "applied")
         popped = due.pop_due(p, tick.ts, self.tick_budget)
         if self.tick_budget is not None and due.has_due(p, tick.ts):
             result.due_backlog.add(p)
@@ -363,8 +364,7 @@ class BatchProcessor:
             states[key] = (p, outcome.state)
             b.applied.append((key, item, outcome.status))
             due.update(p, key, when)
-            ck = (TOPIC_TICKS, f"timers_{outcome.status}")
-            counts[ck] = counts.get(ck, 0) + 1
+            result.count(TOPIC_TICKS, f"timers_{outcome.status}")
             if outcome.status == "fired":
                 b.dirty.add(key)
 
@@ -538,7 +538,7 @@ class BatchProcessor:
                     )
                 )
                 counts[(topic, old)] -= 1
-                counts[(topic, now)] = counts.get((topic, now), 0) + 1
+                result.count(topic, now)
             if changes:
                 good = data
                 settled = (data, fields)
@@ -578,8 +578,7 @@ class BatchProcessor:
             result.internal.append(InternalFailure(source, msg.partition, msg.offset, stage, error))
         dk = (msg.topic, rc)
         result.dead_letters[dk] = result.dead_letters.get(dk, 0) + 1
-        ck = (msg.topic, "dead_letter")
-        result.counts[ck] = result.counts.get(ck, 0) + 1
+        result.count(msg.topic, "dead_letter")
         return OutputRecord(TOPIC_DEAD_LETTERS, key, value, msg.partition)
 
 

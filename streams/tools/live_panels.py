@@ -10,7 +10,8 @@ it knows nothing about what they show (the view's first panels -- throughput, ti
 counters by kind, latest decisions and dead letters -- predate this and live in
 live_view.py).
 
-**Adding a panel** (rules versions in force, offer outcomes, contribution, ...): write
+**Adding a panel** (rules versions in force, contribution, ...; offer outcomes are
+``OfferOutcomes``): write
 a class derived from ``BasePanel`` that overrides the hooks it needs -- ``on_output``
 for decisions (every one carries ``rules_version``), ``topics`` to tail another output
 topic (an offer-outcomes topic, say), ``on_metrics`` for the worker's counters,
@@ -33,6 +34,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from schemas.events import OFFER_OUTCOMES
 from state.decisions import DIRECTIONS
 from state.rfm import SEGMENTS as RFM_SEGMENTS
 from state.rules import Rules
@@ -77,8 +79,9 @@ class BasePanel:
     #: The panel's key in the summary JSON, and its title on screen.
     key: ClassVar[str] = ""
     title: ClassVar[str] = ""
-    #: Where it goes: "header" (one line), "top" (beside throughput and tiers) or
-    #: "middle" (beside the offers and alerts counters).
+    #: Where it goes: "header" (one line), "top" (beside throughput and tiers),
+    #: "middle" (beside the offers and alerts counters) or "row" (a full-width row of its
+    #: own, under the middle one).
     placement: ClassVar[str] = "middle"
     #: Output topics (contract names) this panel needs tailed besides DECISION_TOPICS.
     topics: ClassVar[tuple[str, ...]] = ()
@@ -348,6 +351,90 @@ def _short_money(text: str) -> str:
     return f"{v:.0f}"
 
 
+class OfferOutcomes(BasePanel):
+    """How the customers answer the offers (issue 23), from the worker's counters:
+    per offer kind the offers made, the answers attributed to them by outcome and the
+    conversion (accepted / offers), plus the answers no remembered offer matched. In
+    the demo the simulator's customers answer (streams/tools/sim_answers.py). A row of
+    its own: the kinds side by side, three groups wide."""
+
+    key = "offer_outcomes"
+    title = "offer outcomes (answers to offers)"
+    placement = "row"
+    groups = 3
+
+    def __init__(self) -> None:
+        self.offers: dict[str, int] = {}
+        #: kind -> outcome -> answers
+        self.answers: dict[str, dict[str, int]] = {}
+        self.unmatched = 0
+
+    def on_metrics(self, samples: Samples) -> None:
+        offers: dict[str, int] = {}
+        for labels, v in samples.get("tierstream_offers_total", []):
+            kind = labels.get("kind", "")
+            offers[kind] = offers.get(kind, 0) + int(v)
+        answers: dict[str, dict[str, int]] = {}
+        for labels, v in samples.get("tierstream_offer_responses_total", []):
+            per = answers.setdefault(labels.get("kind", ""), {})
+            outcome = labels.get("outcome", "")
+            per[outcome] = per.get(outcome, 0) + int(v)
+        self.offers, self.answers = offers, answers
+        self.unmatched = sum(
+            int(v)
+            for labels, v in samples.get("tierstream_events_consumed_total", [])
+            if labels.get("topic") == "offer-responses" and labels.get("result") == "unmatched"
+        )
+
+    def conversion(self, kind: str) -> float | None:
+        n = self.offers.get(kind, 0)
+        return self.answers.get(kind, {}).get("accepted", 0) / n if n else None
+
+    def renderable(self) -> RenderableType:
+        if not self.answers and not self.offers:
+            return Text("no offers yet", style="dim")
+        totals = {o: sum(per.get(o, 0) for per in self.answers.values()) for o in OFFER_OUTCOMES}
+        head = Text("answers: ")
+        for outcome, style in zip(OFFER_OUTCOMES, ("bold green", "bold red", "dim"), strict=True):
+            head.append(f"{outcome} {totals[outcome]:,}", style=style)
+            head.append("  ")
+        head.append(f"{self.unmatched:,} matched no remembered offer", style="dim")
+        # per kind the offers and the conversion; the outcomes per kind are in the
+        # summary JSON and, per tier and period, in `tierstream kpi`'s conversion.csv
+        kinds = sorted(set(self.offers) | set(self.answers))
+        per_group = -(-len(kinds) // self.groups)
+        grid = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 2))
+        for _ in range(self.groups):
+            grid.add_column("kind", no_wrap=True, overflow="ellipsis")
+            grid.add_column("offers", justify="right")
+            grid.add_column("conversion", justify="right")
+        for i in range(per_group):
+            row: list[str] = []
+            for g in range(self.groups):
+                k = i + g * per_group
+                if k < len(kinds):
+                    conv = self.conversion(kinds[k])
+                    row += [
+                        kinds[k],
+                        f"{self.offers.get(kinds[k], 0):,}",
+                        "—" if conv is None else f"{conv:.1%}",
+                    ]
+                else:
+                    row += ["", "", ""]
+            grid.add_row(*row)
+        return Group(head, grid)
+
+    def summary(self) -> Any:
+        return {
+            "offers": dict(sorted(self.offers.items())),
+            "answers": {k: dict(sorted(v.items())) for k, v in sorted(self.answers.items())},
+            "conversion": {
+                k: round(c, 4) for k in sorted(self.offers) if (c := self.conversion(k)) is not None
+            },
+            "unmatched": self.unmatched,
+        }
+
+
 def default_panels(rules: Rules, sim_start_ms: int | None) -> list[BasePanel]:
     """The extension point: the panels the view shows, in order (see the module
     docstring for how to add one)."""
@@ -355,4 +442,5 @@ def default_panels(rules: Rules, sim_start_ms: int | None) -> list[BasePanel]:
         SimClock(ZoneInfo(rules.timezone), sim_start_ms),
         DecisionKinds(),
         CustomerValue(rules),
+        OfferOutcomes(),
     ]

@@ -402,7 +402,7 @@ def render(state: ViewState, urls: dict[str, str]) -> Group:
         tiers.add_row(t, f"{c:,}", "█" * round(_BAR_WIDTH * c / n), f"{c / n:.1%}")
 
     # Panels (live_panels.py) go where their ``placement`` says: the header, after the
-    # throughput and tiers, or after the offers and alerts counters.
+    # throughput and tiers, after the offers and alerts counters, or a row of their own.
     top = _row(
         Panel(flow, title="throughput"),
         Panel(tiers, title="customers per tier"),
@@ -421,6 +421,7 @@ def render(state: ViewState, urls: dict[str, str]) -> Group:
         Panel(head, title="tierstream demo", subtitle=subtitle),
         top,
         middle,
+        *(Panel(p.renderable(), title=p.title) for p in _placed(state, "row")),
         bottom,
         Panel(_latest_dead(state), title="latest dead letters (bad input, kept for replay)"),
     ]

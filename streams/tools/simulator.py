@@ -43,10 +43,12 @@ import orjson
 from schemas.events import (
     TOPIC_ASSESSMENTS,
     TOPIC_BALANCES,
+    TOPIC_OFFER_RESPONSES,
     TOPIC_PROFILES,
     TOPIC_TICKS,
     TOPIC_TRANSACTIONS,
 )
+from streams.tools.sim_answers import AcceptRates, AnswerModel, draw_answer
 
 # --- public constants ---------------------------------------------------------------
 
@@ -94,6 +96,7 @@ LABEL_OK: Final = "ok"
 LABEL_DUPLICATE: Final = "duplicate"  # an exact redelivery of an earlier record
 LABEL_LATE: Final = "late"  # a good record delivered after newer events
 LABEL_TICK: Final = "tick"  # the simulated clock: "it is now ts" for one partition
+LABEL_ANSWER: Final = "answer"  # a customer's answer to one of the worker's offers
 
 
 def is_bad(label: str) -> bool:
@@ -180,6 +183,18 @@ class SimConfig:
     #: Simulated time between two ticks (one per partition each time).
     tick_every_ms: int = HOUR_MS
 
+    # Answers to the worker's offers on offer-responses (streams/tools/sim_answers.py;
+    # the offers are read back from the offers topic and fed to ``Simulator.answer``).
+    #: P(accepted) per (offer kind, tier), "*" for any; empty = no answers (the default
+    #: bank: its records do not change).
+    accept_rates: AcceptRates = ()
+    #: Of the offers not accepted, the share declined (the rest is ignored).
+    decline_share: float = 0.5
+    #: Accepted and declined answers come within this many days of the offer ...
+    answer_within_days: float = 7.0
+    #: ... and an unanswered offer is marked ignored this many days after it.
+    ignored_after_days: float = 14.0
+
     def __post_init__(self) -> None:
         if self.customers < 1:
             raise ValueError("customers must be >= 1")
@@ -204,6 +219,16 @@ class SimConfig:
             raise ValueError("tick_partitions must be >= 0")
         if self.tick_every_ms < SECOND_MS:
             raise ValueError("tick_every_ms must be >= 1000 (one simulated second)")
+        self.answer_model()  # checks the answer options
+
+    def answer_model(self) -> AnswerModel:
+        """The offer-answer options as one (validated) object."""
+        return AnswerModel(
+            self.accept_rates,
+            self.decline_share,
+            self.answer_within_days,
+            self.ignored_after_days,
+        )
 
     @property
     def activity_per_day(self) -> int:
@@ -211,6 +236,25 @@ class SimConfig:
 
 
 # --- the demo's bank ------------------------------------------------------------------
+
+#: How the demo's customers answer offers: P(accepted) by offer kind and tier ("*" any;
+#: the most specific entry wins). Higher tiers and personal offers convert better; a
+#: birthday greeting is mostly ignored.
+DEMO_ACCEPT_RATES: Final[AcceptRates] = (
+    ("*", "mass", 0.05),
+    ("*", "affluent", 0.12),
+    ("*", "hnw", 0.18),
+    ("*", "private", 0.25),
+    ("wealth_products", "affluent", 0.22),
+    ("relationship_manager", "hnw", 0.35),
+    ("private_banking_invitation", "private", 0.45),
+    ("sme_credit", "*", 0.30),
+    ("digital_banking", "*", 0.15),
+    ("birthday_greeting", "*", 0.04),
+    ("reactivation", "*", 0.10),
+    ("relationship_review", "*", 0.60),
+    ("risk_assessment_due", "*", 0.40),
+)
 
 #: Customer transactions per customer and simulated day in the demo's bank (the default
 #: bank has 4): months pass in a minute, and customers' RFM scores spread out.
@@ -227,7 +271,9 @@ def demo_config(
     last transaction was 20-85 days before go-live (dormancy), churners who stop 5-40
     days in (P(alive) falls: churn risk), young cash users (the digital-banking nudge),
     questionnaires filled in over the 13 months before go-live (expiry), birthdays,
-    tier drifts, and the clock's ticks every simulated hour when ``tick_partitions``.
+    tier drifts, the clock's ticks every simulated hour when ``tick_partitions``, and
+    answers to the worker's offers (``DEMO_ACCEPT_RATES``; ``tierstream simulate``
+    reads the offers back).
     """
     return SimConfig(
         customers=customers,
@@ -241,6 +287,8 @@ def demo_config(
         assessment_age_days=395,
         tick_partitions=tick_partitions,
         tick_every_ms=HOUR_MS,
+        accept_rates=DEMO_ACCEPT_RATES,
+        decline_share=0.4,
     )
 
 
@@ -414,8 +462,8 @@ class Simulator:
     """The synthetic bank. Iterate ``records()`` (or ``labelled()``) for the event stream.
 
     The stream is infinite unless ``limit`` is given. ``stats`` counts the labels of
-    what has been yielded so far (``ok``, ``duplicate``, ``late``, ``tick`` and each
-    bad kind). Ticks are never duplicated, delayed or malformed.
+    what has been yielded so far (``ok``, ``duplicate``, ``late``, ``tick``, ``answer``
+    and each bad kind). Ticks and answers are never duplicated, delayed or malformed.
     """
 
     def __init__(self, cfg: SimConfig | None = None) -> None:
@@ -437,6 +485,10 @@ class Simulator:
         self._customers = [self._make_customer(i) for i in range(self.cfg.customers)]
         self._calibrate()
         self._cum_weights = list(_cumsum(c.weight for c in self._customers))
+        # answers to the worker's offers, by due time (see answer())
+        self._answer_model = self.cfg.answer_model() if self.cfg.accept_rates else None
+        self._answers: list[tuple[int, int, SimRecord]] = []
+        self._answers_made: set[str] = set()  # offers answered (each one once)
 
     # --- public API ---
 
@@ -446,7 +498,10 @@ class Simulator:
             yield rec
 
     def labelled(self, limit: int | None = None) -> Iterator[tuple[str, SimRecord]]:
-        """``(label, record)`` pairs: the same stream as ``records()`` with what each one is."""
+        """``(label, record)`` pairs: the same stream as ``records()`` with what each one is.
+
+        ``limit`` counts the bank's records and ticks; answers to offers (``answer``)
+        come on top, each just before the first record later than it."""
         cfg = self.cfg
         faults = self._faults
         good = self._good_records()
@@ -460,6 +515,12 @@ class Simulator:
                 _, _, label, rec = heapq.heappop(pending)
             else:
                 rec = next(good)
+                if self._answers and self._answers[0][0] <= rec.ts_ms:
+                    # answers due by now go first; they take no slot and no fault draw,
+                    # so the bank's own records stay exactly what they were
+                    for answer in self._due_answers(rec.ts_ms):
+                        self.stats[LABEL_ANSWER] += 1
+                        yield LABEL_ANSWER, answer
                 if rec.partition is not None:  # a tick: the clock, not bank data
                     self.stats[LABEL_TICK] += 1
                     slot += 1
@@ -478,6 +539,45 @@ class Simulator:
             self.stats[label] += 1
             slot += 1
             yield label, rec
+
+    def answer(self, offer: Mapping[str, Any]) -> bool:
+        """Schedule the customer's answer to ``offer`` (a record of the ``offers``
+        topic, as JSON) on ``offer-responses``: it goes out in event-time order with
+        the bank's records, or before the next one if its time has passed. Returns whether
+        an answer was scheduled (not without ``accept_rates``, nor for an offer none of
+        them applies to, nor for a record that is not an offer)."""
+        model = self._answer_model
+        if model is None:
+            return False
+        try:
+            offer_ts = _parse_ms(offer["ts"])
+            drawn = draw_answer(model, self.cfg.seed, offer, offer_ts)
+        except (KeyError, TypeError, ValueError):
+            return False
+        if drawn is None or drawn[1]["offer_event_id"] in self._answers_made:
+            return False
+        ts, drawn_fields = drawn
+        fields = {  # the contract's order: event_id, customer_id, ts, the rest
+            "event_id": drawn_fields.pop("event_id"),
+            "customer_id": drawn_fields.pop("customer_id"),
+            "ts": format_ts_bank_time(ts),
+            **drawn_fields,
+        }
+        key = str(fields["customer_id"]).encode()
+        rec = SimRecord(TOPIC_OFFER_RESPONSES, key, orjson.dumps(fields), ts)
+        heapq.heappush(self._answers, (ts, len(self._answers_made), rec))
+        self._answers_made.add(str(fields["offer_event_id"]))
+        return True
+
+    @property
+    def answered(self) -> int:
+        """Offers answered so far (answers scheduled; each goes out when its time comes)."""
+        return len(self._answers_made)
+
+    def _due_answers(self, until_ms: int) -> Iterator[SimRecord]:
+        answers = self._answers
+        while answers and answers[0][0] <= until_ms:
+            yield heapq.heappop(answers)[2]
 
     # --- customers ---
 
@@ -1078,6 +1178,16 @@ class Simulator:
             ev["currency"] = "XXX"
             value = orjson.dumps(ev)
         return kind, SimRecord(topic, c.key, value, ts)
+
+
+def _parse_ms(text: object) -> int:
+    """Epoch ms of an output record's RFC 3339 ``ts`` (ValueError if it is not one)."""
+    if not isinstance(text, str):
+        raise ValueError(f"not a time: {text!r}")
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise ValueError(f"naive time: {text!r}")
+    return _to_ms(dt)
 
 
 def _lognormal(rng: random.Random, sigma: float) -> float:

@@ -278,7 +278,7 @@ def test_promtool_accepts_config_and_rules(promtool: str) -> None:
     out = _promtool(promtool, "check", "config", "prometheus.yml")
     assert "SUCCESS" in out
     out = _promtool(promtool, "check", "rules", "alerts.yml")
-    assert "SUCCESS: 11 rules found" in out
+    assert "SUCCESS: 17 rules found" in out  # 12 alerts, 5 recording rules (offer conversion)
 
 
 def test_alert_rules_unit_tests_pass(promtool: str) -> None:
@@ -288,7 +288,7 @@ def test_alert_rules_unit_tests_pass(promtool: str) -> None:
 
 def test_every_required_alert_exists_and_is_unit_tested() -> None:
     rules = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())
-    names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    names = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     required = {
         "TierstreamWorkerDown",
         "TierstreamConsumerLagGrowing",
@@ -297,6 +297,7 @@ def test_every_required_alert_exists_and_is_unit_tested() -> None:
         "TierstreamRedisWriteErrors",
         "TierstreamRedisBacklog",
         "TierstreamHighValueDowngradeSpike",
+        "TierstreamOfferConversionLow",
         "TierstreamInternalDeadLetters",  # issue 18: a record raised (a bug)
         "TierstreamInputOutOfOrder",  # issue 18: the cross-topic order contract broken
         "TierstreamBulkProfileReads",
@@ -306,7 +307,7 @@ def test_every_required_alert_exists_and_is_unit_tested() -> None:
     fired = {
         case["alertname"]
         for t in tests["tests"]
-        for case in t["alert_rule_test"]
+        for case in t.get("alert_rule_test", [])
         if case["exp_alerts"]
     }
     assert fired == names, f"alerts without a firing unit test: {names - fired}"
@@ -379,5 +380,22 @@ def test_dashboard_covers_the_issue_and_uses_the_provisioned_datasource() -> Non
         "tierstream_dead_letters_total",
         "tierstream_redis_backlog_profiles",
         "tierstream_consumer_lag_messages",
+        "tierstream_offer_responses_total",  # offer conversion and declines (issue 23)
     ):
         assert metric in text, f"dashboard has no panel on {metric}"
+
+
+def test_the_dashboards_moved_down_query_is_the_one_promtool_tests() -> None:
+    """The share-that-moved-down panel (issue 23) has a promql_expr_test in
+    alerts_test.yml; the two texts must stay the same query."""
+    dash = json.loads(DASHBOARD.read_text())
+    (panel,) = [p for p in dash["panels"] if p["title"].startswith("Moved down in the last 30")]
+    tests = yaml.safe_load((PROM_DIR / "alerts_test.yml").read_text())
+    tested = {case["expr"] for t in tests["tests"] for case in t.get("promql_expr_test", [])}
+    assert panel["targets"][0]["expr"] in tested
+
+
+def test_prometheus_keeps_the_30_days_the_dashboard_looks_back() -> None:
+    command = _compose()["services"]["prometheus"]["command"]
+    (flag,) = [c for c in command if c.startswith("--storage.tsdb.retention.time=")]
+    assert int(flag.split("=")[1].removesuffix("d")) >= 30

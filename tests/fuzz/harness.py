@@ -9,6 +9,11 @@ checks the invariant of issue 18 on every one:
 * what the shell does next with an applied state works and is bounded: ``to_bytes``
   within ``state_size_bound``, a lossless round trip, ``profile_fields``,
   ``next_due_ms``, every decision valid against its output schema;
+* offer responses reach attribution: one that names a placeholder offer id
+  (``ANSWER_AN_OFFER``: all zeros or all f's) is made to name an offer the customer was
+  really made earlier in the batch (on its evolving state) or one of the populated
+  state's offers, so answers, latest outcomes and the decline cool-down meet later
+  events instead of every response being unmatched;
 * every rejection becomes a dead letter that is valid against its schema and within
   ``MAX_RECORD_BYTES`` (its message key within ``MAX_KEY_BYTES``).
 
@@ -20,6 +25,7 @@ integration tests; this is the pure part, at volume.
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,9 +41,9 @@ from schemas.dead_letter import (
     internal_dead_letter_record,
 )
 from schemas.decoder import DecodeError, Decoder, validate_output
-from schemas.events import Tick
+from schemas.events import OfferResponse, Tick
 from state.core import CoreError, apply, fire_timers
-from state.customer import CustomerState
+from state.customer import CustomerState, event_key
 from state.limits import state_size_bound
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
@@ -49,6 +55,8 @@ __all__ = ["FuzzFailure", "Harness", "Stats", "tight_rules"]
 #: The worker's clock for the skew check: 2026-12-01. Records carry times up to 2200;
 #: those later than this + 5 minutes are refused by the decoder, as in the worker.
 NOW_MS = 1795996800000
+#: offer_event_id values the strategies draw that the harness turns into a real offer
+ANSWER_AN_OFFER = frozenset({"0" * 32, "f" * 32})
 
 
 class FuzzFailure(AssertionError):
@@ -151,6 +159,9 @@ class Harness:
         self.bound = state_size_bound(rules)
         self.stats = Stats()
         self.states: dict[str, CustomerState] = {}
+        #: the offers made to each evolving state in the batch (ids), for answers
+        self.offers: dict[str, list[str]] = {}
+        self.populated_offers: list[str] = []
         self._populated = self._build_populated()
 
     def _build_populated(self) -> bytes:
@@ -158,8 +169,10 @@ class Harness:
         for topic, doc in _history("P"):
             ev = self.decoder.decode(topic, orjson.dumps(doc))
             assert not isinstance(ev, DecodeError), ev
-            state = apply(state, ev, self.rules).state
-        assert state is not None and state.tier is not None
+            outcome = apply(state, ev, self.rules)
+            state = outcome.state
+            self.populated_offers += [d.event_id for d in outcome.decisions if d.topic == "offers"]
+        assert state is not None and state.tier is not None and self.populated_offers
         return state.to_bytes()
 
     def populated(self, customer_id: str) -> CustomerState:
@@ -170,6 +183,7 @@ class Harness:
     def reset(self) -> None:
         """Forget the batch's states (a new batch starts with no customers)."""
         self.states.clear()
+        self.offers.clear()
 
     # ------------------------------------------------------------------ feeding
 
@@ -217,17 +231,36 @@ class Harness:
             return
         cid = event.customer_id
         stage.append("apply(evolving)")
-        state = self._apply(rec, self.states.get(cid), event, dead_letter=True)
+        evolving = self._answering(event, self.offers.get(cid, []))
+        state = self._apply(rec, self.states.get(cid), evolving, dead_letter=True, made=cid)
         if state is not None:
             self.states[cid] = state
         stage.append("apply(fresh)")
         self._apply(rec, None, event)
         stage.append("apply(populated)")
-        self._apply(rec, self.populated(cid), event)
+        self._apply(rec, self.populated(cid), self._answering(event, self.populated_offers))
+
+    @staticmethod
+    def _answering(event: Any, offers: list[str]) -> Any:
+        """A response naming a placeholder made to name one of ``offers`` (chosen by
+        its event id), else the event as it is."""
+        if not (isinstance(event, OfferResponse) and event.offer_event_id in ANSWER_AN_OFFER):
+            return event
+        if not offers or type(event.event_id) is not str:
+            return event
+        chosen = offers[event_key(event.event_id) % len(offers)]
+        return dataclasses.replace(event, offer_event_id=chosen)
 
     def _apply(
-        self, rec: Record, state: CustomerState | None, event: Any, dead_letter: bool = False
+        self,
+        rec: Record,
+        state: CustomerState | None,
+        event: Any,
+        dead_letter: bool = False,
+        made: str | None = None,
     ) -> CustomerState | None:
+        """Apply and check; ``made``: the customer whose offers to remember (the
+        evolving state's)."""
         before = state.to_bytes() if state is not None else None
         try:
             outcome = apply(state, event, self.rules)
@@ -239,7 +272,12 @@ class Harness:
                 self._reject(rec, DecodeError(f"$.{err.field}", err.reason))
             return state
         self.stats.outcomes[outcome.status] += 1
+        if outcome.answered is not None:
+            self.stats.outcomes[f"answered_{outcome.answered[2]}"] += 1
         self._after(outcome.state, outcome.decisions)
+        if made is not None:
+            offers = self.offers.setdefault(made, [])
+            offers += [d.event_id for d in outcome.decisions if d.topic == "offers"]
         return outcome.state
 
     def _tick(self, rec: Record, tick: Tick) -> None:
@@ -258,6 +296,8 @@ class Harness:
             self._after(outcome.state, outcome.decisions)
             if cid in self.states:
                 self.states[cid] = outcome.state
+                offers = self.offers.setdefault(cid, [])
+                offers += [d.event_id for d in outcome.decisions if d.topic == "offers"]
 
     def _after(self, state: CustomerState, decisions: tuple[Any, ...]) -> None:
         """What the shell does with an applied state and its decisions."""

@@ -34,13 +34,14 @@ from schemas.events import (
     CHANNELS,
     CONTACT_CHANNELS,
     CONTACT_OUTCOMES,
+    OFFER_OUTCOMES,
     PRODUCT_RISKS,
     PRODUCTS,
     SEGMENTS,
     TRANSACTION_TYPES,
 )
 
-__all__ = ["CUSTOMERS", "TOPICS", "Raw", "Record", "bursts", "dump", "records"]
+__all__ = ["CUSTOMERS", "TOPICS", "Raw", "Record", "answers", "bursts", "dump", "records"]
 
 TOPICS = (
     "transactions",
@@ -48,6 +49,7 @@ TOPICS = (
     "customer-profiles",
     "risk-assessments",
     "contacts",
+    "offer-responses",
     "ticks",
 )
 #: A few customers, so a batch of records meets the same states again.
@@ -305,6 +307,15 @@ def _base(topic: str, draw: Any) -> list[tuple[str, Any]]:
             ("channel", draw(st.sampled_from(CONTACT_CHANNELS))),
             ("outcome", draw(st.sampled_from(CONTACT_OUTCOMES))),
         ]  # fmt: skip
+    if topic == "offer-responses":
+        hexid = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+        return [
+            ("event_id", eid), ("customer_id", cid), ("ts", ts),
+            ("offer_event_id", draw(hexid | st.sampled_from(["0" * 32, "f" * 32]))),
+            ("outcome", draw(st.sampled_from(OFFER_OUTCOMES))),
+            ("channel", draw(st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True))),
+            ("product_id", draw(st.none() | _ident())),
+        ]  # fmt: skip
     return []  # ticks: built by the caller (their id restates the time)
 
 
@@ -452,4 +463,40 @@ def bursts(draw: Any) -> list[Record]:
                 doc.append(("balance_after", "-" + _BIG))
             topic = "transactions"
         out.append(Record(topic, b"C1", dump(doc).encode(), 0, i, 0, (f"burst:{kind}",)))
+    return out
+
+
+@st.composite
+def answers(draw: Any) -> list[Record]:
+    """One customer who gets offers and answers them (valid records, event-time order
+    with jitter): a consenting SME profile, balances that move it across the tier
+    floors (each entry an offer), answers naming a placeholder id (the harness makes
+    it name an offer really made: tests/fuzz/harness.py) with every outcome, and later
+    balances whose offers meet the declines' cool-down."""
+    cid = draw(st.sampled_from(["C2", "C000042"]))
+    day = draw(st.integers(0, 300))
+
+    def at(d: float) -> str:
+        return _rfc3339(_RECENT[0] + int((day + d) * 86_400_000), 480, 3, False)
+
+    out = [
+        Record("customer-profiles", cid.encode(), dump([
+            ("event_id", "ans-p"), ("customer_id", cid), ("ts", at(0)), ("segment", "sme"),
+            ("marketing_consent", True)]).encode(), 0, 0, 0, ("answers",)),
+    ]  # fmt: skip
+    levels = ["600000.00", "1200000.00", "300000.00", "7000000.00", "700000.00", "2000000.00"]
+    for i in range(draw(st.integers(4, 16))):
+        d = i * draw(st.sampled_from([0.5, 3, 20, 40]))
+        if i % 2 == 0:
+            doc = [("event_id", f"ans-b{i}"), ("customer_id", cid), ("ts", at(d)),
+                   ("account_id", "A1"), ("product", "deposit"),
+                   ("balance", draw(st.sampled_from(levels))), ("currency", "CNY")]  # fmt: skip
+            topic = "balances"
+        else:
+            doc = [("event_id", f"ans-r{i}"), ("customer_id", cid),
+                   ("ts", at(d + draw(st.sampled_from([-1, 0.1, 2, 30])))),
+                   ("offer_event_id", draw(st.sampled_from(["0" * 32, "f" * 32]))),
+                   ("outcome", draw(st.sampled_from(OFFER_OUTCOMES)))]  # fmt: skip
+            topic = "offer-responses"
+        out.append(Record(topic, cid.encode(), dump(doc).encode(), 0, i + 1, 0, ("answers",)))
     return out

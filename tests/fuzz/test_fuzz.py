@@ -20,16 +20,18 @@ from hypothesis import strategies as st
 
 from state.rules import Rules, load_rules
 from tests.fuzz.harness import NOW_MS, Harness, Stats, tight_rules
-from tests.fuzz.strategies import Record, bursts, records
+from tests.fuzz.strategies import Record, answers, bursts, records
 
 #: A batch: records of any topic, now and then after a burst of one customer's largest
-#: values; and a number that, at 0, runs the batch without a clock.
+#: values or one customer's offers and answers; and a number that, at 0, runs the batch
+#: without a clock.
 _BATCHES = st.tuples(
     st.one_of(
         st.lists(records(), min_size=1, max_size=12),
         st.lists(records(), min_size=1, max_size=12),
         st.lists(records(), min_size=1, max_size=12),
         st.tuples(bursts(), st.lists(records(), max_size=4)).map(lambda b: [*b[0], *b[1]]),
+        st.tuples(answers(), st.lists(records(), max_size=4)).map(lambda b: [*b[0], *b[1]]),
     ),
     st.integers(0, 9),
 )
@@ -77,6 +79,9 @@ def test_no_record_breaks_decoder_core_or_dead_letters(rules: Rules) -> None:
     assert stats.outcomes["applied"] > 100 and stats.dead_letters > 500
     assert sum(stats.core_errors.values()) > 0 and stats.outcomes["tick"] > 0
     assert len(stats.decode_errors) > 15
+    # offer responses reach attribution with every outcome, not only "unmatched"
+    answered = {k: n for k, n in stats.outcomes.items() if k.startswith("answered_")}
+    assert len(answered) == 3 and min(answered.values()) >= 10, answered
 
 
 @pytest.mark.slow

@@ -140,6 +140,13 @@ def test_demo_shows_every_kind_of_decision_and_ends_with_the_report(
     assert not missing(expected, {g: set(shown[g]) for g in expected}), context
     assert sim["days"] is not None and sim["days"] >= 30, context
 
+    # The simulator's customers answered offers, and the view showed the outcomes.
+    outcomes = summary["offer_outcomes"]
+    answered = {o for per in outcomes["answers"].values() for o in per}
+    assert {"accepted", "declined"} <= answered, outcomes
+    assert sum(outcomes["conversion"].values()) > 0, outcomes
+    assert consume_all(settings, "offer-responses"), "no answers on offer-responses"
+
     # Most profiles have the value figures (the view read them as the report does).
     value = summary["customer_value"]
     assert value["profiles"] >= 900, value

@@ -111,9 +111,10 @@ def test_replayed_file_lands_co_partitioned_by_customer(
         partitions_by_key[m.key].add(m.partition)
         topics_by_key[m.key].add(m.topic)
     assert len(partitions_by_key) == 30
-    # the simulator writes no CRM contacts and no erasure requests; every other input
-    # meets in one partition
-    simulated = len(INPUT_TOPICS) - 2
+    # the simulator's default bank writes no CRM contacts, no offer responses (those
+    # answer a worker's offers) and no erasure requests; every other input meets in
+    # one partition
+    simulated = len(INPUT_TOPICS) - 3
     assert any(len(t) == simulated for t in topics_by_key.values())
     assert len({p for ps in partitions_by_key.values() for p in ps}) > 1  # keys spread out
     for key, parts in partitions_by_key.items():

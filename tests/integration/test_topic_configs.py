@@ -86,6 +86,8 @@ def test_topics_create_sets_retention_per_topic_and_guards_the_audit_replicas(
     assert configs[t("dead-letters")]["retention.ms"] == str(30 * DAY_MS)
     assert configs[t("tier-changes")]["retention.ms"] == str(400 * DAY_MS)
     assert configs[t("alerts")]["retention.ms"] == str(400 * DAY_MS)
+    assert configs[t("offer-responses")]["retention.ms"] == str(400 * DAY_MS)  # issue 23
+    assert configs[t("offer-responses")]["retention.bytes"] == "-1"
     assert configs[t("offers")]["retention.ms"] == str(10 * DAY_MS)  # the flag
     # inputs keep the broker's default; the outputs' retention is set on the topic
     assert configs[t("transactions")]["set on topic"] == "False"

@@ -21,13 +21,20 @@ the topics:
   ``relationship_manager``, ``private_banking_invitation``, ``sme_credit``,
   ``digital_banking`` -- with consent from the latest profile and the per-kind cap.
   (Timer offers, and ``risk_assessment_due``, whose cap timers share, are left out.)
-* **alerts** ``large_outflow`` and ``aum_drop`` with severities and the cooldown.
+* **alerts** ``large_outflow`` and ``aum_drop`` with severities and the cooldown;
+* **offer responses** (topic ``offer-responses``, docs/rules.md "Offer responses"):
+  which of the offers above a response is attributed to (by the offer's ``event_id``,
+  derived as docs/topics.md says, made at or before the response, among the
+  customer's latest ``answerable_offers``), the kind's latest outcome, and the decline
+  cool-down (``after_decline_days``) that withholds later offers of a declined kind;
+  ``responses`` counts the attributed ones by (kind, the offer's tier, outcome).
 
-API: ``run(events, rules_path=None, as_of=None) -> ReferenceResult`` (``as_of``: a final
-tick for everyone, as ``tierstream backtest`` ends with); ``result_from_records``
-builds the same shape from the records on the output topics (tier-changes, offers,
-alerts), and ``diff`` lists where two results differ. Interpretations where the
-document leaves a choice are marked "Reading:" below.
+API: ``run(events, rules_path=None, as_of=None, rules_version="") -> ReferenceResult``
+(``as_of``: a final tick for everyone, as ``tierstream backtest`` ends with;
+``rules_version``: only goes into the offers' ids, for attributing responses);
+``result_from_records`` builds the same shape from the records on the output topics
+(tier-changes, offers, alerts), and ``diff`` lists where two results differ.
+Interpretations where the document leaves a choice are marked "Reading:" below.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ __all__ = [
     "TierChangeRef",
     "diff",
     "load",
+    "offer_id",
     "result_from_records",
     "run",
     "topic_of",
@@ -122,6 +130,8 @@ class ReferenceResult:
     tiers: dict[str, str] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    #: attributed offer responses by (offer kind, the offer's tier, outcome)
+    responses: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
 
 # ------------------------------------------------------------------ rules
@@ -153,6 +163,8 @@ class Rules:
     dedup_size: int
     dedup_days: int
     offer_cooldown_days: dict[str, int]
+    after_decline_days: dict[str, int]
+    answerable_offers: int
     digital_max_age: int
     digital_share_over: Fraction
     digital_min_tx: int
@@ -185,6 +197,8 @@ def load(rules_path: str | Path | None = None) -> Rules:
         dedup_size=int(table["dedup"]["size"]),
         dedup_days=int(table["dedup"]["days"]),
         offer_cooldown_days=dict(o["cooldown_days"]),
+        after_decline_days=dict(o["after_decline_days"]),
+        answerable_offers=int(o["answerable_offers"]),
         digital_max_age=int(o["digital_banking_max_age"]),
         digital_share_over=_frac(o["digital_banking_share_over"]),
         digital_min_tx=int(o["digital_banking_min_transactions"]),
@@ -225,6 +239,14 @@ def _tie(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 
+def offer_id(customer_id: str, cause_event_id: str, kind: str, rules_version: str) -> str:
+    """docs/topics.md: an offer's ``event_id`` is the first 32 hex digits of SHA-256
+    over the customer id, the cause, ``offer:<kind>`` and the rules version, joined by
+    NUL."""
+    raw = "\x00".join((customer_id, cause_event_id, f"offer:{kind}", rules_version)).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
 def topic_of(doc: Mapping[str, Any]) -> str:
     """The input topic a document belongs to, from its required fields."""
     if "amount" in doc:
@@ -235,6 +257,8 @@ def topic_of(doc: Mapping[str, Any]) -> str:
         return "customer-profiles"
     if "score" in doc:
         return "risk-assessments"
+    if "offer_event_id" in doc:
+        return "offer-responses"
     return "contacts"
 
 
@@ -264,6 +288,8 @@ class _Customer:
     levels: dict[int, tuple[int, int]] = field(default_factory=dict)  # day -> (high, close)
     offers_at: dict[str, list[int]] = field(default_factory=dict)
     alerts_at: dict[str, list[int]] = field(default_factory=dict)
+    made: list[tuple[str, int, str, str]] = field(default_factory=list)  # id, ts, kind, tier
+    answers: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # kind -> ts, tie, out
     tier_since: int = 0  # when the current tier was entered
     below_since: int | None = None  # grace: since when every evaluation found it below
     mark: int | None = None  # the latest event time (or final tick) evaluated up to
@@ -274,8 +300,9 @@ class _Customer:
 
 
 class _Bank:
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, rules_version: str = "") -> None:
         self.r = rules
+        self.version = rules_version
         self.customers: dict[str, _Customer] = {}
         self.out = ReferenceResult()
 
@@ -303,6 +330,12 @@ class _Bank:
     def event(self, topic: str, doc: Mapping[str, Any]) -> None:
         r = self.r
         cid = doc["customer_id"]
+        if topic == "offer-responses" and not (
+            cid in self.customers and self.customers[cid].memory
+        ):
+            # "for an unknown customer nothing happens and no state is created"
+            self.out.counts["response_no_customer"] += 1
+            return
         c = self.customers.setdefault(cid, _Customer(cid))
         eid = doc["event_id"]
         if topic in ("transactions", "balances") and doc["currency"] not in r.fx:
@@ -327,6 +360,8 @@ class _Bank:
             if topic == "customer-profiles":
                 self._profile(c, doc, ts)
             self._advance(c, day)
+            if topic == "offer-responses":
+                self._response(c, doc, ts)
             self._remember(c, eid)
 
     def _late_only(
@@ -396,6 +431,26 @@ class _Bank:
             c.consent = bool(doc["marketing_consent"])
             birth = doc.get("birth_date")
             c.birth = date.fromisoformat(birth) if birth else None
+
+    def _response(self, c: _Customer, doc: Mapping[str, Any], ts: int) -> None:
+        """Docs: attributed "when the customer's state remembers the offer it names
+        (offer_event_id) and the offer was made at or before the response's event
+        time"; the kind's latest outcome is "the attributed response with the latest
+        event time (equal times: the larger event key)"."""
+        wanted = doc["offer_event_id"]
+        window = c.made[-self.r.answerable_offers :]
+        made = next((m for m in reversed(window) if m[0] == wanted and m[1] <= ts), None)
+        if made is None:
+            named = any(m[0] == wanted for m in window)
+            self.out.counts["response_before_offer" if named else "response_unknown"] += 1
+            return
+        _, _, kind, tier = made
+        outcome = doc["outcome"]
+        self.out.responses[(kind, tier, outcome)] += 1
+        key = (ts, _tie(doc["event_id"]))
+        cur = c.answers.get(kind)
+        if cur is None or key > cur[:2]:
+            c.answers[kind] = (*key, outcome)
 
     # -------------------------------------------------------------- AUM events
 
@@ -555,8 +610,17 @@ class _Bank:
         earlier = c.offers_at.get(kind)
         if earlier and ts < max(earlier) + cooldown:
             return
+        # "an offer of a kind whose latest outcome is declined, dated at or after the
+        # decline and less than after_decline_days after it, is withheld"
+        answer = c.answers.get(kind)
+        hold = self.r.after_decline_days[kind] * DAY_MS
+        if answer is not None and answer[2] == "declined" and 0 <= ts - answer[0] < hold:
+            self.out.counts["declined_hold"] += 1
+            return
         c.offers_at.setdefault(kind, []).append(ts)
-        self.out.offers.append(OfferRef(c.cid, ts, kind, c.tier or "mass", cause))
+        tier = c.tier or "mass"
+        self.out.offers.append(OfferRef(c.cid, ts, kind, tier, cause))
+        c.made.append((offer_id(c.cid, cause, kind, self.version), ts, kind, tier))
 
     def _digital_banking(self, c: _Customer, doc: Mapping[str, Any], ts: int, day: int) -> None:
         """Docs: "age < 30, at least 5 transactions in the window and more than 50% of them
@@ -639,12 +703,14 @@ def run(
     events: Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]],
     rules_path: str | Path | None = None,
     as_of: int | None = None,
+    rules_version: str = "",
 ) -> ReferenceResult:
     """Apply input events -- ``(topic, doc)`` pairs or bare docs (the topic is then
     inferred from their fields) -- in the order given, as the core would apply them
     per customer; ``rules_path`` a user rules file as for the worker (None: defaults);
-    ``as_of`` (epoch ms): then bring every customer's time up to it, as one final tick."""
-    bank = _Bank(load(rules_path))
+    ``as_of`` (epoch ms): then bring every customer's time up to it, as one final tick;
+    ``rules_version`` the version the offers' ids derive from (responses name them)."""
+    bank = _Bank(load(rules_path), rules_version)
     for item in events:
         if isinstance(item, tuple):
             topic, doc = item

@@ -2,10 +2,13 @@
 changes, the offers that tier entries and transactions cause, and the large-outflow
 and AUM-drop alerts must be the same, on randomized banks of a few hundred customers
 over months of event time (under the default rules and with the average-daily basis)
-and on small hypothesis-built histories around every threshold."""
+and on small hypothesis-built histories around every threshold; and with answers to
+those offers mixed in, the attributed responses and the offers a decline holds back."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,9 +34,16 @@ def core_run(
     """The events through the real decoder and core, in the given order, then (with
     ``as_of``) one final tick for everyone, and the decisions as the records that go on
     the output topics."""
+    return _core(events, rules, as_of)[0]
+
+
+def _core(
+    events: Iterable[tuple[str, Mapping[str, Any]]], rules: Rules, as_of: int | None = None
+) -> tuple[rules_ref.ReferenceResult, list[tuple[str, dict[str, Any]]]]:
     states: dict[str, CustomerState | None] = {}
     records: list[tuple[str, dict[str, Any]]] = []
     rejected: list[str] = []
+    answered: Counter[tuple[str, str, str]] = Counter()
     for topic, doc in events:
         event = DECODER.decode(topic, orjson.dumps(doc))
         assert not isinstance(event, DecodeError), (event, doc)
@@ -44,6 +54,8 @@ def core_run(
             continue
         states[event.customer_id] = outcome.state
         records.extend((d.topic, d.to_record()) for d in outcome.decisions)
+        if outcome.answered is not None:
+            answered[outcome.answered] += 1
     if as_of is not None:
         for st in states.values():
             assert st is not None
@@ -52,7 +64,8 @@ def core_run(
             )
     result = rules_ref.result_from_records(records)
     result.rejected = rejected
-    return result
+    result.responses = answered
+    return result, records
 
 
 def _rules_file(tmp_path: Path, text: str) -> Path | None:
@@ -238,3 +251,103 @@ def test_the_reference_imports_nothing_of_the_project() -> None:
     assert imports and not [
         x for x in imports if any(p in x for p in ("state", "streams", "schemas", "tests"))
     ]
+
+
+# ------------------------------------------------------------------ offer responses
+
+
+def _answers(
+    events: list[tuple[str, dict[str, Any]]],
+    offers: list[dict[str, Any]],
+    seed: int,
+) -> list[tuple[str, dict[str, Any]]]:
+    """``events`` with answers to ``offers`` (records a first run emitted) mixed in at
+    their event time: mostly declines (so the cool-down meets later offers), some
+    stamped before their offer, second answers to one offer, redeliveries, and answers
+    naming no offer, another customer's offer, or a customer who does not exist."""
+    rnd = random.Random(seed)
+    out: list[tuple[int, dict[str, Any]]] = []
+
+    def answer(cid: str, offer_id: str, ts: int) -> dict[str, Any]:
+        outcome = rnd.choices(["declined", "accepted", "ignored"], [5, 3, 2])[0]
+        doc = {"event_id": f"resp-{len(out)}", "customer_id": cid, "ts": ts_text(ts, rnd),
+               "offer_event_id": offer_id, "outcome": outcome}  # fmt: skip
+        if rnd.random() < 0.3:
+            doc["channel"] = rnd.choice(["mobile", "branch", "call_center"])
+        out.append((ts, doc))
+        return doc
+
+    for offer in offers:
+        ts = rules_ref.parse_ts(offer["ts"])
+        for _ in range(rnd.choices([0, 1, 2], [2, 7, 1])[0]):
+            late = rnd.random() < 0.1  # before its offer: unmatched
+            when = ts - rnd.randint(1, DAY_MS) if late else ts + rnd.randint(0, 20 * DAY_MS)
+            doc = answer(offer["customer_id"], offer["event_id"], when)
+            if rnd.random() < 0.05:  # redelivered a little later
+                out.append((when + rnd.randint(0, DAY_MS), doc))
+    customers = sorted({o["customer_id"] for o in offers})
+    for i in range(60):
+        offer = rnd.choice(offers)
+        when = rules_ref.parse_ts(offer["ts"]) + rnd.randint(0, 10 * DAY_MS)
+        if i % 3 == 0:  # names no offer
+            answer(rnd.choice(customers), f"{rnd.getrandbits(128):032x}", when)
+        elif i % 3 == 1:  # another customer's offer
+            other = rnd.choice([c for c in customers if c != offer["customer_id"]])
+            answer(other, offer["event_id"], when)
+        else:  # no such customer
+            answer(f"ghost-{i}", offer["event_id"], when)
+    # each after the last of its customer's events (in the bank's own order, which has
+    # its own disorder) stamped at or before it; a ghost's anywhere
+    where: dict[str, list[tuple[int, int]]] = {}
+    for i, (_topic, doc) in enumerate(events):
+        where.setdefault(doc["customer_id"], []).append((i, rules_ref.parse_ts(doc["ts"])))
+    placed = []
+    for ts, doc in out:
+        mine = where.get(doc["customer_id"], [])
+        before = [i for i, t in mine if t <= ts]
+        at = max(before) + 1 if before else mine[0][0] if mine else rnd.randrange(len(events))
+        placed.append((at, doc))
+    merged = list(events)
+    for at, doc in sorted(placed, key=lambda x: -x[0]):  # from the end: indices stay valid
+        merged.insert(at, ("offer-responses", doc))
+    return merged
+
+
+@pytest.mark.parametrize(
+    ("basis", "seed"),
+    [("current", 3), ("avg_daily", 4), ("all_avg", 5)],  # all_avg: issue 21's policies too
+)
+def test_offer_responses_agree_with_the_reference(tmp_path: Path, seed: int, basis: str) -> None:
+    """Answers to the offers, also (under the tier policies) to tier-entry offers that
+    time alone caused, whose ids derive from their trigger (``tier:<instant>``)."""
+    path = _rules_file(tmp_path, {**BASES, **POLICIES}[basis])
+    rules = load_rules(str(path) if path else None)
+    events = bank(seed, customers=300, days=150)
+    _, first = _core(events, rules)
+    decided = [r for t, r in first if t == "offers" and r["kind"] in rules_ref.OFFER_KINDS]
+    events = _answers(events, decided, seed)
+
+    core, records = _core(events, rules)
+    ref = rules_ref.run(events, path, rules_version=rules.version)
+    problems = rules_ref.diff(ref, core)
+    assert not problems, "\n".join(problems)
+    assert core.responses == ref.responses
+    # the reference sees only its kinds of offers: no customer may have had enough
+    # offers of any kind for the core to forget one a response names (eviction is
+    # checked against its own model in tests/state/test_responses.py)
+    per_customer = Counter(r["customer_id"] for t, r in records if t == "offers")
+    assert max(per_customer.values()) < rules.answerable_offers
+    # the data must reach what it is meant to test
+    assert {o for _k, _t, o in ref.responses} == {"accepted", "declined", "ignored"}
+    assert len({k for k, _t, _o in ref.responses}) >= 3
+    for situation in ("declined_hold", "response_before_offer", "response_unknown",
+                      "response_no_customer", "duplicate"):  # fmt: skip
+        assert ref.counts[situation] > 0, (situation, ref.counts)
+    if basis in POLICIES:  # answers to offers of evaluations between events among them
+        timed = {r["event_id"] for t, r in first if t == "offers" and
+                 r["cause_event_id"].startswith("tier:")}  # fmt: skip
+        assert timed and any(d["offer_event_id"] in timed for t, d in events
+                             if t == "offer-responses"), "no timed offer answered"  # fmt: skip
+    held = ref.counts["declined_hold"]
+    print(f"\nseed {seed} {basis}: {sum(ref.responses.values())} attributed responses, "
+          f"{held} offers held back by a decline, {dict(ref.counts)}")  # fmt: skip

@@ -58,6 +58,13 @@ VALID: dict[str, dict[str, Any]] = {
         "channel": "phone",
         "outcome": "reached",
     },
+    "offer-responses": {
+        "event_id": "resp-1",
+        "customer_id": "C1",
+        "ts": "2024-05-03T08:00:00Z",
+        "offer_event_id": "0123456789abcdef0123456789abcdef",
+        "outcome": "accepted",
+    },
     "erasure-requests": {
         "event_id": "erase-1",
         "customer_id": "C1",

@@ -17,6 +17,7 @@ from schemas.events import (
     CONTACT_CHANNELS,
     CONTACT_OUTCOMES,
     INPUT_TOPICS,
+    OFFER_OUTCOMES,
     OUTPUT_TOPICS,
     PRODUCT_RISKS,
     PRODUCTS,
@@ -29,6 +30,7 @@ from schemas.events import (
     Contact,
     CustomerProfile,
     ErasureRequest,
+    OfferResponse,
     RiskAssessment,
     Transaction,
 )
@@ -42,6 +44,7 @@ EVENT_TYPES = {
     "customer-profiles": CustomerProfile,
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
+    "offer-responses": OfferResponse,
     "erasure-requests": ErasureRequest,
 }
 
@@ -159,6 +162,7 @@ def test_every_output_example_validates(topic: str) -> None:
         ("customer-profiles", "segment", SEGMENTS),
         ("contacts", "channel", CONTACT_CHANNELS),
         ("contacts", "outcome", CONTACT_OUTCOMES),
+        ("offer-responses", "outcome", OFFER_OUTCOMES),
         ("tier-changes", "to_tier", TIERS),
         ("tier-changes", "from_tier", (*TIERS, None)),
         ("offers", "tier", TIERS),

@@ -188,10 +188,18 @@ SAME_RULES_AS_V3 = ("default",)
 @pytest.mark.parametrize("name", SAME_RULES_AS_V3)
 def test_v3_states_upgrade_to_exactly_the_state_the_current_code_builds(name: str) -> None:
     """Every v3 state of the corpus, loaded and written back, is byte for byte the
-    state the current code builds from the same events: the upgrade loses nothing."""
+    state the current code builds from the same events: the upgrade loses nothing.
+    Except what v3 never kept: the offers made, for attributing offer responses
+    (issue 23; a response to an offer made before the upgrade is unmatched)."""
     sc = SCENARIOS[name]
     corpus = read_corpus(DATA_DIR / f"v3-{name}.jsonl.gz")
     _digest, store = run(sc, messages(sc), stop=GOLDEN[name]["cut"])
     assert store.keys() == corpus.keys()
+    remembered = 0
     for key, raw in corpus.items():
-        assert CustomerState.from_bytes(raw).to_bytes() == store[key], key
+        built = CustomerState.from_bytes(store[key])
+        remembered += len(built.recent_offers)
+        assert not built.offer_outcomes  # no responses in the bank
+        built.recent_offers = []
+        assert CustomerState.from_bytes(raw).to_bytes() == built.to_bytes(), key
+    assert remembered  # the bank made offers

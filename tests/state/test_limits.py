@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from schemas.events import CHANNELS, InputEvent
 from state.core import CoreError, apply, fire_timers
-from state.customer import Account, CustomerState
+from state.customer import Account, CustomerState, MadeOffer, OfferOutcome
 from state.limits import MAX_FEN, state_size_bound
 from state.rules import OFFER_KINDS, Rules, _default_table
 from state.windows import N_CHANNELS
@@ -98,6 +98,7 @@ def test_limits_at_their_defaults_leave_the_derived_version_as_it_was(tmp_path) 
     del table["limits"]
     for later in ("min_days_in_tier", "downgrade_grace_days", "review"):  # issue 21's keys
         del table["tiers"][later]
+    del table["offers"]["after_decline_days"], table["offers"]["answerable_offers"]  # issue 23
     table["tiers"]["affluent"] = "400000"
     digest = hashlib.sha256(orjson.dumps(table, option=orjson.OPT_SORT_KEYS)).hexdigest()
     assert r.version == f"2026.11+{digest[:8]}"
@@ -270,6 +271,11 @@ def _worst_state(rules: Rules) -> CustomerState:
     s.greeted_year = s.churn_day = s.timer_mark = s.first_day = s.last_contact_ts = big
     s.below_since = big
     s.campaigns_done = {c.id: big for c in rules.campaigns}
+    long_kind = "k" * 64  # the longest kind any rules allow (an earlier rules' campaign)
+    s.recent_offers = [
+        MadeOffer(2**64 - 1, big, long_kind, "affluent") for _ in range(rules.answerable_offers)
+    ]
+    s.offer_outcomes = {k: OfferOutcome("accepted", big, 2**64 - 1) for k in rules.offer_kinds}
     return s
 
 

@@ -25,8 +25,14 @@ def test_outputs_get_explicit_retention_and_inputs_the_brokers() -> None:
     assert configs["p.dead-letters"]["retention.ms"] == str(30 * DAY_MS)
     for name in ("tier-changes", "offers", "alerts"):
         assert configs[f"p.{name}"]["retention.ms"] == str(400 * DAY_MS)
+    # offer-responses, the one input kept: tierstream kpi reads it back for a
+    # year-on-year conversion (issue 23)
+    assert configs["p.offer-responses"] == {
+        "retention.ms": str(400 * DAY_MS),
+        "retention.bytes": "-1",
+    }
     for name in INPUT_TOPICS:
-        if name != "erasure-requests":
+        if name not in ("erasure-requests", "offer-responses"):
             assert configs[f"p.{name}"] == {}
     # erasure requests are kept by key: a replay must still find every one of them
     assert configs["p.erasure-requests"] == {"cleanup.policy": "compact"}

@@ -47,7 +47,7 @@ def test_view_reads_the_workers_real_exposition() -> None:
     m.customers.labels("mass").set(70)
     m.customers.labels("hnw").set(5)
     m.tier_changes.labels("none", "mass").inc(70)
-    m.offers.labels("wealth_products").inc(4)
+    m.offers.labels("wealth_products", "affluent").inc(4)
     m.alerts.labels("churn_risk", "warning").inc(2)
     state = ViewState()
     state.apply_metrics(parse_metrics(m.exposition().decode()), now=10.0)
