@@ -61,6 +61,16 @@ __all__ = [
 DEFAULT_LEAD_MS = 2 * CLOCK_MARGIN_MS + 1000
 
 
+#: Errors of a partition without a leader for the moment: asked again.
+_LEADER_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
 class PublishError(RuntimeError):
     """The version cannot be published (the message says why; nothing was written)."""
 
@@ -111,12 +121,26 @@ class RulesReader:
         return self._consumer
 
     def end_offsets(self, timeout: float = 10.0) -> dict[int, int]:
-        """The partitions' end offsets now (high watermarks)."""
+        """The partitions' end offsets now (high watermarks). A partition whose leader
+        is moving (a topic just created, a broker restarting) is asked again until
+        ``timeout``; other errors, and that one past the timeout, raise."""
         consumer = self._open(timeout)
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)[1]
-            for p in self.partitions
-        }
+        deadline = time.monotonic() + timeout
+        ends: dict[int, int] = {}
+        for p in self.partitions:
+            while True:
+                left = max(0.1, deadline - time.monotonic())
+                try:
+                    ends[p] = consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, p), timeout=left
+                    )[1]
+                    break
+                except KafkaException as exc:
+                    code = exc.args[0].code() if exc.args else None
+                    if code not in _LEADER_MOVING or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.2)
+        return ends
 
     def caught_up(self, ends: dict[int, int]) -> bool:
         return all(self.positions.get(p, 0) >= end for p, end in ends.items())
