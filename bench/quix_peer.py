@@ -36,7 +36,7 @@ from quixstreams.state.rocksdb import RocksDBOptions
 from bench.baseline import write_status
 from schemas.dead_letter import dead_letter_record
 from schemas.decoder import Decoder
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TOPIC_DEAD_LETTERS
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TOPIC_AUDIT, TOPIC_DEAD_LETTERS
 from state.core import CoreError, apply
 from state.customer import CustomerState
 from state.profile import profile_fields
@@ -141,7 +141,7 @@ def main() -> int:
     ]
     outputs = {
         t: app.topic(settings.topic(t), key_serializer="bytes", value_serializer=_RecordValue())
-        for t in OUTPUT_TOPICS
+        for t in (*OUTPUT_TOPICS, TOPIC_AUDIT)  # the core audits tier overrides
     }
     sink = ProfileSink(redis.Redis.from_url(args.redis_url), args.redis_prefix, rules)
 

@@ -52,6 +52,7 @@ from schemas.events import (
     TOPIC_PROFILES,
     TOPIC_RULES,
     TOPIC_TICKS,
+    TOPIC_TIER_OVERRIDES,
     TOPIC_TRANSACTIONS,
     BalanceSnapshot,
     Contact,
@@ -61,6 +62,7 @@ from schemas.events import (
     OfferResponse,
     RiskAssessment,
     Tick,
+    TierOverride,
     Transaction,
 )
 from schemas.explain import explain, not_json
@@ -252,6 +254,7 @@ def _build_profile(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
         d["segment"],
         d["marketing_consent"],
         birth,
+        d.get("service_contact_opt_out") is True,  # optional; the schema types it
     )
 
 
@@ -290,6 +293,24 @@ def _build_offer_response(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeE
     )
 
 
+def _build_override(d: dict[str, Any], raw: bytes) -> InputEvent | DecodeError:
+    ts = timestamp_fast(d["ts"])
+    if type(ts) is not int:
+        return cast(DecodeError, ts)
+    until = d.get("until")
+    if until is not None:
+        until = timestamp(until, "until")
+        if isinstance(until, DecodeError):
+            return until
+        if until <= ts:
+            return DecodeError(
+                "$.until", f"must be after ts ({short(d['ts'])}), got {short(d['until'])}"
+            )
+    return TierOverride(
+        d["event_id"], d["customer_id"], ts, d["tier"], until, d["set_by"], d["reason"]
+    )
+
+
 def _build_erasure(d: dict[str, Any], raw: bytes) -> ErasureRequest | DecodeError:
     ts = timestamp_fast(d["ts"])
     if type(ts) is not int:
@@ -320,6 +341,7 @@ _BUILDERS: Final[Mapping[str, Builder]] = {
     TOPIC_ASSESSMENTS: _build_assessment,
     TOPIC_CONTACTS: _build_contact,
     TOPIC_OFFER_RESPONSES: _build_offer_response,
+    TOPIC_TIER_OVERRIDES: _build_override,
     TOPIC_ERASURE_REQUESTS: _build_erasure,
 }
 
@@ -441,6 +463,9 @@ class Decoder:
             year = int(event.birth_date[:4])
             if year < self._min_year or year > self._max_year:
                 return self._out_of_years("$.birth_date", event.birth_date, year)
+        until = event.until if type(event) is TierOverride else None
+        if until is not None and (until < self._min_ms or until > self._max_ms):
+            return self._out_of_years("$.until", doc["until"], until)
         return event
 
     def decode_tick(self, raw: bytes | None, now_ms: int | None = None) -> Tick | DecodeError:
@@ -518,12 +543,13 @@ def _output_validator(topic: str) -> Callable[[Any], Any]:
 
 
 def validate_output(topic: str, record: dict[str, Any]) -> None:
-    """Check a record the service emits against its output-topic schema.
+    """Check a record the service emits against its output-topic schema (the audit
+    topic's too: the core audits tier overrides).
 
     Raises ``ValueError("<topic>: $.field: reason")``; used by tests and available to
     the sinks as a guard. ``topic`` is the unprefixed output topic name.
     """
-    if topic not in OUTPUT_TOPICS:
+    if topic not in OUTPUT_TOPICS and topic != TOPIC_AUDIT:
         raise ValueError(f"not an output topic: {topic!r} (expected one of {OUTPUT_TOPICS})")
     try:
         _output_validator(topic)(record)

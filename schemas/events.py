@@ -54,6 +54,8 @@ TOPIC_ASSESSMENTS: Final = "risk-assessments"
 TOPIC_CONTACTS: Final = "contacts"
 #: How customers answered tierstream's offers (written by the campaign systems).
 TOPIC_OFFER_RESPONSES: Final = "offer-responses"
+#: Relationship managers' tier overrides (written by the CRM).
+TOPIC_TIER_OVERRIDES: Final = "tier-overrides"
 #: Requests to erase a customer (right to be forgotten): a customer-keyed input like the
 #: others, so it meets the customer's events in one partition and the aligner orders it
 #: among them by event time; last in the tie-break order, so an event stamped at the
@@ -67,6 +69,7 @@ INPUT_TOPICS: Final = (
     TOPIC_ASSESSMENTS,
     TOPIC_CONTACTS,
     TOPIC_OFFER_RESPONSES,
+    TOPIC_TIER_OVERRIDES,
     TOPIC_ERASURE_REQUESTS,  # last: see TOPIC_ERASURE_REQUESTS
 )
 #: The clock's topic: NOT keyed by customer (one tick per partition per interval, written
@@ -133,6 +136,8 @@ class CustomerProfile:
     segment: str  # one of SEGMENTS
     marketing_consent: bool
     birth_date: str | None = None  # ISO date YYYY-MM-DD
+    #: the customer asked not to be contacted for service either (reviews, renewals)
+    service_contact_opt_out: bool = False
 
     kind: Literal["profile"] = "profile"
 
@@ -189,6 +194,26 @@ class OfferResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class TierOverride:
+    """A relationship manager sets (or, with ``tier`` None, clears) the customer's tier
+    (topic ``tier-overrides``, written by the CRM).
+
+    Why an input of its own: the data can get a tier wrong (a client's assets at
+    another branch, a family office, a known departure), and only a person can say so;
+    the override holds until ``until`` or until cleared, and every one is audited."""
+
+    event_id: str
+    customer_id: str
+    ts: int
+    tier: str | None  # one of the tiers; None clears the override in effect
+    until: int | None  # epoch ms when it expires (after ts); None: until cleared
+    set_by: str  # who (the relationship manager's id)
+    reason: str  # why, in a few words
+
+    kind: Literal["tier_override"] = "tier_override"
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """The clock's "it is now ``ts``" for one partition (topic ``ticks``).
 
@@ -222,5 +247,11 @@ class ErasureRequest:
 
 
 InputEvent = (
-    Transaction | BalanceSnapshot | CustomerProfile | RiskAssessment | Contact | OfferResponse
+    Transaction
+    | BalanceSnapshot
+    | CustomerProfile
+    | RiskAssessment
+    | Contact
+    | OfferResponse
+    | TierOverride
 )

@@ -19,6 +19,10 @@ from state.money import fen_str, ratio_str
 from state.risk import valid_risk_type
 from state.rules import DAY_MS, Rules
 
+#: Alerts that ask staff to contact the customer (suitability warnings, dormancy
+#: outreach, slipping RFM): when the customer opted out of service contacts they
+#: still go out -- the bank must know -- with ``reason.service_contact_opt_out`` "true".
+CONTACT_ALERT_KINDS = frozenset({"suitability_mismatch", "dormant_high_value", "rfm_slipping"})
 _AFFLUENT = TIER_RANK["affluent"]
 _HNW = TIER_RANK["hnw"]
 
@@ -41,6 +45,8 @@ def emit_alert(
         return None
     if cooldown:
         state.last_alert[kind] = max(ts, last) if last is not None else ts
+    if state.service_opt_out and kind in CONTACT_ALERT_KINDS:
+        reason = {**reason, "service_contact_opt_out": "true"}
     return Alert(
         event_id=derive_event_id(state.customer_id, id_cause, f"alert:{kind}", rules.version),
         customer_id=state.customer_id,

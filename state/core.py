@@ -37,17 +37,19 @@ from schemas.events import (
     InputEvent,
     OfferResponse,
     RiskAssessment,
+    TierOverride,
     Transaction,
 )
 from schemas.values import MAX_MONEY_DECIMALS
-from state import alerts, lifetime, offers, responses, tier_policy, triggers
+from state import alerts, contribution, lifetime, offers, overrides, responses, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import Decision
 from state.limits import MAX_FEN
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
-from state.tiers import basis_fen, next_tier
+from state.tier_policy import after_aum_change
+from state.tiers import record_aum_sample, trim_aum_samples
 from state.timeline import RulesTimeline
 from state.windows import CHANNEL_INDEX
 
@@ -124,6 +126,8 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules | RulesTi
         return _contact(state, event, key, rules, timeline)
     if isinstance(event, OfferResponse):
         return _response(state, event, key, rules, timeline)
+    if isinstance(event, TierOverride):
+        return _override(state, event, key, rules, timeline)
     raise CoreError("kind", f"unsupported event type {type(event).__name__}")
 
 
@@ -246,6 +250,8 @@ def _newer(ts: int, tie: int, cur_ts: int, cur_tie: int) -> bool:
 
 def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
     """Move the customer's event-time 'today' forward and drop what fell out of range."""
+    if state.ledger_from == NO_DAY:
+        contribution.start_ledger(state, ev_day)
     if ev_day <= state.day:
         return
     first = state.day == NO_DAY
@@ -253,18 +259,7 @@ def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
     if first:
         return
     state.windows.evict_through(ev_day - rules.window_days)
-    # AUM samples: keep the range the rules look back over, plus the newest older
-    # sample (the level carried into that range).
-    keep = rules.aum_drop_days
-    if rules.tier_basis == "avg_daily":
-        keep = max(keep, rules.tier_avg_days)
-    keep_from = ev_day - keep + 1
-    samples = state.aum_samples  # [day, high, close, ...] by day ascending
-    old = 0
-    while old < len(samples) and samples[old] < keep_from:
-        old += 3
-    if old > 3:
-        del samples[: old - 3]
+    trim_aum_samples(state, ev_day, rules)
     # The dedup set is in insertion order and each entry holds the customer's day at
     # insertion, which never decreases: the stale entries are a prefix.
     state.forget_seen_before(ev_day - rules.dedup_days)
@@ -291,15 +286,11 @@ def _catch_up(
     return out
 
 
-def _remember(state: CustomerState, key: int, rules: Rules) -> None:
-    state.remember(key, rules.dedup_size)
-
-
 def _finish(state: CustomerState, event: InputEvent, key: int, rules: Rules) -> None:
     if event.ts > state.updated_at:
         state.updated_at = event.ts
     state.version += 1
-    _remember(state, key, rules)
+    state.remember(key, rules.dedup_size)
 
 
 def _set_account(
@@ -335,21 +326,8 @@ def _after_aum_event(
 ) -> None:
     """Record the AUM sample, re-tier (hysteresis and the tier policies,
     state/tier_policy.py), and check for an AUM drop."""
-    aum = state.aum_fen
-    samples = state.aum_samples  # today's sample, if any, is the last one
-    if aum != aum_before or not samples:
-        if samples and samples[-3] == state.day:
-            if aum > samples[-2]:
-                samples[-2] = aum
-            samples[-1] = aum
-        else:
-            samples += (state.day, aum, aum)
-    basis = basis_fen(state, rules)
-    # the hot path: without policies nothing is held, and most events change no tier
-    if rules.tier_policies or next_tier(state.tier, basis, rules) is not None:
-        tier_policy.retier(state, rules, event.ts, basis, event.event_id, out)
-    elif state.below_since != -1:  # a count left by rules with a grace period
-        state.below_since = -1
+    aum = record_aum_sample(state, aum_before)
+    after_aum_change(state, rules, event.ts, event.event_id, out)
     if aum < aum_before:
         a = alerts.aum_drop(state, event, tier_before, rules)
         if a is not None:
@@ -400,7 +378,7 @@ def _transaction(
         _check_new_account(state, "account_id", rules)
     if late and not newer:
         state.late_events += 1
-        _remember(state, key, rules)
+        state.remember(key, rules.dedup_size)
         return Outcome(state, (), "late")
     amount_fen = to_fen(tx.amount, rate)
     bal_fen = to_fen(bal, rate) if newer and bal is not None else 0
@@ -424,6 +402,8 @@ def _transaction(
     elif counted:
         new_day = state.windows.add(ev_day, amount_fen, channel)
         lifetime.count_transaction(state, ev_day, amount_fen, new_day)
+    if not late:  # fees and interest too: a fee is income (state/contribution.py)
+        contribution.book(state, ev_day, tx.type, amount_fen, rules)
     if newer and bal is not None:
         _set_account(state, account_id, tx, key, bal, tx.currency, product, bal_fen)
     _finish(state, tx, key, rules)
@@ -441,10 +421,8 @@ def _transaction(
             o = offers.assessment_due_on_buy(state, tx, rules)
             if o is not None:
                 out.append(o)
-        if counted:
-            o = offers.digital_banking_offer(state, tx, ev_day, rules)
-            if o is not None:
-                out.append(o)
+        if counted:  # digital banking, priority branch service
+            out.extend(offers.channel_offers(state, tx, ev_day, rules))
     _common_tail(state, tx, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied")
 
@@ -515,6 +493,7 @@ def _profile(
     if _newer(ev.ts, key, state.profile_ts, state.profile_tie):
         state.segment = ev.segment
         state.consent = bool(ev.marketing_consent)
+        state.service_opt_out = bool(ev.service_contact_opt_out)
         state.birth_date = ev.birth_date
         state.profile_ts = ev.ts
         state.profile_tie = key
@@ -595,3 +574,25 @@ def _response(
     _finish(state, ev, key, rules)
     _common_tail(state, ev, ev_day, rules, out)
     return Outcome(state, tuple(out), "applied" if answered else "unmatched", answered)
+
+
+def _override(
+    state: CustomerState,
+    ev: TierOverride,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
+    """A relationship manager's tier override, or its clearing (state/overrides.py)."""
+    if ev.until is not None:
+        _check_time("until", ev.until, rules)
+    bad = overrides.invalid(ev, rules)
+    if bad is not None:
+        raise CoreError(*bad)
+    ev_day = rules.local_day(ev.ts)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
+    _advance(state, ev_day, rules)
+    overrides.apply_override(state, ev, key, rules, out)
+    _finish(state, ev, key, rules)
+    _common_tail(state, ev, ev_day, rules, out)
+    return Outcome(state, tuple(out), "applied")

@@ -41,7 +41,9 @@ Format history:
       before (tests/state/test_golden.py); it is written back as v4 when next changed.
       Fields appended since (older v4 arrays are shorter: they take the defaults):
       ``recent_offers`` and ``offer_outcomes`` (offer responses, issue 23), then
-      ``below_since`` (issue 21, the downgrade grace period).
+      ``below_since`` (issue 21, the downgrade grace period), then ``service_opt_out``,
+      the contribution ``ledger`` and ``ledger_from``, the tier override
+      (``override_*``) and ``rules_tier`` (customer value, issue 22).
 """
 
 from __future__ import annotations
@@ -216,6 +218,25 @@ class CustomerState(
     #: the basis has stayed below the current tier's downgrade threshold; -1 = not below
     #: (only kept while ``tiers.downgrade_grace_days`` is set, state/tier_policy.py)
     below_since: int = -1
+    # ---- customer value and tier policy (issue 22); absent from older v4 states
+    #: the profile's service_contact_opt_out (last writer by event time wins, with it)
+    service_opt_out: bool = False
+    #: calendar months of money flows, by month ascending (state/contribution.py):
+    #: [month, inflow fen, spend fen, income fen, ...]; the current month and 12 before
+    ledger: list[int] = msgspec.field(default_factory=list)
+    #: local day from which the ledger holds every transaction (NO_DAY: not started; a
+    #: state written before the ledger existed starts it at its next event)
+    ledger_from: int = NO_DAY
+    #: a relationship manager's tier override in effect (state/overrides.py), or None
+    override_tier: Tier | None = None
+    #: when it expires (event-time ms); -1: when cleared
+    override_until: int = -1
+    override_by: str = ""
+    #: (event time, event key) of the newest override record applied: last writer wins
+    override_ts: int = -1
+    override_tie: int = 0
+    #: while an override is in effect: the tier the rules hold (None: none yet)
+    rules_tier: Tier | None = None
 
     def __post_init__(self) -> None:
         """The checks a decoded state gets beyond its types (a corrupt state fails on

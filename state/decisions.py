@@ -16,10 +16,14 @@ from typing import Any, ClassVar
 from schemas.timefmt import format_ts_utc
 
 TIERS = ("mass", "affluent", "hnw", "private")
-#: ``direction`` of a tier change: the first tier, a move up, a move down.
-DIRECTIONS = ("initial", "upgrade", "downgrade")
+#: ``direction`` of a tier change: the first tier, a move up, a move down, a
+#: relationship manager's override (state/overrides.py).
+DIRECTIONS = ("initial", "upgrade", "downgrade", "override")
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
 SEVERITIES = ("info", "warning", "critical")
+#: ``purpose`` of an offer or alert: marketing (needs marketing consent) or service (a
+#: contact the bank owes the customer: needs none, but respects a service opt-out).
+PURPOSES = ("marketing", "service")
 
 
 def derive_event_id(customer_id: str, cause_event_id: str, kind: str, rules_version: str) -> str:
@@ -72,6 +76,7 @@ class Offer:
     cause_event_id: str
     rules_version: str
     reason: dict[str, Any] = field(default_factory=dict)
+    purpose: str = "marketing"  # one of PURPOSES
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -80,6 +85,7 @@ class Offer:
             "ts": format_ts_utc(self.ts),
             "kind": self.kind,
             "tier": self.tier,
+            "purpose": self.purpose,
             "cause_event_id": self.cause_event_id,
             "rules_version": self.rules_version,
             "reason": self.reason,
@@ -98,6 +104,7 @@ class Alert:
     cause_event_id: str
     rules_version: str
     reason: dict[str, Any] = field(default_factory=dict)
+    purpose: str = "service"  # every alert is for the bank's staff: never marketing
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -106,10 +113,47 @@ class Alert:
             "ts": format_ts_utc(self.ts),
             "kind": self.kind,
             "severity": self.severity,
+            "purpose": self.purpose,
             "cause_event_id": self.cause_event_id,
             "rules_version": self.rules_version,
             "reason": self.reason,
         }
 
 
-Decision = TierChange | Offer | Alert
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit-trail record the core writes (topic ``audit``, beside the HTTP API's
+    profile reads): every tier override set, cleared or expired (state/overrides.py).
+    ``principal`` is who set the override (``set_by``)."""
+
+    topic: ClassVar[str] = "audit"
+
+    event_id: str
+    customer_id: str
+    ts: int
+    principal: str
+    action: str  # one of AUDIT_ACTIONS
+    result: str  # ok | superseded | expired
+    cause_event_id: str
+    rules_version: str
+    reason: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "ts": format_ts_utc(self.ts),
+            "principal": self.principal,
+            "role": None,
+            "action": self.action,
+            "customer_id": self.customer_id,
+            "result": self.result,
+            "cause_event_id": self.cause_event_id,
+            "rules_version": self.rules_version,
+            "reason": self.reason,
+        }
+
+
+#: ``action`` of the audit records the core writes.
+AUDIT_ACTIONS = ("tier.override.set", "tier.override.clear", "tier.override.expire")
+
+Decision = TierChange | Offer | Alert | AuditRecord

@@ -38,6 +38,10 @@ __all__ = ["MAX_FEN", "Limits", "SizedRules", "state_size_bound"]
 #: sum the core keeps stays within +-MAX_FEN fen (about 92 quadrillion CNY), and an
 #: event that would leave that range is rejected.
 MAX_FEN = 2**63 - 1
+#: Rows of the flow ledger (state/contribution.py: the current month and 12 before).
+LEDGER_ROWS = 13
+#: The longest ``set_by`` of a tier override (its schema's maxLength).
+SET_BY_CHARS = 64
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -177,6 +181,19 @@ def state_size_bound(rules: SizedRules) -> int:
     tier = _str(_longest(("mass", "affluent", "hnw", "private"))) + _INT
     # the array's header, the version tag and every remaining int field
     scalars = _HEAD + _INT + 6 * _INT + 5 * _INT + 5 * _INT + _INT  # + below_since
+    # issue 22: the service opt-out, the flow ledger (13 months x 4 ints) and when it
+    # started, a tier override (tier, until, who: at most SET_BY_CHARS, ts, tie) and
+    # the rules' tier under it
+    longest_tier = _longest(("mass", "affluent", "hnw", "private"))
+    value = (
+        1
+        + _HEAD
+        + LEDGER_ROWS * 4 * _INT
+        + _INT
+        + 2 * _str(longest_tier)
+        + 3 * _INT
+        + _str(min(lim.max_field_chars, SET_BY_CHARS) * _CHAR)
+    )
     return (
         scalars
         + ident  # the customer id
@@ -190,4 +207,5 @@ def state_size_bound(rules: SizedRules) -> int:
         + tier
         + offers
         + outcomes
+        + value
     )

@@ -1,9 +1,15 @@
-"""Offers: next-best-action triggers, gated by marketing consent and a per-kind cadence.
+"""Offers: next-best-action triggers, gated by consent and a per-kind cadence.
 
 Why the gates live here and not downstream: an offer that must not be sent should not
 be emitted at all (consent is a legal requirement), and the cadence (at most one offer
 of a kind per customer per N days, in event time) must be deterministic on replay.
 An offer withheld for lack of consent is dropped, not deferred.
+
+Two kinds of consent (issue 22): a **marketing** offer needs the profile's
+``marketing_consent``; a **service** contact -- a relationship review, a risk
+assessment renewal -- is something the bank owes the customer, so it needs no
+marketing consent, but it respects the profile's ``service_contact_opt_out``. Every
+offer says which it is (``purpose``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from schemas.timefmt import format_ts_utc
 from state import responses
 from state.customer import CustomerState
 from state.decisions import TIER_RANK, Offer, derive_event_id
+from state.money import fen_str, ratio_str
 from state.recommend import product_ids
 from state.risk import valid_risk_type
 from state.rules import Rules
@@ -28,6 +35,9 @@ TIER_OFFERS = {
     "hnw": "relationship_manager",
     "private": "private_banking_invitation",
 }
+#: Offer kinds that are service contacts (every other kind, campaigns included, is
+#: marketing).
+SERVICE_OFFER_KINDS = frozenset({"relationship_review", "risk_assessment_due"})
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _BRANCH = CHANNEL_INDEX["branch"]
 _ATM = CHANNEL_INDEX["atm"]
@@ -50,6 +60,14 @@ def birthday_in(year: int, birth: date) -> date:
         return date(year, 2, 28)
 
 
+def may_contact(state: CustomerState, kind: str) -> bool:
+    """Whether the customer may be sent an offer of ``kind``: a service contact unless
+    they opted out of service contacts, anything else only with marketing consent."""
+    if kind in SERVICE_OFFER_KINDS:
+        return not state.service_opt_out
+    return state.consent
+
+
 def emit(
     state: CustomerState,
     kind: str,
@@ -59,12 +77,12 @@ def emit(
     rules: Rules,
     reason: dict[str, Any],
 ) -> Offer | None:
-    """Emit ``kind`` at event time ``ts`` if consent is on record, the kind's cap allows
-    it and the customer has not declined the kind lately (state/responses.py). The
-    event_id derives from ``id_cause`` (the cause event's id, or a timer's stable
-    trigger id), so a replay reproduces it. The offer is remembered, so a response
-    naming it can be attributed."""
-    if not state.consent:
+    """Emit ``kind`` at event time ``ts`` if the customer may be contacted for it
+    (``may_contact``), the kind's cap allows it and the customer has not declined the
+    kind lately (state/responses.py). The event_id derives from ``id_cause`` (the cause
+    event's id, or a timer's stable trigger id), so a replay reproduces it. The offer
+    is remembered, so a response naming it can be attributed."""
+    if not may_contact(state, kind):
         return None
     last = state.last_offer.get(kind)
     if last is not None and ts - last < rules.offer_cooldown_ms(kind):
@@ -87,6 +105,7 @@ def emit(
         cause_event_id=cause_event_id,
         rules_version=rules.version,
         reason=reason,
+        purpose="service" if kind in SERVICE_OFFER_KINDS else "marketing",
     )
     responses.remember_offer(state, offer, rules)
     return offer
@@ -163,10 +182,34 @@ def tier_entry_offers(
     return out
 
 
+def channel_offers(
+    state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
+) -> list[Offer]:
+    """The offers that follow how and for how much the customer transacts (channel
+    shares and the average transaction of the window, as in the profile's
+    ``channel_shares`` and ``avg_amount_cny``): the digital-banking nudge and priority
+    branch service. Checked on every counted transaction."""
+    w = state.windows
+    if not state.consent or w.count == 0:
+        return []
+    out = []
+    o = digital_banking_offer(state, event, ev_day, rules)
+    if o is not None:
+        out.append(o)
+    o = branch_priority_offer(state, event, rules)
+    if o is not None:
+        out.append(o)
+    return out
+
+
 def digital_banking_offer(
     state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
 ) -> Offer | None:
-    """Young customers who mostly bank at branches/ATMs get the digital-banking nudge."""
+    """Young customers who mostly bank at branches and ATMs, for everyday amounts, get
+    the digital-banking nudge: at least ``digital_banking_min_transactions`` in the
+    window, MORE than ``digital_banking_share_over`` of them at a branch or an ATM, an
+    average transaction below ``digital_banking_max_avg_cny``, and younger than
+    ``digital_banking_max_age`` on the transaction's local date."""
     w = state.windows
     if w.count < rules.digital_banking_min_transactions or state.birth_date is None:
         return None
@@ -175,6 +218,9 @@ def digital_banking_offer(
     offline = w.channels[_BRANCH] + w.channels[_ATM]
     if offline <= rules.digital_banking_share_over * w.count:
         return None
+    avg = w.average_fen()
+    if avg >= rules.digital_banking_max_avg_fen:
+        return None  # large amounts: the branch offer's customers, not the app's
     age = age_on(date.fromisoformat(state.birth_date), local_date(ev_day))
     if age >= rules.digital_banking_max_age:
         return None
@@ -183,8 +229,35 @@ def digital_banking_offer(
         "branch_atm_transactions": str(offline),
         "window_transactions": str(w.count),
         "window_days": str(rules.window_days),
+        "branch_atm_share": ratio_str(offline, w.count),
+        "avg_amount_cny": fen_str(avg),
     }
     return _offer(state, "digital_banking", event, rules, reason)
+
+
+def branch_priority_offer(state: CustomerState, event: InputEvent, rules: Rules) -> Offer | None:
+    """Customers of any age whose transactions are mostly at the branch and large on
+    average get priority branch service (an appointment, a priority counter): at least
+    ``branch_priority_min_transactions`` in the window, MORE than
+    ``branch_priority_share_over`` of them at a branch, an average transaction of at
+    least ``branch_priority_min_avg_cny``."""
+    w = state.windows
+    if w.count < rules.branch_priority_min_transactions:
+        return None
+    branch = w.channels[_BRANCH]
+    if branch <= rules.branch_priority_share_over * w.count:
+        return None
+    avg = w.average_fen()
+    if avg < rules.branch_priority_min_avg_fen:
+        return None
+    reason = {
+        "branch_transactions": str(branch),
+        "window_transactions": str(w.count),
+        "window_days": str(rules.window_days),
+        "branch_share": ratio_str(branch, w.count),
+        "avg_amount_cny": fen_str(avg),
+    }
+    return _offer(state, "branch_priority", event, rules, reason)
 
 
 def assessment_due_on_buy(state: CustomerState, tx: InputEvent, rules: Rules) -> Offer | None:

@@ -11,12 +11,11 @@ naming the key, never half-way through a stream.
 from __future__ import annotations
 
 import hashlib
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal
 from importlib import resources
 from itertools import pairwise
 from types import MappingProxyType
@@ -30,6 +29,8 @@ from schemas.events import CONTACT_OUTCOMES, TRANSACTION_TYPES
 from state.catalogue import Campaign, Product, parse_campaigns, parse_catalogue, spread_hours
 from state.decisions import TIER_RANK, TIERS
 from state.limits import Limits, state_size_bound
+from state.rules_reader import TableReader, cny_to_fen
+from state.rules_value import value_and_behaviour
 from state.value import BgNbdParams, GammaGammaParams
 
 OFFER_KINDS = (
@@ -38,6 +39,7 @@ OFFER_KINDS = (
     "private_banking_invitation",
     "sme_credit",
     "digital_banking",
+    "branch_priority",
     "birthday_greeting",
     "reactivation",
     "relationship_review",
@@ -51,6 +53,7 @@ ALERT_KINDS = (
     "suitability_mismatch",
     "churn_risk",
     "dormant_high_value",
+    "rfm_slipping",
 )
 RISK_TYPES = ("C1", "C2", "C3", "C4", "C5")
 TIER_BASES = ("current", "avg_daily")
@@ -62,12 +65,38 @@ _OFFSET_SLOT_MS = 900_000  # UTC offsets only change on quarter-hour instants
 _OFFSET_CACHE_MAX = 100_000
 
 #: Keys whose tables are open (any key allowed); everything else must exist in defaults.
-_OPEN_TABLES = frozenset({"fx"})
-
-
-def _to_fen(amount: Decimal) -> int:
-    """CNY amount -> integer fen (0.01), half-even; the one rounding rule for CNY."""
-    return int(amount.scaleb(2).to_integral_value(rounding=ROUND_HALF_EVEN))
+_OPEN_TABLES = frozenset(
+    {"fx", "tiers.behaviour.affluent", "tiers.behaviour.hnw", "tiers.behaviour.private"}
+)
+#: Keys added after rule files without a version were in use: at their defaults they
+#: stay out of the derived version's hash (load_rules), so such a file keeps its version.
+_LATER_KEYS = (
+    "limits",
+    # offer responses (issue 23)
+    "offers.after_decline_days",
+    "offers.answerable_offers",
+    # tier policies (issue 21)
+    "tiers.min_days_in_tier",
+    "tiers.downgrade_grace_days",
+    "tiers.review",
+    # customer value and tier policy (issue 22)
+    "tiers.inflow_months",
+    "tiers.behaviour",
+    "offers.digital_banking_max_avg_cny",
+    "offers.branch_priority_min_transactions",
+    "offers.branch_priority_share_over",
+    "offers.branch_priority_min_avg_cny",
+    "offers.cooldown_days.branch_priority",
+    "alerts.cooldown_days.rfm_slipping",
+    "rfm.monetary",
+    "value.deposit_nim",
+    "value.wealth_fee_rate",
+    "value.loan_spread",
+    "value.card_interchange",
+    "value.fees",
+    "care.slipping_segments",
+    "care.slipping_min_tier",
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +167,22 @@ class Rules:
     campaigns: tuple[Campaign, ...]
     # bounds on what inputs control (state/limits.py)
     limits: Limits
+    # customer value and tier policy (issue 22; docs/value-models.md, docs/rules.md)
+    deposit_nim: Decimal  # annual, on deposit balances
+    wealth_fee_rate: Decimal  # annual, on wealth/fund/bond/insurance balances
+    loan_spread: Decimal  # annual, on loans outstanding and overdrawn deposits
+    card_interchange: Decimal  # on card payments
+    transaction_fees_fen: Mapping[str, int]  # transaction type -> fen per transaction
+    #: tier -> behaviour criterion -> floor in fen (no entry: AUM only)
+    tier_behaviour: Mapping[str, Mapping[str, int]]
+    inflow_months: int
+    rfm_monetary: str
+    slipping_segments: frozenset[str]
+    slipping_min_tier: int  # tier rank
+    digital_banking_max_avg_fen: int
+    branch_priority_min_transactions: int
+    branch_priority_share_over: Decimal
+    branch_priority_min_avg_fen: int
 
     # derived (integer fen / ms), filled in __post_init__
     tier_floors_fen: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -162,11 +207,11 @@ class Rules:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        s(self, "tier_floors_fen", tuple(_to_fen(self.tier_floors[t]) for t in TIERS))
+        s(self, "tier_floors_fen", tuple(cny_to_fen(self.tier_floors[t]) for t in TIERS))
         keep = 1 - self.downgrade_band
         s(self, "tier_down_fen", tuple(Decimal(f) * keep for f in self.tier_floors_fen))
-        s(self, "large_outflow_amount_fen", _to_fen(self.large_outflow_amount_cny))
-        s(self, "rfm_monetary_fen", tuple(_to_fen(m) for m in self.rfm_monetary_cny))
+        s(self, "large_outflow_amount_fen", cny_to_fen(self.large_outflow_amount_cny))
+        s(self, "rfm_monetary_fen", tuple(cny_to_fen(m) for m in self.rfm_monetary_cny))
         s(self, "aum_drop_keep", (1 - self.aum_drop_ratio).as_integer_ratio())
         s(self, "aum_drop_critical_keep", (1 - self.aum_drop_critical_ratio).as_integer_ratio())
         s(self, "_offsets", {})
@@ -284,76 +329,8 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], prefix: str) -> None:
             base[key] = value
 
 
-class _Reader:
-    """Typed access to the merged table; every error names the dotted key."""
-
-    def __init__(self, table: dict[str, Any]) -> None:
-        self.t = table
-
-    def raw(self, key: str) -> Any:
-        node: Any = self.t
-        for part in key.split("."):
-            node = node[part]
-        return node
-
-    def string(self, key: str, choices: tuple[str, ...] | None = None) -> str:
-        v = self.raw(key)
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"rules: '{key}' must be a non-empty string, got {v!r}")
-        if choices is not None and v not in choices:
-            raise ValueError(f"rules: '{key}' must be one of {list(choices)}, got {v!r}")
-        return v
-
-    def integer(self, key: str, lo: int = 0, v: Any = None) -> int:
-        v = self.raw(key) if v is None else v
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"rules: '{key}' must be an integer >= {lo}, got {v!r}")
-        return v
-
-    def number(self, key: str, lo: float = 0.0, hi: float = math.inf) -> float:
-        v = self.raw(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-            raise ValueError(f"rules: '{key}' must be a number in [{lo}, {hi}], got {v!r}")
-        return float(v)
-
-    def positive(self, key: str) -> float:
-        v = self.raw(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
-            raise ValueError(f"rules: '{key}' must be a number > 0, got {v!r}")
-        return float(v)
-
-    def decimal(self, key: str, v: Any = None, lo: Decimal = Decimal(0)) -> Decimal:
-        v = self.raw(key) if v is None else v
-        if isinstance(v, bool) or not isinstance(v, str | int | float):
-            raise ValueError(f"rules: '{key}' must be a decimal string, got {v!r}")
-        try:
-            d = Decimal(str(v))
-        except InvalidOperation:
-            raise ValueError(f"rules: '{key}' must be a decimal number, got {v!r}") from None
-        if not d.is_finite() or d < lo:
-            raise ValueError(f"rules: '{key}' must be a finite decimal >= {lo}, got {v!r}")
-        return d
-
-    def ratio(self, key: str) -> Decimal:
-        d = self.decimal(key)
-        if d > 1:
-            raise ValueError(f"rules: '{key}' must be between 0 and 1, got {d}")
-        return d
-
-    def ascending(self, key: str, kind: str) -> tuple[Any, ...]:
-        v = self.raw(key)
-        if not isinstance(v, list) or len(v) != 4:
-            raise ValueError(f"rules: '{key}' must be a list of 4 cut-offs, got {v!r}")
-        items: list[Any] = [
-            self.decimal(key, x) if kind == "decimal" else self.integer(key, 0, x) for x in v
-        ]
-        if any(a >= b for a, b in pairwise(items)):
-            raise ValueError(f"rules: '{key}' must be strictly ascending, got {v!r}")
-        return tuple(items)
-
-
 def _build(table: dict[str, Any], version: str) -> Rules:
-    r = _Reader(table)
+    r = TableReader(table)
     tz = r.string("timezone")
     try:
         ZoneInfo(tz)
@@ -448,6 +425,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         catalogue=catalogue,
         campaigns=campaigns,
         limits=_limits(r),
+        **value_and_behaviour(r),
     )
     bound = state_size_bound(rules)
     if bound > rules.limits.max_state_bytes:
@@ -459,7 +437,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
     return rules
 
 
-def _limits(r: _Reader) -> Limits:
+def _limits(r: TableReader) -> Limits:
     """The [limits] table; each bound is checked against what the code can honour."""
     id_chars = r.integer("limits.max_id_chars", 1)
     if id_chars > SCHEMA_ID_CHARS:
@@ -485,7 +463,7 @@ def _limits(r: _Reader) -> Limits:
     )
 
 
-def _care(r: _Reader) -> dict[str, Any]:
+def _care(r: TableReader) -> dict[str, Any]:
     cadence = {t: r.integer(f"care.cadence_days.{t}") for t in TIERS}
     outcomes = r.raw("care.contact_outcomes")
     if not isinstance(outcomes, list) or not all(o in CONTACT_OUTCOMES for o in outcomes):
@@ -496,32 +474,23 @@ def _care(r: _Reader) -> dict[str, Any]:
     return {"cadence": cadence, "outcomes": frozenset(outcomes)}
 
 
-#: Keys added after rule files without a ``version`` were in use, with their defaults:
-#: at those defaults they stay out of the hash that names such a file's version, so its
-#: version (and with it every decision id) is the same as before the key existed.
-_LATER_KEYS: tuple[tuple[str, ...], ...] = (
-    ("limits",),
-    ("offers", "after_decline_days"),
-    ("offers", "answerable_offers"),
-    ("tiers", "min_days_in_tier"),
-    ("tiers", "downgrade_grace_days"),
-    ("tiers", "review"),
-)
-
-
-def _hashed_table(table: dict[str, Any]) -> dict[str, Any]:
-    """The effective table as it is hashed into a derived version (see _LATER_KEYS)."""
-    defaults = _default_table()
-    hashed = dict(table)
-    for path in _LATER_KEYS:
-        node: Any = hashed
-        default: Any = defaults
-        for part in path[:-1]:
-            node[part] = dict(node[part])  # copy the tables on the way: never the caller's
-            node, default = node[part], default[part]
-        if node.get(path[-1]) == default.get(path[-1]):
-            node.pop(path[-1], None)
-    return hashed
+def _without_later_defaults(table: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``table`` without the ``_LATER_KEYS`` that are at their defaults (copied where it
+    changes), so a rule file's derived version is what it was before they existed."""
+    out = dict(table)
+    for dotted in _LATER_KEYS:
+        *parents, last = dotted.split(".")
+        node, default = out, defaults
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                break
+            node[part] = child = dict(child)  # a copy: the loaded table stays whole
+            node, default = child, default.get(part, {})
+        else:
+            if last in node and node[last] == default.get(last):
+                del node[last]
+    return out
 
 
 def load_rules(path: str | None = None) -> Rules:
@@ -558,9 +527,14 @@ def load_rules_text(text: str | None, source: str = "<text>", version: str | Non
             raise ValueError(f"rules: {source} is not valid TOML: {e}") from None
         _merge(table, user, "")
         if "version" in user:
-            version = _Reader(table).string("version")
+            version = TableReader(table).string("version")
         else:
-            digest = hashlib.sha256(orjson.dumps(_hashed_table(table), option=orjson.OPT_SORT_KEYS))
+            # [limits], the offer-response keys (issue 23), the tier-policy keys (issue
+            # 21) and the customer-value keys (issue 22) came after rule files without a
+            # version were in use: at their defaults they stay out of the hash, so their
+            # derived version (and with it every decision id) is the same as before.
+            hashed = _without_later_defaults(table, _default_table())
+            digest = hashlib.sha256(orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS))
             version = f"{version}+{digest.hexdigest()[:8]}"
     return _build(table, version if override is None else override)
 

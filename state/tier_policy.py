@@ -33,14 +33,23 @@ from datetime import date
 from decimal import Decimal
 
 from schemas.timefmt import format_ts_utc
-from state import alerts, offers
+from state import alerts, offers, overrides
 from state.customer import CustomerState
-from state.decisions import TIER_RANK, TIERS, Decision, TierChange, derive_event_id
-from state.money import CTX, fen_str
+from state.decisions import TIER_RANK, TIERS, Decision
+from state.money import CTX
 from state.rules import DAY_MS, Rules
-from state.tiers import basis_fen, next_tier, tier_index
+from state.tiers import (
+    TierEvaluation,
+    basis_fen,
+    decide,
+    evaluate,
+    holds,
+    rules_change,
+    tier_index,
+)
 
 __all__ = [
+    "after_aum_change",
     "is_review_instant",
     "next_review_ms",
     "retier",
@@ -58,21 +67,22 @@ _INF = Decimal("Infinity")
 
 
 def verdict(
-    state: CustomerState, rules: Rules, ts: int, basis: int | Decimal
+    state: CustomerState, rules: Rules, ts: int, ev: TierEvaluation
 ) -> tuple[str | None, int]:
-    """The tier decision at event time ``ts`` for ``basis``: (the new tier or None, the
-    new ``below_since``). Hysteresis first (state/tiers.py); a downgrade it allows is
+    """The tier decision at event time ``ts`` for the bases ``ev``: (the new tier or
+    None, the new ``below_since``). Hysteresis first (state/tiers.py: a downgrade only
+    when every basis, AUM and behaviour, is below the band); a downgrade it allows is
     then held back by the policies until each one is satisfied."""
     if not rules.tier_policies:
-        return next_tier(state.tier, basis, rules), -1
+        return decide(state.tier, ev, rules), -1
     cur = state.tier
-    target = tier_index(basis, rules)
+    target = ev.rank
     if cur is None:
         return TIERS[target], -1
     rank = TIER_RANK[cur]
     if target > rank:
         return TIERS[target], -1
-    if rank == 0 or not basis < rules.tier_down_fen[rank]:
+    if rank == 0 or target == rank or holds(rank, ev, rules):
         return None, -1
     grace = rules.tier_grace_days
     below = (state.below_since if state.below_since >= 0 else ts) if grace else -1
@@ -182,7 +192,9 @@ def tier_due(state: CustomerState, rules: Rules, after: int) -> int | None:
     decision (a tier, or the start or end of a grace period), or None while nothing
     will until the next event. Exact: ``triggers`` fires it at that instant."""
     cur = state.tier
-    if cur is None:
+    if cur is None or state.override_tier is not None:
+        # under an override time alone changes nothing: the rules' tier underneath is
+        # followed at events and switches of rules, and decided again at its end
         return None
     avg = rules.tier_basis == "avg_daily" and bool(state.aum_samples)
     if not avg and not rules.tier_policies:
@@ -232,7 +244,7 @@ def tier_due(state: CustomerState, rules: Rules, after: int) -> int | None:
                 basis = path[min(day - first_day, len(path) - 1)]
             else:  # later on the day of ``after`` itself
                 basis = basis_fen(state, rules, max(day, state.day))
-        to_tier, below = verdict(state, rules, t, basis)
+        to_tier, below = verdict(state, rules, t, evaluate(state, rules, basis=basis))
         if to_tier is not None or below != state.below_since:
             return t
     return None
@@ -245,74 +257,70 @@ def retier(
     state: CustomerState,
     rules: Rules,
     ts: int,
-    basis: int | Decimal,
+    ev: TierEvaluation,
     cause: str,
     out: list[Decision],
     trigger: str | None = None,
 ) -> None:
-    """Evaluate the tier at ``ts`` for ``basis`` and apply it: the new tier, its
-    ``tier_since`` and ``below_since``, the tier change, and what entering or leaving
-    a tier sends (offers with consent and caps, the high-value downgrade alert).
+    """Evaluate the tier at ``ts`` for the bases ``ev`` (state/tiers.py: AUM and the
+    behaviour criteria) and apply it: the new tier, its ``tier_since`` and
+    ``below_since``, the tier change, and what entering or leaving a tier sends
+    (offers with consent and caps, the high-value downgrade alert).
+
+    Under a relationship manager's override (issue 22) the effective tier holds: only
+    the rules' tier underneath (``rules_tier``) follows the evaluation -- also at a
+    switch of rules, so the override's end lands on the new version's tier. The
+    downgrade policies do not apply to it (nothing is sent for it; the override's end
+    decides with hysteresis alone, state/overrides.py).
 
     ``cause`` is the input event's id (an event) or the trigger id (time, a rules
     switch); the decisions' ids derive from it. ``trigger`` (time and rules only)
     goes into the reason."""
-    to_tier, below = verdict(state, rules, ts, basis)
+    if state.override_tier is not None:
+        overrides.follow_rules(state, ev, rules)
+        state.below_since = -1
+        return
+    to_tier, below = verdict(state, rules, ts, ev)
     if to_tier is None:
         state.below_since = below
         return
     from_tier = state.tier
-    if from_tier is None:
-        direction = "initial"
-    elif TIER_RANK[to_tier] > TIER_RANK[from_tier]:
-        direction = "upgrade"
-    else:
-        direction = "downgrade"
     held_since = state.below_since
-    state.tier = to_tier
-    state.tier_since = ts
     state.below_since = -1
-    basis_str = fen_str(basis)
-    reason = {
-        "basis": rules.tier_basis,
-        "basis_cny": basis_str,
-        "aum_cny": fen_str(state.aum_fen),
-        "floor_cny": fen_str(rules.tier_floors_fen[TIER_RANK[to_tier]]),
-        "band": str(rules.downgrade_band),
-    }
-    if rules.tier_basis == "avg_daily":
-        reason["avg_days"] = str(rules.tier_avg_days)
-    if direction == "downgrade":
-        assert from_tier is not None
-        reason["threshold_cny"] = fen_str(rules.tier_down_fen[TIER_RANK[from_tier]])
-        if rules.tier_policies:
-            reason["min_days_in_tier"] = str(rules.tier_min_days)
-            reason["downgrade_grace_days"] = str(rules.tier_grace_days)
-            reason["review"] = rules.tier_review
-            if held_since >= 0:
-                reason["below_since"] = format_ts_utc(held_since)
+    extra: dict[str, str] = {}
+    down = from_tier is not None and TIER_RANK[to_tier] < TIER_RANK[from_tier]
+    if down and rules.tier_policies:
+        extra["min_days_in_tier"] = str(rules.tier_min_days)
+        extra["downgrade_grace_days"] = str(rules.tier_grace_days)
+        extra["review"] = rules.tier_review
+        if held_since >= 0:
+            extra["below_since"] = format_ts_utc(held_since)
     if trigger is not None:
-        reason["trigger"] = trigger
-    out.append(
-        TierChange(
-            event_id=derive_event_id(state.customer_id, cause, f"tier:{to_tier}", rules.version),
-            customer_id=state.customer_id,
-            ts=ts,
-            from_tier=from_tier,
-            to_tier=to_tier,
-            direction=direction,
-            cause_event_id=cause,
-            rules_version=rules.version,
-            reason=reason,
-        )
-    )
-    if direction == "downgrade":
+        extra["trigger"] = trigger
+    change = rules_change(state, to_tier, ev, cause, ts, rules, extra)
+    out.append(change)
+    if down:
         assert from_tier is not None
+        basis_str = change.reason["basis_cny"]
         a = alerts.high_value_downgrade(state, ts, cause, from_tier, to_tier, basis_str, rules)
         if a is not None:
             out.append(a)
     else:
         out.extend(offers.tier_entry_offers(state, to_tier, ts, cause, rules))
+
+
+def after_aum_change(
+    state: CustomerState, rules: Rules, ts: int, cause: str, out: list[Decision]
+) -> None:
+    """The tier decision after an event that may have moved the AUM (state/core.py)."""
+    ev = evaluate(state, rules)
+    # the hot path: without policies or an override nothing is held, and most events
+    # change no tier
+    held = state.override_tier is not None or rules.tier_policies
+    if held or decide(state.tier, ev, rules) is not None:
+        retier(state, rules, ts, ev, cause, out)
+    elif state.below_since != -1:  # a count left by rules with a grace period
+        state.below_since = -1
 
 
 def retier_at(
@@ -321,4 +329,4 @@ def retier_at(
     """A tier evaluation at ``ts`` that no event brought (time, a rules switch): the
     basis is the one at that instant (the average up to its local day)."""
     day = max(rules.local_day(ts), state.day)
-    retier(state, rules, ts, basis_fen(state, rules, day), trigger, out, trigger)
+    retier(state, rules, ts, evaluate(state, rules, today=day), trigger, out, trigger)

@@ -44,7 +44,7 @@ from datetime import date
 
 from schemas.events import INVESTMENT_PRODUCTS
 from schemas.timefmt import format_ts_utc
-from state import alerts, offers
+from state import alerts, offers, overrides
 from state.catalogue import Campaign
 from state.customer import NO_DAY, CustomerState
 from state.decisions import TIER_RANK, Decision
@@ -52,6 +52,7 @@ from state.money import fen_str
 from state.offers import birthday_in, local_date
 from state.recommend import product_ids
 from state.rules import DAY_MS, Rules
+from state.slipping import fire_slip, iso_day, slip_due
 from state.tier_policy import retier_at, tier_due, tier_trigger
 from state.timeline import RulesTimeline, Version
 
@@ -67,7 +68,15 @@ __all__ = [
 #: Every kind of time trigger, as it starts a trigger id (``reason.trigger`` of the
 #: decisions it fires: ``dormancy:2026-03-31``, ``campaign:<id>``, ...). Readers (the
 #: demo's live view, its test) take the list from here.
-TRIGGER_KINDS = ("dormancy", "review", "birthday", "campaign", "assessment_expiry")
+TRIGGER_KINDS = (
+    "dormancy",
+    "review",
+    "birthday",
+    "campaign",
+    "assessment_expiry",
+    "override_expiry",
+    "rfm_slip",
+)
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _HNW = TIER_RANK["hnw"]
@@ -90,13 +99,9 @@ class Due:
         after every event and must stay cheap)."""
         if self.campaign is not None:
             return f"campaign:{self.campaign.id}"
-        if self.kind in ("dormancy", "review"):
-            return f"{self.kind}:{_iso(self.key)}"
+        if self.kind in ("dormancy", "review", "rfm_slip"):
+            return f"{self.kind}:{iso_day(self.key)}"
         return f"{self.kind}:{self.key}"
-
-
-def _iso(day: int) -> str:
-    return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
 
 
 def spread_offset_ms(customer_id: str, spread_ms: int) -> int:
@@ -133,7 +138,8 @@ def _next_dormancy(state: CustomerState, rules: Rules, after: int) -> Due | None
 
 
 def _review_due(state: CustomerState, rules: Rules, after: int) -> tuple[int, int] | None:
-    if state.tier is None or not state.consent:
+    # a service contact: no marketing consent needed, but not after an opt-out
+    if state.tier is None or state.service_opt_out:
         return None
     every = rules.cadence_days.get(state.tier, 0)
     if every <= 0:
@@ -242,7 +248,7 @@ def _holds_investments(state: CustomerState) -> bool:
 
 
 def _expiry_due(state: CustomerState, rules: Rules, after: int) -> int | None:
-    if state.assessed_ts < 0 or not state.consent:
+    if state.assessed_ts < 0 or state.service_opt_out:  # a service contact
         return None
     ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
     if ts <= after or not _holds_investments(state):
@@ -255,7 +261,24 @@ def _next_expiry(state: CustomerState, rules: Rules, after: int) -> Due | None:
     return Due(ts, "assessment_expiry", state.assessed_ts) if ts is not None else None
 
 
-_SINGLE = (_next_dormancy, _next_expiry)
+def _next_slip(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    d = slip_due(state, rules, after)
+    return Due(d[0], "rfm_slip", d[1]) if d is not None else None
+
+
+def _override_due(state: CustomerState, after: int) -> int | None:
+    """A tier override's expiry: exactly at its ``until`` (state/overrides.py)."""
+    if state.override_tier is None or state.override_until <= after:
+        return None
+    return state.override_until
+
+
+def _next_override(state: CustomerState, rules: Rules, after: int) -> Due | None:
+    ts = _override_due(state, after)
+    return Due(ts, overrides.EXPIRY, ts) if ts is not None else None
+
+
+_SINGLE = (_next_dormancy, _next_expiry, _next_override, _next_slip)
 _REPEATING = (_next_review, _next_birthday)
 
 
@@ -291,6 +314,12 @@ def _next_due(state: CustomerState, rules: Rules, after: int) -> int | None:
     d = _birthday_due(state, rules, after)
     if d is not None and (best is None or d[0] < best):
         best = d[0]
+    ts = _override_due(state, after)
+    if ts is not None and (best is None or ts < best):
+        best = ts
+    d = slip_due(state, rules, after)
+    if d is not None and (best is None or d[0] < best):
+        best = d[0]
     if rules.campaigns:
         for c in _campaign_dues(state, rules, after):
             if best is None or c.ts < best:
@@ -319,10 +348,13 @@ def due_between(state: CustomerState, rules: Rules, after: int, until: int) -> l
             while (d := nxt(state, rules, cursor)) is not None and d.ts <= until:
                 out.append(d)
                 cursor = d.ts
-    elif state.assessed_ts >= 0 and state.consent:  # _next_expiry, holdings checked last
-        ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
-        if after < ts <= until and _holds_investments(state):
-            out.append(Due(ts, "assessment_expiry", state.assessed_ts))
+    else:  # the instances due at any time of day
+        if state.assessed_ts >= 0 and not state.service_opt_out:  # _next_expiry's checks
+            ts = state.assessed_ts + rules.assessment_validity_days * DAY_MS
+            if after < ts <= until and _holds_investments(state):
+                out.append(Due(ts, "assessment_expiry", state.assessed_ts))
+        if state.override_tier is not None and after < state.override_until <= until:
+            out.append(Due(state.override_until, overrides.EXPIRY, state.override_until))
     if rules.campaigns:
         out.extend(d for d in _campaign_dues(state, rules, after) if d.ts <= until)
     if len(out) > 1:
@@ -422,6 +454,13 @@ def _fire(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Deci
         _fire_birthday(state, d, cause, rules, out)
     elif d.kind == "campaign":
         _fire_campaign(state, d, cause, rules, out)
+    elif d.kind == "rfm_slip":
+        fire_slip(state, d.key, d.ts, cause, d.trigger, rules, out)
+    elif d.kind == overrides.EXPIRY:
+        # still the override it was due for (an override record in between may have
+        # replaced or cleared it: then its own expiry, if any, is another instance)
+        if state.override_tier is not None and state.override_until == d.ts:
+            overrides.expire(state, d.ts, rules, out)
     else:
         _fire_expiry(state, d, cause, rules, out)
 
@@ -431,8 +470,8 @@ def _fire_dormancy(
 ) -> None:
     reason = {
         "days_without_transaction": str(rules.dormancy_days),
-        "last_transaction_day": _iso(state.tx_last_day) if state.tx_days else "",
-        "known_since_day": _iso(state.first_day) if not state.tx_days else "",
+        "last_transaction_day": iso_day(state.tx_last_day) if state.tx_days else "",
+        "known_since_day": iso_day(state.first_day) if not state.tx_days else "",
         "tier": state.tier or "",
         "aum_cny": fen_str(state.aum_fen),
         "trigger": d.trigger,
@@ -514,8 +553,8 @@ def _fire_campaign(
     reason = {
         "trigger": d.trigger,
         "campaign": c.id,
-        "start": _iso(c.start_day),
-        "end": _iso(c.end_day),
+        "start": iso_day(c.start_day),
+        "end": iso_day(c.end_day),
     }
     out.extend(offers.recommending(state, c.kind, d.ts, cause, d.trigger, rules, reason, only))
 

@@ -162,6 +162,20 @@ class Metrics:
             "Redis profiles, refreshed every minute.",
             registry=r,
         )
+        self.contribution_top20_share = Gauge(
+            "tierstream_contribution_top20_share",
+            "Share of the customers' total estimated annual contribution (the bank's "
+            "profit from them) brought by the top 20% (Pareto on profit), from the Redis "
+            "profiles, refreshed every minute.",
+            registry=r,
+        )
+        self.contribution = Gauge(
+            "tierstream_contribution_cny",
+            "Estimated annual contribution of the customers of each tier, CNY (the sum "
+            "of their profiles' contribution_cny), refreshed every minute.",
+            ["tier"],
+            registry=r,
+        )
         self.redis_resyncs = Counter(
             "tierstream_redis_resyncs_total",
             "Full rewrites of this worker's partitions into Redis (after Redis lost data).",

@@ -1,4 +1,4 @@
-"""tierstream's Redis Functions: the versioned profile write and the AUM scan step.
+"""tierstream's Redis Functions: the versioned profile write and the profile scan step.
 
 Why Functions and not scripts: a client that may ``EVAL``/``EVALSHA``/``SCRIPT LOAD``
 runs any Lua it likes — anyone holding the worker's Redis password could block Redis
@@ -11,11 +11,11 @@ no ``SCRIPT``, ``EVAL``, ``EVALSHA`` or ``FUNCTION`` command. Functions need Red
 or later.
 
 Versions: the library's name and every function name carry ``FUNCTIONS_VERSION``
-(``tierstream_v1``, ``tierstream_v1_upsert_profiles``, ...), so a new release installs
+(``tierstream_v2``, ``tierstream_v2_upsert_profiles``, ...), so a new release installs
 its library next to the old one and workers of both releases run side by side during a
 rolling upgrade; ``install-functions --prune`` removes older versions afterwards. Bump
 the version whenever a function's arguments or results change. The library also
-carries the SHA-256 of its own source (``library_digest``), which ``tierstream_v1_info``
+carries the SHA-256 of its own source (``library_digest``), which ``tierstream_v2_info``
 returns with the server's version: the worker checks both at start-up in one
 ``FCALL_RO`` that needs no other right (``check_functions``), and refuses to start when
 the loaded library is missing or is not the one it was built with.
@@ -38,7 +38,9 @@ from typing import Any, Final
 from redis.exceptions import NoPermissionError, ResponseError
 
 #: Bump when a function's arguments or results change (tests pin the source's digest).
-FUNCTIONS_VERSION: Final = 1
+#: Version 2 (issue 22): the AUM scan step became the profile scan step, which returns
+#: the fields it is asked for (AUM, contribution and tier for the Pareto gauges).
+FUNCTIONS_VERSION: Final = 2
 LIBRARY: Final = f"tierstream_v{FUNCTIONS_VERSION}"
 #: KEYS: n profile hashes then the tier-count hash; ARGV: each profile's fields as one
 #: JSON object of strings. Returns how many profiles were written.
@@ -46,12 +48,19 @@ FN_UPSERT: Final = f"{LIBRARY}_upsert_profiles"
 #: KEYS: n profile hashes then the tier-count hash. Deletes each profile and takes it
 #: out of the tier counts (erasure). Returns how many existed.
 FN_ERASE: Final = f"{LIBRARY}_erase_profiles"
-#: ARGV: cursor, MATCH pattern, COUNT. Returns {next cursor, {aum_cny values}}. Read-only.
-FN_AUM_SCAN: Final = f"{LIBRARY}_aum_scan_step"
+#: ARGV: cursor, MATCH pattern, COUNT, then one or more field names. Returns {next
+#: cursor, {the fields of each profile found whose first field is set, flat, in order,
+#: "" for a missing one}}. Read-only.
+FN_PROFILE_SCAN: Final = f"{LIBRARY}_profile_scan_step"
 #: No arguments. Returns {library version, library digest, server version}. Read-only.
 FN_INFO: Final = f"{LIBRARY}_info"
 #: (function, called with FCALL_RO) for the ACL rules.
-FUNCTIONS: Final = ((FN_UPSERT, False), (FN_ERASE, False), (FN_AUM_SCAN, True), (FN_INFO, True))
+FUNCTIONS: Final = (
+    (FN_UPSERT, False),
+    (FN_ERASE, False),
+    (FN_PROFILE_SCAN, True),
+    (FN_INFO, True),
+)
 
 _DIGEST_MARK: Final = "@LIBRARY_DIGEST@"
 
@@ -69,8 +78,9 @@ _DIGEST_MARK: Final = "@LIBRARY_DIGEST@"
 #: the one the committed state agrees with, so it must win; an identical re-send is
 #: still skipped (counted as stale).
 #:
-#: The AUM scan step: one SCAN cursor step over the profile keys, returning the next
-#: cursor and the ``aum_cny`` of every profile found that has one. Why inside Redis:
+#: The profile scan step: one SCAN cursor step over the profile keys, returning the next
+#: cursor and, for every profile found whose first asked field is set (``aum_cny`` for
+#: the gauges: every profile has one), the asked fields in order. Why inside Redis:
 #: reading the values with a pipelined HGET per key cost the worker's event loop
 #: 14-18 µs of Python per profile (redis-py packs every command in Python): 1.4-1.8 s
 #: of CPU per refresh for 100,000 profiles. One call per step leaves a reply that
@@ -132,12 +142,17 @@ local function erase_profiles(keys, args)
   return erased
 end
 
-local function aum_scan_step(keys, args)
+local function profile_scan_step(keys, args)
   local step = redis.call('SCAN', args[1], 'MATCH', args[2], 'COUNT', args[3])
   local values = {{}}
   for _, key in ipairs(step[2]) do
-    local v = redis.call('HGET', key, 'aum_cny')
-    if v and v ~= '' then values[#values + 1] = v end
+    local first = redis.call('HGET', key, args[4])
+    if first and first ~= '' then
+      values[#values + 1] = first
+      for i = 5, #args do
+        values[#values + 1] = redis.call('HGET', key, args[i]) or ''
+      end
+    end
   end
   return {{step[1], values}}
 end
@@ -148,7 +163,7 @@ end
 
 redis.register_function('{FN_UPSERT}', upsert_profiles)
 redis.register_function('{FN_ERASE}', erase_profiles)
-redis.register_function{{function_name='{FN_AUM_SCAN}', callback=aum_scan_step,
+redis.register_function{{function_name='{FN_PROFILE_SCAN}', callback=profile_scan_step,
   flags={{'no-writes'}}}}
 redis.register_function{{function_name='{FN_INFO}', callback=info, flags={{'no-writes'}}}}
 """

@@ -36,8 +36,8 @@ from redis.exceptions import RedisError
 
 from streams.metrics import Metrics
 from streams.redis_functions import (
-    FN_AUM_SCAN,
     FN_ERASE,
+    FN_PROFILE_SCAN,
     FN_UPSERT,
     FUNCTIONS,
     INSTALL_HINT,
@@ -274,32 +274,45 @@ async def scan_profile_keys(client: Any, prefix: str) -> AsyncIterator[list[byte
         yield chunk
 
 
-async def aum_values(client: Any, prefix: str) -> tuple[list[Decimal], int]:
-    """The ``aum_cny`` of every profile under ``prefix`` that has one, and how many
-    values could not be read as a finite decimal (left out).
-
-    Reads only that field, one SCAN step at a time inside Redis (``FN_AUM_SCAN``, a
-    read-only function: streams/redis_functions.py says why it runs in Redis).
-    """
+async def profile_values(client: Any, prefix: str, fields: tuple[str, ...]) -> list[list[str]]:
+    """``fields`` of every profile under ``prefix`` whose first field is set, as text
+    ("" where a later field is missing): the worker's Pareto gauges read AUM,
+    contribution and tier. One SCAN step at a time inside Redis (``FN_PROFILE_SCAN``,
+    a read-only function: streams/redis_functions.py says why it runs in Redis)."""
     match = profile_key_pattern(prefix)
-    values: list[Decimal] = []
-    bad = 0
+    width = len(fields)
+    rows: list[list[str]] = []
     cursor: bytes | int = 0
     while True:
-        cursor, raw_values = await client.fcall_ro(FN_AUM_SCAN, 0, cursor, match, _SCAN_COUNT)
-        for raw in raw_values:
-            try:
-                value = Decimal(_text(raw))
-            except InvalidOperation:
-                bad += 1
-                continue
-            if value.is_finite():
-                values.append(value)
-            else:
-                bad += 1
+        cursor, raw = await client.fcall_ro(FN_PROFILE_SCAN, 0, cursor, match, _SCAN_COUNT, *fields)
+        flat = [_text(v) for v in raw]
+        rows.extend(flat[i : i + width] for i in range(0, len(flat), width))
         if int(cursor) == 0:
             break
+    return rows
+
+
+async def aum_values(client: Any, prefix: str) -> tuple[list[Decimal], int]:
+    """The ``aum_cny`` of every profile under ``prefix`` that has one, and how many
+    values could not be read as a finite decimal (left out)."""
+    values: list[Decimal] = []
+    bad = 0
+    for (text,) in await profile_values(client, prefix, ("aum_cny",)):
+        value = decimal_or_none(text)
+        if value is None:
+            bad += 1
+        else:
+            values.append(value)
     return values, bad
+
+
+def decimal_or_none(text: str) -> Decimal | None:
+    """A profile's money field as a finite Decimal, or None if it is not one."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
 
 
 def _text(b: bytes | str) -> str:
@@ -310,7 +323,7 @@ def _text(b: bytes | str) -> str:
 #: health view, streams/http/views.py). Checked by tests/integration/test_security_redis.py
 #: (which runs the worker under exactly these rules and finds no denial in ``ACL LOG``):
 #: PING (health), HGETALL (profile reads, tier counts), FCALL of the upsert and erase
-#: functions and FCALL_RO of the AUM scan step and the library check (``+fcall|<name>``: those
+#: functions and FCALL_RO of the profile scan step and the library check (``+fcall|<name>``: those
 #: functions only, streams/redis_functions.py), HGET/HSET/HINCRBY/DEL and SCAN (called
 #: *inside* those functions: Redis checks a function's calls against the caller's ACL
 #: too), EXISTS + SET on ``<prefix>synced:<partition>`` markers (detecting a Redis that

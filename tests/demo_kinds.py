@@ -36,9 +36,12 @@ def kinds_of(records: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, set[
             seen["tier_directions"].add(rec["direction"])
         elif topic in ("offers", "alerts"):
             seen[topic].add(rec["kind"])
-            trigger = rec.get("reason", {}).get("trigger", "")
-            if ":" in trigger and trigger.split(":", 1)[0] in TRIGGER_KINDS:
-                seen["triggers"].add(trigger.split(":", 1)[0])
+        else:
+            continue
+        # a timer's decision names it (an override's expiry: on the tier change)
+        trigger = rec.get("reason", {}).get("trigger", "")
+        if ":" in trigger and trigger.split(":", 1)[0] in TRIGGER_KINDS:
+            seen["triggers"].add(trigger.split(":", 1)[0])
     return seen
 
 

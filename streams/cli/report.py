@@ -40,8 +40,9 @@ def add_parser(subparsers: Any) -> None:
         "report",
         help="management report from the Redis profiles: PNG charts and a summary",
         description="Read every customer profile from Redis (SCAN) and write charts "
-        "(tier distribution, AUM Lorenz curve with the top-20%% share, RFM grid, CLV by "
-        "tier) and report.md / report.html with the high-value customers most at risk.",
+        "(tier distribution, Lorenz curves of AUM and of contribution with their top-20%% "
+        "shares, RFM grid, CLV by tier) and report.md / report.html with the high-value "
+        "and the top-contribution customers most at risk.",
     )
     p.add_argument("--redis-url", help="Redis URL (env REDIS_URL)")
     p.add_argument("--redis-prefix", help="Redis key prefix (env TIERSTREAM_REDIS_PREFIX)")
@@ -94,8 +95,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"tierstream report: skipped profile {problem[0]}: {problem[1]}", file=sys.stderr)
     print(
         f"tierstream report: {report.customers} customers, top 20% hold "
-        f"{report.top20_share:.1%} of AUM; wrote {', '.join(p.name for p in written)} "
-        f"to {args.out}",
+        f"{report.top20_share:.1%} of AUM and bring {report.contribution_top20_share:.1%} "
+        f"of the contribution; wrote {', '.join(p.name for p in written)} to {args.out}",
         file=sys.stderr,
     )
     return EXIT_OK

@@ -101,6 +101,13 @@ def add_parser(sub: Any) -> None:
         help="longest wait for a check of the rules topic before held events are decided "
         "by the versions known (logged and counted)",
     )
+    w.add_argument(
+        "--pareto-interval",
+        type=float,
+        default=60.0,
+        help="seconds between refreshes of the Pareto gauges (AUM and contribution "
+        "top-20%% shares, contribution per tier), each a scan of the Redis profiles",
+    )
     w.add_argument("--loglevel", default="info")
     w.set_defaults(func=cmd_worker)
 
@@ -144,6 +151,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         state_cache=args.state_cache,
         tick_budget=args.tick_budget,
         max_rules_wait_ms=args.max_rules_wait_ms,
+        pareto_interval=args.pareto_interval,
     )
     service = TierstreamService(settings, tuning=tuning)
     if settings.processing_guarantee == "exactly_once":

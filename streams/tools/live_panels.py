@@ -10,8 +10,8 @@ it knows nothing about what they show (the view's first panels -- throughput, ti
 counters by kind, latest decisions and dead letters -- predate this and live in
 live_view.py).
 
-**Adding a panel** (rules versions in force, contribution, ...; offer outcomes are
-``OfferOutcomes``): write
+**Adding a panel** (rules versions in force, ...; offer outcomes are
+``OfferOutcomes``, the contribution ``Contribution``): write
 a class derived from ``BasePanel`` that overrides the hooks it needs -- ``on_output``
 for decisions (every one carries ``rules_version``), ``topics`` to tail another output
 topic (an offer-outcomes topic, say), ``on_metrics`` for the worker's counters,
@@ -435,6 +435,75 @@ class OfferOutcomes(BasePanel):
         }
 
 
+class Contribution(BasePanel):
+    """The bank's estimated annual profit from its customers (contribution, issue 22):
+    the total, its concentration beside the AUM's (the 80/20 analysis on profit), the
+    sum per tier, and the customers who bring the most of it while their P(alive) is
+    below the churn line -- the ones a relationship manager calls first."""
+
+    key = "contribution"
+    title = "contribution · the 80/20 on profit"
+
+    def __init__(self, top: int = 4) -> None:
+        self.top = top
+        self.loaded = False
+        self.total = Decimal(0)
+        self.top20 = 0.0
+        self.aum_top20 = 0.0
+        self.by_tier: dict[str, Decimal] = {}
+        self.at_risk: list[dict[str, str]] = []
+
+    def on_profiles(self, loaded: LoadedProfiles, report: Report) -> None:
+        self.loaded = True
+        self.total = report.total_contribution
+        self.top20 = report.contribution_top20_share
+        self.aum_top20 = report.top20_share
+        self.by_tier = dict(report.contribution_by_tier)
+        self.at_risk = [
+            {
+                "customer_id": r.customer_id,
+                "tier": r.tier or "",
+                "contribution_cny": str(r.contribution),
+                "p_alive": str(r.p_alive),
+            }
+            for r in report.contribution_at_risk[: self.top]
+        ]
+
+    def renderable(self) -> RenderableType:
+        if not self.loaded:
+            return Text("reading the profiles ...", style="dim")
+        head = Text(f"{_short_money(str(self.total))} CNY a year", style="bold")
+        head.append(
+            f"  top 20% bring {self.top20:.0%} (of AUM they hold {self.aum_top20:.0%})",
+            style="",
+        )
+        tiers = Table(show_header=False, box=None, pad_edge=False)
+        total = self.total or Decimal(1)
+        for name, value in self.by_tier.items():
+            share = float(value / total) if self.total else 0.0
+            bar = Text("█" * round(_BAR_WIDTH * max(share, 0.0)), style="magenta")
+            tiers.add_row(name, _short_money(str(value)), bar)
+        risk = Table(box=None, pad_edge=False, show_edge=False)
+        for name in ("at churn risk", "tier", "CNY/yr", "P(alive)"):
+            risk.add_column(name, justify="right" if name in ("CNY/yr", "P(alive)") else "left")
+        for r in self.at_risk:
+            risk.add_row(
+                r["customer_id"], r["tier"], _short_money(r["contribution_cny"]), r["p_alive"]
+            )
+        grid = Table.grid(padding=(0, 3))
+        grid.add_row(tiers, risk)
+        return Group(head, grid)
+
+    def summary(self) -> Any:
+        return {
+            "total_cny": str(self.total),
+            "top20_share": round(self.top20, 4),
+            "aum_top20_share": round(self.aum_top20, 4),
+            "by_tier": {k: str(v) for k, v in self.by_tier.items()},
+            "at_churn_risk_top": self.at_risk,
+        }
+
+
 def default_panels(rules: Rules, sim_start_ms: int | None) -> list[BasePanel]:
     """The extension point: the panels the view shows, in order (see the module
     docstring for how to add one)."""
@@ -442,5 +511,6 @@ def default_panels(rules: Rules, sim_start_ms: int | None) -> list[BasePanel]:
         SimClock(ZoneInfo(rules.timezone), sim_start_ms),
         DecisionKinds(),
         CustomerValue(rules),
+        Contribution(),
         OfferOutcomes(),
     ]

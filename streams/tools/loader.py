@@ -45,7 +45,13 @@ from typing import IO, Any, BinaryIO, Final
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from schemas.events import INPUT_TOPICS, TOPIC_ASSESSMENTS, TOPIC_PROFILES, TOPIC_TICKS
+from schemas.events import (
+    INPUT_TOPICS,
+    TOPIC_ASSESSMENTS,
+    TOPIC_PROFILES,
+    TOPIC_TICKS,
+    TOPIC_TIER_OVERRIDES,
+)
 from schemas.values import timestamp
 from streams.settings import Settings
 from streams.tools.simulator import SimRecord, is_bad
@@ -63,7 +69,11 @@ _PROGRESS_EVERY_S: Final = 0.2
 #: CSV columns that are not strings on the wire (money stays a decimal string: exact).
 _CSV_INT_FIELDS: Final = {TOPIC_ASSESSMENTS: frozenset({"score"})}
 _CSV_NUMBER_FIELDS: Final = {TOPIC_ASSESSMENTS: frozenset({"investment_experience_years"})}
-_CSV_BOOL_FIELDS: Final = {TOPIC_PROFILES: frozenset({"marketing_consent"})}
+_CSV_BOOL_FIELDS: Final = {
+    TOPIC_PROFILES: frozenset({"marketing_consent", "service_contact_opt_out"})
+}
+#: Fields whose empty CSV cell means JSON null (a tier override's empty tier clears it).
+_CSV_NULL_FIELDS: Final = {TOPIC_TIER_OVERRIDES: frozenset({"tier"})}
 _NOT_UTF8: Final = re.compile("[\udc80-\udcff]")  # bytes kept by surrogateescape
 _TRUE: Final = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE: Final = frozenset({"false", "0", "no", "n", "f"})
@@ -508,7 +518,12 @@ def _read_csv(
             st.skipped += 1
             continue
         assert target is not None
+        for name in _CSV_NULL_FIELDS.get(target, ()):
+            if name in header and name not in obj:
+                obj[name] = None
         for name in list(obj):
+            if obj[name] is None:
+                continue
             converted = _csv_value(target, name, obj[name])
             if converted is None:
                 st.note(line_no, f"bad value: {name}={obj[name]!r}")

@@ -8,8 +8,13 @@ so a report on a production Redis does not block it.
 Money stays ``Decimal`` from the profile strings to the sums; only the ratios that are
 plotted or exported as a gauge become floats at the very end.
 
-The top-20% AUM share comes from streams/concentration.py, which the worker's gauge
-``tierstream_aum_top20_share`` uses too; the key layout comes from streams/redis_sink.py.
+The top-20% shares of AUM and of contribution come from streams/concentration.py,
+which the worker's gauges ``tierstream_aum_top20_share`` and
+``tierstream_contribution_top20_share`` use too; the key layout comes from
+streams/redis_sink.py. Contribution (the bank's estimated annual profit from a
+customer, docs/value-models.md) gets the same Lorenz curve as AUM, since the 80/20
+analysis a bank runs is on profit, and the customers who bring the most of it are
+listed when they are at churn risk.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class ProfileRow:
     rfm_segment: str | None
     p_alive: Decimal | None
     clv: Decimal | None
+    contribution: Decimal | None = None
+    clv_profit: Decimal | None = None
 
 
 def _dec(fields: dict[str, str], name: str) -> Decimal | None:
@@ -93,6 +100,8 @@ def parse_profile(customer_id: str, fields: dict[str, str]) -> ProfileRow:
         rfm_segment=seg,
         p_alive=p_alive,
         clv=_dec(fields, "clv"),
+        contribution=_dec(fields, "contribution_cny"),
+        clv_profit=_dec(fields, "clv_profit_cny"),
     )
 
 
@@ -131,10 +140,11 @@ async def load_profiles(client: Any, prefix: str) -> LoadedProfiles:
     return out
 
 
-def lorenz_curve(aum_values: Iterable[Decimal]) -> tuple[list[float], list[float]]:
+def lorenz_curve(values_in: Iterable[Decimal]) -> tuple[list[float], list[float]]:
     """Points of the Lorenz curve: cumulative share of customers (poorest first) against
-    cumulative share of AUM, both from 0 to 1 (negative AUM counted as zero)."""
-    values = sorted(max(v, Decimal(0)) for v in aum_values)
+    cumulative share of the value (AUM, contribution), both from 0 to 1 (negative
+    values counted as zero)."""
+    values = sorted(max(v, Decimal(0)) for v in values_in)
     total = sum(values, Decimal(0))
     n = len(values)
     xs, ys = [0.0], [0.0]
@@ -171,6 +181,13 @@ class Report:
     clv_by_tier: list[TierClv]
     churn_risk: list[ProfileRow]
     problems: list[tuple[str, str]]
+    #: contribution (issue 22): total, top-20% share, Lorenz curve, per tier, and the
+    #: customers bringing the most of it who are at churn risk
+    total_contribution: Decimal = Decimal(0)
+    contribution_top20_share: float = 0.0
+    contribution_lorenz: tuple[list[float], list[float]] = ([0.0], [0.0])
+    contribution_by_tier: dict[str, Decimal] = field(default_factory=dict)
+    contribution_at_risk: list[ProfileRow] = field(default_factory=list)
 
 
 def _median(values: Sequence[Decimal]) -> Decimal | None:
@@ -181,7 +198,9 @@ def _median(values: Sequence[Decimal]) -> Decimal | None:
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
-def build_report(loaded: LoadedProfiles, churn_top: int = 20) -> Report:
+def build_report(
+    loaded: LoadedProfiles, churn_top: int = 20, churn_line: Decimal = Decimal("0.3")
+) -> Report:
     """Aggregate the parsed profiles into the report's figures."""
     rows = loaded.rows
     tiers = Counter(r.tier or "none" for r in rows)
@@ -214,6 +233,21 @@ def build_report(loaded: LoadedProfiles, churn_top: int = 20) -> Report:
         (r for r in rows if r.tier in HIGH_VALUE_TIERS and r.p_alive is not None),
         key=lambda r: (r.p_alive, -(r.aum or Decimal(0)), r.customer_id),
     )
+    contributions = [r.contribution for r in rows if r.contribution is not None]
+    by_tier = {t: Decimal(0) for t in TIERS}
+    for r in rows:
+        if r.contribution is not None and r.tier in by_tier:
+            by_tier[r.tier] += r.contribution
+    # The customers who bring the most, at churn risk (P(alive) below the churn line
+    # the rules alert at), most profit at stake first.
+    valuable = sorted(
+        (
+            r
+            for r in rows
+            if r.contribution is not None and r.p_alive is not None and r.p_alive < churn_line
+        ),
+        key=lambda r: (-(r.contribution or Decimal(0)), r.p_alive, r.customer_id),
+    )
     return Report(
         customers=len(rows),
         tier_counts=tier_counts,
@@ -225,4 +259,9 @@ def build_report(loaded: LoadedProfiles, churn_top: int = 20) -> Report:
         clv_by_tier=clv,
         churn_risk=at_risk[:churn_top],
         problems=list(loaded.problems),
+        total_contribution=sum(contributions, Decimal(0)),
+        contribution_top20_share=top_share(contributions, 0.2),
+        contribution_lorenz=lorenz_curve(contributions),
+        contribution_by_tier=by_tier,
+        contribution_at_risk=valuable[:churn_top],
     )

@@ -1,7 +1,8 @@
 """The management report's charts and pages: PNG charts, report.md and report.html.
 
-``write_report`` writes into a directory: ``tiers.png``, ``lorenz.png``, ``rfm.png``,
-``clv_by_tier.png``, ``report.md`` and ``report.html`` (the same content; the HTML
+``write_report`` writes into a directory: ``tiers.png``, ``lorenz.png`` (AUM and
+contribution side by side), ``rfm.png``, ``clv_by_tier.png``, ``report.md`` and
+``report.html`` (the same content; the HTML
 shows the charts inline). matplotlib (about 0.4 s and 40 MiB) is imported only when a
 chart is drawn (``_pyplot``), so the ``tierstream`` parser, which every command builds,
 never loads it. Charts use the Agg backend (no display needed: the report runs on
@@ -84,27 +85,39 @@ def _tiers_chart(report: Report, path: Path) -> Path:
 
 
 def _lorenz_chart(report: Report, path: Path) -> Path:
-    xs, ys = report.lorenz
-    fig, ax = _pyplot().subplots(figsize=(5.5, 5))
-    ax.plot([0, 1], [0, 1], "--", color="#999", label="equal AUM")
-    ax.plot(xs, ys, color="#3e7cb1", lw=2, label="Lorenz curve of AUM")
-    ax.fill_between(xs, ys, xs, color="#3e7cb1", alpha=0.12)
-    ax.axvline(0.8, color="#c0392b", lw=1)
-    # The curve's height at 80% of customers is what the bottom 80% hold.
-    bottom80 = 1 - report.top20_share
-    ax.annotate(
-        f"top 20% of customers\nhold {report.top20_share:.1%} of AUM",
-        (0.8, bottom80),
-        xytext=(0.25, 0.7),
-        arrowprops={"arrowstyle": "->", "color": "#c0392b"},
-        color="#c0392b",
+    """Two Lorenz curves side by side: AUM (who holds the assets) and contribution
+    (who brings the profit), each with its top-20% share."""
+    fig, axes = _pyplot().subplots(1, 2, figsize=(11, 5))
+    panels = (
+        ("AUM", report.lorenz, report.top20_share, report.total_aum, "#3e7cb1"),
+        (
+            "contribution",
+            report.contribution_lorenz,
+            report.contribution_top20_share,
+            report.total_contribution,
+            "#8e3b8e",
+        ),
     )
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("share of customers (poorest first)")
-    ax.set_ylabel("share of total AUM")
-    ax.set_title(f"AUM concentration (total {_money(report.total_aum)} CNY)")
-    ax.legend(loc="upper left")
+    for ax, (what, (xs, ys), top20, total, color) in zip(axes, panels, strict=True):
+        ax.plot([0, 1], [0, 1], "--", color="#999", label=f"equal {what}")
+        ax.plot(xs, ys, color=color, lw=2, label=f"Lorenz curve of {what}")
+        ax.fill_between(xs, ys, xs, color=color, alpha=0.12)
+        ax.axvline(0.8, color="#c0392b", lw=1)
+        # The curve's height at 80% of customers is what the bottom 80% hold.
+        ax.annotate(
+            f"top 20% of customers\nhold {top20:.1%} of {what}",
+            (0.8, 1 - top20),
+            xytext=(0.25, 0.7),
+            arrowprops={"arrowstyle": "->", "color": "#c0392b"},
+            color="#c0392b",
+        )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("share of customers (smallest first)")
+        ax.set_ylabel(f"share of total {what}")
+        unit = "CNY" if what == "AUM" else "CNY a year"
+        ax.set_title(f"{what} concentration (total {_money(total)} {unit})")
+        ax.legend(loc="upper left")
     return _save(fig, path)
 
 
@@ -173,6 +186,21 @@ def _summary_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
         [r.customer_id, r.tier or "", _money(r.aum), f"{r.p_alive}", _money(r.clv)]
         for r in report.churn_risk
     ]
+    total = report.total_contribution or Decimal(1)
+    contribution = [
+        [t, _money(v), f"{v / total:.1%}"] for t, v in report.contribution_by_tier.items()
+    ]
+    valuable = [
+        [
+            r.customer_id,
+            r.tier or "",
+            _money(r.contribution),
+            _money(r.clv_profit),
+            f"{r.p_alive}",
+            _money(r.aum),
+        ]
+        for r in report.contribution_at_risk
+    ]
     tables = [
         ("Tier distribution", ["tier", "customers", "share"], tiers),
         ("CLV by tier (CNY)", ["tier", "customers", "with CLV", "mean", "median"], clv),
@@ -181,6 +209,23 @@ def _summary_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
             "High-value customers with the highest churn risk (lowest P(alive))",
             ["customer", "tier", "AUM (CNY)", "P(alive)", "CLV (CNY)"],
             risk,
+        ),
+        (
+            "Estimated annual contribution by tier (CNY)",
+            ["tier", "contribution", "share"],
+            contribution,
+        ),
+        (
+            "Top-contribution customers at churn risk (P(alive) below the churn line)",
+            [
+                "customer",
+                "tier",
+                "contribution (CNY a year)",
+                "CLV on profit (CNY)",
+                "P(alive)",
+                "AUM (CNY)",
+            ],
+            valuable,
         ),
     ]
     if report.problems:
@@ -197,7 +242,9 @@ def _summary_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
 def _headline(report: Report) -> str:
     return (
         f"{report.customers:,} customers, total AUM {_money(report.total_aum)} CNY; "
-        f"the top 20% of customers hold {report.top20_share:.1%} of it."
+        f"the top 20% of customers hold {report.top20_share:.1%} of it. "
+        f"Estimated annual contribution {_money(report.total_contribution)} CNY; "
+        f"the top 20% bring {report.contribution_top20_share:.1%} of it."
     )
 
 

@@ -46,6 +46,7 @@ from schemas.events import (
     TOPIC_OFFER_RESPONSES,
     TOPIC_PROFILES,
     TOPIC_TICKS,
+    TOPIC_TIER_OVERRIDES,
     TOPIC_TRANSACTIONS,
 )
 from streams.tools.sim_answers import AcceptRates, AnswerModel, draw_answer
@@ -177,6 +178,26 @@ class SimConfig:
     #: 0 = all at go-live.
     assessment_age_days: int = 0
 
+    # Customer value (issue 22; all off by default, the demo turns them on). Each
+    # customer's part is drawn from a random stream of its own ("value"), a fixed number
+    # of draws per customer: switching them on changes no customer's draws elsewhere.
+    #: Share of retail customers under 60 whose employer pays a high salary (30,000 to
+    #: 60,000 CNY a month) into their current account: the salary criterion of the tiers.
+    payroll_share: float = 0.0
+    #: Share of customers without a loan who get a mortgage (0.5-3 million CNY, repaid
+    #: monthly): loan spread in their contribution.
+    mortgage_share: float = 0.0
+    #: Share of customers charged a monthly account fee (SMS alerts, account
+    #: management: 5-30 CNY) on the 25th: fee income.
+    fee_share: float = 0.0
+    #: Share of customers busy in the week before go-live (six card payments) and quiet
+    #: from go-live on: frequent customers whose recency slips (RFM).
+    slipper_share: float = 0.0
+    #: Share of customers whose relationship manager overrides their tier (one tier up,
+    #: private one down) 1-10 days into the run, for 8-20 days; a third are cleared
+    #: after 2-6 days instead (topic tier-overrides).
+    override_share: float = 0.0
+
     # The clock as data: ticks on the ticks topic, in event-time order with the events.
     #: Partitions of the ticks topic (= of the input topics); 0 = no ticks.
     tick_partitions: int = 0
@@ -199,7 +220,14 @@ class SimConfig:
         if self.customers < 1:
             raise ValueError("customers must be >= 1")
         shares = ("bad_share", "drift_share", "duplicate_share", "late_share")
-        for name in (*shares, "sleeper_share", "churn_share", "cash_share"):
+        value_shares = (
+            "payroll_share",
+            "mortgage_share",
+            "fee_share",
+            "slipper_share",
+            "override_share",
+        )
+        for name in (*shares, "sleeper_share", "churn_share", "cash_share", *value_shares):
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {share}")
@@ -273,7 +301,9 @@ def demo_config(
     questionnaires filled in over the 13 months before go-live (expiry), birthdays,
     tier drifts, the clock's ticks every simulated hour when ``tick_partitions``, and
     answers to the worker's offers (``DEMO_ACCEPT_RATES``; ``tierstream simulate``
-    reads the offers back).
+    reads the offers back); for customer value (issue 22): high salaries, mortgages,
+    monthly fees, busy customers who go quiet (RFM slipping) and relationship
+    managers' tier overrides.
     """
     return SimConfig(
         customers=customers,
@@ -289,6 +319,11 @@ def demo_config(
         tick_every_ms=HOUR_MS,
         accept_rates=DEMO_ACCEPT_RATES,
         decline_share=0.4,
+        payroll_share=0.04,
+        mortgage_share=0.06,
+        fee_share=0.3,
+        slipper_share=0.04,
+        override_share=0.03,
     )
 
 
@@ -319,6 +354,14 @@ _MEAN_HOUR_WEIGHT: Final = sum(_HOUR_WEIGHT) / 24
 
 # heap item kinds
 _SALARY, _LOAN, _INTEREST, _SNAPSHOT, _DRIFT, _ACCT_SNAPSHOT, _DRIFT_OUT = range(7)
+_FEE, _OVERRIDE, _OVERRIDE_CLEAR = range(7, 10)
+#: Why relationship managers override a tier in the demo (tier-overrides' reason).
+_OVERRIDE_REASONS: Final = (
+    "assets held at another branch",
+    "family office, consolidation pending",
+    "payroll moving to us next month",
+    "known departure: assets leaving",
+)
 #: What stops when a customer goes quiet: the transactions that count as activity.
 #: Interest (a bank posting, not activity) and snapshots go on.
 _QUIET_SKIPS: Final = frozenset({_SALARY, _LOAN, _DRIFT, _DRIFT_OUT})
@@ -411,6 +454,14 @@ class _Customer:
     #: From this event time on the customer makes no transaction (None: never quiet).
     quiet_from: int | None = None
     cash: bool = False  # pays cash: withdrawals at ATMs/branches rather than cards
+    # customer value (SimConfig's "value" options)
+    monthly_fee: Decimal = _ZERO  # charged on the 25th (0: none)
+    slipper: bool = False  # busy the week before go-live, quiet from it
+    #: days after onboarding of a tier override, its length, and when it is cleared
+    #: instead of expiring (None: no override / not cleared)
+    override_at: float | None = None
+    override_days: float = 0.0
+    override_clear: float | None = None
 
     def quiet_at(self, t: int) -> bool:
         return self.quiet_from is not None and t >= self.quiet_from
@@ -476,6 +527,8 @@ class Simulator:
         self._faults = random.Random(f"tierstream-sim:{seed}:faults")
         # Who sleeps, churns, pays cash, how active: a stream of its own (see SimConfig).
         self._life = random.Random(f"tierstream-sim:{seed}:life")
+        # Salaries, mortgages, fees, slippers, overrides (issue 22): another one.
+        self._value = random.Random(f"tierstream-sim:{seed}:value")
         self._n = 0  # good events generated
         self._n_bad = 0
         self._last_ts = self.cfg.start_ms  # event time of the latest good record
@@ -633,7 +686,35 @@ class Simulator:
         if rng.random() < cfg.drift_share:
             self._plan_drift(cust, aum)
         self._plan_life(cust)
+        self._plan_value(cust)
         return cust
+
+    def _plan_value(self, c: _Customer) -> None:
+        """The customer's part in SimConfig's "value" options: the same number of draws
+        from the value stream for every customer, whatever the options."""
+        cfg = self.cfg
+        v = self._value
+        payroll, salary = v.random(), v.uniform(30_000, 60_000)
+        mortgage, principal, months = v.random(), v.uniform(500_000, 3_000_000), v.randint(120, 360)
+        fee, fee_amount = v.random(), v.choice(("5.00", "10.00", "20.00", "30.00"))
+        slipper = v.random()
+        override, at, length, clear, clear_at = (v.random() for _ in range(5))
+        if payroll < cfg.payroll_share and c.segment == "retail" and c.age < 60:
+            c.income = salary
+        if mortgage < cfg.mortgage_share and c.loan is None:
+            c.accounts.append(_Account(f"{c.customer_id}-M1", "loan", "CNY", _money(principal)))
+            c.loan_installment = _money(principal / months * 1.3)
+        if fee < cfg.fee_share:
+            c.monthly_fee = Decimal(fee_amount)
+        if slipper < cfg.slipper_share:
+            c.slipper = True
+            c.quiet_from = cfg.start_ms
+            c.drift = 0
+        if override < cfg.override_share:
+            c.override_at = 1 + 9 * at
+            c.override_days = 8 + 12 * length
+            if clear < 1 / 3:
+                c.override_clear = 2 + 4 * clear_at
 
     def _plan_life(self, c: _Customer) -> None:
         """The customer's part in the months to come (SimConfig's "life" options).
@@ -758,6 +839,10 @@ class Simulator:
         self._schedule(first_snap + days * DAY_MS + jitter, _SNAPSHOT, c)
         if c.drift:
             self._schedule(after + int(rng.uniform(3, 25) * DAY_MS), _DRIFT, c)
+        if c.monthly_fee:
+            self._schedule(_next_monthly(after, 25, 3, 0) + jitter, _FEE, c)
+        if c.override_at is not None:
+            self._schedule(after + int(c.override_at * DAY_MS), _OVERRIDE, c)
 
     # --- the good stream ---
 
@@ -804,6 +889,8 @@ class Simulator:
             sleeper = c.quiet_from is not None and c.quiet_from <= self.cfg.start_ms
             if sleeper or self.cfg.assessment_age_days:
                 yield self._last_transaction(c, sleeper)
+            if c.slipper:
+                yield from self._busy_week(c)
             for k, acct in enumerate(c.accounts):
                 yield self._balance_event(c, acct, t + 2 + k)
             self._schedule_initial(c)
@@ -853,10 +940,51 @@ class Simulator:
             return self._txn(c, dep, t, "transfer_out", amount, self._remote(c), credit=False)
         return self._txn(c, dep, t, "card_payment", amount, "pos", credit=False)
 
+    def _busy_week(self, c: _Customer) -> Iterator[_Event]:
+        """A slipper's six card payments in the week before go-live (onboarding load),
+        leaving the balance the customer opens with."""
+        v = self._value
+        dep = c.deposit
+        start = self.cfg.start_ms
+        items = sorted(
+            (start - int(v.uniform(1, 7) * DAY_MS), _money(c.spend_scale * v.uniform(0.3, 1.5)))
+            for _ in range(6)
+        )
+        dep.balance += sum((amount for _, amount in items), _ZERO)
+        for t, amount in items:
+            yield self._txn(c, dep, t, "card_payment", amount, "pos", credit=False)
+
+    def _override_event(self, c: _Customer, t: int, clear: bool) -> _Event:
+        """A relationship manager's tier-overrides record: one tier up from the tier the
+        customer's assets are in (private: one down), or, to clear it, tier null."""
+        fields: dict[str, Any] = {"tier": None}
+        if not clear:
+            rank = TIERS.index(tier_of(c.aum_cny()))
+            fields["tier"] = TIERS[rank + 1] if rank + 1 < len(TIERS) else TIERS[rank - 1]
+            fields["until"] = format_ts_bank_time(t + int(c.override_days * DAY_MS))
+        fields["set_by"] = f"rm-{c.idx % 40:03d}"
+        fields["reason"] = _OVERRIDE_REASONS[c.idx % len(_OVERRIDE_REASONS)]
+        if clear:
+            fields["reason"] = "reviewed: the data is right"
+        return _Event(TOPIC_TIER_OVERRIDES, c, t, fields)
+
     def _scheduled(self, t: int, kind: int, c: _Customer, arg: Any) -> Iterator[_Event]:
         rng = self._world
         if c.quiet_at(t) and kind in _QUIET_SKIPS:
             return  # gone quiet: no salary, repayment or drift any more (not rescheduled)
+        if kind == _FEE:
+            if c.deposit.balance >= c.monthly_fee:
+                yield self._txn(c, c.deposit, t, "fee", c.monthly_fee, "online", credit=False)
+            self._schedule(_next_monthly(t, 25, 3, 0), _FEE, c)
+            return
+        if kind == _OVERRIDE:
+            yield self._override_event(c, t, clear=False)
+            if c.override_clear is not None:
+                self._schedule(t + int(c.override_clear * DAY_MS), _OVERRIDE_CLEAR, c)
+            return
+        if kind == _OVERRIDE_CLEAR:
+            yield self._override_event(c, t, clear=True)
+            return
         if kind == _SALARY:
             amount = _money(c.income * rng.uniform(0.97, 1.03))
             if _local(t).month == 1:

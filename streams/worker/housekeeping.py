@@ -21,9 +21,10 @@ import orjson
 from schemas.events import TOPIC_TICKS
 from schemas.timefmt import format_ts_utc
 from state.customer import CustomerState
+from state.decisions import TIERS
 from state.profile import profile_fields
 from state.rules import Rules
-from streams.concentration import aum_top_share
+from streams.concentration import value_concentration
 from streams.metrics import Metrics
 from streams.redis_sink import RedisProfileSink
 from streams.settings import Settings
@@ -105,13 +106,18 @@ class Housekeeping:
             await self.app.producer.send(topic, None, value, p, None, None)
 
     async def refresh_pareto(self) -> None:
-        """The top-20% AUM share (Pareto) gauge, from the Redis profiles."""
+        """The Pareto gauges -- top-20% shares of AUM and of contribution -- and the
+        contribution per tier, from one scan of the Redis profiles."""
         try:
-            share = await aum_top_share(self.redis, self.settings.redis_key_prefix)
+            found = await value_concentration(self.redis, self.settings.redis_key_prefix)
         except Exception as exc:  # Redis down: the sink's metrics already show it
             log.debug("pareto refresh failed: %s", exc)
             return
-        self.metrics.aum_top20_share.set(share)
+        self.metrics.aum_top20_share.set(found.aum_top20_share)
+        self.metrics.contribution_top20_share.set(found.contribution_top20_share)
+        for tier in TIERS:  # a tier that emptied shows 0, not its last sum
+            total = found.contribution_by_tier.get(tier, 0)
+            self.metrics.contribution.labels(tier).set(float(total))
 
     async def refresh_gauges(self) -> None:
         """Customers per tier (from the Redis tier counts) and consumer lag."""

@@ -88,6 +88,8 @@ class WorkerTuning:
     release_interval: float = 0.1
     #: How often to check whether Redis lost this worker's profiles (restart, flush).
     resync_check_interval: float = 5.0
+    #: How often the Pareto gauges (AUM and contribution shares) scan the profiles.
+    pareto_interval: float = 60.0
     #: Customer states kept between batches (streams/pipeline/state_cache.py), about
     #: their serialized size each; 0 turns the cache off (every state read from the store).
     state_cache: int = DEFAULT_CAPACITY
@@ -202,7 +204,7 @@ class TierstreamService:
         )
         app.task(self.loop.run)
         app.timer(interval=5.0)(chores.refresh_gauges)
-        app.timer(interval=60.0)(chores.refresh_pareto)
+        app.timer(interval=tuning.pareto_interval)(chores.refresh_pareto)
         if s.tick_interval > 0:
             app.timer(interval=s.tick_interval)(chores.tick)
             app.timer(interval=tuning.backlog_tick_interval)(chores.tick_backlog)
@@ -223,7 +225,8 @@ class TierstreamService:
     def _commit(self, app: faust.App) -> BatchCommit:
         """The write order of the configured processing guarantee (commit.py)."""
         s = self.settings
-        # the decisions, dead letters and the erasures' audit records
+        # the decisions, dead letters, and audit records: erasures' and the core's
+        # tier-override audits (issue 22)
         outputs = {t: s.topic(t) for t in (*OUTPUT_TOPICS, TOPIC_AUDIT)}
         changelog = changelog_topic(s)
         if self._eos:

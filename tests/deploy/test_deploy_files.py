@@ -360,6 +360,7 @@ def test_every_metric_in_dashboard_and_rules_is_exported() -> None:
             for name in re.findall(r"(?<![\w{])up(?=\{|\b)", bare):
                 assert name in _PROMETHEUS_OWN
     assert "tierstream_aum_top20_share" in used_anywhere
+    assert "tierstream_contribution_top20_share" in used_anywhere
 
 
 def test_dashboard_covers_the_issue_and_uses_the_provisioned_datasource() -> None:
@@ -381,6 +382,8 @@ def test_dashboard_covers_the_issue_and_uses_the_provisioned_datasource() -> Non
         "tierstream_redis_backlog_profiles",
         "tierstream_consumer_lag_messages",
         "tierstream_offer_responses_total",  # offer conversion and declines (issue 23)
+        "tierstream_contribution_top20_share",  # contribution's concentration (issue 22)
+        "tierstream_contribution_cny",  # contribution by tier
     ):
         assert metric in text, f"dashboard has no panel on {metric}"
 

@@ -102,7 +102,9 @@ class Stats:
 
 def tight_rules(tmp_dir: str) -> Rules:
     """Rules with small limits and every optional feature on, so the fuzz reaches the
-    limits quickly: avg_daily tiers, campaigns, 4 accounts, 32-character ids."""
+    limits quickly: avg_daily tiers, campaigns, 4 accounts, 32-character ids; tiers
+    by behaviour (salary, contribution, SME turnover), RFM on spend, transaction fees
+    (issue 22)."""
     path = f"{tmp_dir}/tight.toml"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(
@@ -111,6 +113,10 @@ def tight_rules(tmp_dir: str) -> Rules:
             "[limits]\nmax_accounts = 4\nmax_id_chars = 32\nmax_field_chars = 40\n"
             "min_year = 1950\nmax_year = 2100\nmax_key_bytes = 128\n"
             "[care.cadence_days]\naffluent = 7\n"
+            '[tiers.behaviour.affluent]\nmonthly_inflow_cny = "30000"\n'
+            'sme_turnover_cny = "2000000"\n'
+            '[tiers.behaviour.hnw]\ncontribution_cny = "50000"\n'
+            '[rfm]\nmonetary = "spend"\n[value.fees]\ntransfer_out = "2.50"\n'
             '[[campaigns]]\nid = "c-2026"\nstart = 2026-06-01\nend = 2026-06-30\n'
             'kind = "summer"\n'
             '[[campaigns]]\nid = "c-1950"\nstart = 1950-01-01\nend = 1950-01-02\n'
@@ -122,7 +128,8 @@ def tight_rules(tmp_dir: str) -> Rules:
 def _history(customer: str) -> list[tuple[str, dict[str, Any]]]:
     """A rich customer, as JSON on the topics: several accounts, currencies and
     products, months of transactions on every channel, consent, a birthday, an
-    assessment and contacts; hnw at the end."""
+    assessment and contacts; at the end a relationship manager's override to private
+    (until September: the batch's ticks may expire it)."""
     out: list[tuple[str, dict[str, Any]]] = []
     base = "2026-0{m}-{d:02d}T{h:02d}:00:00+08:00"
     out.append(("customer-profiles", {"event_id": "h-p", "customer_id": customer,
@@ -147,6 +154,10 @@ def _history(customer: str) -> list[tuple[str, dict[str, Any]]]:
     out.append(("contacts", {"event_id": "h-c", "customer_id": customer,
                 "ts": base.format(m=4, d=1, h=15), "channel": "phone",
                 "outcome": "reached"}))  # fmt: skip
+    out.append(("tier-overrides", {"event_id": "h-o", "customer_id": customer,
+                "ts": base.format(m=4, d=2, h=9), "tier": "private",
+                "until": "2026-09-01T00:00:00+08:00", "set_by": "rm-" + "7" * 30,
+                "reason": "assets held at another bank"}))  # fmt: skip
     return out
 
 
@@ -172,7 +183,8 @@ class Harness:
             outcome = apply(state, ev, self.rules)
             state = outcome.state
             self.populated_offers += [d.event_id for d in outcome.decisions if d.topic == "offers"]
-        assert state is not None and state.tier is not None and self.populated_offers
+        assert state is not None and state.tier == state.override_tier == "private"
+        assert self.populated_offers
         return state.to_bytes()
 
     def populated(self, customer_id: str) -> CustomerState:
@@ -311,7 +323,8 @@ class Harness:
         next_due_ms(state, self.rules)
         for d in decisions:
             validate_output(d.topic, d.to_record())
-            self.stats.decisions[f"{d.topic}:{getattr(d, 'kind', 'tier')}"] += 1
+            kind = getattr(d, "kind", None) or getattr(d, "action", None) or "tier"
+            self.stats.decisions[f"{d.topic}:{kind}"] += 1
 
     def _reject(self, rec: Record, error: DecodeError) -> None:
         self.stats.decode_errors[error.limit or error.field] += 1

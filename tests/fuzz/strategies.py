@@ -40,8 +40,19 @@ from schemas.events import (
     SEGMENTS,
     TRANSACTION_TYPES,
 )
+from state.decisions import TIERS
 
-__all__ = ["CUSTOMERS", "TOPICS", "Raw", "Record", "answers", "bursts", "dump", "records"]
+__all__ = [
+    "CUSTOMERS",
+    "TOPICS",
+    "Raw",
+    "Record",
+    "answers",
+    "bursts",
+    "dump",
+    "overrides",
+    "records",
+]
 
 TOPICS = (
     "transactions",
@@ -50,6 +61,7 @@ TOPICS = (
     "risk-assessments",
     "contacts",
     "offer-responses",
+    "tier-overrides",
     "ticks",
 )
 #: A few customers, so a batch of records meets the same states again.
@@ -294,6 +306,8 @@ def _base(topic: str, draw: Any) -> list[tuple[str, Any]]:
                 st.sampled_from([date(1, 1, 1), date(9999, 12, 31), date(2000, 2, 29)]),
             ).map(lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}")
             doc.append(("birth_date", draw(birth | st.none())))
+        if draw(st.booleans()):
+            doc.append(("service_contact_opt_out", draw(st.booleans())))
         return doc
     if topic == "risk-assessments":
         return [
@@ -316,7 +330,36 @@ def _base(topic: str, draw: Any) -> list[tuple[str, Any]]:
             ("channel", draw(st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True))),
             ("product_id", draw(st.none() | _ident())),
         ]  # fmt: skip
+    if topic == "tier-overrides":
+        doc = [
+            ("event_id", eid), ("customer_id", cid), ("ts", ts),
+            ("tier", draw(st.sampled_from([*TIERS, None]))),
+            ("set_by", draw(_ident(("rm-7", "rm-000", "客户经理-12")))),
+            ("reason", draw(st.text(max_size=30) | st.sampled_from(["", "x" * 64, "x" * 65]))),
+        ]  # fmt: skip
+        if draw(st.integers(0, 3)):  # until: mostly set, a time near ts or anywhere
+            doc.append(("until", draw(_valid_ts() | _after(ts) | st.none())))
+        return doc
     return []  # ticks: built by the caller (their id restates the time)
+
+
+def _after(ts: str) -> st.SearchStrategy[str]:
+    """A time shortly after (or exactly at) ``ts``: overrides that expire within a
+    batch's ticks, and the boundary ``until == ts`` the decoder refuses."""
+    try:
+        start = datetime.fromisoformat(ts.upper())
+    except ValueError:
+        return st.just(ts)
+    if start.tzinfo is None:
+        return st.just(ts)
+
+    def later(ms: int) -> str:
+        try:
+            return (start + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+        except OverflowError:  # the end of the calendar: until == ts
+            return ts
+
+    return st.integers(0, 40 * 86_400_000).map(later)
 
 
 # ------------------------------------------------------------------ mutations
@@ -332,7 +375,9 @@ _KEY_MUTATIONS = ("none", "other", "bad_utf8", "huge", "empty", "controls")
 def _mutate_fields(
     doc: list[tuple[str, Any]], draw: Any, notes: list[str]
 ) -> list[tuple[str, Any]]:
-    names = [k for k, _ in doc] + ["balance_after", "product_risk", "birth_date", "extra"]
+    names = [k for k, _ in doc] + [
+        "balance_after", "product_risk", "birth_date", "until", "service_contact_opt_out", "extra"
+    ]  # fmt: skip
     for _ in range(draw(st.integers(0, 3))):
         name = draw(st.sampled_from(names))
         how = draw(st.sampled_from(_FIELD_MUTATIONS))
@@ -499,4 +544,30 @@ def answers(draw: Any) -> list[Record]:
                    ("outcome", draw(st.sampled_from(OFFER_OUTCOMES)))]  # fmt: skip
             topic = "offer-responses"
         out.append(Record(topic, cid.encode(), dump(doc).encode(), 0, i + 1, 0, ("answers",)))
+    return out
+
+
+@st.composite
+def overrides(draw: Any) -> list[Record]:
+    """A relationship manager at work on one customer: valid tier overrides (set with
+    and without ``until``, cleared, out of order), each now and then followed by a
+    tick past its ``until``, so every batch of this kind sets, clears and expires
+    overrides whatever the rules' limits (hostile override records mostly die in the
+    decoder, tight rules even more)."""
+    cid = draw(st.sampled_from(CUSTOMERS[:3]))
+    start = _RECENT[0] + draw(st.integers(0, 300)) * 86_400_000
+    out = []
+    for i in range(draw(st.integers(2, 8))):
+        ts = start + draw(st.integers(-5, 30)) * 3_600_000 + i * 86_400_000
+        tier = draw(st.sampled_from([*TIERS, None]))
+        doc = [("event_id", f"ovr-{i}"), ("customer_id", cid), ("ts", _rfc3339(ts, 480, 3, False)),
+               ("tier", tier), ("set_by", "rm-7"), ("reason", "fuzz")]  # fmt: skip
+        until = ts + draw(st.integers(1, 5 * 86_400_000))
+        if tier is not None and draw(st.integers(0, 3)):
+            doc.append(("until", _rfc3339(until, 0, 3, False)))
+        out.append(Record("tier-overrides", cid.encode(), dump(doc).encode(), 0, i, 0, ("ovr",)))
+        if draw(st.booleans()):
+            tick = [("event_id", f"tick-0-{until}"), ("partition", 0),
+                    ("ts", _rfc3339(until, 0, 3, False))]  # fmt: skip
+            out.append(Record("ticks", None, dump(tick).encode(), 0, 100 + i, 0, ("ovr:tick",)))
     return out

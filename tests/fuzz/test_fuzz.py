@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from state.rules import Rules, load_rules
 from tests.fuzz.harness import NOW_MS, Harness, Stats, tight_rules
-from tests.fuzz.strategies import Record, answers, bursts, records
+from tests.fuzz.strategies import Record, answers, bursts, overrides, records
 
 #: A batch: records of any topic, now and then after a burst of one customer's largest
-#: values or one customer's offers and answers; and a number that, at 0, runs the batch
-#: without a clock.
+#: values, one customer's offers and answers, or a relationship manager's overrides of
+#: one customer; and a number that, at 0, runs the batch without a clock.
 _BATCHES = st.tuples(
     st.one_of(
         st.lists(records(), min_size=1, max_size=12),
@@ -32,6 +32,7 @@ _BATCHES = st.tuples(
         st.lists(records(), min_size=1, max_size=12),
         st.tuples(bursts(), st.lists(records(), max_size=4)).map(lambda b: [*b[0], *b[1]]),
         st.tuples(answers(), st.lists(records(), max_size=4)).map(lambda b: [*b[0], *b[1]]),
+        st.tuples(overrides(), st.lists(records(), max_size=4)).map(lambda b: [*b[0], *b[1]]),
     ),
     st.integers(0, 9),
 )
@@ -82,6 +83,9 @@ def test_no_record_breaks_decoder_core_or_dead_letters(rules: Rules) -> None:
     # offer responses reach attribution with every outcome, not only "unmatched"
     answered = {k: n for k, n in stats.outcomes.items() if k.startswith("answered_")}
     assert len(answered) == 3 and min(answered.values()) >= 10, answered
+    # relationship managers' overrides (issue 22) reach the core, and expire on ticks
+    assert stats.decisions["audit:tier.override.set"] > 0
+    assert stats.decisions["audit:tier.override.expire"] > 0
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def care_inputs() -> list[tuple[str, bytes | None, bytes | None]]:
     r += [contact("h-c", "cH", "2026-04-10T15:00:00+08:00")]
     # M: mass with consent: only the birthday greeting
     r += [profile("m-p", "cM", 1, birth="1990-04-01"), balance("m-b", "cM", "M1", 1, "1000.00")]
-    # N: hnw without consent: dormancy alert only, no offers
+    # N: hnw without consent: dormancy alert, reviews (service), no marketing offers
     r += [profile("n-p", "cN", 1, consent=False, birth="1970-05-20")]
     r += [balance("n-b", "cN", "N1", 1, "3000000.00")]
     return r
@@ -121,8 +121,11 @@ def test_ticks_fire_dormancy_cadence_birthday_and_campaign(
     )
     # M: mass, so only the birthday
     assert [o for o in timer_offers if o[0] == "cM"] == [("cM", "birthday_greeting", "2026-03-31")]
-    # N: no consent: the dormancy alert, and no offer at all
-    assert [o for o in offers if o[0] == "cN"] == []
+    # N: no marketing consent: the dormancy alert and no marketing offer -- but the
+    # relationship reviews, service contacts that need no marketing consent (issue 22)
+    assert {o[1] for o in offers if o[0] == "cN"} == {"relationship_review"}
+    assert ("cN", "relationship_review", "2026-03-30") in offers
+    assert all(o["purpose"] == "service" for o in got["offers"] if o["customer_id"] == "cN")
     assert ("cN", "dormant_high_value", "2026-05-29") in alerts  # seen 03-01 + 90 days
     # each trigger fired exactly once, and the oracle agrees record for record
     ids = [o["event_id"] for o in got["offers"]] + [a["event_id"] for a in got["alerts"]]

@@ -35,7 +35,8 @@ import pytest
 from confluent_kafka import Producer
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from schemas.events import INPUT_TOPICS
+from schemas.decoder import DecodeError, Decoder
+from schemas.events import INPUT_TOPICS, TOPIC_TIER_OVERRIDES
 from state.rules import load_rules
 from streams.settings import Settings
 from tests.fuzz.strategies import Record, records
@@ -76,7 +77,18 @@ def hostile(n: int, seed_value: int) -> list[Record]:
         out.append(rec)
 
     collect()
-    return out
+    # A hostile tier override that is valid would set a relationship manager's tier,
+    # which the independent reference does not model (it has no timers, so no expiry):
+    # only the ones the decoder refuses go through the worker (the core's fuzz,
+    # tests/fuzz, applies valid ones and expires them).
+    decoder = Decoder(**load_rules().limits.decoder())
+    return [
+        r
+        for r in out
+        if r.topic != TOPIC_TIER_OVERRIDES
+        or r.value is None
+        or isinstance(decoder.decode(r.topic, r.value), DecodeError)
+    ]
 
 
 def issue_records() -> list[Wire]:
@@ -92,6 +104,7 @@ def issue_records() -> list[Wire]:
         "risk-assessments": {"score": 50, "investment_experience_years": 2},
         "contacts": {"channel": "phone", "outcome": "reached"},
         "erasure-requests": {"requested_by": "privacy-office"},
+        "tier-overrides": {"tier": "hnw", "set_by": "rm-1", "reason": "year 1"},
     }  # fmt: skip
     out: list[Wire] = []
     for topic, fields in docs.items():
@@ -176,6 +189,9 @@ _SMALL: dict[str, dict[str, Any]] = {
     "customer-profiles": {"segment": "retail", "marketing_consent": True},
     "risk-assessments": {"score": 40, "investment_experience_years": 3},
     "contacts": {"channel": "phone", "outcome": "reached"},
+    # clearing an override when none is in effect: audited, no tier change (the
+    # reference takes it as it takes a contact)
+    "tier-overrides": {"tier": None, "set_by": "rm-1", "reason": "nothing in effect"},
 }  # fmt: skip
 
 

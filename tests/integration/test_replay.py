@@ -112,10 +112,13 @@ def test_replayed_file_lands_co_partitioned_by_customer(
         topics_by_key[m.key].add(m.topic)
     assert len(partitions_by_key) == 30
     # the simulator's default bank writes no CRM contacts, no offer responses (those
-    # answer a worker's offers) and no erasure requests; every other input meets in
-    # one partition
-    simulated = len(INPUT_TOPICS) - 3
-    assert any(len(t) == simulated for t in topics_by_key.values())
+    # answer a worker's offers), no erasure requests and (by default) no tier
+    # overrides; every other input meets in one partition
+    simulated = {unique_prefix + t for t in INPUT_TOPICS} - {
+        unique_prefix + t
+        for t in ("contacts", "offer-responses", "erasure-requests", "tier-overrides")
+    }
+    assert any(t == simulated for t in topics_by_key.values())
     assert len({p for ps in partitions_by_key.values() for p in ps}) > 1  # keys spread out
     for key, parts in partitions_by_key.items():
         assert parts == {java_partition(key, PARTITIONS)}, key

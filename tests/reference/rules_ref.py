@@ -27,7 +27,10 @@ the topics:
   derived as docs/topics.md says, made at or before the response, among the
   customer's latest ``answerable_offers``), the kind's latest outcome, and the decline
   cool-down (``after_decline_days``) that withholds later offers of a declined kind;
-  ``responses`` counts the attributed ones by (kind, the offer's tier, outcome).
+  ``responses`` counts the attributed ones by (kind, the offer's tier, outcome);
+* **contribution** (issue 22; docs/value-models.md, "Contribution"): each customer's
+  estimated annual contribution at the end, from the balances in force and every
+  applied transaction's income, booked by local calendar month.
 
 API: ``run(events, rules_path=None, as_of=None, rules_version="") -> ReferenceResult``
 (``as_of``: a final tick for everyone, as ``tierstream backtest`` ends with;
@@ -77,6 +80,7 @@ OFFER_KINDS = (
     "private_banking_invitation",
     "sme_credit",
     "digital_banking",
+    "branch_priority",
 )
 ALERT_KINDS = ("large_outflow", "aum_drop")
 TIER_OFFER = {"affluent": "wealth_products", "hnw": "relationship_manager",
@@ -85,6 +89,8 @@ TIER_OFFER = {"affluent": "wealth_products", "hnw": "relationship_manager",
 DEBITS = frozenset({"withdrawal", "transfer_out", "card_payment", "loan_repayment", "fee"})
 DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: docs/value-models.md: "wealth, fund, bond and insurance balances" earn the wealth fee
+INVESTMENTS = frozenset({"wealth", "fund", "bond", "insurance"})
 
 
 # ------------------------------------------------------------------ results
@@ -132,6 +138,8 @@ class ReferenceResult:
     counts: Counter[str] = field(default_factory=Counter)
     #: attributed offer responses by (offer kind, the offer's tier, outcome)
     responses: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: customer -> estimated annual contribution at the end, CNY with 2 decimals
+    contributions: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ rules
@@ -168,6 +176,15 @@ class Rules:
     digital_max_age: int
     digital_share_over: Fraction
     digital_min_tx: int
+    digital_max_avg: Fraction  # CNY
+    branch_min_tx: int
+    branch_share_over: Fraction
+    branch_min_avg: Fraction  # CNY
+    deposit_nim: Fraction
+    wealth_fee_rate: Fraction
+    loan_spread: Fraction
+    card_interchange: Fraction
+    fees: dict[str, Fraction]  # CNY per transaction of a type
     outflow_ratio: Fraction
     outflow_amount: Fraction
     drop_ratio: Fraction
@@ -184,7 +201,7 @@ def load(rules_path: str | Path | None = None) -> Rules:
     table = tomllib.loads(DEFAULT_RULES.read_text("utf-8"))
     if rules_path is not None:
         _merge(table, tomllib.loads(Path(rules_path).read_text("utf-8")))
-    t, o, a = table["tiers"], table["offers"], table["alerts"]
+    t, o, a, v = table["tiers"], table["offers"], table["alerts"], table["value"]
     return Rules(
         zone=ZoneInfo(table["timezone"]),
         floors={"mass": Fraction(0), **{k: _frac(t[k]) for k in TIERS[1:]}},
@@ -202,6 +219,15 @@ def load(rules_path: str | Path | None = None) -> Rules:
         digital_max_age=int(o["digital_banking_max_age"]),
         digital_share_over=_frac(o["digital_banking_share_over"]),
         digital_min_tx=int(o["digital_banking_min_transactions"]),
+        digital_max_avg=_frac(o["digital_banking_max_avg_cny"]),
+        branch_min_tx=int(o["branch_priority_min_transactions"]),
+        branch_share_over=_frac(o["branch_priority_share_over"]),
+        branch_min_avg=_frac(o["branch_priority_min_avg_cny"]),
+        deposit_nim=_frac(v["deposit_nim"]),
+        wealth_fee_rate=_frac(v["wealth_fee_rate"]),
+        loan_spread=_frac(v["loan_spread"]),
+        card_interchange=_frac(v["card_interchange"]),
+        fees={k: _frac(x) for k, x in v["fees"].items()},
         outflow_ratio=_frac(a["large_outflow_ratio"]),
         outflow_amount=_frac(a["large_outflow_amount_cny"]),
         drop_ratio=_frac(a["aum_drop_ratio"]),
@@ -232,6 +258,17 @@ def format_ts(ms: int) -> str:
     """Epoch ms -> RFC 3339 UTC with milliseconds (docs/topics.md), e.g. in trigger ids."""
     moment = _EPOCH + timedelta(milliseconds=ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _month(day: int) -> int:
+    """The calendar month of a local day number, as year * 12 + month - 1."""
+    d = date(1970, 1, 1) + timedelta(days=day)
+    return d.year * 12 + d.month - 1
+
+
+def _month_start(month: int) -> int:
+    """The local day number of the 1st of a month."""
+    return (date(month // 12, month % 12 + 1, 1) - date(1970, 1, 1)).days
 
 
 def _tie(event_id: str) -> int:
@@ -284,7 +321,9 @@ class _Customer:
     segment: str | None = None
     consent: bool = False
     birth: date | None = None
-    window: dict[int, list[str]] = field(default_factory=dict)  # day -> channels
+    window: dict[int, list[tuple[str, int]]] = field(default_factory=dict)  # day -> (ch, fen)
+    ledger_from: int | None = None  # the day its months are known from
+    income: dict[int, int] = field(default_factory=dict)  # calendar month -> fen
     levels: dict[int, tuple[int, int]] = field(default_factory=dict)  # day -> (high, close)
     offers_at: dict[str, list[int]] = field(default_factory=dict)
     alerts_at: dict[str, list[int]] = field(default_factory=dict)
@@ -417,6 +456,8 @@ class _Bank:
         c.memory.append((eid, c.today if c.today is not None else 0))
 
     def _advance(self, c: _Customer, day: int) -> None:
+        if c.ledger_from is None:  # "from the customer's first event on"
+            c.ledger_from = day if c.today is None else max(day, c.today)
         if c.today is None or day > c.today:
             c.today = day
         # "Daily buckets cover the last 90 local days (today included)"
@@ -493,8 +534,12 @@ class _Bank:
         aum_before, tier_before = c.aum(), c.tier
         self._advance(c, day)
         counted = not late and doc["type"] not in r.exclude_types
+        amount = _fen(doc["amount"], rate)
         if counted:
-            c.window.setdefault(day, []).append(doc["channel"])
+            c.window.setdefault(day, []).append((doc["channel"], amount))
+        if not late:  # "every transaction that is not late (fees and interest too)"
+            month = _month(day)
+            c.income[month] = c.income.get(month, 0) + self._income(doc["type"], amount)
         if newer:
             # "An account only ever seen on transactions has an unknown product"
             self._set(c, doc["account_id"], ts, eid, _fen(bal, rate), None)
@@ -502,11 +547,11 @@ class _Bank:
         self._after_aum(c, doc, ts, aum_before, tier_before)
         if late:
             return  # Reading: only the balance of a late transaction is applied
-        amount = _fen(doc["amount"], rate)
         if doc["type"] in DEBITS:
             self._large_outflow(c, doc, ts, amount, aum_before, tier_before)
         if counted:
             self._digital_banking(c, doc, ts, day)
+            self._branch_priority(c, doc, ts)
 
     def _after_aum(
         self,
@@ -622,21 +667,82 @@ class _Bank:
         self.out.offers.append(OfferRef(c.cid, ts, kind, tier, cause))
         c.made.append((offer_id(c.cid, cause, kind, self.version), ts, kind, tier))
 
+    def _average(self, c: _Customer) -> tuple[list[str], Fraction]:
+        """The window's channels and its average transaction in CNY. Docs: "average
+        amount" in fen, rounded half up."""
+        items = [x for d in c.window.values() for x in d]
+        if not items:
+            return [], Fraction(0)
+        total, n = sum(f for _, f in items), len(items)
+        avg_fen = total // n + (1 if 2 * (total % n) >= n else 0)
+        return [ch for ch, _ in items], Fraction(avg_fen, 100)
+
     def _digital_banking(self, c: _Customer, doc: Mapping[str, Any], ts: int, day: int) -> None:
-        """Docs: "age < 30, at least 5 transactions in the window and more than 50% of them
-        at branch or ATM". Reading: age on the transaction's local date."""
+        """Docs: "age < 30, at least 5 transactions in the window, more than 50% of them
+        at branch or ATM, and an average transaction below 50,000 CNY". Reading: age on
+        the transaction's local date."""
         r = self.r
-        channels = [ch for d in c.window.values() for ch in d]
+        channels, avg = self._average(c)
         if c.birth is None or len(channels) < r.digital_min_tx:
             return
         offline = sum(ch in ("branch", "atm") for ch in channels)
-        if not offline > r.digital_share_over * len(channels):
+        if not offline > r.digital_share_over * len(channels) or not avg < r.digital_max_avg:
             return
         on = date(1970, 1, 1) + timedelta(days=day)
         age = on.year - c.birth.year - ((on.month, on.day) < (c.birth.month, c.birth.day))
         if age >= r.digital_max_age:
             return
         self._offer(c, "digital_banking", ts, doc["event_id"])
+
+    def _branch_priority(self, c: _Customer, doc: Mapping[str, Any], ts: int) -> None:
+        """Docs: "any age: at least 5 transactions in the window, more than 50% of them
+        at the branch, and an average transaction of at least 50,000 CNY"."""
+        r = self.r
+        channels, avg = self._average(c)
+        if len(channels) < r.branch_min_tx:
+            return
+        branch = sum(ch == "branch" for ch in channels)
+        if branch > r.branch_share_over * len(channels) and avg >= r.branch_min_avg:
+            self._offer(c, "branch_priority", ts, doc["event_id"])
+
+    # -------------------------------------------------------------- contribution
+
+    def _income(self, kind: str, fen: int) -> int:
+        """Docs: a transaction's income: the fee per transaction of its type, plus the
+        card interchange on a card payment (rounded half-even to the fen) or a fee
+        posting's amount in full."""
+        r = self.r
+        income = round(r.fees[kind] * 100)
+        if kind == "card_payment":
+            income += round(r.card_interchange * fen)  # round(Fraction): half to even
+        elif kind == "fee":
+            income += fen
+        return income
+
+    def contribution(self, c: _Customer) -> str:
+        """Docs (docs/value-models.md, "Contribution"): balances at their annual rates
+        (deposits and accounts seen only on transactions at the NIM, investments at the
+        wealth fee rate, loans of either sign and overdrawn deposits at the loan spread)
+        plus the income of the complete calendar months of the last 12 that the bank
+        knew the customer for in full, averaged and times 12; half-even to the fen."""
+        r = self.r
+        balance = Fraction(0)
+        for a in c.accounts.values():
+            if a.product == "loan":
+                balance += r.loan_spread * abs(a.fen)
+            elif a.product in INVESTMENTS:
+                balance += r.wealth_fee_rate * max(a.fen, 0)
+            elif a.fen >= 0:
+                balance += r.deposit_nim * a.fen
+            else:
+                balance += r.loan_spread * -a.fen
+        assert c.today is not None and c.ledger_from is not None
+        today = _month(c.today)
+        known = [m for m in range(today - 12, today) if _month_start(m) >= c.ledger_from]
+        income = sum(c.income.get(m, 0) for m in known)
+        flows = Fraction(12 * income, len(known)) if known else Fraction(0)
+        fen = round(balance + flows)
+        return f"{'-' if fen < 0 else ''}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
     # -------------------------------------------------------------- alerts
 
@@ -724,6 +830,8 @@ def run(
     for cid, c in bank.customers.items():
         if c.tier is not None:
             bank.out.tiers[cid] = c.tier
+        if c.today is not None:
+            bank.out.contributions[cid] = bank.contribution(c)
     return bank.out
 
 

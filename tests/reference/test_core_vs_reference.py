@@ -1,9 +1,10 @@
 """The core against the independent reference (tests/reference/rules_ref.py): tier
-changes, the offers that tier entries and transactions cause, and the large-outflow
-and AUM-drop alerts must be the same, on randomized banks of a few hundred customers
-over months of event time (under the default rules and with the average-daily basis)
-and on small hypothesis-built histories around every threshold; and with answers to
-those offers mixed in, the attributed responses and the offers a decline holds back."""
+changes, the offers that tier entries and transactions cause, the large-outflow and
+AUM-drop alerts and each customer's contribution must be the same, on randomized banks
+of a few hundred customers over months of event time (under the default rules and with
+the average-daily basis) and on small hypothesis-built histories around every
+threshold; and with answers to those offers mixed in, the attributed responses and the
+offers a decline holds back."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from schemas.decoder import DecodeError, Decoder
 from state.core import CoreError, apply, fire_timers
 from state.customer import CustomerState
+from state.profile import profile_fields
 from state.rules import Rules, load_rules
 from tests.reference import rules_ref
 from tests.reference.bank import DAY_MS, T0_MS, bank, ts_text
@@ -65,6 +67,11 @@ def _core(
     result = rules_ref.result_from_records(records)
     result.rejected = rejected
     result.responses = answered
+    result.contributions = {
+        cid: profile_fields(st, rules)["contribution_cny"]
+        for cid, st in states.items()
+        if st is not None
+    }
     return result, records
 
 
@@ -94,6 +101,9 @@ def test_randomized_bank_agrees_with_the_reference(tmp_path: Path, seed: int, ba
     problems = rules_ref.diff(ref, core)
     assert not problems, "\n".join(problems)
     assert core.rejected == ref.rejected
+    assert core.contributions == ref.contributions
+    earning = [v for v in ref.contributions.values() if v != "0.00"]
+    assert len(earning) > len(ref.contributions) * 0.9
     # the bank must reach what it is meant to test, or agreement proves little
     changes = [c for cs in ref.tier_changes.values() for c in cs]
     directions = {c.direction for c in changes}
@@ -214,6 +224,7 @@ def test_histories_around_the_lines_agree(
     core, ref = _compare(events, path)
     problems = rules_ref.diff(ref, core)
     assert not problems, "\n".join(problems)
+    assert core.contributions == ref.contributions
 
 
 _SHORT_POLICIES = {

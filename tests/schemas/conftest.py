@@ -65,6 +65,15 @@ VALID: dict[str, dict[str, Any]] = {
         "offer_event_id": "0123456789abcdef0123456789abcdef",
         "outcome": "accepted",
     },
+    "tier-overrides": {
+        "event_id": "ovr-1",
+        "customer_id": "C1",
+        "ts": "2024-05-01T08:00:00Z",
+        "tier": "hnw",
+        "until": "2024-08-01T00:00:00+08:00",
+        "set_by": "rm-7",
+        "reason": "assets at another branch",
+    },
     "erasure-requests": {
         "event_id": "erase-1",
         "customer_id": "C1",

@@ -21,12 +21,14 @@ from schemas.events import (
 from tests.schemas.conftest import DROP, load_examples, make_payload
 
 
-def test_contacts_keeps_its_place_erasure_comes_last_and_ticks_is_not_an_input() -> None:
-    """The bench's data files index INPUT_TOPICS, so contacts keeps index 4; erasure
-    requests come last in the tie-break order (an erasure stamped at the same
-    millisecond erases whatever else came then, offer responses included)."""
+def test_the_inputs_order_and_ticks_is_not_an_input() -> None:
+    """The bench's data files index INPUT_TOPICS, so contacts keeps index 4; inputs
+    added later come after the first five (issue 23's offer responses, issue 22's tier
+    overrides), and erasure requests come last in the tie-break order (an erasure
+    stamped at the same millisecond as another input is applied after it and erases
+    it too, offer responses and overrides included)."""
     assert INPUT_TOPICS.index(TOPIC_CONTACTS) == 4
-    assert INPUT_TOPICS[-1] == TOPIC_ERASURE_REQUESTS
+    assert INPUT_TOPICS[5:] == ("offer-responses", "tier-overrides", TOPIC_ERASURE_REQUESTS)
     assert TOPIC_TICKS not in INPUT_TOPICS and TICK_TOPICS == (TOPIC_TICKS,)
 
 

@@ -32,6 +32,7 @@ from schemas.events import (
     ErasureRequest,
     OfferResponse,
     RiskAssessment,
+    TierOverride,
     Transaction,
 )
 from state.decisions import SEVERITIES, TIERS, Alert, Offer, TierChange, derive_event_id
@@ -45,6 +46,7 @@ EVENT_TYPES = {
     "risk-assessments": RiskAssessment,
     "contacts": Contact,
     "offer-responses": OfferResponse,
+    "tier-overrides": TierOverride,
     "erasure-requests": ErasureRequest,
 }
 

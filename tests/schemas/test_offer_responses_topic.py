@@ -22,6 +22,7 @@ def test_offer_responses_is_an_input_after_the_others_and_before_erasure() -> No
         "risk-assessments",
         "contacts",
         "offer-responses",
+        "tier-overrides",  # issue 22
         "erasure-requests",
     )
 

@@ -25,7 +25,7 @@ POOL: list[Any] = [
     "2026-01-01T00:00:00Z\n", "0", "0.00", "00", "01", "1.123456789", "123.45", "-1.5",
     "-0", "1e5", "999999999999999.99999999", "1000000000000000", "CNY", "cny", "CN\n",
     "deposit", "loan", "mobile", "transfer_in", "R1", "R6", "retail", "sme", "1990-01-01",
-    "1990-1-1", "phone", "reached", [], {}, [1], {"a": 1}, "１２３", "ab", "abc",
+    "1990-1-1", "phone", "reached", [], {}, [1], {"a": 1}, "１２３", "ab", "abc", "hnw",
     "2026-01-01T00:00:00.123456789012345678901234567890Z", "a" * 40, "a" * 41,
 ]  # fmt: skip
 
@@ -51,7 +51,7 @@ def test_precheck_behaves_exactly_like_the_validator(
     assert checked is not plain  # the input schemas are all covered
     rnd = random.Random(topic)
     base = VALID[topic]
-    keys = [*base, "extra", "balance_after", "product_risk", "birth_date"]
+    keys = [*base, "extra", "balance_after", "product_risk", "birth_date", "until", "tier"]
     passed = 0
     for _ in range(4000):
         doc = dict(base)

@@ -7,7 +7,8 @@ write in order; the final profiles; and the result counts, of two seeded banks w
 months of history run through ``BatchProcessor`` (tests/state/golden_bank.py says
 what is in them). A change to the state's format or data structures must leave all of
 them as they are. A change to a rule must not: it changes the digests, and then they
-are re-recorded deliberately, with the reason in the commit.
+are re-recorded deliberately, with the reason in the commit (issue 22 re-recorded them
+for each change of default behaviour; see ``git log`` of this file).
 
 The upgrade tests restore the stored states the v3 code wrote part-way through each
 bank (tests/state/data/v3-*.jsonl.gz, written by the same command with ``--corpus``)
@@ -28,7 +29,8 @@ from typing import Any
 import orjson
 import pytest
 
-from state.customer import CustomerState
+from state.customer import NO_DAY, CustomerState
+from state.offers import SERVICE_OFFER_KINDS
 from tests.state.golden_bank import DATA_DIR, SCENARIOS, cut_index, messages, read_corpus, run
 
 GOLDEN: dict[str, dict[str, Any]] = {
@@ -36,15 +38,15 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "messages": 162476,
         "cut": 101378,
         "whole": {
-            "outputs_sha256": "abd0db4fbf4d202c470d5a369220e095f0c920de0b202095aafa88abb3a5cc9d",
+            "outputs_sha256": "bd6d13e8724d04d8c0d163a901f05b65b32bef195245acc4ccd7aaed6e8ea77a",
             "profile_writes_sha256": (
-                "551a02f9d96c9673af2c508c1334ffb95a17ea8c8deeba31bd67c5049e034522"
+                "b18429a60d288edd5ac40db1520886a9b7c15874338f5f5ddedb6676573f8e28"
             ),
             "final_profiles_sha256": (
-                "e2e458d9b735fa5f0e959cc088abc94b852ee43cac2a3ecfd9ff828089d58635"
+                "91e1cef15d747f6c4975171bbbc46f0a6f52e7f2a1ab05ca9d27bdf93461e03f"
             ),
-            "decisions": 3547,
-            "profile_writes": 51671,
+            "decisions": 3595,
+            "profile_writes": 51672,
             "dead_letters": 329,
             "counts": {
                 "balances:applied": 11291,
@@ -56,22 +58,22 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 349,
                 "risk-assessments:duplicate": 9,
                 "ticks:applied": 1600,
-                "ticks:timers_fired": 82,
-                "ticks:timers_idle": 180,
+                "ticks:timers_fired": 98,
+                "ticks:timers_idle": 357,
                 "transactions:applied": 146275,
                 "transactions:duplicate": 1472,
                 "transactions:late": 4,
             },
         },
         "after_cut": {
-            "outputs_sha256": "b065ed77a8c5ccf78658040833179090152182bc5ca266bef2ec7558f52cdccd",
+            "outputs_sha256": "1c0aa28eaa1c9e0b7082f49fcc26b370e60dc70f27c93ec7eaf1c02e25941885",
             "profile_writes_sha256": (
-                "c0bfd6358a181eff27df86f4f9c4f5c8d3963c8e15aea8f382f42b748ec6bce8"
+                "584508490a0185cdb4da543b5dd08afbc31539cb230ed7cdcf9e81bffe344ea3"
             ),
             "final_profiles_sha256": (
-                "e2e458d9b735fa5f0e959cc088abc94b852ee43cac2a3ecfd9ff828089d58635"
+                "ddf4d984f714172b820b96ad4dd686bf4a8c8b2b4907d6f954cbfaeee4c0927d"
             ),
-            "decisions": 1100,
+            "decisions": 1120,
             "profile_writes": 20402,
             "dead_letters": 121,
             "counts": {
@@ -82,9 +84,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "customer-profiles:applied": 18,
                 "risk-assessments:applied": 22,
                 "ticks:applied": 604,
-                "ticks:timers_fired": 33,
-                # 30 until the due index read in stored customers on a restart (issue 21)
-                "ticks:timers_idle": 31,
+                "ticks:timers_fired": 43,
+                "ticks:timers_idle": 110,  # 109 until issue 21 (the due index, a restart)
                 "transactions:applied": 55393,
                 "transactions:duplicate": 542,
                 "transactions:late": 4,
@@ -95,18 +96,20 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "messages": 67322,
         "cut": 30327,
         # re-recorded for issue 21 (its average-daily basis now moves tiers at local
-        # midnights without an event, docs/rules.md "Tier policies and time"): 221 timer
-        # firings instead of 207, 2,243 decisions instead of 2,244
+        # midnights without an event, docs/rules.md "Tier policies and time"): +14 timer
+        # firings, one decision fewer (207 -> 221, 2,244 -> 2,243 before issue 22), and
+        # again when issues 21 and 22 met: the two changes add up (issue 22 alone:
+        # 291 firings, 2,402 decisions; both: 305, 2,401)
         "whole": {
-            "outputs_sha256": "0f1e27b71a7335adce2be5588f86e7b6032c37162e97d104e5dcaaac371057b0",
+            "outputs_sha256": "dbd816211cf1fae085d81dfb572c42905b7c8ba4bb805edf5ef5bef23cc2981b",
             "profile_writes_sha256": (
-                "5700a5f99dfb77f7b924e47d3ddb4b8c44eff9f80a9186a02c5155d38b7c536b"
+                "6de07a2f8a09ee10c3533b77bf71a5cb52318ac507a52c242024ce5fd5cf21f9"
             ),
             "final_profiles_sha256": (
-                "f6bb5c29d5fcffb5d3e7088767111ba1e920bb28c950c497b64e362f5df6849c"
+                "ad82881a0fa74d32102fe8a102dc5bda1c07bb9a18d6ec6d87404d4da4f7e36f"
             ),
-            "decisions": 2243,
-            "profile_writes": 12368,
+            "decisions": 2401,
+            "profile_writes": 12372,
             "dead_letters": 137,
             "counts": {
                 "balances:applied": 6081,
@@ -117,23 +120,23 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 170,
                 "risk-assessments:duplicate": 4,
                 "ticks:applied": 660,
-                "ticks:timers_fired": 221,
-                "ticks:timers_idle": 834,
+                "ticks:timers_fired": 305,
+                "ticks:timers_idle": 859,
                 "transactions:applied": 59259,
                 "transactions:duplicate": 523,
                 "transactions:late": 5,
             },
         },
         "after_cut": {
-            "outputs_sha256": "60ba6633e73cbd597c857ad95d5e3dee4eb1e02577667f50efe1a0315b63e79d",
+            "outputs_sha256": "eebf7c82d7c0f4be77fdc2b5b3a9a701972f4af5ba403648d123160a7c5c4607",
             "profile_writes_sha256": (
-                "3e256c179cf81f489b294f4b3b9ce15a34b4b7faca5d8c2bcbb3142b61406189"
+                "b569c071451432eb2bcb8d904ca568410324f2ecc5b6dc48b67e89989b6f97f9"
             ),
             "final_profiles_sha256": (
-                "a833b1eedc9a0a092e0c875a7cf05349ffeb8248dbc3663a3fa9956748a18b71"
+                "74c55b255ff626ebb513698014531aa4aa15ff232a42cdfd9ca95f1516b2f5dd"
             ),
-            "decisions": 1026,
-            "profile_writes": 6913,
+            "decisions": 1125,
+            "profile_writes": 6916,
             "dead_letters": 71,
             "counts": {
                 "balances:applied": 3218,
@@ -143,9 +146,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "customer-profiles:applied": 8,
                 "risk-assessments:applied": 8,
                 "ticks:applied": 364,
-                "ticks:timers_fired": 112,
-                # 463 until the same fix: idle wake-ups only, the decisions are unchanged
-                "ticks:timers_idle": 465,
+                "ticks:timers_fired": 153,
+                "ticks:timers_idle": 487,
                 "transactions:applied": 32853,
                 "transactions:duplicate": 302,
                 "transactions:late": 5,
@@ -189,17 +191,39 @@ SAME_RULES_AS_V3 = ("default",)
 def test_v3_states_upgrade_to_exactly_the_state_the_current_code_builds(name: str) -> None:
     """Every v3 state of the corpus, loaded and written back, is byte for byte the
     state the current code builds from the same events: the upgrade loses nothing.
-    Except what v3 never kept: the offers made, for attributing offer responses
-    (issue 23; a response to an offer made before the upgrade is unmatched)."""
+
+    Except what v3 never kept, each left out of the comparison as narrowly as it can
+    be: the offers made, for attributing offer responses (issue 23; a response to an
+    offer made before the upgrade is unmatched); the flow ledger (issue 22: an upgraded
+    state starts it at its next event: its months before are unknown, not empty;
+    state/contribution.py); and the service contacts v3 withheld for lack of marketing
+    consent, which the current code sends, and the priority-branch offers it did not
+    know (issue 22) -- their caps (``last_offer`` of those kinds) and the version the
+    timers that sent them moved. Everything else must be the same."""
     sc = SCENARIOS[name]
     corpus = read_corpus(DATA_DIR / f"v3-{name}.jsonl.gz")
     _digest, store = run(sc, messages(sc), stop=GOLDEN[name]["cut"])
     assert store.keys() == corpus.keys()
-    remembered = 0
+    remembered = booked = serviced = 0
     for key, raw in corpus.items():
         built = CustomerState.from_bytes(store[key])
         remembered += len(built.recent_offers)
         assert not built.offer_outcomes  # no responses in the bank
         built.recent_offers = []
-        assert CustomerState.from_bytes(raw).to_bytes() == built.to_bytes(), key
+        booked += bool(built.ledger)
+        assert built.ledger_from != NO_DAY
+        built.ledger, built.ledger_from = [], NO_DAY
+        upgraded = CustomerState.from_bytes(raw)
+        if upgraded.to_bytes() != built.to_bytes():
+            serviced += 1
+            assert _known_to_v3(upgraded.last_offer) == _known_to_v3(built.last_offer), key
+            upgraded.last_offer, upgraded.version = built.last_offer, built.version
+        assert upgraded.to_bytes() == built.to_bytes(), key
     assert remembered  # the bank made offers
+    assert booked > len(corpus) // 2  # the ledger was there to be left out
+    assert serviced <= len(corpus) // 4
+
+
+def _known_to_v3(caps: dict[str, int]) -> dict[str, int]:
+    """Caps of the offer kinds v3 sent to the same customers."""
+    return {k: v for k, v in caps.items() if k not in SERVICE_OFFER_KINDS | {"branch_priority"}}

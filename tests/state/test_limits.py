@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from schemas.events import CHANNELS, InputEvent
 from state.core import CoreError, apply, fire_timers
 from state.customer import Account, CustomerState, MadeOffer, OfferOutcome
-from state.limits import MAX_FEN, state_size_bound
+from state.limits import LEDGER_ROWS, MAX_FEN, SET_BY_CHARS, state_size_bound
 from state.rules import OFFER_KINDS, Rules, _default_table
 from state.windows import N_CHANNELS
 from tests.state.helpers import DAY, RULES, T0, assess, at, bal, prof, rules_with, tx
@@ -99,11 +99,44 @@ def test_limits_at_their_defaults_leave_the_derived_version_as_it_was(tmp_path) 
     for later in ("min_days_in_tier", "downgrade_grace_days", "review"):  # issue 21's keys
         del table["tiers"][later]
     del table["offers"]["after_decline_days"], table["offers"]["answerable_offers"]  # issue 23
+    for section, keys in _ISSUE_22_KEYS.items():  # at their defaults, also left out
+        for key in keys:
+            *parents, last = f"{section}.{key}".split(".")
+            node = table
+            for part in parents:
+                node = node[part]
+            del node[last]
     table["tiers"]["affluent"] = "400000"
     digest = hashlib.sha256(orjson.dumps(table, option=orjson.OPT_SORT_KEYS)).hexdigest()
     assert r.version == f"2026.11+{digest[:8]}"
+    assert r.version == "2026.11+6c016e2b"  # what the code before issues 22 and 23 derived
     changed = rules_with(tmp_path, '[tiers]\naffluent = "400000"\n[limits]\nmax_accounts = 64\n')
     assert changed.version != r.version and changed.limits.max_accounts == 64
+    for text in (
+        '[value]\ndeposit_nim = "0.02"\n',
+        '[tiers.behaviour.hnw]\ncontribution_cny = "1"\n',
+        "[offers]\nanswerable_offers = 8\n",
+        "[offers.after_decline_days]\nwealth_products = 7\n",
+    ):
+        other = rules_with(tmp_path, '[tiers]\naffluent = "400000"\n' + text)
+        assert other.version != r.version  # a later key set: a rule set of its own
+
+
+#: Keys issue 22 added, by table (state/rules.py: _LATER_KEYS).
+_ISSUE_22_KEYS = {
+    "tiers": ("inflow_months", "behaviour"),
+    "offers": (
+        "digital_banking_max_avg_cny",
+        "branch_priority_min_transactions",
+        "branch_priority_share_over",
+        "branch_priority_min_avg_cny",
+    ),
+    "offers.cooldown_days": ("branch_priority",),
+    "alerts.cooldown_days": ("rfm_slipping",),
+    "rfm": ("monetary",),
+    "value": ("deposit_nim", "wealth_fee_rate", "loan_spread", "card_interchange", "fees"),
+    "care": ("slipping_segments", "slipping_min_tier"),
+}
 
 
 # ------------------------------------------------------------------ event time
@@ -276,6 +309,12 @@ def _worst_state(rules: Rules) -> CustomerState:
         MadeOffer(2**64 - 1, big, long_kind, "affluent") for _ in range(rules.answerable_offers)
     ]
     s.offer_outcomes = {k: OfferOutcome("accepted", big, 2**64 - 1) for k in rules.offer_kinds}
+    s.service_opt_out = True
+    s.ledger = [big] * (4 * LEDGER_ROWS)
+    s.ledger_from = s.override_until = s.override_ts = big
+    s.override_tie = 2**64 - 1
+    s.override_tier = s.rules_tier = "affluent"
+    s.override_by = "\U0001f600" * min(lim.max_field_chars, SET_BY_CHARS)
     return s
 
 

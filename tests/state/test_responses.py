@@ -276,17 +276,19 @@ def test_the_new_fields_round_trip_and_an_older_v4_state_takes_their_defaults() 
     state, offer = affluent_customer()
     apply(state, resp(at(2), offer, "declined"), RULES)
     assert CustomerState.from_bytes(state.to_bytes()) == state
-    # an older v4 state: the same array without the fields appended since, the two for
-    # issue 23 and then ``below_since`` (issue 21)
+    # an older v4 state: the same array without the fields appended from issue 23 on
+    # (the array's first element is the version tag): the two of issue 23, then
+    # ``below_since`` (issue 21), then the customer-value fields (issue 22)
     arr = msgspec.msgpack.decode(state.to_bytes())
     fields = CustomerState.__struct_fields__
-    assert fields[-3:] == ("recent_offers", "offer_outcomes", "below_since")
-    older = msgspec.msgpack.encode(arr[:-3])
+    first = fields.index("recent_offers")
+    assert fields[first : first + 3] == ("recent_offers", "offer_outcomes", "below_since")
+    older = msgspec.msgpack.encode(arr[: 1 + first])
     loaded = CustomerState.from_bytes(older)
     assert loaded.recent_offers == [] and loaded.offer_outcomes == {}
     assert loaded.version == state.version
     # a v4 state of issue 23 without issue 21's field keeps its offers and outcomes
-    loaded = CustomerState.from_bytes(msgspec.msgpack.encode(arr[:-1]))
+    loaded = CustomerState.from_bytes(msgspec.msgpack.encode(arr[: 1 + first + 2]))
     assert loaded.recent_offers == state.recent_offers and loaded.below_since == -1
     assert loaded.offer_outcomes == state.offer_outcomes
 

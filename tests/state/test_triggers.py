@@ -109,8 +109,12 @@ def test_dormancy_needs_affluent_and_the_offer_needs_consent() -> None:
     assert tick(s, at(300)).status == "idle"
     s, _ = run([prof(at(0), consent=False), bal(at(0), "2000000"), tx(at(1), "10")])
     o = tick(s, at(92))
-    assert kinds(o.decisions) == ["dormant_high_value"]  # hnw: critical; no offer
-    assert isinstance(o.decisions[0], Alert) and o.decisions[0].severity == "critical"
+    # hnw: critical; no reactivation offer (marketing) -- but the reviews every 30 days
+    # are service contacts, which need no marketing consent (issue 22)
+    assert kinds(o.decisions) == ["relationship_review"] * 3 + ["dormant_high_value"]
+    alert = o.decisions[-1]
+    assert isinstance(alert, Alert) and alert.severity == "critical"
+    assert alert.purpose == "service" and "service_contact_opt_out" not in alert.reason
 
 
 def test_a_customer_who_never_transacted_is_dormant_from_the_day_first_seen() -> None:
@@ -222,7 +226,9 @@ def test_campaign_eligibility_tier_consent_and_suitable_products() -> None:
     mass = _campaign_customer("100")
     assert "spring_festival" not in kinds(tick(mass, at(41, 1), CAMPAIGN_RULES).decisions)
     no_consent = _campaign_customer("1500000", consent=False)
-    assert next_due_ms(no_consent, CAMPAIGN_RULES) == at(90, MIDNIGHT)  # only dormancy
+    assert next_due_ms(no_consent, CAMPAIGN_RULES) == at(31, MIDNIGHT)  # the review (service)
+    no_campaign = tick(no_consent, at(41, 1), CAMPAIGN_RULES).decisions
+    assert kinds(no_campaign) == ["relationship_review"]
     cautious = _campaign_customer("600000", score=5)  # C1 affluent: only MMF-01 suits
     o = tick(cautious, at(41, 1), CAMPAIGN_RULES)
     (camp,) = [d for d in o.decisions if d.kind == "spring_festival"]  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ from schemas.events import OfferResponse
 from schemas.outputs import read_output
 from schemas.timefmt import format_ts_utc
 from state.decisions import derive_event_id
+from state.offers import SERVICE_OFFER_KINDS
 from state.rules import load_rules
 from streams.tools.kpi import KpiInput, Period, compute
 from streams.tools.kpi_render import CHARTS, CSV_FILES, Source, write_kpis
@@ -61,6 +62,7 @@ def offer(cid: str, ts: str, kind: str, tier: str) -> dict[str, Any]:
         "ts": ts,
         "kind": kind,
         "tier": tier,
+        "purpose": "service" if kind in SERVICE_OFFER_KINDS else "marketing",  # issue 22
         "cause_event_id": cause,
         "rules_version": "r1",
         "reason": {},

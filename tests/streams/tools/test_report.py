@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from state.rules import load_rules
 from streams import redis_sink
 from streams.cli import main
-from streams.concentration import aum_top_share, top_share
+from streams.concentration import aum_top_share, top_share, value_concentration
 from streams.metrics import Metrics
 from streams.pipeline.processor import BatchProcessor
 from streams.pipeline.records import RawMessage
@@ -100,6 +100,35 @@ def test_build_report_ranks_churn_risk_among_high_value_only() -> None:
     assert report.total_aum == D("14600010")
 
 
+def test_build_report_on_contribution_concentration_and_the_valuable_at_risk() -> None:
+    def row(cid: str, tier: str, contribution: str, p_alive: str) -> object:
+        fields = {"tier": tier, "aum_cny": "1", "p_alive": p_alive}
+        return parse_profile(cid, {**fields, "contribution_cny": contribution})
+
+    rows = [
+        row("M1", "mass", "50.00", "0.10"),
+        row("M2", "mass", "50.00", "0.90"),
+        row("M3", "mass", "-20.00", "0.10"),  # an overdraft's interest costs: counts as 0
+        row("A1", "affluent", "400.00", "0.29"),
+        row("H1", "hnw", "9500.00", "0.95"),
+        row("H2", "hnw", "", "0.05"),  # a profile from before contribution: left out
+    ]
+    report = build_report(LoadedProfiles(rows=rows))  # type: ignore[arg-type]
+    assert report.total_contribution == D("9980.00")
+    # top 20% of 5 customers with a contribution is 1: 9,500 of 10,000 (negatives as 0)
+    assert report.contribution_top20_share == 0.95
+    assert report.contribution_by_tier == {
+        "mass": D("80.00"),
+        "affluent": D("400.00"),
+        "hnw": D("9500.00"),
+        "private": D("0"),
+    }
+    xs, ys = report.contribution_lorenz
+    assert (xs[-1], ys[-1]) == (1.0, 1.0) and ys[1] == 0.0
+    # below the churn line (0.3), most contribution at stake first
+    assert [r.customer_id for r in report.contribution_at_risk] == ["A1", "M1", "M3"]
+
+
 # -- on the real Redis ------------------------------------------------------------------
 
 
@@ -176,6 +205,10 @@ def test_report_on_simulated_bank_writes_charts_and_summary(
     for tier, n in counts.items():
         assert f"| {tier} | {n:,} |" in md
     assert "| BROKEN | tier: unknown tier 'gold'" in md
+    contributions = [D(p["contribution_cny"]) for p in simulated_profiles.values()]
+    assert f"the top 20% bring {top_share(contributions):.1%} of it" in md
+    assert "## Estimated annual contribution by tier (CNY)" in md
+    assert "## Top-contribution customers at churn risk" in md
     page = (out / "report.html").read_text()
     assert "<img src='lorenz.png'" in page and "BROKEN" in page
     # The churn list holds only high-value customers, lowest P(alive) first.
@@ -208,6 +241,35 @@ async def test_aum_top_share_gauge_matches_the_report(
     assert len(loaded.rows) == len(simulated_profiles) and not loaded.problems
     assert gauge == build_report(loaded).top20_share
     assert gauge == top_share([D(p["aum_cny"]) for p in simulated_profiles.values()])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scan_count", [7, 1000])
+async def test_contribution_gauges_match_the_report(
+    simulated_profiles: dict[bytes, dict[str, str]],
+    redis_url: str,
+    redis_key_prefix: str,
+    scan_count: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's Pareto gauges (one scan: AUM, contribution, tier) agree with the
+    report's figures and with the profiles as written."""
+    monkeypatch.setattr(redis_sink, "_SCAN_COUNT", scan_count)
+    client = aioredis.from_url(redis_url)
+    try:
+        found = await value_concentration(client, redis_key_prefix)
+        report = build_report(await load_profiles(client, redis_key_prefix))
+    finally:
+        await client.aclose()
+    contributions = [D(p["contribution_cny"]) for p in simulated_profiles.values()]
+    assert sum(contributions) > 0
+    assert found.contribution_top20_share == report.contribution_top20_share
+    assert found.contribution_top20_share == top_share(contributions)
+    assert found.aum_top20_share == report.top20_share
+    assert {t: v for t, v in found.contribution_by_tier.items()} == {
+        t: v for t, v in report.contribution_by_tier.items() if v or t in found.contribution_by_tier
+    }
+    assert found.unreadable == 0
 
 
 @pytest.mark.integration
