@@ -5,7 +5,10 @@
     and wait for the acks -> Redis profiles through streams.redis_sink.RedisProfileSink
     (the same Lua upsert, pipelined per batch) -> state into a dict -> commit offsets.
 
-It runs the worker's processing with the worker's decoded-state cache and garbage
+With ``--restore-topic`` it first reads a bank's states from a topic into its dict
+(bench/restore.py: how each system gets the same states).
+
+It runs the worker's processing with the worker's state cache and garbage
 collector settings, and keeps the worker's at-least-once order (outputs acked and
 profiles written before the offsets are committed), so the gap to the worker is
 framework overhead, not a weaker guarantee or a different setting. State lives in a
@@ -26,7 +29,7 @@ import signal
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from schemas.decoder import Decoder
 from schemas.events import INPUT_TOPICS
@@ -63,6 +66,10 @@ def main() -> int:
     ap.add_argument("--redis-prefix", required=True)
     ap.add_argument("--status", required=True, type=Path)
     ap.add_argument("--no-redis", action="store_true", help="skip the Redis profile writes")
+    ap.add_argument(
+        "--restore-topic",
+        help="a topic of (customer key, state) records read into the state dict first",
+    )
     ap.add_argument(
         "--state-cache",
         type=int,
@@ -110,6 +117,10 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    restored, restore_s = (
+        restore_states(settings, args.restore_topic, states) if args.restore_topic else (0, 0.0)
+    )
+    write_status(args.status, {"consumed": 0, "restored": restored, "restore_s": restore_s})
     consumer.subscribe(list(settings.input_topics))
     tune_gc()
     consumed = 0
@@ -156,7 +167,11 @@ def main() -> int:
             consumed += len(raws)
         now = time.monotonic()
         if now >= next_status:
-            write_status(args.status, {"consumed": consumed})
+            write_status(
+                args.status,
+                {"consumed": consumed, "restored": restored, "restore_s": restore_s}
+                | _cache_counts(processor),
+            )
             next_status = now + 0.1
     total = sum(len(v) for v in states.values())
     write_status(
@@ -165,11 +180,55 @@ def main() -> int:
             "consumed": consumed,
             "customers": len(states),
             "state_bytes_per_customer": total / len(states) if states else None,
+            "restored": restored,
+            "restore_s": restore_s,
             "done": True,
-        },
+        }
+        | _cache_counts(processor),
     )
     consumer.close()
     return 0
+
+
+def _cache_counts(processor: BatchProcessor) -> dict[str, object]:
+    cache = processor.cache
+    return {} if cache is None else {"cache_hits": cache.hits, "cache_misses": cache.misses}
+
+
+def restore_states(settings: Settings, topic: str, states: dict[bytes, bytes]) -> tuple[int, float]:
+    """Read every (customer key, state) record of ``topic`` into ``states`` (the
+    baseline's way to start from a bank with history: it has no changelog of its
+    own); returns (records read, seconds)."""
+    started = time.monotonic()
+    c = Consumer(
+        settings.confluent_config(**{"group.id": f"{topic}-restore", "enable.auto.commit": False})
+    )
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        ends = {}
+        for p in meta.partitions:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        n = 0
+        while ends:
+            for m in c.consume(10_000, 1.0):
+                if m.error():
+                    raise RuntimeError(f"restoring from {topic}: {m.error()}")
+                key, value = m.key(), m.value()
+                if key is not None:
+                    if value is None:
+                        states.pop(key, None)
+                    else:
+                        states[key] = value
+                n += 1
+                p = m.partition()
+                if p in ends and m.offset() + 1 >= ends[p]:
+                    del ends[p]
+    finally:
+        c.close()
+    return n, time.monotonic() - started
 
 
 if __name__ == "__main__":

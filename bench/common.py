@@ -165,6 +165,13 @@ class Throughput:
     #: saw half the input done to the end. Later events cost more (more of them touch a
     #: customer with history), so this is closer to steady state than the whole run.
     second_half: tuple[int, float, float] | None = None
+    #: process start -> first event counted (imports, group join, state restore)
+    start_s: float | None = None
+    #: states restored before the live phase, and the seconds the restore took
+    restored: int | None = None
+    restore_s: float | None = None
+    #: share of state reads served by the state cache (worker, baseline)
+    cache_hit_share: float | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -221,12 +228,17 @@ def measure_progress(
     total: int,
     timeout: float,
     every: float = 0.1,
+    every_mid: float = 1.0,
 ) -> Progress:
     """Watch a process work through ``total`` events.
 
     t_first is the first poll that saw progress > 0 (so up to ``every`` late: the
     figures are taken over at least tens of seconds, where that is noise); the half
-    mark is the first poll that saw at least ``total / 2``.
+    mark is the first poll that saw at least ``total / 2``. Between the first event
+    and the last second before the projected end it polls at most every ``every_mid``
+    seconds: asking the worker costs it CPU (a ``/metrics`` scrape was 5% of its
+    samples at 10 polls a second, py-spy 2026-12-07), which the baseline's and the
+    peer's status files do not.
     """
     deadline = time.monotonic() + timeout
     t_first = cpu_first = None
@@ -253,7 +265,14 @@ def measure_progress(
         if now - last_report > 10:
             print(f"    ... {n:,}/{total:,} events", flush=True)
             last_report = now
-        time.sleep(every)
+        pause = every
+        if t_first is not None and n > 0 and now > t_first:
+            left = (total - n) / (n / (now - t_first))  # projected seconds to the end
+            pause = min(every_mid, max(every, left / 2 - every))
+            if half is None:  # the half mark too is taken at ``every``
+                to_half = (total / 2 - n) / (n / (now - t_first))
+                pause = min(pause, max(every, to_half / 2 - every))
+        time.sleep(pause)
     raise BenchError(f"process {pid} did not finish {total} events in {timeout:.0f}s")
 
 
@@ -347,3 +366,36 @@ def delete_redis_prefix(redis_url: str, prefix: str) -> int:
 
 def remove_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def service_pids() -> dict[str, list[int]]:
+    """The Kafka broker's and Redis' processes on this machine (for their CPU), by
+    command line: ``kafka.Kafka`` and ``redis-server``."""
+    import psutil
+
+    out: dict[str, list[int]] = {"kafka": [], "redis": []}
+    for p in psutil.process_iter(["pid", "cmdline", "name"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if "kafka.Kafka" in cmd:
+            out["kafka"].append(p.info["pid"])
+        elif (p.info.get("name") or "").startswith("redis-server") or "redis-server" in cmd:
+            out["redis"].append(p.info["pid"])
+    return out
+
+
+def pids_cpu(pids: list[int]) -> float:
+    """utime + stime of these processes, seconds (0 for any that has gone)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total

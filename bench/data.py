@@ -17,6 +17,7 @@ import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from schemas.events import INPUT_TOPICS
 from streams.settings import Settings
@@ -43,13 +44,10 @@ def ensure_dataset(customers: int, events: int, tail: int, seed: int) -> Path:
     started = time.monotonic()
     print(f"  generating {events + tail:,} records for {customers:,} customers ...", flush=True)
     sim = Simulator(SimConfig(customers=customers, seed=seed))
-    pack = _HEADER.pack
     with tmp.open("wb") as f:
-        f.write(_MAGIC)
+        writer = RecordWriter(f)
         for rec in sim.records(limit=events + tail):
-            f.write(pack(_TOPIC_INDEX[rec.topic], len(rec.key), len(rec.value), rec.ts_ms))
-            f.write(rec.key)
-            f.write(rec.value)
+            writer.write(rec)
     tmp.rename(path)
     print(
         f"  generated in {time.monotonic() - started:.1f}s -> {path} "
@@ -57,6 +55,21 @@ def ensure_dataset(customers: int, events: int, tail: int, seed: int) -> Path:
         flush=True,
     )
     return path
+
+
+class RecordWriter:
+    """Appends records to an open file in the format ``read_records`` reads."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self._pack = _HEADER.pack
+        f.write(_MAGIC)
+
+    def write(self, rec: SimRecord) -> None:
+        f = self.f
+        f.write(self._pack(_TOPIC_INDEX[rec.topic], len(rec.key), len(rec.value), rec.ts_ms))
+        f.write(rec.key)
+        f.write(rec.value)
 
 
 def read_records(path: Path, start: int = 0, limit: int | None = None) -> Iterator[SimRecord]:

@@ -47,37 +47,27 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import importlib
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from bench.data import CACHE_DIR
+from bench.bank import BankSpec, ensure_banks, partition_of, read_states, shell_modules
+from bench.data import read_records
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
 LATEST = REPO_ROOT / "bench" / "LATEST-history.md"
-#: Bumped when the way banks are built changes (the cache key).
-BUILD_VERSION = 1
-PARTITIONS = 8
 BATCH_MAX = 1000  # the worker's --batch-max default
-BUILD_BATCH = 2000
-_MAGIC = b"TSHIST01"
-_REC = struct.Struct("<HIIq")  # topic index, key length, value length, event ts (ms)
-_PAIR = struct.Struct("<II")  # key length, value length
 
 
 @dataclass(frozen=True)
@@ -96,49 +86,11 @@ QUICK = Scale(customers=1_000, live_events=20_000, days=(0, 30, 90, 180), seed=4
 FULL = Scale(customers=4_000, live_events=60_000, days=(0, 30, 90, 180), seed=42, warmup=5_000)
 
 
-# ------------------------------------------------------------------ code identity
+# ------------------------------------------------------------------ banks
 
 
-def _shell_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
-    """The batch processor, simulator and state cache modules of the code imported.
-
-    ``--versus REF`` imports another ref's tree, and refs before the streams/ layout of
-    2026-12-07 (issue 20) kept them at the top of ``streams``.
-    """
-    try:
-        from streams.pipeline import processor, state_cache
-        from streams.tools import simulator
-    except ModuleNotFoundError:
-        processor = importlib.import_module("streams.processor")
-        simulator = importlib.import_module("streams.simulator")
-        state_cache = importlib.import_module("streams.state_cache")
-    return processor, simulator, state_cache
-
-
-def code_id() -> str:
-    """A short hash of the source the banks depend on (the code this process imports)."""
-    import schemas
-    import state
-
-    processor, simulator, _cache = _shell_modules()
-
-    h = hashlib.sha256(f"build{BUILD_VERSION}".encode())
-    files: list[Path] = []
-    for pkg in (state, schemas):
-        root = Path(pkg.__file__ or "").parent
-        files += sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml", ".json"))
-    files += [Path(processor.__file__ or ""), Path(simulator.__file__ or "")]
-    for p in files:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:12]
-
-
-def bank_path(scale: Scale, days: int, code: str) -> Path:
-    return CACHE_DIR / f"history-{scale.tag()}-d{days}-{code}.bin"
-
-
-# ------------------------------------------------------------------ bank files
+def bank_spec(scale: Scale) -> BankSpec:
+    return BankSpec(scale.customers, scale.seed, scale.days, scale.live_events)
 
 
 @dataclass
@@ -151,140 +103,20 @@ class Bank:
     live: list[tuple[str, bytes, bytes, int]]  # topic, key, value, ts
 
 
-def write_bank(path: Path, bank: Bank) -> None:
-    from schemas.events import INPUT_TOPICS
-
-    topic_index = {t: i for i, t in enumerate(INPUT_TOPICS)}
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        head = json.dumps({"days": bank.days, **bank.info}).encode()
-        f.write(_MAGIC + struct.pack("<I", len(head)) + head)
-        f.write(struct.pack("<I", len(bank.states)))
-        for k, v in bank.states.items():
-            f.write(_PAIR.pack(len(k), len(v)) + k + v)
-        f.write(struct.pack("<I", len(bank.live)))
-        for topic, k, v, ts in bank.live:
-            f.write(_REC.pack(topic_index[topic], len(k), len(v), ts) + k + v)
-    tmp.rename(path)
+def read_bank(info_path: Path, live: int | None = None) -> Bank:
+    """A cut built by bench/bank.py, named by its ``.json`` file (with at most ``live``
+    of its live records)."""
+    info = json.loads(info_path.read_text())
+    states = dict(read_states(info_path.with_suffix(".states")))
+    records = read_records(info_path.with_suffix(".records"), 0, live)
+    live_records = [(r.topic, r.key, r.value, r.ts_ms) for r in records]
+    return Bank(int(info["days"]), info, states, live_records)
 
 
-def read_bank(path: Path) -> Bank:
-    from schemas.events import INPUT_TOPICS
-
-    data = path.read_bytes()
-    if not data.startswith(_MAGIC):
-        raise ValueError(f"{path} is not a history bank (delete it to rebuild)")
-    pos = len(_MAGIC)
-    (n,) = struct.unpack_from("<I", data, pos)
-    info = json.loads(data[pos + 4 : pos + 4 + n])
-    pos += 4 + n
-    (n,) = struct.unpack_from("<I", data, pos)
-    pos += 4
-    states: dict[bytes, bytes] = {}
-    for _ in range(n):
-        kl, vl = _PAIR.unpack_from(data, pos)
-        pos += _PAIR.size
-        states[data[pos : pos + kl]] = data[pos + kl : pos + kl + vl]
-        pos += kl + vl
-    (n,) = struct.unpack_from("<I", data, pos)
-    pos += 4
-    live: list[tuple[str, bytes, bytes, int]] = []
-    for _ in range(n):
-        ti, kl, vl, ts = _REC.unpack_from(data, pos)
-        pos += _REC.size
-        live.append((INPUT_TOPICS[ti], data[pos : pos + kl], data[pos + kl : pos + kl + vl], ts))
-        pos += kl + vl
-    return Bank(info.pop("days"), info, states, live)
-
-
-def partition_of(key: bytes) -> int:
-    return zlib.crc32(key) % PARTITIONS
-
-
-# ------------------------------------------------------------------ building
-
-
-def build(scale: Scale, code: str) -> dict[int, Path]:
-    """Build every missing bank of ``scale`` in one simulator pass; return the paths."""
-    paths = {d: bank_path(scale, d, code) for d in scale.days}
-    if all(p.exists() for p in paths.values()):
-        return paths
-    from state.rules import load_rules
-
-    processor, simulator, _cache = _shell_modules()
-    BatchProcessor, RawMessage = processor.BatchProcessor, processor.RawMessage
-    DAY_MS, SimConfig, Simulator = simulator.DAY_MS, simulator.SimConfig, simulator.Simulator
-
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    sim = Simulator(SimConfig(customers=scale.customers, seed=scale.seed))
-    proc = BatchProcessor(load_rules())
-    store: dict[bytes, bytes] = {}
-    cuts = sorted(scale.days)
-    cut_ts = {d: sim.onboarding_end_ms + d * DAY_MS for d in cuts}
-    pending: list[RawMessage] = []
-    live: dict[int, list[tuple[str, bytes, bytes, int]]] = {}
-    snapshots: dict[int, dict[bytes, bytes]] = {}
-    #: CPU per event of the building pass, per stretch between cuts: (from, to, n, s)
-    stretches: list[tuple[int, int, int, float]] = []
-    started = time.monotonic()
-    cpu_mark = time.process_time()
-    n_mark = 0
-    n = 0
-    next_cut = 0
-
-    def flush() -> None:
-        if pending:
-            res = proc.process(pending, lambda _p, k: store.get(k))
-            for _p, k, v in res.states:
-                store[k] = v
-            pending.clear()
-
-    print(
-        f"  building banks of {scale.customers:,} customers at {cuts} days (code {code}) ...",
-        flush=True,
-    )
-    for rec in sim.records():
-        while next_cut < len(cuts) and rec.ts_ms > cut_ts[cuts[next_cut]]:
-            flush()
-            d = cuts[next_cut]
-            now = time.process_time()
-            prev = cuts[next_cut - 1] if next_cut else -1
-            stretches.append((prev, d, n - n_mark, now - cpu_mark))
-            cpu_mark, n_mark = now, n
-            snapshots[d] = dict(store)
-            live[d] = []
-            print(
-                f"    cut at {d} days: {n:,} records, {len(store):,} states, "
-                f"{time.monotonic() - started:.0f}s",
-                flush=True,
-            )
-            next_cut += 1
-        for recs in live.values():
-            if len(recs) < scale.live_events:
-                recs.append((rec.topic, rec.key, rec.value, rec.ts_ms))
-        pending.append(RawMessage(rec.topic, partition_of(rec.key), n, rec.key, rec.value))
-        n += 1
-        if len(pending) >= BUILD_BATCH:
-            flush()
-        if next_cut == len(cuts) and all(len(r) >= scale.live_events for r in live.values()):
-            break
-    flush()
-    info = {
-        "customers": scale.customers,
-        "seed": scale.seed,
-        "code": code,
-        "build_records": n,
-        "build_seconds": round(time.monotonic() - started, 1),
-        "build_stretches": [
-            {"from_days": a, "to_days": b, "events": k, "cpu_us_per_event": s / k * 1e6}
-            for a, b, k, s in stretches
-            if k
-        ],
-    }
-    for d in cuts:
-        write_bank(paths[d], Bank(d, info, snapshots[d], live[d]))
-    print(f"  built in {info['build_seconds']}s", flush=True)
-    return paths
+def build(scale: Scale) -> dict[int, Path]:
+    """Every bank of ``scale`` (built once, cached: bench/bank.py); their ``.json`` paths."""
+    files = ensure_banks(bank_spec(scale))
+    return {d: f.states.with_suffix(".json") for d, f in files.items()}
 
 
 # ------------------------------------------------------------------ measuring
@@ -339,7 +171,7 @@ def _cache_entry_bytes(rules: Any, msgs: list[Any], states: dict[bytes, bytes]) 
     ``BatchProcessor`` with a ``StateCache`` large enough for every customer, then
     clear the cache; the memory that frees (tracemalloc), per entry. The same events
     run once before without a cache, so the memos they fill are not counted."""
-    processor, _simulator, cache = _shell_modules()
+    processor, _simulator, cache = shell_modules()
     BatchProcessor, StateCache = processor.BatchProcessor, cache.StateCache
 
     def run(proc: Any, store: dict[bytes, bytes]) -> None:
@@ -379,7 +211,7 @@ def _rocksdb_bytes(states: dict[bytes, bytes]) -> float:
     return sst / max(len(states), 1)
 
 
-def measure(path: Path, warmup: int) -> dict[str, Any]:
+def measure(path: Path, warmup: int, live_events: int | None = None) -> dict[str, Any]:
     """One bank, one process: the live phase's CPU per event, the breakdown, sizes."""
     from state import lifetime
     from state.core import apply
@@ -392,11 +224,11 @@ def measure(path: Path, warmup: int) -> dict[str, Any]:
     except ModuleNotFoundError:  # a --versus ref from before the streams/ layout
         tune_gc = importlib.import_module("streams.gc_tuning").tune_gc
 
-    processor, _simulator, _cache = _shell_modules()
+    processor, _simulator, _cache = shell_modules()
     BatchProcessor, RawMessage = processor.BatchProcessor, processor.RawMessage
     merge_by_event_time = processor.merge_by_event_time
 
-    bank = read_bank(path)
+    bank = read_bank(path, live_events)
     rules = load_rules()
     store = dict(bank.states)
     msgs = [
@@ -579,7 +411,7 @@ class Results:
     started: str = ""
 
     def median(self, code: str, days: int, key: str) -> float:
-        return statistics.median(r[key] for r in self.runs[code][days])
+        return float(statistics.median(r[key] for r in self.runs[code][days]))
 
     def spread(self, code: str, days: int, key: str) -> tuple[float, float]:
         xs = [r[key] for r in self.runs[code][days]]
@@ -680,10 +512,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scale: Scale = args.scale
     if args.measure is not None:
-        print(json.dumps(measure(args.measure, scale.warmup)))
+        print(json.dumps(measure(args.measure, scale.warmup, scale.live_events)))
         return 0
     if args.build_only:
-        paths = build(scale, code_id())
+        paths = build(scale)
         print(json.dumps({str(d): str(p) for d, p in paths.items()}))
         return 0
 

@@ -14,6 +14,8 @@ Kafka timestamp, not the event time the worker's aligner uses (on the benchmark 
 the two orders agree closely; decisions may differ for late records).
 
 Run as a subprocess by bench.run; progress goes to ``--status``; runs until SIGTERM.
+With ``--seed-states`` it only writes a bank's states into its changelog, the way
+Quix restores its store (bench/restore.py), and exits.
 """
 
 from __future__ import annotations
@@ -96,6 +98,13 @@ def main() -> int:
     ap.add_argument("--redis-prefix", required=True)
     ap.add_argument("--state-dir", required=True)
     ap.add_argument("--status", required=True, type=Path)
+    ap.add_argument(
+        "--seed-states",
+        type=Path,
+        help="produce a bank's states (bench/bank.py) to this app's changelog in Quix's "
+        "format, then exit; the next run with the same group restores them",
+    )
+    ap.add_argument("--partitions", type=int, default=8, help="partitions (with --seed-states)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -175,6 +184,10 @@ def main() -> int:
     sdf = sdf.set_timestamp(lambda value, key, ts, headers: int(time.time() * 1000))
     sdf.to_topic(lambda value, key, ts, headers: outputs[value[0]], key=lambda r: r[1])
     sdf.sink(sink)
+    if args.seed_states is not None:
+        seed_changelog(app, settings, args.seed_states, args.partitions, args.status)
+        running.clear()
+        return 0
 
     def on_term(signum: int, frame: object) -> None:
         app.stop()
@@ -185,6 +198,35 @@ def main() -> int:
     reporter.join(5)
     write_status(args.status, {"consumed": consumed, "done": True})
     return 0
+
+
+def seed_changelog(
+    app: Application, settings: Settings, states: Path, partitions: int, status: Path
+) -> None:
+    """Put a bank's states where Quix restores its store from (bench/restore.py).
+
+    The stateful ``apply`` registered one store, and with it one changelog topic (Quix
+    names it after the consumer group, the stream and the store, and creates it when
+    the store is registered). Each state becomes the record Quix's own transaction
+    would write for ``state.set(_STATE_KEY, value)`` on the customer's message: key
+    ``<customer key>|s``, the value as stored, header ``__column_family__: default``;
+    no processed-offsets header, so recovery applies it whatever the input offsets.
+    """
+    from bench.restore import produce_states
+
+    topics = app._topic_manager.changelog_topics_list  # Quix names it; ask it
+    if len(topics) != 1:
+        raise RuntimeError(f"expected one Quix changelog topic, got {[t.name for t in topics]}")
+    headers = [("__column_family__", b"default")]
+
+    def shape(key: bytes, value: bytes, partition: int) -> tuple[bytes, bytes, int, list[Any]]:
+        return key + b"|" + _STATE_KEY, value, partition, headers
+
+    done = produce_states(settings, topics[0].name, states, partitions, shape)
+    write_status(
+        status,
+        {"seeded": done.records, "seed_s": done.seconds, "changelog": topics[0].name},
+    )
 
 
 def _non_empty(settings: Settings) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from bench.bank import read_states
 from bench.common import BenchError, http_text, metric_sum
 from bench.worker_bench import Worker, wait_ready, worker_state_bytes
 from schemas.decoder import Decoder
@@ -43,8 +44,12 @@ class Recovery:
     bulk_s: float | None = None  # time in the bulk restore (worker metric)
 
 
-def typical_state() -> bytes:
-    """A median-sized state: simulated customers' events applied with the core."""
+def typical_state(bank_states: Path | None = None) -> bytes:
+    """A median-sized state: of a bank with history (bench/bank.py) when given, else of
+    a few simulated days applied with the core."""
+    if bank_states is not None:
+        blobs = sorted((v for _k, v in read_states(bank_states)), key=len)
+        return _as_template(blobs[len(blobs) // 2])
     rules = load_rules(None)
     decoder = Decoder()
     states: dict[bytes, CustomerState] = {}
@@ -54,7 +59,11 @@ def typical_state() -> bytes:
             with_state = states.get(rec.key)
             states[rec.key] = apply(with_state, ev, rules).state  # type: ignore[arg-type]
     blobs = sorted((s.to_bytes() for s in states.values()), key=len)
-    median = blobs[len(blobs) // 2]
+    return _as_template(blobs[len(blobs) // 2])
+
+
+def _as_template(median: bytes) -> bytes:
+    """The state with its customer id replaced by the template's (same length)."""
     cid = CustomerState.from_bytes(median).customer_id
     if len(cid) != len(_TEMPLATE_ID):
         raise BenchError(f"unexpected simulator customer id {cid!r}")

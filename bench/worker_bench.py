@@ -68,15 +68,24 @@ class Worker:
     settings: Settings
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: extra ``tierstream worker`` arguments (e.g. ``--state-cache N``)
+    args: tuple[str, ...] = ()
+    started_at: float = 0.0
+    #: the source tree it runs from (``--worker-ref``: another ref's extracted tree)
+    root: Path = REPO_ROOT
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         _mark_redis_synced(self.settings)
         log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
+        env = worker_env(self.settings)
+        if self.root != REPO_ROOT:
+            env["PYTHONPATH"] = str(self.root)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
-            cwd=REPO_ROOT,
-            env=worker_env(self.settings),
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning", *self.args],
+            cwd=self.root,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -99,6 +108,12 @@ class Worker:
         except OSError:
             return 0
         return int(metric_sum(text, "tierstream_events_consumed_total"))
+
+    def metrics_text(self) -> str:
+        try:
+            return http_text(self.url + "/metrics")
+        except OSError:
+            return ""
 
     def aligner_timeouts(self) -> str:
         """Aligner waits that ran out, by reason (a release that went ahead without an
@@ -175,7 +190,11 @@ def run_throughput(worker: Worker, events: int, timeout: float) -> Throughput:
     finally:
         offsets.close()
     timeouts = worker.aligner_timeouts()
-    return seen.throughput(
+    text = worker.metrics_text()
+    hits = metric_sum(text, 'tierstream_state_cache_lookups_total{result="hit"}')
+    misses = metric_sum(text, 'tierstream_state_cache_lookups_total{result="miss"}')
+    restored = metric_sum(text, "tierstream_changelog_restored_records_total")
+    thr = seen.throughput(
         "tierstream worker",
         events,
         peak_rss_bytes(worker.pid),
@@ -186,6 +205,11 @@ def run_throughput(worker: Worker, events: int, timeout: float) -> Throughput:
             f"aligner waits that ran out: {timeouts}"
         ),
     )
+    thr.start_s = seen.t_first - worker.started_at
+    thr.restored = int(restored)
+    thr.restore_s = metric_sum(text, "tierstream_changelog_restore_seconds_total")
+    thr.cache_hit_share = hits / (hits + misses) if hits + misses else None
+    return thr
 
 
 def worker_state_bytes(data_dir: Path, customers: int) -> tuple[float | None, int, int]:

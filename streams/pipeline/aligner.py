@@ -75,7 +75,8 @@ class InputAligner(Generic[T]):
         self.max_lag_wait_ms = max_lag_wait_ms
         #: Told of every release that stops waiting (the worker's metric and log).
         self.on_timeout = on_timeout
-        self._buf: dict[int, dict[str, deque[T]]] = {}
+        #: partition -> topic (in ``topics`` order) -> (event time, record), offset order
+        self._buf: dict[int, dict[str, deque[tuple[int, T]]]] = {}
         self._blocked_since: dict[int, int] = {}
         #: Releases that went ahead without an input whose end was unknown.
         self.idle_timeouts = 0
@@ -83,11 +84,13 @@ class InputAligner(Generic[T]):
         self.lag_timeouts = 0
 
     def add(self, items: Iterable[tuple[str, int, T]]) -> None:
+        ts_of = self.ts_of
+        buf = self._buf
         for topic, partition, item in items:
-            task = self._buf.get(partition)
+            task = buf.get(partition)
             if task is None:
-                task = self._buf[partition] = {t: deque() for t in self.topics}
-            task[topic].append(item)
+                task = buf[partition] = {t: deque() for t in self.topics}
+            task[topic].append((ts_of(item), item))
 
     @property
     def held(self) -> int:
@@ -114,19 +117,15 @@ class InputAligner(Generic[T]):
 
     def any_head_from(self, ts: int) -> bool:
         """Whether some task's earliest record is stamped at or after ``ts``."""
-        ts_of = self.ts_of
         for task in self._buf.values():
-            heads = [ts_of(q[0]) for q in task.values() if q]
+            heads = [q[0][0] for q in task.values() if q]
             if heads and min(heads) >= ts:
                 return True
         return False
 
     def held_from(self, ts: int) -> int:
         """How many held records are stamped at or after ``ts``."""
-        ts_of = self.ts_of
-        return sum(
-            1 for task in self._buf.values() for q in task.values() for x in q if ts_of(x) >= ts
-        )
+        return sum(1 for task in self._buf.values() for q in task.values() for x in q if x[0] >= ts)
 
     def _release_task(
         self,
@@ -136,17 +135,32 @@ class InputAligner(Generic[T]):
         out: list[T],
         before: int | None = None,
     ) -> None:
+        """Release partition ``partition``'s records in head-merge order while no input
+        that may hold earlier records blocks it, and (with ``before``, the rules
+        watermark) while the earliest head is stamped before ``before``.
+
+        Each input's caught-up state is asked once per release (it cannot change
+        while the release runs: the caller answers from what it knew before), and
+        while every empty input is caught up the heads are merged without asking
+        again until one more input runs empty. When an input blocks, one record
+        at most goes per release once the wait has run out (as before 2026-12-07).
+        """
         task = self._buf[partition]
-        ts_of = self.ts_of
+        known: dict[str, bool | None] = {}
         while True:
-            heads = [(t, q) for t, q in task.items() if q]
+            heads = [q for q in task.values() if q]
             if not heads:
                 self._blocked_since.pop(partition, None)
                 return
-            if before is not None and min(ts_of(q[0]) for _t, q in heads) >= before:
+            if before is not None and min(q[0][0] for q in heads) >= before:
                 return  # not before the rules watermark: nothing of this task yet
             if len(heads) < len(task):
-                empty = [(t, caught_up(t, partition)) for t, q in task.items() if not q]
+                empty: list[tuple[str, bool | None]] = []
+                for t, q in task.items():
+                    if not q:
+                        if t not in known:
+                            known[t] = caught_up(t, partition)
+                        empty.append((t, known[t]))
                 states = [state for _t, state in empty]
                 if False in states or None in states:
                     lagging = False in states
@@ -167,10 +181,28 @@ class InputAligner(Generic[T]):
                                 now_ms - since,
                             )
                         )
+                    self._blocked_since.pop(partition, None)
+                    out.append(_earliest(heads).popleft()[1])
+                    continue
             self._blocked_since.pop(partition, None)
-            # earliest head first; ties go to the first topic in the configured order
-            _, q = min(heads, key=lambda h: (ts_of(h[1][0]), self.topics.index(h[0])))
-            out.append(q.popleft())
+            # nothing blocks: merge until one more input runs empty (earliest head
+            # first; ties go to the first input in the configured order)
+            if len(heads) == 1:
+                q = heads[0]
+                if before is None:
+                    out.extend(item for _ts, item in q)
+                    q.clear()
+                else:  # up to the first record at or after the watermark
+                    while q and q[0][0] < before:
+                        out.append(q.popleft()[1])
+                continue
+            while True:
+                q = _earliest(heads)
+                if before is not None and q[0][0] >= before:
+                    break  # every head is at or after the watermark: the loop returns
+                out.append(q.popleft()[1])
+                if not q:
+                    break
 
     def drain(self) -> list[T]:
         """Forget every held record and return them (the worker is giving up its
@@ -178,7 +210,7 @@ class InputAligner(Generic[T]):
         out: list[T] = []
         for task in self._buf.values():
             for queue in task.values():
-                out.extend(queue)
+                out.extend(item for _ts, item in queue)
                 queue.clear()
         self._blocked_since.clear()
         return out
@@ -195,3 +227,15 @@ class InputAligner(Generic[T]):
                 dropped += len(task[topic])
                 task[topic].clear()
         return dropped
+
+
+def _earliest(heads: list[deque[tuple[int, T]]]) -> deque[tuple[int, T]]:
+    """The input whose head is earliest; on a tie the first (``heads`` keeps the
+    configured order)."""
+    best = heads[0]
+    best_ts = best[0][0]
+    for q in heads[1:]:
+        ts = q[0][0]
+        if ts < best_ts:
+            best, best_ts = q, ts
+    return best

@@ -189,14 +189,23 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 
 
 def check_input_topics(producer: Producer, settings: Settings, timeout: float = 10.0) -> None:
-    """Raise ``ProduceError`` unless every (prefixed) input topic exists on the cluster."""
-    try:
-        md = producer.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise ProduceError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc.args[0]}"
-        ) from exc
-    missing = [t for t in settings.input_topics if t not in md.topics]
+    """Raise ``ProduceError`` unless every (prefixed) input topic exists on the cluster.
+
+    Topics missing from the metadata are asked for again until ``timeout``: a broker
+    learns of topics just created (``tierstream topics create`` a moment ago) from the
+    controller a little later, seconds later on a busy machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            md = producer.list_topics(timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaException as exc:
+            raise ProduceError(
+                f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc.args[0]}"
+            ) from exc
+        missing = [t for t in settings.input_topics if t not in md.topics]
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     if missing:
         raise ProduceError(
             f"input topics missing on {settings.kafka_bootstrap}: {', '.join(missing)}; "

@@ -43,13 +43,14 @@ from streams.worker.commit import AtLeastOnceCommit, BatchCommit, ExactlyOnceCom
 from streams.worker.end_offsets import EndOffsets
 from streams.worker.faust_glue.app import (
     build_app,
+    direct_input,
     in_recovery,
     raw_table,
     register_topic,
     replace_recovery,
     worker_without_spinner,
 )
-from streams.worker.faust_glue.intake import BufferedInputTopic, InputBuffer
+from streams.worker.faust_glue.intake import BufferedInputTopic, DirectInput, InputBuffer
 from streams.worker.faust_glue.recovery import BulkRecovery
 from streams.worker.faust_glue.table import PartitionedTable
 from streams.worker.gc_tuning import tune_gc
@@ -169,6 +170,7 @@ class TierstreamService:
         )
         self.input_topic.buffer = buffer = InputBuffer(tuning.batch_max * 4)
         register_topic(app, self.input_topic)
+        direct_input(app, DirectInput(frozenset(s.consumed_topics), buffer))
         self.table = PartitionedTable(raw_table(app, STATE_TABLE, s.partitions))
         replace_recovery(app, lambda tables: self._bulk_recovery(app, tables))
         self.loop = BatchLoop(

@@ -1,4 +1,5 @@
-"""bench/: the report's arithmetic (ratios over rounds, stage quantiles from /metrics).
+"""bench/: the report's arithmetic (ratios over rounds, stage quantiles from /metrics,
+the history sweep, one worker against several, before and after).
 
 The benchmark itself reports figures and never passes or fails on them; these tests
 only pin that the figures it prints are computed from what it measured.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from bench.common import Throughput, histogram_buckets, histogram_quantile
-from bench.run import Report, parse_args, ratios, render, round_ratios, worker_stages
+from bench.report import Report, ratios, render, round_ratios
+from bench.run import parse_args, worker_stages
 from streams.metrics import Metrics, observe_many
 
 
@@ -42,7 +44,7 @@ def test_ratios_are_the_median_over_rounds_with_their_range() -> None:
     assert "worker/baseline throughput: 0.80 (median of 3 rounds, range 0.60–1.00" in text
     assert "worker/peer     throughput: 1.20 (median of 3 rounds, range 1.00–2.00" in text
     page = render(rep)
-    assert "| 2 | 9,000 (0.100) | 9,000 (0.100) | 9,000 (0.100) | 1.00 | 1.00 |" in page
+    assert "| 2 | 9,000 (100) | 9,000 (100) | 9,000 (100) | 1.00 | 1.00 | — |" in page
     assert page.rstrip().endswith("```")  # the ratios come last
 
 
@@ -116,5 +118,51 @@ def test_second_half_rates_are_reported_under_the_main_table() -> None:
     rep.throughput["worker"].second_half = (50_000, 10.0, 6.0)  # 5,000 events/s
     page = render(rep)
     assert "Second half of each run" in page
-    assert "worker 5,000 events/s (0.120 CPU s/1k)" in page
+    assert "worker 5,000 events/s (120 CPU µs/event)" in page
     assert "baseline" not in page.split("Second half of each run")[1].split("\n")[0]
+
+
+def test_sweep_scale_and_before_after_tables() -> None:
+    from bench.report import PREVIOUS, Scale, Sweep
+
+    rep = _report([{"worker": 8000, "baseline": 10000, "peer": 4000}])
+    rep.bank = {"days": 90, "customers": 20_000, "state_mean": 1190.4, "cache": 10_000}
+    w = rep.throughput["worker"]
+    w.restored, w.restore_s, w.cache_hit_share = 100_000, 3.3, 0.42
+    rep.sweep = [
+        Sweep(0, 20_000, 330.0, {"cpu_us_per_event": 34.0}, {"worker": _thr("w", 9000, 0.05)}),
+        Sweep(
+            90,
+            20_000,
+            1190.0,
+            None,
+            {"worker": _thr("w", 8000, 0.06), "baseline": _thr("b", 10000, 0.04)},
+        ),
+    ]
+    one, two = _thr("1", 10_000, 0.05), _thr("2", 17_000, 0.06)
+    from bench.systems import MachineUse
+
+    use = MachineUse(10.0, 0.95, 12.0, 4.0, 1.0, 2)  # 19 CPU s busy: 2 s other
+    rep.scale = [
+        Scale(1, one, [5.0]),
+        Scale(2, two, [3.0, 3.1], use),
+        Scale(2, _thr("2", 12_000, 0.06), [3.0, 3.1], None, 1),
+        Scale(1, _thr("1", 8_000, 0.05), [5.0], None, 1),
+    ]
+    page = render(rep)
+    assert "Bank: 20,000 simulated customers with 90 days of history" in page
+    assert "(serialized state mean 1,190 B)" in page and "10,000 customers, fewer" in page
+    # the main table: restore and cache hit share
+    assert "| worker | 8,000 | 100 |" in page and "| 100,000 in 3.3 s | — | 42% |" in page
+    # sweep: v3 core figure from the previous design, this core, systems per length
+    assert "| fresh | 330 | 52.7 | 34.0 | 50 (9,000) | — |" in page
+    assert "| 90 d | 1,190 | 130.3 | — | 60 (8,000) | 40 (10,000) |" in page
+    # scale: two workers over one, CPU summed per worker
+    assert "| 1 | 2 | 17,000 | 1.70 | 60 | 3.0, 3.1 | 95% of 2 | 12.0 / 4.0 / 1.0 / 2.0 |" in page
+    assert "| 2 | 2 | 12,000 | 1.50 | 60 | 3.0, 3.1 | — | — |" in page  # against its round
+    # before and after: the previous design's worker next to this run's
+    eps, cpu, _p50, p99, rss, _st = PREVIOUS["worker"]
+    assert (
+        f"| tierstream worker | {eps:,.0f} | {cpu:.0f} | {p99:,.0f} | {rss:,.0f} | 8,000 | 100 |"
+        in page
+    )

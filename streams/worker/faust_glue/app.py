@@ -18,7 +18,11 @@ import faust
 from faust.tables.recovery import Recovery
 
 from streams.settings import Settings
-from streams.worker.faust_glue.intake import install_lean_drain, install_rewind_uncommitted
+from streams.worker.faust_glue.intake import (
+    DirectInput,
+    install_lean_drain,
+    install_rewind_uncommitted,
+)
 from streams.worker.faust_glue.lean_monitor import LeanMonitor
 
 
@@ -26,9 +30,12 @@ class WorkerApp(faust.App):
     """faust's App with the worker's consumer intake (faust_glue/intake.py) installed at
     start, before faust's fetcher first drains the consumer."""
 
+    #: The input topics delivered straight into their buffer (set before start).
+    direct_input: DirectInput | None = None
+
     async def on_start(self) -> None:
         await super().on_start()
-        install_lean_drain(self.consumer)
+        install_lean_drain(self.consumer, self.direct_input)
         install_rewind_uncommitted(self.consumer)
 
 
@@ -92,6 +99,13 @@ def broker_credentials(settings: Settings) -> Any:
     if ctx is not None:
         return faust.SSLCredentials(ctx)
     return None
+
+
+def direct_input(app: faust.App, direct: DirectInput) -> None:
+    """Have the app's intake deliver ``direct``'s topics straight into its buffer."""
+    if not isinstance(app, WorkerApp):
+        raise TypeError("direct input needs the worker's app (build_app)")
+    app.direct_input = direct
 
 
 def register_topic(app: faust.App, topic: faust.TopicT) -> None:

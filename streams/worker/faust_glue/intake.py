@@ -17,10 +17,16 @@ tracking and commits, the tables and their changelogs, the web server. What chan
   but the message is appended to a list instead of becoming an ``Event`` in a
   stream's queue. The worker takes everything buffered at once, so batches grow with
   load (more work waiting → bigger batches) without a fixed linger.
-* ``install_lean_drain`` replaces the consumer's drain loop with the same loop that
-  awaits each delivery directly while the flow is active (delivery into an
-  ``InputBuffer`` never blocks), and falls back to faust's task race only while a
-  rebalance has suspended the flow.
+* ``install_lean_drain`` replaces the consumer's drain loop. While the flow is
+  active, each fetched batch of records is handled batch by batch: the checks faust's
+  ``getmany`` makes per record (flow, generation, active partition, end offset for
+  the monitor) are made per partition, and a record of an input topic goes straight
+  into its ``InputBuffer`` -- the conductor's per-message handler (a lock, two awaits
+  for flow control and the producer buffer, a channel lookup and a decode coroutine)
+  is what delivering to the one channel of these topics amounts to, done inline.
+  Records of any other topic still go through the conductor. While a rebalance has
+  suspended the flow it falls back to faust's own loop (``getmany`` seeks back to the
+  committed offsets, each delivery raced against the suspension).
 
 Messages are acknowledged through faust's own ``Message.ack`` once processed, so
 faust commits exactly what the worker acknowledged, as before. Messages fetched
@@ -34,11 +40,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import MethodType
 from typing import Any
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
+from faust.types import TP
 
 
 class InputBuffer:
@@ -155,8 +163,18 @@ def install_rewind_uncommitted(consumer: Any) -> None:
     consumer.seek_to_committed = seek_to_committed
 
 
-def install_lean_drain(consumer: Any) -> None:
+@dataclass(frozen=True)
+class DirectInput:
+    """Topics whose records go straight into ``buffer`` (the worker's input topics:
+    faust's conductor routes them to that buffer's topic and to nothing else)."""
+
+    topics: frozenset[str]
+    buffer: InputBuffer
+
+
+def install_lean_drain(consumer: Any, direct: DirectInput | None = None) -> None:
     """Replace ``consumer._drain_messages`` (see the module docstring)."""
+    consumer._tierstream_direct = direct
     consumer._drain_messages = MethodType(_lean_drain_messages, consumer)
 
 
@@ -202,10 +220,16 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
     yield_every = 100
     num_since_yield = 0
     sleep = asyncio.sleep
+    direct: DirectInput | None = getattr(self, "_tierstream_direct", None)
+    pressure: dict[Any, tuple[Callable[[], None], Callable[[], None]]] = {}
 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
+            if direct is not None and flow_active() and not suspended():
+                await _drain_batch(self, direct, pressure, delivered, changelogs)
+                unset_flag(CONSUMER_FETCHING)
+                continue
             ait = getmany(timeout=1.0)
             await self.sleep(0)
             if self.should_stop:
@@ -259,3 +283,121 @@ async def _lean_drain_messages(self: Any, fetcher: Any) -> None:
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+
+
+async def _drain_batch(
+    self: Any,
+    direct: DirectInput,
+    pressure: dict[Any, tuple[Callable[[], None], Callable[[], None]]],
+    delivered: dict[Any, tuple[int, int]],
+    changelogs: frozenset[str],
+) -> None:
+    """One fetched batch, flow active: what faust's ``getmany`` and drain loop do for
+    it, with the per-record checks made per partition and input records delivered
+    straight into the buffer (see the module docstring). Delivery is tracked per
+    partition and consumer generation in ``delivered``, shared with the drain loop
+    (``_lean_drain_messages`` says why): a record this generation delivered already
+    is not delivered again, and a gap is only what lies between two delivered records.
+
+    The loop over a partition's records awaits nothing for input records, so no
+    rebalance can happen in it; after anything that does await (a gap in the offsets,
+    a commit, a record of another topic) it stops if the consumer generation or the
+    flow changed, as ``getmany`` does: the records left are fetched again after the
+    consumer seeks back to the committed offsets.
+    """
+    app = self.app
+    records, active = await self._wait_next_records(1.0)
+    await self.sleep(0)
+    if not records or self.should_stop:
+        return
+    if not self.flow_active:  # a rebalance began while fetching: getmany's way out
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            self.log.warning(f"exception performing seek when flow not active {exc}")
+        return
+    generation = app.consumer_generation_id
+    flow_active = app.flow_control.is_active
+    suspended = self.suspend_flow.is_set
+
+    def moved_on() -> bool:
+        return (
+            app.consumer_generation_id != generation
+            or not self.flow_active
+            or not flow_active()
+            or suspended()
+        )
+
+    read_offset = self._read_offset
+    commit_every = self._commit_every
+    acks_enabled_for = app.topics.acks_enabled_for
+    to_message = self._to_message
+    track_end_offset = app.monitor.track_tp_end_offset
+    put = direct.buffer.put_nowait_enhanced
+    topics = direct.topics
+    buffered = self._buffered_partitions
+    for tp, recs in records.items():
+        if active is not None and tp not in active and tp not in buffered:
+            continue
+        track_end_offset(tp, self.highwater(tp))
+        is_input = tp.topic in topics
+        tracked = tp.topic not in changelogs
+        if is_input:
+            callbacks = pressure.get(tp)
+            if callbacks is None:  # faust's TP: the records' keys are aiokafka's
+                callbacks = pressure[tp] = _pressure_callbacks(self, TP(tp.topic, tp.partition))
+            high, drop = callbacks
+        for record in recs:
+            offset = record.offset
+            mine = delivered.get(tp) if tracked else None
+            if mine is not None and mine[0] == generation:
+                if offset < mine[1]:
+                    continue  # this generation delivered it already
+                r_offset: int | None = mine[1] - 1
+            else:
+                r_offset = read_offset.get(tp)
+                if r_offset is not None and offset < r_offset:
+                    continue  # faust drops (and logs at dev level) what it has read before
+            awaited = False
+            if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
+                await self._add_gap(tp, r_offset + 1, offset)
+                awaited = True
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+                awaited = True
+            if awaited and moved_on():
+                return
+            message = to_message(tp, record)
+            if is_input:
+                message.incref(1)  # the conductor's count of channels: one
+                put(message, on_pressure_high=high, on_pressure_drop=drop)
+            else:
+                delivery = self.callback(message)
+                race = await self.wait_first(delivery, self.suspend_flow.wait())
+                if delivery not in race.done and tracked:
+                    return  # not delivered: faust's seek back reads it again
+                if moved_on():
+                    if tracked:
+                        delivered[tp] = (generation, offset + 1)
+                    read_offset[tp] = offset
+                    return
+            if tracked:
+                delivered[tp] = (generation, offset + 1)
+            read_offset[tp] = offset
+
+
+def _pressure_callbacks(consumer: Any, tp: Any) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The conductor's pressure callbacks for one partition: pause fetching it while
+    its buffer is over the high mark, resume it when the buffer has drained (the same
+    callables every time, so the buffer can tell them apart)."""
+    on_topic_buffer_full = consumer.app.sensors.on_topic_buffer_full
+
+    def on_pressure_high() -> None:
+        on_topic_buffer_full(tp)
+        consumer.on_buffer_full(tp)
+
+    def on_pressure_drop() -> None:
+        consumer.on_buffer_drop(tp)
+
+    return on_pressure_high, on_pressure_drop
