@@ -50,6 +50,7 @@ from schemas.events import (
     TOPIC_ERASURE_REQUESTS,
     TOPIC_OFFER_RESPONSES,
     TOPIC_PROFILES,
+    TOPIC_RULES,
     TOPIC_TICKS,
     TOPIC_TIER_OVERRIDES,
     TOPIC_TRANSACTIONS,
@@ -139,7 +140,7 @@ class DecoderLimits(TypedDict):
 
 def schema_path(topic: str) -> Path:
     """Where the JSON Schema of an (unprefixed) topic lives."""
-    if topic not in (*INPUT_TOPICS, *OUTPUT_TOPICS, *TICK_TOPICS, TOPIC_AUDIT):
+    if topic not in (*INPUT_TOPICS, *OUTPUT_TOPICS, *TICK_TOPICS, TOPIC_AUDIT, TOPIC_RULES):
         raise ValueError(f"unknown topic {topic!r}")
     return SCHEMA_DIR / f"{topic}.schema.json"
 

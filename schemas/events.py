@@ -77,8 +77,12 @@ INPUT_TOPICS: Final = (
 TOPIC_TICKS: Final = "ticks"
 TICK_TOPICS: Final = (TOPIC_TICKS,)
 
-#: Audit trail of profile reads over HTTP (written by streams/http/views.py, keyed by customer).
+#: Audit trail of profile reads over HTTP (written by streams/http/views.py, keyed by customer)
+#: and of rules publications (``tierstream rules publish``, keyed ``rules``).
 TOPIC_AUDIT: Final = "audit"
+#: Versions of the rules, one record per publication (``tierstream rules publish``), read
+#: from the beginning by every worker: one partition, compacted, broker-stamped times.
+TOPIC_RULES: Final = "rules"
 
 #: Output topic names (before the optional prefix).
 TOPIC_TIER_CHANGES: Final = "tier-changes"

@@ -141,13 +141,15 @@ def aum_drop(
 
 def high_value_downgrade(
     state: CustomerState,
-    event: InputEvent,
+    ts: int,
+    cause: str,
     from_tier: str,
     to_tier: str,
     basis: str,
     rules: Rules,
 ) -> Alert | None:
-    """Leaving hnw or private: critical from private, warning from hnw."""
+    """Leaving hnw or private: critical from private, warning from hnw. ``cause``: the
+    input event's id, or the trigger id of a re-evaluation (state/tier_policy.py)."""
     if TIER_RANK[from_tier] < _HNW or TIER_RANK[to_tier] >= TIER_RANK[from_tier]:
         return None
     severity = "critical" if from_tier == "private" else "warning"
@@ -157,7 +159,7 @@ def high_value_downgrade(
         "basis_cny": basis,
         "aum_cny": fen_str(state.aum_fen),
     }
-    return _alert(state, "high_value_downgrade", severity, event, rules, reason)
+    return emit_alert(state, "high_value_downgrade", severity, ts, cause, cause, rules, reason)
 
 
 def suitability_mismatch(state: CustomerState, tx: Transaction, rules: Rules) -> Alert | None:

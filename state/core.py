@@ -41,14 +41,16 @@ from schemas.events import (
     Transaction,
 )
 from schemas.values import MAX_MONEY_DECIMALS
-from state import alerts, contribution, offers, overrides, responses, triggers
+from state import alerts, contribution, lifetime, offers, overrides, responses, triggers
 from state.customer import NO_DAY, Account, CustomerState, event_key
 from state.decisions import Decision
 from state.limits import MAX_FEN
 from state.money import fen_str, to_fen
 from state.risk import risk_type
 from state.rules import Rules
-from state.tiers import decide, evaluate, rules_change
+from state.tier_policy import after_aum_change
+from state.tiers import record_aum_sample, trim_aum_samples
+from state.timeline import RulesTimeline
 from state.windows import CHANNEL_INDEX
 
 __all__ = ["CoreError", "Outcome", "apply", "fire_timers"]
@@ -85,8 +87,15 @@ class CoreError(ValueError):
         self.limit = limit
 
 
-def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outcome:
-    """Apply one event to one customer's state (None = a new customer). See module doc."""
+def apply(state: CustomerState | None, event: InputEvent, rules: Rules | RulesTimeline) -> Outcome:
+    """Apply one event to one customer's state (None = a new customer). See module doc.
+
+    ``rules``: one set of rules, or a timeline of versions (state/timeline.py), of
+    which the event is decided by the version in force at its time."""
+    timeline: RulesTimeline | None = None
+    if not isinstance(rules, Rules):
+        timeline = rules
+        rules = timeline.at(event.ts)
     lim = rules.limits  # the checks inline: they run for every event (hot path)
     ts = event.ts
     if type(ts) is not int or ts < lim.min_ts_ms or ts > lim.max_ts_ms:
@@ -106,33 +115,38 @@ def apply(state: CustomerState | None, event: InputEvent, rules: Rules) -> Outco
     if state.has_seen(key):
         return Outcome(state, (), "duplicate")
     if isinstance(event, Transaction):
-        return _transaction(state, event, key, rules)
+        return _transaction(state, event, key, rules, timeline)
     if isinstance(event, BalanceSnapshot):
-        return _balance(state, event, key, rules)
+        return _balance(state, event, key, rules, timeline)
     if isinstance(event, CustomerProfile):
-        return _profile(state, event, key, rules)
+        return _profile(state, event, key, rules, timeline)
     if isinstance(event, RiskAssessment):
-        return _assessment(state, event, key, rules)
+        return _assessment(state, event, key, rules, timeline)
     if isinstance(event, Contact):
-        return _contact(state, event, key, rules)
+        return _contact(state, event, key, rules, timeline)
     if isinstance(event, OfferResponse):
-        return _response(state, event, key, rules)
+        return _response(state, event, key, rules, timeline)
     if isinstance(event, TierOverride):
-        return _override(state, event, key, rules)
+        return _override(state, event, key, rules, timeline)
     raise CoreError("kind", f"unsupported event type {type(event).__name__}")
 
 
-def fire_timers(state: CustomerState, now_ms: int, cause_event_id: str, rules: Rules) -> Outcome:
+def fire_timers(
+    state: CustomerState, now_ms: int, cause_event_id: str, rules: Rules | RulesTimeline
+) -> Outcome:
     """Fire every time trigger due at or before ``now_ms`` (see state/triggers.py).
 
     ``cause_event_id`` is the tick (or whatever brought the time) and becomes the
-    decisions' ``cause_event_id``; their ``event_id``s derive from stable trigger ids,
-    so firing from another tick gives the same ids. Idempotent: the same or an earlier
-    ``now_ms`` again emits nothing. ``version`` moves only if something was due.
+    decisions' ``cause_event_id`` (tier re-evaluations name their trigger instead);
+    their ``event_id``s derive from stable trigger ids, so firing from another tick
+    gives the same ids. Idempotent: the same or an earlier ``now_ms`` again emits
+    nothing. ``version`` moves only if something was due. With a timeline, each
+    instance is decided by the version in force at its due time, and every switch of
+    version in between is an instance itself (state/timeline.py).
     """
     if not cause_event_id:
         raise CoreError("cause_event_id", "must not be empty")
-    _check_time("ts", now_ms, rules)
+    _check_time("ts", now_ms, rules if isinstance(rules, Rules) else rules.at(now_ms))
     out: list[Decision] = []
     if not triggers.fire_due(state, now_ms, cause_event_id, rules, out):
         return Outcome(state, (), "idle")
@@ -245,24 +259,19 @@ def _advance(state: CustomerState, ev_day: int, rules: Rules) -> None:
     if first:
         return
     state.windows.evict_through(ev_day - rules.window_days)
-    # AUM samples: keep the range the rules look back over, plus the newest older
-    # sample (the level carried into that range).
-    keep = rules.aum_drop_days
-    if rules.tier_basis == "avg_daily":
-        keep = max(keep, rules.tier_avg_days)
-    keep_from = ev_day - keep + 1
-    samples = state.aum_samples  # [day, high, close, ...] by day ascending
-    old = 0
-    while old < len(samples) and samples[old] < keep_from:
-        old += 3
-    if old > 3:
-        del samples[: old - 3]
+    trim_aum_samples(state, ev_day, rules)
     # The dedup set is in insertion order and each entry holds the customer's day at
     # insertion, which never decreases: the stale entries are a prefix.
     state.forget_seen_before(ev_day - rules.dedup_days)
 
 
-def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules) -> list[Decision]:
+def _catch_up(
+    state: CustomerState,
+    event: InputEvent,
+    ev_day: int,
+    rules: Rules,
+    timeline: RulesTimeline | None,
+) -> list[Decision]:
     """Before an event changes the state, fire what fell due at or before its time, on
     the state as it was then (see state/triggers.py: this is what makes the timers'
     decisions independent of how often the clock ticks). A new customer starts its
@@ -271,21 +280,17 @@ def _catch_up(state: CustomerState, event: InputEvent, ev_day: int, rules: Rules
     if state.timer_mark < 0:
         state.first_day = ev_day
     else:
-        triggers.fire_due(state, event.ts, event.event_id, rules, out)
+        triggers.fire_due(state, event.ts, event.event_id, timeline or rules, out)
     if event.ts > state.timer_mark:
         state.timer_mark = event.ts
     return out
-
-
-def _remember(state: CustomerState, key: int, rules: Rules) -> None:
-    state.remember(key, rules.dedup_size)
 
 
 def _finish(state: CustomerState, event: InputEvent, key: int, rules: Rules) -> None:
     if event.ts > state.updated_at:
         state.updated_at = event.ts
     state.version += 1
-    _remember(state, key, rules)
+    state.remember(key, rules.dedup_size)
 
 
 def _set_account(
@@ -308,24 +313,6 @@ def _set_account(
         state.aum_fen += fen
 
 
-def _tx_stats(state: CustomerState, day: int, fen: int, new_day: bool) -> None:
-    """BG/NBD statistics over distinct transaction days (periods = local days)."""
-    state.tx_total_fen += fen
-    if new_day:
-        if state.tx_days == 0:
-            state.tx_first_day = state.tx_last_day = day
-            state.tx_first_fen = fen
-        else:
-            if day < state.tx_first_day:  # out of order: the old first day is a repeat
-                state.tx_first_day = day
-                state.tx_first_fen = fen
-            if day > state.tx_last_day:
-                state.tx_last_day = day
-        state.tx_days += 1
-    elif day == state.tx_first_day:
-        state.tx_first_fen += fen
-
-
 # ------------------------------------------------------------------ decisions
 
 
@@ -337,33 +324,10 @@ def _after_aum_event(
     rules: Rules,
     out: list[Decision],
 ) -> None:
-    """Record the AUM sample, re-tier with hysteresis, and check for an AUM drop."""
-    aum = state.aum_fen
-    samples = state.aum_samples  # today's sample, if any, is the last one
-    if aum != aum_before or not samples:
-        if samples and samples[-3] == state.day:
-            if aum > samples[-2]:
-                samples[-2] = aum
-            samples[-1] = aum
-        else:
-            samples += (state.day, aum, aum)
-    ev = evaluate(state, rules)
-    if state.override_tier is not None:  # a relationship manager's tier is in effect
-        overrides.follow_rules(state, ev, rules)
-        to_tier = None
-    else:
-        to_tier = decide(state.tier, ev, rules)
-    if to_tier is not None:
-        from_tier = state.tier
-        change = rules_change(state, to_tier, ev, event.event_id, event.ts, rules)
-        out.append(change)
-        if from_tier is not None and change.direction == "downgrade":
-            basis = change.reason["basis_cny"]
-            a = alerts.high_value_downgrade(state, event, from_tier, to_tier, basis, rules)
-            if a is not None:
-                out.append(a)
-        else:
-            out.extend(offers.tier_entry_offers(state, to_tier, event, rules))
+    """Record the AUM sample, re-tier (hysteresis and the tier policies,
+    state/tier_policy.py), and check for an AUM drop."""
+    aum = record_aum_sample(state, aum_before)
+    after_aum_change(state, rules, event.ts, event.event_id, out)
     if aum < aum_before:
         a = alerts.aum_drop(state, event, tier_before, rules)
         if a is not None:
@@ -383,7 +347,13 @@ def _common_tail(
 # ------------------------------------------------------------------ event kinds
 
 
-def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) -> Outcome:
+def _transaction(
+    state: CustomerState,
+    tx: Transaction,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     rate = _rate(tx.currency, rules)
     channel = CHANNEL_INDEX.get(tx.channel)
     if channel is None:
@@ -408,7 +378,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         _check_new_account(state, "account_id", rules)
     if late and not newer:
         state.late_events += 1
-        _remember(state, key, rules)
+        state.remember(key, rules.dedup_size)
         return Outcome(state, (), "late")
     amount_fen = to_fen(tx.amount, rate)
     bal_fen = to_fen(bal, rate) if newer and bal is not None else 0
@@ -422,7 +392,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         _check_balance("balance_after", state, acct, product, bal_fen)
 
     # ---- mutation starts here (nothing below raises CoreError)
-    out = _catch_up(state, tx, ev_day, rules)
+    out = _catch_up(state, tx, ev_day, rules, timeline)
     aum_before = state.aum_fen
     tier_before = state.tier
     _advance(state, ev_day, rules)
@@ -431,7 +401,7 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
         state.late_events += 1
     elif counted:
         new_day = state.windows.add(ev_day, amount_fen, channel)
-        _tx_stats(state, ev_day, amount_fen, new_day)
+        lifetime.count_transaction(state, ev_day, amount_fen, new_day)
     if not late:  # fees and interest too: a fee is income (state/contribution.py)
         contribution.book(state, ev_day, tx.type, amount_fen, rules)
     if newer and bal is not None:
@@ -457,7 +427,13 @@ def _transaction(state: CustomerState, tx: Transaction, key: int, rules: Rules) 
     return Outcome(state, tuple(out), "applied")
 
 
-def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) -> Outcome:
+def _balance(
+    state: CustomerState,
+    ev: BalanceSnapshot,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     rate = _rate(ev.currency, rules)
     if ev.product not in _PRODUCTS:
         raise CoreError("product", f"unknown product '{ev.product}'")
@@ -474,7 +450,7 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     if newer:
         _check_balance("balance", state, acct, ev.product, fen)
 
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     aum_before = state.aum_fen
     tier_before = state.tier
     _advance(state, ev_day, rules)
@@ -486,7 +462,13 @@ def _balance(state: CustomerState, ev: BalanceSnapshot, key: int, rules: Rules) 
     return Outcome(state, tuple(out), "applied")
 
 
-def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) -> Outcome:
+def _profile(
+    state: CustomerState,
+    ev: CustomerProfile,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     if ev.segment not in _SEGMENTS:
         raise CoreError("segment", f"unknown segment '{ev.segment}'")
     if ev.birth_date is not None:
@@ -506,7 +488,7 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
                 name,
             )
     ev_day = rules.local_day(ev.ts)
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     _advance(state, ev_day, rules)
     if _newer(ev.ts, key, state.profile_ts, state.profile_tie):
         state.segment = ev.segment
@@ -520,7 +502,13 @@ def _profile(state: CustomerState, ev: CustomerProfile, key: int, rules: Rules) 
     return Outcome(state, tuple(out), "applied")
 
 
-def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules) -> Outcome:
+def _assessment(
+    state: CustomerState,
+    ev: RiskAssessment,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     if isinstance(ev.score, bool) or not isinstance(ev.score, int) or not 0 <= ev.score <= 100:
         raise CoreError("score", f"must be an integer 0..100, got {ev.score!r}")
     exp = ev.investment_experience_years
@@ -531,7 +519,7 @@ def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules
     ):
         raise CoreError("investment_experience_years", f"must be >= 0, got {exp!r}")
     ev_day = rules.local_day(ev.ts)
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     _advance(state, ev_day, rules)
     if _newer(ev.ts, key, state.assessed_ts, state.assess_tie):
         state.risk_score = ev.score
@@ -544,7 +532,13 @@ def _assessment(state: CustomerState, ev: RiskAssessment, key: int, rules: Rules
     return Outcome(state, tuple(out), "applied")
 
 
-def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outcome:
+def _contact(
+    state: CustomerState,
+    ev: Contact,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     """A logged contact: resets the review cadence if its outcome counts as a contact
     (``care.contact_outcomes``); otherwise it is only an applied event."""
     if ev.channel not in _CONTACT_CHANNELS:
@@ -552,7 +546,7 @@ def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outco
     if ev.outcome not in _CONTACT_OUTCOMES:
         raise CoreError("outcome", f"unknown contact outcome '{ev.outcome}'")
     ev_day = rules.local_day(ev.ts)
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     _advance(state, ev_day, rules)
     if ev.outcome in rules.contact_outcomes and ev.ts > state.last_contact_ts:
         state.last_contact_ts = ev.ts
@@ -561,14 +555,20 @@ def _contact(state: CustomerState, ev: Contact, key: int, rules: Rules) -> Outco
     return Outcome(state, tuple(out), "applied")
 
 
-def _response(state: CustomerState, ev: OfferResponse, key: int, rules: Rules) -> Outcome:
+def _response(
+    state: CustomerState,
+    ev: OfferResponse,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     """An answer to an offer (state/responses.py); a customer without state stays so."""
     if ev.outcome not in responses.OUTCOMES:
         raise CoreError("outcome", f"unknown offer outcome '{ev.outcome}'")
     if not state.version:
         return Outcome(state, (), "unmatched")
     ev_day = rules.local_day(ev.ts)
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     _advance(state, ev_day, rules)
     answered = responses.record(state, ev, key, rules)
     _finish(state, ev, key, rules)
@@ -576,7 +576,13 @@ def _response(state: CustomerState, ev: OfferResponse, key: int, rules: Rules) -
     return Outcome(state, tuple(out), "applied" if answered else "unmatched", answered)
 
 
-def _override(state: CustomerState, ev: TierOverride, key: int, rules: Rules) -> Outcome:
+def _override(
+    state: CustomerState,
+    ev: TierOverride,
+    key: int,
+    rules: Rules,
+    timeline: RulesTimeline | None = None,
+) -> Outcome:
     """A relationship manager's tier override, or its clearing (state/overrides.py)."""
     if ev.until is not None:
         _check_time("until", ev.until, rules)
@@ -584,7 +590,7 @@ def _override(state: CustomerState, ev: TierOverride, key: int, rules: Rules) ->
     if bad is not None:
         raise CoreError(*bad)
     ev_day = rules.local_day(ev.ts)
-    out = _catch_up(state, ev, ev_day, rules)
+    out = _catch_up(state, ev, ev_day, rules, timeline)
     _advance(state, ev_day, rules)
     overrides.apply_override(state, ev, key, rules, out)
     _finish(state, ev, key, rules)

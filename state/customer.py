@@ -40,9 +40,10 @@ Format history:
       loads (a worker upgraded in place restores its changelog) and decides exactly as
       before (tests/state/test_golden.py); it is written back as v4 when next changed.
       Fields appended since (older v4 arrays are shorter: they take the defaults):
-      ``recent_offers`` and ``offer_outcomes`` (offer responses, issue 23); then
-      ``service_opt_out``, the contribution ``ledger`` and ``ledger_from``, the tier
-      override (``override_*``) and ``rules_tier`` (customer value, issue 22).
+      ``recent_offers`` and ``offer_outcomes`` (offer responses, issue 23), then
+      ``below_since`` (issue 21, the downgrade grace period), then ``service_opt_out``,
+      the contribution ``ledger`` and ``ledger_from``, the tier override
+      (``override_*``) and ``rules_tier`` (customer value, issue 22).
 """
 
 from __future__ import annotations
@@ -208,10 +209,15 @@ class CustomerState(
     #: campaign id -> its start day, for campaigns already decided for this customer
     campaigns_done: dict[str, int] = msgspec.field(default_factory=dict)
     late_events: int = 0
+    # -- added after v4 first shipped: older v4 states load with the defaults
     # offer responses (issue 23; state/responses.py): the latest offers, oldest first
     # (at most ``offers.answerable_offers``), and per offer kind its latest outcome
     recent_offers: list[MadeOffer] = msgspec.field(default_factory=list)
     offer_outcomes: dict[str, OfferOutcome] = msgspec.field(default_factory=dict)
+    #: tier policy (issue 21): event time (ms) of the first tier evaluation since which
+    #: the basis has stayed below the current tier's downgrade threshold; -1 = not below
+    #: (only kept while ``tiers.downgrade_grace_days`` is set, state/tier_policy.py)
+    below_since: int = -1
     # ---- customer value and tier policy (issue 22); absent from older v4 states
     #: the profile's service_contact_opt_out (last writer by event time wins, with it)
     service_opt_out: bool = False

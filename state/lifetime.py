@@ -26,6 +26,25 @@ def history(state: CustomerState) -> tuple[int, int, int] | None:
     return x, t_x, big_t
 
 
+def count_transaction(state: CustomerState, day: int, fen: int, new_day: bool) -> None:
+    """Keep the statistics ``history`` reads over a counted transaction of ``fen`` on
+    local ``day`` (``new_day``: the first counted on that day); called by the core."""
+    state.tx_total_fen += fen
+    if new_day:
+        if state.tx_days == 0:
+            state.tx_first_day = state.tx_last_day = day
+            state.tx_first_fen = fen
+        else:
+            if day < state.tx_first_day:  # out of order: the old first day is a repeat
+                state.tx_first_day = day
+                state.tx_first_fen = fen
+            if day > state.tx_last_day:
+                state.tx_last_day = day
+        state.tx_days += 1
+    elif day == state.tx_first_day:
+        state.tx_first_fen += fen
+
+
 def mean_repeat_spend_cny(state: CustomerState) -> float:
     """Mean spend per repeat day in CNY (0.0 with no repeat day). A statistic, so float."""
     x = state.tx_days - 1

@@ -180,7 +180,7 @@ def state_size_bound(rules: SizedRules) -> int:
     risk = _INT + _FLOAT + _str(2) + 2 * _INT
     tier = _str(_longest(("mass", "affluent", "hnw", "private"))) + _INT
     # the array's header, the version tag and every remaining int field
-    scalars = _HEAD + _INT + 6 * _INT + 5 * _INT + 5 * _INT
+    scalars = _HEAD + _INT + 6 * _INT + 5 * _INT + 5 * _INT + _INT  # + below_since
     # issue 22: the service opt-out, the flow ledger (13 months x 4 ints) and when it
     # started, a tier override (tier, until, who: at most SET_BY_CHARS, ts, tie) and
     # the rules' tier under it

@@ -165,25 +165,18 @@ def assessment_facts(state: CustomerState) -> dict[str, Any]:
 
 
 def tier_entry_offers(
-    state: CustomerState, to_tier: str, event: InputEvent, rules: Rules
+    state: CustomerState, to_tier: str, ts: int, cause: str, rules: Rules
 ) -> list[Offer]:
-    """Offers for entering ``to_tier`` (upgrade or initial tier; not on a downgrade)."""
+    """Offers for entering ``to_tier`` (upgrade or initial tier; not on a downgrade),
+    at ``ts``; ``cause`` is the input event's id or the trigger id of a re-evaluation
+    (state/tier_policy.py), and their ids derive from it."""
     out: list[Offer] = []
     kind = TIER_OFFERS.get(to_tier)
     if kind is not None:
-        out.extend(
-            recommending(
-                state,
-                kind,
-                event.ts,
-                event.event_id,
-                event.event_id,
-                rules,
-                {"entered_tier": to_tier},
-            )
-        )
+        out.extend(recommending(state, kind, ts, cause, cause, rules, {"entered_tier": to_tier}))
     if state.segment == "sme" and TIER_RANK[to_tier] >= TIER_RANK["affluent"]:
-        o = _offer(state, "sme_credit", event, rules, {"entered_tier": to_tier, "segment": "sme"})
+        reason = {"entered_tier": to_tier, "segment": "sme"}
+        o = emit(state, "sme_credit", ts, cause, cause, rules, reason)
         if o is not None:
             out.append(o)
     return out

@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from importlib import resources
 from itertools import pairwise
 from types import MappingProxyType
@@ -29,7 +29,8 @@ from schemas.events import CONTACT_OUTCOMES, TRANSACTION_TYPES
 from state.catalogue import Campaign, Product, parse_campaigns, parse_catalogue, spread_hours
 from state.decisions import TIER_RANK, TIERS
 from state.limits import Limits, state_size_bound
-from state.rules_reader import TableReader
+from state.rules_reader import TableReader, cny_to_fen
+from state.rules_value import value_and_behaviour
 from state.value import BgNbdParams, GammaGammaParams
 
 OFFER_KINDS = (
@@ -56,14 +57,8 @@ ALERT_KINDS = (
 )
 RISK_TYPES = ("C1", "C2", "C3", "C4", "C5")
 TIER_BASES = ("current", "avg_daily")
-#: Behaviour criteria a tier may be reached by besides AUM ([tiers.behaviour.<tier>]
-#: keys without the ``_cny``), in the order they win ties after AUM.
-BEHAVIOUR_CRITERIA = ("monthly_inflow", "contribution", "sme_turnover")
-#: What the RFM M score scores (rfm.monetary).
-RFM_MONETARY = ("turnover", "spend", "inflow")
-#: RFM segments a customer can be in the day their R score falls to 2
-#: (care.slipping_segments).
-SLIPPING_SEGMENTS = ("at_risk", "cant_lose", "hibernating")
+#: ``tiers.review``: when downgrades may be applied (upgrades always apply at once).
+TIER_REVIEWS = ("none", "month", "quarter")
 
 DAY_MS = 86_400_000
 _OFFSET_SLOT_MS = 900_000  # UTC offsets only change on quarter-hour instants
@@ -80,6 +75,10 @@ _LATER_KEYS = (
     # offer responses (issue 23)
     "offers.after_decline_days",
     "offers.answerable_offers",
+    # tier policies (issue 21)
+    "tiers.min_days_in_tier",
+    "tiers.downgrade_grace_days",
+    "tiers.review",
     # customer value and tier policy (issue 22)
     "tiers.inflow_months",
     "tiers.behaviour",
@@ -100,11 +99,6 @@ _LATER_KEYS = (
 )
 
 
-def _to_fen(amount: Decimal) -> int:
-    """CNY amount -> integer fen (0.01), half-even; the one rounding rule for CNY."""
-    return int(amount.scaleb(2).to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
 @dataclass(frozen=True)
 class Rules:
     """All thresholds, tables and model parameters of the core (see docs/rules.md).
@@ -120,6 +114,11 @@ class Rules:
     tier_avg_days: int
     downgrade_band: Decimal
     tier_floors: Mapping[str, Decimal]  # tier -> CNY floor ("mass" -> 0)
+    #: downgrade policies (state/tier_policy.py): days in a tier before a downgrade,
+    #: days the basis must stay below the threshold, and the review cadence
+    tier_min_days: int
+    tier_grace_days: int
+    tier_review: str
     # money
     fx: Mapping[str, Decimal]  # currency -> CNY per unit
     # windows / dedup
@@ -200,14 +199,19 @@ class Rules:
     #: every offer kind these rules can emit (the fixed kinds and the campaigns' kinds)
     offer_kinds: frozenset[str] = field(init=False, repr=False, compare=False)
     campaign_ids: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: everything a tier decision depends on: two versions with the same key tier
+    #: every customer alike, so switching between them re-evaluates nobody
+    tier_key: tuple[object, ...] = field(init=False, repr=False, compare=False)
+    #: whether any downgrade policy is on (the hot path skips the policy otherwise)
+    tier_policies: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        s(self, "tier_floors_fen", tuple(_to_fen(self.tier_floors[t]) for t in TIERS))
+        s(self, "tier_floors_fen", tuple(cny_to_fen(self.tier_floors[t]) for t in TIERS))
         keep = 1 - self.downgrade_band
         s(self, "tier_down_fen", tuple(Decimal(f) * keep for f in self.tier_floors_fen))
-        s(self, "large_outflow_amount_fen", _to_fen(self.large_outflow_amount_cny))
-        s(self, "rfm_monetary_fen", tuple(_to_fen(m) for m in self.rfm_monetary_cny))
+        s(self, "large_outflow_amount_fen", cny_to_fen(self.large_outflow_amount_cny))
+        s(self, "rfm_monetary_fen", tuple(cny_to_fen(m) for m in self.rfm_monetary_cny))
         s(self, "aum_drop_keep", (1 - self.aum_drop_ratio).as_integer_ratio())
         s(self, "aum_drop_critical_keep", (1 - self.aum_drop_critical_ratio).as_integer_ratio())
         s(self, "_offsets", {})
@@ -215,6 +219,25 @@ class Rules:
         s(self, "_zone", ZoneInfo(self.timezone))
         s(self, "offer_kinds", frozenset(OFFER_KINDS) | {c.kind for c in self.campaigns})
         s(self, "campaign_ids", frozenset(c.id for c in self.campaigns))
+        s(
+            self,
+            "tier_key",
+            (
+                self.timezone,
+                self.tier_basis,
+                self.tier_avg_days if self.tier_basis == "avg_daily" else 0,
+                str(self.downgrade_band),
+                self.tier_floors_fen,
+                self.tier_min_days,
+                self.tier_grace_days,
+                self.tier_review,
+            ),
+        )
+        s(
+            self,
+            "tier_policies",
+            bool(self.tier_min_days or self.tier_grace_days or self.tier_review != "none"),
+        )
 
     def offer_cooldown_ms(self, kind: str) -> int:
         """The frequency cap of an offer kind; campaign kinds not listed under
@@ -361,6 +384,9 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         tier_avg_days=r.integer("tiers.avg_days", 1),
         downgrade_band=r.ratio("tiers.downgrade_band"),
         tier_floors=MappingProxyType(floors),
+        tier_min_days=r.integer("tiers.min_days_in_tier"),
+        tier_grace_days=r.integer("tiers.downgrade_grace_days"),
+        tier_review=r.string("tiers.review", TIER_REVIEWS),
         fx=MappingProxyType(fx),
         window_days=r.integer("windows.days", 1),
         exclude_types=frozenset(excl),
@@ -399,7 +425,7 @@ def _build(table: dict[str, Any], version: str) -> Rules:
         catalogue=catalogue,
         campaigns=campaigns,
         limits=_limits(r),
-        **_value_and_behaviour(r),
+        **value_and_behaviour(r),
     )
     bound = state_size_bound(rules)
     if bound > rules.limits.max_state_bytes:
@@ -435,75 +461,6 @@ def _limits(r: TableReader) -> Limits:
         max_accounts=r.integer("limits.max_accounts", 1),
         max_state_bytes=r.integer("limits.max_state_bytes", 1),
     )
-
-
-def _value_and_behaviour(r: TableReader) -> dict[str, Any]:
-    """Contribution rates, tiers by behaviour, RFM that drives alerts, channel offers
-    (issue 22)."""
-    fees = r.raw("value.fees")
-    if not isinstance(fees, Mapping) or set(fees) != set(TRANSACTION_TYPES):
-        raise ValueError(
-            f"rules: 'value.fees' must list every transaction type {TRANSACTION_TYPES}"
-        )
-    behaviour: dict[str, dict[str, int]] = {}
-    for tier in TIERS[1:]:
-        table = r.raw(f"tiers.behaviour.{tier}")
-        if not isinstance(table, Mapping):
-            raise ValueError(f"rules: 'tiers.behaviour.{tier}' must be a table")
-        floors: dict[str, int] = {}
-        for key in table:
-            name = key.removesuffix("_cny")
-            if name not in BEHAVIOUR_CRITERIA or not key.endswith("_cny"):
-                known = ", ".join(f"{c}_cny" for c in BEHAVIOUR_CRITERIA)
-                raise ValueError(
-                    f"rules: unknown key 'tiers.behaviour.{tier}.{key}' (criteria: {known})"
-                )
-            floors[name] = _to_fen(r.decimal(f"tiers.behaviour.{tier}.{key}", lo=Decimal("0.01")))
-        if floors:
-            behaviour[tier] = floors
-    for name in BEHAVIOUR_CRITERIA:  # a higher tier needs a higher floor
-        seen = [(t, behaviour[t][name]) for t in TIERS[1:] if name in behaviour.get(t, {})]
-        for (lower, lo_fen), (upper, up_fen) in pairwise(seen):
-            if up_fen <= lo_fen:
-                raise ValueError(
-                    f"rules: 'tiers.behaviour.{upper}.{name}_cny' must be above "
-                    f"'tiers.behaviour.{lower}.{name}_cny'"
-                )
-    slipping = r.raw("care.slipping_segments")
-    if not isinstance(slipping, list) or not all(s in SLIPPING_SEGMENTS for s in slipping):
-        raise ValueError(
-            f"rules: 'care.slipping_segments' must list segments of {SLIPPING_SEGMENTS} "
-            f"(the ones a customer can be in when their R score falls to 2), got {slipping!r}"
-        )
-    return {
-        "deposit_nim": r.ratio("value.deposit_nim"),
-        "wealth_fee_rate": r.ratio("value.wealth_fee_rate"),
-        "loan_spread": r.ratio("value.loan_spread"),
-        "card_interchange": r.ratio("value.card_interchange"),
-        "transaction_fees_fen": MappingProxyType(
-            {t: _to_fen(r.decimal(f"value.fees.{t}")) for t in TRANSACTION_TYPES}
-        ),
-        "tier_behaviour": MappingProxyType({t: MappingProxyType(f) for t, f in behaviour.items()}),
-        "inflow_months": _at_most(r, "tiers.inflow_months", 12),
-        "rfm_monetary": r.string("rfm.monetary", RFM_MONETARY),
-        "slipping_segments": frozenset(slipping),
-        "slipping_min_tier": TIER_RANK[r.string("care.slipping_min_tier", TIERS)],
-        "digital_banking_max_avg_fen": _to_fen(
-            r.decimal("offers.digital_banking_max_avg_cny", lo=Decimal("0.01"))
-        ),
-        "branch_priority_min_transactions": r.integer("offers.branch_priority_min_transactions", 1),
-        "branch_priority_share_over": r.ratio("offers.branch_priority_share_over"),
-        "branch_priority_min_avg_fen": _to_fen(
-            r.decimal("offers.branch_priority_min_avg_cny", lo=Decimal("0.01"))
-        ),
-    }
-
-
-def _at_most(r: TableReader, key: str, hi: int) -> int:
-    v = r.integer(key, 1)
-    if v > hi:
-        raise ValueError(f"rules: '{key}' must be at most {hi} (the months a state keeps), got {v}")
-    return v
 
 
 def _care(r: TableReader) -> dict[str, Any]:
@@ -542,23 +499,55 @@ def load_rules(path: str | None = None) -> Rules:
     A user file without its own ``version`` gets the default version plus a short hash
     of the effective table, so two different rule sets never share a version string.
     """
+    if path is None:
+        return load_rules_text(None)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"rules: {path} is not valid TOML: {e}") from None
+    return load_rules_text(text, path)
+
+
+def load_rules_text(text: str | None, source: str = "<text>", version: str | None = None) -> Rules:
+    """``load_rules`` for rules given as TOML text (``None``: the defaults alone): the
+    one loader of start-up, ``tierstream rules publish`` and a worker taking up a
+    published version, so all three accept and refuse the same files, with the same
+    errors and the same version. ``version``: the version as published (a worker uses
+    the one on the record: a version derived from a hash of the defaults must not
+    change when an upgrade changes a default)."""
+    override = version
     table = _default_table()
     version = table["version"]
-    if path is not None:
+    if text is not None:
         try:
-            with open(path, "rb") as fh:
-                user = tomllib.load(fh)
+            user = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"rules: {path} is not valid TOML: {e}") from None
+            raise ValueError(f"rules: {source} is not valid TOML: {e}") from None
         _merge(table, user, "")
         if "version" in user:
             version = TableReader(table).string("version")
         else:
-            # [limits], the offer-response keys (issue 23) and the customer-value keys
-            # (issue 22) came after rule files without a version were in use: at their
-            # defaults they stay out of the hash, so their derived version (and with it
-            # every decision id) is the same as before these keys existed.
+            # [limits], the offer-response keys (issue 23), the tier-policy keys (issue
+            # 21) and the customer-value keys (issue 22) came after rule files without a
+            # version were in use: at their defaults they stay out of the hash, so their
+            # derived version (and with it every decision id) is the same as before.
             hashed = _without_later_defaults(table, _default_table())
             digest = hashlib.sha256(orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS))
             version = f"{version}+{digest.hexdigest()[:8]}"
-    return _build(table, version)
+    return _build(table, version if override is None else override)
+
+
+def rules_digest(text: str | None) -> str:
+    """SHA-256 (hex) of the effective table a rules text gives (defaults merged in,
+    keys sorted): two texts with the same digest are the same rules, whatever their
+    layout, comments or ``version``. Raises ValueError like ``load_rules_text``."""
+    table = _default_table()
+    if text is not None:
+        try:
+            _merge(table, tomllib.loads(text), "")
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"rules: not valid TOML: {e}") from None
+    table.pop("version", None)
+    return hashlib.sha256(orjson.dumps(table, option=orjson.OPT_SORT_KEYS)).hexdigest()

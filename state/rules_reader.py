@@ -8,9 +8,14 @@ configuration fails at start-up saying exactly what to fix.
 from __future__ import annotations
 
 import math
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from itertools import pairwise
 from typing import Any
+
+
+def cny_to_fen(amount: Decimal) -> int:
+    """CNY amount -> integer fen (0.01), half-even; the one rounding rule for CNY."""
+    return int(amount.scaleb(2).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 class TableReader:

@@ -23,7 +23,8 @@ from state.contribution import contribution_fen, monthly_inflow_fen, sme_turnove
 from state.customer import CustomerState
 from state.decisions import TIER_RANK, TIERS, TierChange, derive_event_id
 from state.money import CTX, fen_str
-from state.rules import BEHAVIOUR_CRITERIA, Rules
+from state.rules import Rules
+from state.rules_value import BEHAVIOUR_CRITERIA
 
 #: The criterion name of the AUM basis in ``TierEvaluation.criterion`` and reasons.
 AUM = "aum"
@@ -54,18 +55,21 @@ def next_tier(current: str | None, basis_fen: int | Decimal, rules: Rules) -> st
     return None
 
 
-def basis_fen(state: CustomerState, rules: Rules) -> int | Decimal:
+def basis_fen(state: CustomerState, rules: Rules, today: int | None = None) -> int | Decimal:
     """The tiering basis in fen: current AUM, or the average daily AUM (exact Decimal).
 
     Average daily AUM: each of the last ``tier_avg_days`` local days (today included)
     counts with its end-of-day AUM (today: the current AUM), carried forward from the
     last day on which AUM changed. Days before the customer's first AUM sample are not
     counted, so a new customer is not dragged down by days the bank didn't know them.
+    ``today``: the local day to average up to (default the customer's own "today";
+    a later day when time alone moves the average, state/tier_policy.py).
     """
     samples = state.aum_samples  # [day, high, close, ...] by day ascending
     if rules.tier_basis == "current" or not samples:
         return state.aum_fen
-    today = state.day
+    if today is None:
+        today = state.day
     start = today - rules.tier_avg_days + 1
     n = len(samples)
     j = 0
@@ -91,6 +95,37 @@ def basis_fen(state: CustomerState, rules: Rules) -> int | Decimal:
     if counted == 0:
         return state.aum_fen
     return CTX.divide(Decimal(total), Decimal(counted))
+
+
+def record_aum_sample(state: CustomerState, aum_before: int) -> int:
+    """After an event that may have changed the AUM: today's sample [day, high, close]
+    takes it (what ``basis_fen`` averages and the AUM-drop alert looks back over).
+    Returns the AUM."""
+    aum = state.aum_fen
+    samples = state.aum_samples  # today's sample, if any, is the last one
+    if aum != aum_before or not samples:
+        if samples and samples[-3] == state.day:
+            if aum > samples[-2]:
+                samples[-2] = aum
+            samples[-1] = aum
+        else:
+            samples += (state.day, aum, aum)
+    return aum
+
+
+def trim_aum_samples(state: CustomerState, ev_day: int, rules: Rules) -> None:
+    """A new local day ``ev_day``: keep the range of AUM samples the rules look back
+    over, plus the newest older sample (the level carried into that range)."""
+    keep = rules.aum_drop_days
+    if rules.tier_basis == "avg_daily":
+        keep = max(keep, rules.tier_avg_days)
+    keep_from = ev_day - keep + 1
+    samples = state.aum_samples  # [day, high, close, ...] by day ascending
+    old = 0
+    while old < len(samples) and samples[old] < keep_from:
+        old += 3
+    if old > 3:
+        del samples[: old - 3]
 
 
 # ------------------------------------------------------------------ behaviour criteria
@@ -120,11 +155,19 @@ def criterion_value(state: CustomerState, criterion: str, rules: Rules) -> int |
     return sme_turnover_fen(state, rules)
 
 
-def evaluate(state: CustomerState, rules: Rules) -> TierEvaluation:
+def evaluate(
+    state: CustomerState,
+    rules: Rules,
+    today: int | None = None,
+    basis: int | Decimal | None = None,
+) -> TierEvaluation:
     """Which tier the customer's bases reach: AUM always, and the behaviour criteria
     the rules configure for some tier. Without ``[tiers.behaviour]`` this is the AUM
-    tier, as it always was."""
-    basis = basis_fen(state, rules)
+    tier, as it always was. ``today``: the local day the AUM basis is averaged up to
+    (``basis_fen``); ``basis``: an AUM basis already known (state/tier_policy.py
+    walks the average ahead of time with one sliding sum)."""
+    if basis is None:
+        basis = basis_fen(state, rules, today)
     rank = tier_index(basis, rules)
     behaviour = rules.tier_behaviour
     if not behaviour:
@@ -152,13 +195,14 @@ def decide(current: str | None, ev: TierEvaluation, rules: Rules) -> str | None:
     cur = TIER_RANK[current]
     if ev.rank > cur:
         return TIERS[ev.rank]
-    if ev.rank < cur and not _holds(cur, ev, rules):
+    if ev.rank < cur and not holds(cur, ev, rules):
         return TIERS[ev.rank]
     return None
 
 
-def _holds(cur: int, ev: TierEvaluation, rules: Rules) -> bool:
-    """Whether some basis is still within the band of tier ``cur``."""
+def holds(cur: int, ev: TierEvaluation, rules: Rules) -> bool:
+    """Whether some basis is still within the band of tier ``cur`` (no downgrade: the
+    tier policies of state/tier_policy.py only ever hold back what this lets go)."""
     if ev.basis >= rules.tier_down_fen[cur]:
         return True
     floors = rules.tier_behaviour.get(TIERS[cur])
@@ -213,10 +257,12 @@ def rules_change(
     cause_event_id: str,
     ts: int,
     rules: Rules,
+    extra: dict[str, str] | None = None,
 ) -> TierChange:
     """The rules move the customer to ``to_tier`` (``decide``'s answer) at event time
     ``ts``: the state takes the tier, and the tier change says why (``tier_reason``;
-    a downgrade also the threshold it fell below). Its id derives from the cause."""
+    a downgrade also the threshold it fell below; then ``extra``: the tier policies
+    and the trigger, state/tier_policy.py). Its id derives from the cause."""
     from_tier = state.tier
     reason = tier_reason(state, ev, to_tier, rules)
     if from_tier is None:
@@ -226,6 +272,8 @@ def rules_change(
     else:
         direction = "downgrade"
         reason["threshold_cny"] = fen_str(rules.tier_down_fen[TIER_RANK[from_tier]])
+    if extra:
+        reason.update(extra)
     state.tier = to_tier
     state.tier_since = ts
     return TierChange(

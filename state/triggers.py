@@ -26,6 +26,14 @@ The model, in three rules (docs/rules.md states them for users):
 instance without consent); the state only changes through events, after which the
 shell asks again. Caps are left out of that filter (conservative: it may be early,
 never late).
+
+Two more kinds of instance came with issue 21, both deciding the tier
+(state/tier_policy.py): a tier evaluation that time alone causes (``tier:<instant>``:
+a held downgrade whose wait is over, an average-daily basis that crossed a line), and,
+under a timeline of rules versions (state/timeline.py), the switch to each version
+(``rules:<version>``), due for every customer at its ``effective_from``. Each instance
+is decided by the version in force at its due time; at equal times the switch comes
+first, then a tier evaluation, then the others (which may depend on the tier).
 """
 
 from __future__ import annotations
@@ -38,14 +46,15 @@ from schemas.events import INVESTMENT_PRODUCTS
 from schemas.timefmt import format_ts_utc
 from state import alerts, offers, overrides
 from state.catalogue import Campaign
-from state.contribution import recent_flows_fen
 from state.customer import NO_DAY, CustomerState
 from state.decisions import TIER_RANK, Decision
 from state.money import fen_str
 from state.offers import birthday_in, local_date
 from state.recommend import product_ids
-from state.rfm import f_score, m_score, r_score, segment
 from state.rules import DAY_MS, Rules
+from state.slipping import fire_slip, iso_day, slip_due
+from state.tier_policy import retier_at, tier_due, tier_trigger
+from state.timeline import RulesTimeline, Version
 
 __all__ = [
     "TRIGGER_KINDS",
@@ -91,12 +100,8 @@ class Due:
         if self.campaign is not None:
             return f"campaign:{self.campaign.id}"
         if self.kind in ("dormancy", "review", "rfm_slip"):
-            return f"{self.kind}:{_iso(self.key)}"
+            return f"{self.kind}:{iso_day(self.key)}"
         return f"{self.kind}:{self.key}"
-
-
-def _iso(day: int) -> str:
-    return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
 
 
 def spread_offset_ms(customer_id: str, spread_ms: int) -> int:
@@ -256,26 +261,8 @@ def _next_expiry(state: CustomerState, rules: Rules, after: int) -> Due | None:
     return Due(ts, "assessment_expiry", state.assessed_ts) if ts is not None else None
 
 
-def _slip_due(state: CustomerState, rules: Rules, after: int) -> tuple[int, int] | None:
-    """RFM that drives something: the day the R score falls to 2 -- recency beyond
-    ``rfm.recency_days[2]`` -- for a customer of ``care.slipping_min_tier`` or above
-    (fired only if the segment is then one of ``care.slipping_segments``)."""
-    if not rules.slipping_segments or not state.tx_days or state.tier is None:
-        return None
-    if TIER_RANK[state.tier] < rules.slipping_min_tier:
-        return None
-    if (
-        "hibernating" not in rules.slipping_segments
-        and state.windows.count < rules.rfm_frequency[1]
-    ):
-        return None  # F < 3 now, so at the due day too: at_risk and cant_lose need F >= 3
-    day = state.tx_last_day + rules.rfm_recency_days[2] + 1
-    ts = rules.day_start_ms(day)
-    return (ts, day) if ts > after else None
-
-
 def _next_slip(state: CustomerState, rules: Rules, after: int) -> Due | None:
-    d = _slip_due(state, rules, after)
+    d = slip_due(state, rules, after)
     return Due(d[0], "rfm_slip", d[1]) if d is not None else None
 
 
@@ -295,14 +282,25 @@ _SINGLE = (_next_dormancy, _next_expiry, _next_override, _next_slip)
 _REPEATING = (_next_review, _next_birthday)
 
 
-def next_due_ms(state: CustomerState, rules: Rules) -> int | None:
+def next_due_ms(state: CustomerState, rules: Rules | RulesTimeline) -> int | None:
     """The earliest event time (epoch ms) at which some trigger could fire for this
     customer, or None if none can until the state changes (the shell asks again after
-    every applied event and every firing). Never later than the real next firing."""
+    every applied event and every firing). Never later than the real next firing.
+    With a timeline, the next switch of version is one such time for everyone."""
     after = state.timer_mark
     if after < 0:
         return None
-    # the same instances as _SINGLE, _REPEATING and the campaigns, in the same order
+    if isinstance(rules, Rules):
+        return _next_due(state, rules, after)
+    best = _next_due(state, rules.at(after), after)
+    switch = rules.next_switch(after)
+    if switch is not None and (best is None or switch < best):
+        best = switch
+    return best
+
+
+def _next_due(state: CustomerState, rules: Rules, after: int) -> int | None:
+    # the same instances as _SINGLE, _REPEATING, the campaigns and the tier, in order
     best: int | None = None
     d = _dormancy_due(state, rules, after)
     if d is not None:
@@ -319,13 +317,17 @@ def next_due_ms(state: CustomerState, rules: Rules) -> int | None:
     ts = _override_due(state, after)
     if ts is not None and (best is None or ts < best):
         best = ts
-    d = _slip_due(state, rules, after)
+    d = slip_due(state, rules, after)
     if d is not None and (best is None or d[0] < best):
         best = d[0]
     if rules.campaigns:
         for c in _campaign_dues(state, rules, after):
             if best is None or c.ts < best:
                 best = c.ts
+    if state.tier is not None and (rules.tier_policies or rules.tier_basis == "avg_daily"):
+        ts = tier_due(state, rules, after)
+        if ts is not None and (best is None or ts < best):
+            best = ts
     return best
 
 
@@ -364,19 +366,83 @@ def due_between(state: CustomerState, rules: Rules, after: int, until: int) -> l
 
 
 def fire_due(
-    state: CustomerState, now_ms: int, cause_event_id: str, rules: Rules, out: list[Decision]
+    state: CustomerState,
+    now_ms: int,
+    cause_event_id: str,
+    rules: Rules | RulesTimeline,
+    out: list[Decision],
 ) -> bool:
     """Decide every instance due in (watermark, now_ms] and move the watermark to
-    ``now_ms``. Returns whether anything was due (i.e. the state changed)."""
-    if state.timer_mark < 0 or now_ms <= state.timer_mark:
+    ``now_ms``. Returns whether anything was due (i.e. the state changed).
+
+    With a timeline the span is cut at each switch of version: what falls due before
+    it is decided by the rules in force before it, the switch itself is an instance
+    (always due: it moves the watermark past it), and what follows by the new rules."""
+    mark = state.timer_mark
+    if mark < 0 or now_ms <= mark:
         return False
-    dues = due_between(state, rules, state.timer_mark, now_ms)
-    if not dues:
-        return False
-    for d in dues:
-        _fire(state, d, cause_event_id, rules, out)
-    state.timer_mark = now_ms
-    return True
+    if isinstance(rules, Rules):
+        fired = _fire_span(state, mark, now_ms, cause_event_id, rules, out)
+    else:
+        fired = False
+        start = mark
+        for version in rules.switches(mark, now_ms):
+            before = version.effective_from - 1
+            if before > start:
+                span_rules = rules.at(before)
+                fired |= _fire_span(state, start, before, cause_event_id, span_rules, out)
+            _fire_switch(state, version, out)
+            fired = True
+            start = before  # instances due at the switch itself come after it
+        fired |= _fire_span(state, start, now_ms, cause_event_id, rules.at(now_ms), out)
+    if fired:
+        state.timer_mark = now_ms
+    return fired
+
+
+def _fire_span(
+    state: CustomerState,
+    after: int,
+    until: int,
+    cause_event_id: str,
+    rules: Rules,
+    out: list[Decision],
+) -> bool:
+    """Decide the instances due in (after, until] under one version of the rules.
+
+    A tier evaluation changes what the others see (a tier, its start), so the others
+    are listed again after each one; at equal times it goes first."""
+    # Only events change tiers without a policy, except that an average-daily basis
+    # moves at midnights: none lies in the span when it is within one local day (the
+    # common case of the catch-up before an event, which must stay cheap).
+    if not rules.tier_policies and (
+        rules.tier_basis != "avg_daily" or rules.local_day(until) == rules.local_day(after)
+    ):
+        dues = due_between(state, rules, after, until)
+        for d in dues:
+            _fire(state, d, cause_event_id, rules, out)
+        return bool(dues)
+    fired = False
+    others_after = tier_after = after
+    while True:
+        t = tier_due(state, rules, tier_after)
+        if t is not None and t > until:
+            t = None
+        for d in due_between(state, rules, others_after, until if t is None else t - 1):
+            _fire(state, d, cause_event_id, rules, out)
+            fired = True
+        if t is None:
+            return fired
+        retier_at(state, rules, t, tier_trigger(t), out)
+        fired = True
+        tier_after, others_after = t, t - 1
+
+
+def _fire_switch(state: CustomerState, version: Version, out: list[Decision]) -> None:
+    """A version takes effect: if it decides tiers differently from the one before,
+    the customer's tier is evaluated by it at that instant (``rules:<version>``)."""
+    if version.retier and state.tier is not None:
+        retier_at(state, version.rules, version.effective_from, version.trigger, out)
 
 
 def _fire(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]) -> None:
@@ -389,7 +455,7 @@ def _fire(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Deci
     elif d.kind == "campaign":
         _fire_campaign(state, d, cause, rules, out)
     elif d.kind == "rfm_slip":
-        _fire_slip(state, d, cause, rules, out)
+        fire_slip(state, d.key, d.ts, cause, d.trigger, rules, out)
     elif d.kind == overrides.EXPIRY:
         # still the override it was due for (an override record in between may have
         # replaced or cleared it: then its own expiry, if any, is another instance)
@@ -404,8 +470,8 @@ def _fire_dormancy(
 ) -> None:
     reason = {
         "days_without_transaction": str(rules.dormancy_days),
-        "last_transaction_day": _iso(state.tx_last_day) if state.tx_days else "",
-        "known_since_day": _iso(state.first_day) if not state.tx_days else "",
+        "last_transaction_day": iso_day(state.tx_last_day) if state.tx_days else "",
+        "known_since_day": iso_day(state.first_day) if not state.tx_days else "",
         "tier": state.tier or "",
         "aum_cny": fen_str(state.aum_fen),
         "trigger": d.trigger,
@@ -487,8 +553,8 @@ def _fire_campaign(
     reason = {
         "trigger": d.trigger,
         "campaign": c.id,
-        "start": _iso(c.start_day),
-        "end": _iso(c.end_day),
+        "start": iso_day(c.start_day),
+        "end": iso_day(c.end_day),
     }
     out.extend(offers.recommending(state, c.kind, d.ts, cause, d.trigger, rules, reason, only))
 
@@ -505,52 +571,3 @@ def _fire_expiry(
     o = offers.emit(state, "risk_assessment_due", d.ts, cause, d.trigger, rules, reason)
     if o is not None:
         out.append(o)
-
-
-def _fire_slip(state: CustomerState, d: Due, cause: str, rules: Rules, out: list[Decision]) -> None:
-    """The customer's R score fell to 2 today: their RFM segment as of today (F and M
-    over the window ending today) decides whether relationship managers hear of it."""
-    if state.tier is None or TIER_RANK[state.tier] < rules.slipping_min_tier:
-        return
-    day = d.key
-    recency = day - state.tx_last_day
-    count, turnover = _window_as_of(state, day, rules)
-    if rules.rfm_monetary == "turnover":
-        monetary = turnover
-    else:
-        inflow, spend = recent_flows_fen(state, day)
-        monetary = spend if rules.rfm_monetary == "spend" else inflow
-    r, f, m = r_score(recency, rules), f_score(count, rules), m_score(monetary, rules)
-    seg = segment(r, f, m)
-    if seg not in rules.slipping_segments:
-        return
-    reason = {
-        "trigger": d.trigger,
-        "segment": seg,
-        "r_score": str(r),
-        "f_score": str(f),
-        "m_score": str(m),
-        "recency_days": str(recency),
-        "frequency": str(count),
-        "monetary_cny": fen_str(monetary),
-        "monetary": rules.rfm_monetary,
-        "last_transaction_day": _iso(state.tx_last_day),
-        "tier": state.tier,
-    }
-    severity = "critical" if TIER_RANK[state.tier] >= _HNW else "warning"
-    a = alerts.emit_alert(state, "rfm_slipping", severity, d.ts, cause, d.trigger, rules, reason)
-    if a is not None:
-        out.append(a)
-
-
-def _window_as_of(state: CustomerState, day: int, rules: Rules) -> tuple[int, int]:
-    """(transactions, CNY sum in fen) of the window that ends on ``day``: the buckets
-    newer than ``day - windows.days`` (the state's own window may not have moved there
-    yet: nothing moves it but events)."""
-    first = day - rules.window_days + 1
-    count = total = 0
-    for bday, bucket in state.windows.buckets.items():
-        if first <= bday <= day:
-            total += bucket[0]
-            count += sum(packed >> 3 for packed in bucket[1:])
-    return count, total

@@ -34,7 +34,8 @@ ACTION_PROFILE_READ: Final = "profile.read"
 ACTION_PROFILES_EXPORT: Final = "profiles.export"
 #: Written by the pipeline itself (schemas/erasure.py), listed here with the others.
 ACTION_ERASURE: Final = "erasure"
-ACTIONS: Final = (ACTION_PROFILE_READ, ACTION_PROFILES_EXPORT, ACTION_ERASURE)
+ACTION_RULES_PUBLISH: Final = "rules.publish"
+ACTIONS: Final = (ACTION_PROFILE_READ, ACTION_PROFILES_EXPORT, ACTION_ERASURE, ACTION_RULES_PUBLISH)
 #: ok, not_found: served (or nothing to serve); denied: 401/403; rate_limited: 429;
 #: error: the profile store or the token store failed.
 RESULTS: Final = ("ok", "not_found", "denied", "rate_limited", "error")
@@ -64,6 +65,12 @@ class AuditRecord:
     #: Summaries: the client's address and when the interval began.
     client: str | None = None
     since: str | None = None
+    #: rules.publish: the version, when it takes effect, its label and its offset on
+    #: the rules topic.
+    rules_version: str | None = None
+    effective_from: str | None = None
+    label: str | None = None
+    rules_offset: int | None = None
 
     def __post_init__(self) -> None:
         if self.result not in RESULTS:
@@ -122,6 +129,31 @@ def profiles_export(count: int, principal: str, role: str) -> AuditRecord:
         None,
         "ok",
         count=count,
+    )
+
+
+def rules_publish(
+    principal: str,
+    accepted: bool,
+    rules_version: str,
+    effective_from: str,
+    label: str,
+    rules_offset: int,
+) -> AuditRecord:
+    """A rules version published by ``tierstream rules publish``: ok when its readers
+    accept the record, error when it was acknowledged but they refuse it."""
+    return AuditRecord(
+        new_event_id(),
+        now_ts(),
+        principal,
+        ROLE_CLI,
+        ACTION_RULES_PUBLISH,
+        None,
+        "ok" if accepted else "error",
+        rules_version=rules_version,
+        effective_from=effective_from,
+        label=label,
+        rules_offset=rules_offset,
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT
+from schemas.events import INPUT_TOPICS, OUTPUT_TOPICS, TICK_TOPICS, TOPIC_AUDIT, TOPIC_RULES
 from streams.settings import Settings
 from streams.topics import changelog_topic
 
@@ -103,6 +103,16 @@ def kafka_acls(settings: Settings) -> list[KafkaAcl]:
         KafkaAcl("topic", settings.topic(t), "literal", ("WRITE", "DESCRIBE"), "output")
         for t in (*OUTPUT_TOPICS, TOPIC_AUDIT)
     ]
+    acls.append(
+        KafkaAcl(
+            "topic",
+            settings.topic(TOPIC_RULES),
+            "literal",
+            ("READ", "DESCRIBE"),
+            "rules versions: read whole by every worker (publishing is an operator's, "
+            "with WRITE on it and on audit)",
+        )
+    )
     acls.append(
         KafkaAcl(
             "topic",

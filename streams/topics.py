@@ -41,6 +41,7 @@ from schemas.events import (
     TOPIC_ERASURE_REQUESTS,
     TOPIC_OFFER_RESPONSES,
     TOPIC_OFFERS,
+    TOPIC_RULES,
     TOPIC_TIER_CHANGES,
 )
 from streams.settings import Settings
@@ -60,16 +61,21 @@ RETENTION_DEFAULTS: Final[dict[str, int]] = {
     TOPIC_TIER_CHANGES: 400 * DAY_MS,
     TOPIC_OFFERS: 400 * DAY_MS,
     TOPIC_ALERTS: 400 * DAY_MS,
-    # the one input listed: the KPI job (tierstream kpi) reads it back with the offers
-    # for a year-on-year conversion, so it must outlive the broker's 7 days
+    # an input: the KPI job (tierstream kpi) reads it back with the offers for a
+    # year-on-year conversion, so it must outlive the broker's 7 days
     TOPIC_OFFER_RESPONSES: 400 * DAY_MS,
+    # the versions of the rules: kept forever (and compacted, one key per publication,
+    # so nothing is ever removed): a replay of any past input needs the versions that
+    # decided it, and the history is what was in force when (rules_topic_spec)
+    TOPIC_RULES: -1,
 }
 #: Topics kept by key rather than by time. ``erasure-requests`` is compacted: the newest
 #: request per customer stays as long as the topic exists, so a replay of the inputs
 #: (which still hold the customer's earlier events until their retention runs out) erases
 #: the customer again at the same point -- an expired request would bring them back.
 #: It holds ids and who asked, no profile data: the record that the erasure was asked for.
-COMPACTED: Final = (TOPIC_ERASURE_REQUESTS,)
+#: ``rules`` too (rules_topic_spec): one key per publication, so nothing is ever removed.
+COMPACTED: Final = (TOPIC_ERASURE_REQUESTS, TOPIC_RULES)
 #: Topics whose loss would break a guarantee: replication 1 needs the development flag.
 NEEDS_REPLICAS: Final = (TOPIC_AUDIT,)
 
@@ -96,6 +102,11 @@ CONTRACT_TOPICS: Final = (*INPUT_TOPICS, *TICK_TOPICS, *OUTPUT_TOPICS, TOPIC_AUD
 
 def retention_ms(settings: Settings) -> dict[str, int]:
     """retention.ms per contract topic: the defaults with the settings' overrides."""
+    if TOPIC_RULES in settings.retention:
+        raise TopologyError(
+            "TIERSTREAM_RETENTION/--retention: the rules topic is kept forever (a replay "
+            "needs every version that decided its input); it takes no retention"
+        )
     unknown = sorted(set(settings.retention) - set(CONTRACT_TOPICS))
     if unknown:
         raise TopologyError(
@@ -122,7 +133,26 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
         )
     )
+    specs.append(rules_topic_spec(settings))
     return specs
+
+
+def rules_topic_spec(settings: Settings) -> TopicSpec:
+    """The rules versions (streams/rules_log.py): one partition (one order of
+    publications), compacted with a key per publication (nothing is ever deleted), and
+    stamped by the broker (LogAppendTime): the append time is what a version's
+    ``effective_from`` is checked against. Every worker reads all of it."""
+    return TopicSpec(
+        settings.topic(TOPIC_RULES),
+        1,
+        settings.replication_factor,
+        {
+            "cleanup.policy": "compact",
+            "message.timestamp.type": "LogAppendTime",
+            "retention.ms": str(RETENTION_DEFAULTS[TOPIC_RULES]),
+            "retention.bytes": "-1",
+        },
+    )
 
 
 def _retention_config(ms: int | None, compacted: bool = False) -> dict[str, str]:
@@ -240,11 +270,12 @@ def verify_copartitioned(settings: Settings, timeout: float = 30.0) -> int:
     topics = admin.list_topics(timeout=timeout).topics
     counts: dict[str, int] = {}
     missing: list[str] = []
+    rules = rules_topic_spec(settings).name
     for spec in topic_specs(settings):
         meta = topics.get(spec.name)
         if meta is None:
             missing.append(spec.name)
-        else:
+        elif spec.name != rules:  # read whole by every worker: not co-partitioned
             counts[spec.name] = len(meta.partitions)
     if missing:
         raise TopologyError(

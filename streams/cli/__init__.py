@@ -1,6 +1,7 @@
 """The ``tierstream`` command: one module per sub-command, ``main`` here.
 
-worker, health, topics create, redis install-functions/acl-rules, profile, simulate, replay,
+worker, health, topics create, redis install-functions/acl-rules, rules publish/history/show,
+backtest, profile, simulate, replay,
 clv fit/score, token create/list/revoke, report, kpi. Every command reads its configuration
 from the environment (streams/settings.py) and its flags override it (common.py), so
 the same command works in a shell, in systemd and in a container. Building the parser
@@ -14,6 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from streams.cli import (
+    backtest,
     clv,
     health,
     kpi,
@@ -21,6 +23,7 @@ from streams.cli import (
     redis_admin,
     replay,
     report,
+    rules,
     simulate,
     token,
     topics,
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         health,
         topics,
         redis_admin,
+        rules,
+        backtest,
         profile,
         simulate,
         replay,

@@ -88,6 +88,20 @@ def add_parser(sub: Any) -> None:
         "the rest (default: 60%% of faust's broker request timeout; 0: faust's only)",
     )
     w.add_argument(
+        "--tick-budget",
+        type=int,
+        default=2000,
+        help="customers one tick fires at most per partition (the rest on ticks a second "
+        "apart: a rules version taking effect wakes everyone); 0: no limit",
+    )
+    w.add_argument(
+        "--max-rules-wait-ms",
+        type=int,
+        default=360_000,
+        help="longest wait for a check of the rules topic before held events are decided "
+        "by the versions known (logged and counted)",
+    )
+    w.add_argument(
         "--pareto-interval",
         type=float,
         default=60.0,
@@ -135,6 +149,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_future_skew_ms=args.max_future_skew_ms,
         restore_budget_s=args.restore_budget_s,
         state_cache=args.state_cache,
+        tick_budget=args.tick_budget,
+        max_rules_wait_ms=args.max_rules_wait_ms,
         pareto_interval=args.pareto_interval,
     )
     service = TierstreamService(settings, tuning=tuning)

@@ -105,16 +105,39 @@ class InputAligner(Generic[T]):
                 out.extend((t, partition) for t, q in task.items() if not q)
         return out
 
-    def release(self, caught_up: CaughtUp, now_ms: int) -> list[T]:
-        """Everything that may be processed now, in processing order."""
+    def release(self, caught_up: CaughtUp, now_ms: int, before: int | None = None) -> list[T]:
+        """Everything that may be processed now, in processing order; with ``before``,
+        only records stamped earlier than it (the rules watermark: a record at or after
+        it waits, and with it the rest of its task, until the worker knows every rules
+        version that could take effect by its time -- streams/worker/rules_gate.py)."""
         out: list[T] = []
         for partition in sorted(self._buf):
-            self._release_task(partition, caught_up, now_ms, out)
+            self._release_task(partition, caught_up, now_ms, out, before)
         return out
 
-    def _release_task(self, partition: int, caught_up: CaughtUp, now_ms: int, out: list[T]) -> None:
+    def any_head_from(self, ts: int) -> bool:
+        """Whether some task's earliest record is stamped at or after ``ts``."""
+        for task in self._buf.values():
+            heads = [q[0][0] for q in task.values() if q]
+            if heads and min(heads) >= ts:
+                return True
+        return False
+
+    def held_from(self, ts: int) -> int:
+        """How many held records are stamped at or after ``ts``."""
+        return sum(1 for task in self._buf.values() for q in task.values() for x in q if x[0] >= ts)
+
+    def _release_task(
+        self,
+        partition: int,
+        caught_up: CaughtUp,
+        now_ms: int,
+        out: list[T],
+        before: int | None = None,
+    ) -> None:
         """Release partition ``partition``'s records in head-merge order while no input
-        that may hold earlier records blocks it.
+        that may hold earlier records blocks it, and (with ``before``, the rules
+        watermark) while the earliest head is stamped before ``before``.
 
         Each input's caught-up state is asked once per release (it cannot change
         while the release runs: the caller answers from what it knew before), and
@@ -129,6 +152,8 @@ class InputAligner(Generic[T]):
             if not heads:
                 self._blocked_since.pop(partition, None)
                 return
+            if before is not None and min(q[0][0] for q in heads) >= before:
+                return  # not before the rules watermark: nothing of this task yet
             if len(heads) < len(task):
                 empty: list[tuple[str, bool | None]] = []
                 for t, q in task.items():
@@ -164,11 +189,17 @@ class InputAligner(Generic[T]):
             # first; ties go to the first input in the configured order)
             if len(heads) == 1:
                 q = heads[0]
-                out.extend(item for _ts, item in q)
-                q.clear()
+                if before is None:
+                    out.extend(item for _ts, item in q)
+                    q.clear()
+                else:  # up to the first record at or after the watermark
+                    while q and q[0][0] < before:
+                        out.append(q.popleft()[1])
                 continue
             while True:
                 q = _earliest(heads)
+                if before is not None and q[0][0] >= before:
+                    break  # every head is at or after the watermark: the loop returns
                 out.append(q.popleft()[1])
                 if not q:
                     break

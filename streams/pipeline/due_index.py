@@ -13,7 +13,10 @@ popped. So every event costs O(1) amortised here and no write is ever lost.
 
 The index is derived state: the worker rebuilds a partition's heap from its table
 the first time a tick for it arrives after an assignment (``has``/``rebuild``), and
-forgets it when the partition is revoked.
+forgets it when the partition is revoked. Events applied before that first tick are
+indexed too (``update``), but do not count as the build: the customers stored before
+them must still be read in, or their timers (and a rules version's re-tier) would
+wait for their next event.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ class DueIndex:
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[int, bytes]]] = {}
         self._due: dict[int, dict[bytes, int]] = {}
+        #: partitions whose stored customers were read in (``rebuild``)
+        self._built: set[int] = set()
 
     def has(self, partition: int) -> bool:
-        return partition in self._heaps
+        """Whether the partition's stored customers were indexed since its assignment."""
+        return partition in self._built
 
     def rebuild(
         self,
@@ -39,6 +45,7 @@ class DueIndex:
         (those come from this batch and are fresher than the stored states)."""
         heap = self._heaps.setdefault(partition, [])
         due = self._due.setdefault(partition, {})
+        self._built.add(partition)
         n = 0
         for key, when in entries:
             if when is None or key in due:
@@ -61,19 +68,41 @@ class DueIndex:
         due[key] = when
         heapq.heappush(heap, (when, key))
 
-    def pop_due(self, partition: int, now_ms: int) -> list[bytes]:
-        """Customers whose indexed time is at or before ``now_ms`` (removed)."""
+    def pop_due(self, partition: int, now_ms: int, limit: int | None = None) -> list[bytes]:
+        """Customers whose indexed time is at or before ``now_ms`` (removed), at most
+        ``limit`` of them (earliest first): a tick's budget, so that a timer that falls
+        due for everyone at once (a rules version taking effect, a campaign start) is
+        spread over ticks instead of stalling one batch. What is left stays due."""
         heap = self._heaps.get(partition)
         if not heap or heap[0][0] > now_ms:
             return []
         due = self._due[partition]
         out: list[bytes] = []
-        while heap and heap[0][0] <= now_ms:
+        while heap and heap[0][0] <= now_ms and (limit is None or len(out) < limit):
             when, key = heapq.heappop(heap)
             if due.get(key) == when:
                 del due[key]
                 out.append(key)
         return out
+
+    def has_due(self, partition: int, now_ms: int) -> bool:
+        """Whether some customer of the partition is due at or before ``now_ms`` (an
+        entry a budget left behind; a stale lazy entry may also answer True)."""
+        heap = self._heaps.get(partition)
+        return bool(heap) and heap[0][0] <= now_ms  # type: ignore[index]
+
+    def schedule(self, partition: int, keys: Iterable[bytes], when: int) -> int:
+        """Make every customer in ``keys`` due at ``when`` at the latest (``update``
+        for each: an earlier entry stays). Returns how many were given."""
+        n = 0
+        for key in keys:
+            self.update(partition, key, when)
+            n += 1
+        return n
+
+    def partitions(self) -> list[int]:
+        """The partitions with entries (built, or an event applied since assignment)."""
+        return list(self._heaps)
 
     def forget(self, partition: int, key: bytes) -> None:
         """Remove one customer (erased): its heap entry is skipped when it comes up."""
@@ -82,6 +111,7 @@ class DueIndex:
             due.pop(key, None)
 
     def drop(self, partition: int) -> None:
+        self._built.discard(partition)
         self._heaps.pop(partition, None)
         self._due.pop(partition, None)
 

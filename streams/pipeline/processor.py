@@ -54,6 +54,7 @@ from state.customer import CustomerState
 from state.decisions import Decision
 from state.profile import profile_fields
 from state.rules import Rules
+from state.timeline import RulesTimeline
 from state.triggers import next_due_ms
 from streams.pipeline.bad_input import BadInputGuard
 from streams.pipeline.dead_letters import dead_letter
@@ -68,6 +69,7 @@ from streams.pipeline.records import (
     StateLoader,
     StateScan,
 )
+from streams.pipeline.rules_sweeps import RulesSweeps, base_rules, version_at
 from streams.pipeline.state_cache import StateCache
 
 #: Tie-break order for equal event times: inputs first, then ticks (a tick at T sees
@@ -81,14 +83,16 @@ class BatchProcessor:
 
     def __init__(
         self,
-        rules: Rules,
+        rules: Rules | RulesTimeline,
         decoder: Decoder | None = None,
         guard: BadInputGuard | None = None,
         cache: StateCache | None = None,
+        tick_budget: int | None = None,
         redactor: Redactor | None = None,
     ) -> None:
+        #: The rules, or a timeline of versions: each decision by the version at its time.
         self.rules = rules
-        self.decoder = decoder or Decoder(**rules.limits.decoder())
+        self.decoder = decoder or Decoder(**base_rules(rules).limits.decoder())
         self.guard = guard or BadInputGuard()
         #: Personal fields out of dead letters (schemas/redaction.py; default fields).
         self.redactor = redactor or Redactor()
@@ -100,6 +104,15 @@ class BatchProcessor:
         #: Customers erased in the batch being applied (key -> partition): until their
         #: tombstones are written the store still holds their old state, never read again.
         self._erased: dict[bytes, int] = {}
+        #: Customers a tick fires at most (None: all that are due); the rest stay due.
+        self.tick_budget = tick_budget
+        self.sweeps = RulesSweeps()
+
+    def set_timeline(self, timeline: RulesTimeline) -> list[int]:
+        """Decide by ``timeline`` from the next batch on (rules_sweeps.py wakes everyone)."""
+        new = self.sweeps.note(self.rules, timeline, self.due.partitions())
+        self.rules = timeline
+        return new
 
     def decode(self, msg: RawMessage, now_ms: int | None = None) -> Decoded:
         """Decode and validate one message; checks the key's size and that it is the
@@ -174,7 +187,6 @@ class BatchProcessor:
         """
         b = BatchState(load, scan)
         result = b.result
-        counts = result.counts
         decisions = result.decisions
         dead = b.dead
         states = b.states
@@ -217,11 +229,9 @@ class BatchProcessor:
                     continue
                 self._fail(item, key, exc, "apply", mark, b)
                 continue
-            ck = (msg.topic, status)
-            counts[ck] = counts.get(ck, 0) + 1
+            result.count(msg.topic, status)
             if outcome.answered is not None:
-                answers = result.offer_responses
-                answers[outcome.answered] = answers.get(outcome.answered, 0) + 1
+                result.count_answer(outcome.answered)
             if not outcome.state.version:
                 # no customer (a response creates none): nothing to keep or to replay,
                 # and nothing held for an erasure later in the batch to report as erased
@@ -285,9 +295,7 @@ class BatchProcessor:
         self.due.forget(p, key)
         b.applied.append((key, item, "erased"))
         result.erased_profiles.append(key)
-        counts = result.counts
-        ck = (msg.topic, "applied")
-        counts[ck] = counts.get(ck, 0) + 1
+        result.count(msg.topic, "applied")
         outcome = "erased" if held else "not_found"
         result.erasures[outcome] = result.erasures.get(outcome, 0) + 1
         b.audit.append(OutputRecord(TOPIC_AUDIT, key, record, p))
@@ -322,9 +330,14 @@ class BatchProcessor:
                 ),
             )
             due.rebuild(p, ((k, next_due_ms(st, rules)) for k, (q, st) in states.items() if q == p))
-        counts = result.counts
-        counts[(TOPIC_TICKS, "applied")] = counts.get((TOPIC_TICKS, "applied"), 0) + 1
-        for key in due.pop_due(p, tick.ts):
+        if self.sweeps.pending(p):  # new rules versions: everyone wakes at each switch
+            keys = [k for k, _v in (b.scan(p) if b.scan else ()) if k not in self._erased]
+            self.sweeps.wake(due, p, keys + [k for k, (q, _s) in states.items() if q == p])
+        result.count(TOPIC_TICKS, "applied")
+        popped = due.pop_due(p, tick.ts, self.tick_budget)
+        if self.tick_budget is not None and due.has_due(p, tick.ts):
+            result.due_backlog.add(p)
+        for key in popped:
             cached = states.get(key)
             if cached is not None:
                 st = cached[1]
@@ -351,8 +364,7 @@ class BatchProcessor:
             states[key] = (p, outcome.state)
             b.applied.append((key, item, outcome.status))
             due.update(p, key, when)
-            ck = (TOPIC_TICKS, f"timers_{outcome.status}")
-            counts[ck] = counts.get(ck, 0) + 1
+            result.count(TOPIC_TICKS, f"timers_{outcome.status}")
             if outcome.status == "fired":
                 b.dirty.add(key)
 
@@ -445,7 +457,7 @@ class BatchProcessor:
             partition, st = states[key]
             try:
                 data = st.to_bytes()
-                fields = profile_fields(st, rules)
+                fields = profile_fields(st, version_at(rules, st.updated_at))
             except Exception as exc:
                 settled = self._replay_carefully(key, partition, exc, b)
                 if settled is None:
@@ -497,7 +509,7 @@ class BatchProcessor:
                 new = outcome.state
                 if changes:
                     data = new.to_bytes()
-                    fields = profile_fields(new, rules)
+                    fields = profile_fields(new, version_at(rules, new.updated_at))
                     next_due_ms(new, rules)
                     self._emit(outcome.decisions, key, partition, ev.ts, result)
             except Exception as failed:
@@ -526,7 +538,7 @@ class BatchProcessor:
                     )
                 )
                 counts[(topic, old)] -= 1
-                counts[(topic, now)] = counts.get((topic, now), 0) + 1
+                result.count(topic, now)
             if changes:
                 good = data
                 settled = (data, fields)
@@ -566,8 +578,7 @@ class BatchProcessor:
             result.internal.append(InternalFailure(source, msg.partition, msg.offset, stage, error))
         dk = (msg.topic, rc)
         result.dead_letters[dk] = result.dead_letters.get(dk, 0) + 1
-        ck = (msg.topic, "dead_letter")
-        result.counts[ck] = result.counts.get(ck, 0) + 1
+        result.count(msg.topic, "dead_letter")
         return OutputRecord(TOPIC_DEAD_LETTERS, key, value, msg.partition)
 
 

@@ -65,6 +65,8 @@ class BatchResult:
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Event times (ms) of applied events that produced decisions, for latency.
     decision_event_ts: list[int] = field(default_factory=list)
+    #: Partitions whose tick left customers due (the tick budget): tick them again soon.
+    due_backlog: set[int] = field(default_factory=set)
     #: (offer kind, the offer's tier, outcome) -> attributed offer responses.
     offer_responses: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: Records dead-lettered with reason class ``internal``, in order.
@@ -77,6 +79,14 @@ class BatchResult:
     erased_profiles: list[bytes] = field(default_factory=list)
     #: Erasures by result: erased (something was held) | not_found.
     erasures: dict[str, int] = field(default_factory=dict)
+
+    def count(self, topic: str, result: str) -> None:
+        """One more record of ``topic`` with ``result`` in ``counts``."""
+        self.counts[(topic, result)] = self.counts.get((topic, result), 0) + 1
+
+    def count_answer(self, answered: tuple[str, str, str]) -> None:
+        """One more attributed offer response (kind, the offer's tier, outcome)."""
+        self.offer_responses[answered] = self.offer_responses.get(answered, 0) + 1
 
 
 class Decoded(NamedTuple):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -48,11 +49,17 @@ class Housekeeping:
         table: PartitionedTable,
         metrics: Metrics,
         contract: dict[str, str],
+        rules_at: Callable[[int], Rules] | None = None,
+        backlog: Callable[[], set[int]] | None = None,
         batch_lock: asyncio.Lock | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.rules = rules
+        #: the rules in force at an event time (the worker's timeline of versions)
+        self.rules_at: Callable[[int], Rules] = rules_at or (lambda _ts: rules)
+        #: partitions to tick again soon (the batch loop's due backlog)
+        self.backlog: Callable[[], set[int]] = backlog or set
         self.redis = redis
         self.sink = sink
         self.table = table
@@ -69,14 +76,29 @@ class Housekeeping:
         any event (and is aligned with the inputs by event time), so a replay of the
         inputs with the ticks fires the same timers.
         """
+        await self._tick(None)
+
+    async def tick_backlog(self) -> None:
+        """The clock, sooner for the partitions whose last tick left customers due
+        (a tick fires at most ``--tick-budget`` of them: a rules version taking effect
+        wakes everyone, and this spreads them over ticks a second apart)."""
+        backlog = self.backlog()
+        if backlog:
+            await self._tick(backlog)
+
+    async def _tick(self, only: set[int] | None) -> None:
         if in_recovery(self.app):
             return
         now_ms = int(time.time() * 1000)
         topic = self.settings.topic(TOPIC_TICKS)
         first_input = self.settings.input_topics[0]
         owned = sorted(
-            tp.partition for tp in self.app.consumer.assignment() if tp.topic == first_input
+            tp.partition
+            for tp in self.app.consumer.assignment()
+            if tp.topic == first_input and (only is None or tp.partition in only)
         )
+        if only is not None:
+            only.clear()
         for p in owned:
             value = orjson.dumps(
                 {"event_id": f"tick-{p}-{now_ms}", "partition": p, "ts": format_ts_utc(now_ms)}
@@ -143,11 +165,12 @@ class Housekeeping:
             log.info("redis resync: partition %d, %d profiles rewritten", partition, n)
 
     async def _resync_partition(self, partition: int, chunk: int = 1000) -> int:
-        rules = self.rules
+        rules_at = self.rules_at
         batch: dict[bytes, dict[str, str]] = {}
         n = 0
         for key, value in self.table.items(partition):
-            batch[key] = profile_fields(CustomerState.from_bytes(value), rules)
+            st = CustomerState.from_bytes(value)
+            batch[key] = profile_fields(st, rules_at(st.updated_at))
             if len(batch) >= chunk:
                 n += len(batch)
                 await self.sink.write(batch)

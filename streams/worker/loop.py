@@ -48,6 +48,7 @@ from streams.worker.end_offsets import EndOffsets
 from streams.worker.faust_glue import consumer as glue
 from streams.worker.faust_glue.intake import InputBuffer
 from streams.worker.faust_glue.table import PartitionedTable
+from streams.worker.rules_gate import RulesGate
 
 log = logging.getLogger("tierstream")
 
@@ -75,9 +76,14 @@ class BatchLoop:
         batch_within: float,
         max_idle_ms: int,
         max_lag_wait_ms: int,
+        rules_gate: RulesGate | None = None,
         time_regressions: EventTimeRegressions | None = None,
     ) -> None:
         self.app = app
+        #: the rules watermark (rules_gate.py): None decides by the start-up rules alone
+        self.rules_gate = rules_gate
+        #: partitions whose last tick left customers due (the tick budget)
+        self.due_backlog: set[int] = set()
         self.settings = settings
         self.buffer = buffer
         self.processor = processor
@@ -276,8 +282,11 @@ class BatchLoop:
             if self.app.consumer_generation_id == self._drained_generation:
                 self._forget_held()
                 return
-            self._fresh_ends = await self._probe_inputs(self.aligner.blocking_inputs())
-            ready = self.aligner.release(self._caught_up, int(time.time() * 1000))
+            asked_at = int(time.time() * 1000)
+            rules_tps = await self._rules_probe()
+            self._fresh_ends = await self._probe_inputs(self.aligner.blocking_inputs(), rules_tps)
+            before = await self._rules_cutoff(asked_at, rules_tps)
+            ready = self.aligner.release(self._caught_up, int(time.time() * 1000), before)
             if not ready:
                 return
             now = time.monotonic()
@@ -296,8 +305,42 @@ class BatchLoop:
 
                 await self.handle_batch([d for d, _m, _t in chunk], acknowledge)
 
+    async def _rules_probe(self) -> list[tuple[str, int]]:
+        """The rules topic's partitions, when a fresh rules check could release
+        something (a task's earliest record is at or after the watermark)."""
+        gate = self.rules_gate
+        if gate is None or not self.aligner.any_head_from(gate.watermark):
+            return []
+        try:
+            return await gate.topic_partitions()
+        except Exception as exc:  # the broker: held, bounded by the gate's max wait
+            self._warn_probe(exc)
+            return []
+
+    async def _rules_cutoff(self, asked_at: int, rules_tps: list[tuple[str, int]]) -> int | None:
+        """Check the rules topic with the ends just probed, and give the release's
+        cutoff (rules_gate.py): records stamped at or after it wait."""
+        gate = self.rules_gate
+        if gate is None:
+            return None
+        fresh = self._fresh_ends
+        if rules_tps and fresh is not None and all(tp in fresh for tp in rules_tps):
+            try:
+                await gate.check({p: fresh[(t, p)][0] for t, p in rules_tps}, asked_at)
+            except Exception as exc:
+                self._warn_probe(exc)
+        holding = self.aligner.any_head_from(gate.watermark)
+        gate.metrics.held.set(self.aligner.held_from(gate.watermark) if holding else 0)
+        return gate.cutoff(int(time.time() * 1000), holding)
+
+    def _warn_probe(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._probe_warned_at > 10:
+            self._probe_warned_at = now
+            log.warning("rules topic unavailable (%s); holding events it could decide", exc)
+
     async def _probe_inputs(
-        self, inputs: list[tuple[str, int]]
+        self, inputs: list[tuple[str, int]], extra: list[tuple[str, int]] | None = None
     ) -> dict[tuple[str, int], tuple[int, int | None]] | None:
         """End offset and fetch position of the given inputs (one trip to the broker).
 
@@ -313,9 +356,9 @@ class BatchLoop:
         counts as caught up (the aligner waits, at most ``max_idle_ms``) — a stale
         watermark would silently reorder events.
         """
-        if not inputs:
+        if not inputs and not extra:
             return {}
-        names = [(self.settings.topic(t), p) for t, p in inputs]
+        names = [(self.settings.topic(t), p) for t, p in inputs] + (extra or [])
         try:
             ends = await self._end_offsets.get(names)
         except Exception as exc:  # broker unreachable: wait (bounded) rather than guess
@@ -401,6 +444,7 @@ class BatchLoop:
             self.metrics.event_latency.observe(max(0.0, emitted_at - ts / 1000))
 
         self.metrics.observe_batch(result)
+        self.due_backlog |= result.due_backlog
         cache = self.state_cache
         lookups = self.metrics.state_cache_lookups
         lookups.labels("hit").inc(cache.hits - self._cache_counted[0])

@@ -32,8 +32,10 @@ from streams.metrics import Metrics
 from streams.pipeline.bad_input import BadInputGuard
 from streams.pipeline.input_order import EventTimeRegressions
 from streams.pipeline.processor import BatchProcessor
+from streams.pipeline.rules_sweeps import version_at
 from streams.pipeline.state_cache import DEFAULT_CAPACITY, StateCache
 from streams.redis_sink import RedisProfileSink, connect
+from streams.rules_topic import RulesReader
 from streams.settings import Settings
 from streams.topics import STATE_TABLE, changelog_topic
 from streams.worker.acked_producer import AckedProducer
@@ -54,6 +56,7 @@ from streams.worker.faust_glue.table import PartitionedTable
 from streams.worker.gc_tuning import tune_gc
 from streams.worker.housekeeping import Housekeeping
 from streams.worker.loop import BatchLoop
+from streams.worker.rules_gate import RulesGate
 
 log = logging.getLogger("tierstream")
 
@@ -91,6 +94,14 @@ class WorkerTuning:
     #: Customer states kept between batches (streams/pipeline/state_cache.py), about
     #: their serialized size each; 0 turns the cache off (every state read from the store).
     state_cache: int = DEFAULT_CAPACITY
+    #: Customers one tick fires at most per partition; the rest wait for the next tick,
+    #: which comes ``backlog_tick_interval`` later (a rules version waking everyone).
+    tick_budget: int = 2000
+    backlog_tick_interval: float = 1.0
+    #: Longest wait for a rules check before held events are decided by the versions
+    #: known (rules_gate.py); more than the decoder's future-skew limit by default, so
+    #: every event it accepts waits until the wall clock passes it.
+    max_rules_wait_ms: int = 360_000
 
 
 class TierstreamService:
@@ -112,7 +123,16 @@ class TierstreamService:
             self.decoder(),
             BadInputGuard(self.tuning.bad_window, self.tuning.bad_max_share),
             cache=self.state_cache if self.tuning.state_cache else None,
+            tick_budget=self.tuning.tick_budget or None,
             redactor=dead_letter_redactor(settings),
+        )
+        # the rules topic: versions taken up at their effective_from (rules_gate.py)
+        self.rules_gate = RulesGate(
+            RulesReader(settings),
+            self.rules,
+            self.metrics,
+            self.processor.set_timeline,
+            max_wait_ms=self.tuning.max_rules_wait_ms,
         )
         # the credential rule (no Redis user without a password) holds from start-up on
         creds = settings.redis_credentials()
@@ -168,6 +188,7 @@ class TierstreamService:
             batch_within=tuning.batch_within,
             max_idle_ms=tuning.max_idle_ms,
             max_lag_wait_ms=tuning.max_lag_wait_ms,
+            rules_gate=self.rules_gate,
             time_regressions=EventTimeRegressions(s.time_regression_tolerance_ms),
         )
         self.housekeeping = chores = Housekeeping(
@@ -179,6 +200,8 @@ class TierstreamService:
             table=self.table,
             metrics=self.metrics,
             contract=contract,
+            rules_at=lambda ts: version_at(self.processor.rules, ts),
+            backlog=lambda: self.loop.due_backlog,
             batch_lock=self.loop.lock,
         )
         app.task(self.loop.run)
@@ -186,6 +209,7 @@ class TierstreamService:
         app.timer(interval=tuning.pareto_interval)(chores.refresh_pareto)
         if s.tick_interval > 0:
             app.timer(interval=s.tick_interval)(chores.tick)
+            app.timer(interval=tuning.backlog_tick_interval)(chores.tick_backlog)
         app.timer(interval=tuning.resync_check_interval)(chores.resync_lost_partitions)
         app.timer(interval=tuning.release_interval)(self.loop.release_held)
 

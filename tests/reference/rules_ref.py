@@ -12,7 +12,11 @@ the topics:
 * **tiers**: floors, the downgrade band (hysteresis), the initial tier, the rules'
   basis (``current`` or ``avg_daily``); AUM = the CNY values of all accounts that are
   not loans, each account last-writer-wins by event time (ties: the larger 64-bit
-  BLAKE2b of the event id); late transactions; deduplication;
+  BLAKE2b of the event id); late transactions; deduplication; the downgrade policies
+  (``min_days_in_tier``, ``downgrade_grace_days``, ``review``) and the evaluations
+  between events that time alone causes ("Tier policies and time"), by brute force:
+  every local midnight and every instant a policy names is evaluated, and only those
+  that change something leave a trace (the core computes the next such instant);
 * **offers** that only tier entries and transactions cause -- ``wealth_products``,
   ``relationship_manager``, ``private_banking_invitation``, ``sme_credit``,
   ``digital_banking`` -- with consent from the latest profile and the per-kind cap.
@@ -28,11 +32,12 @@ the topics:
   estimated annual contribution at the end, from the balances in force and every
   applied transaction's income, booked by local calendar month.
 
-API: ``run(events, rules_path=None, rules_version="") -> ReferenceResult`` (the
-version only goes into the offers' ids, for attributing responses); ``result_from_records``
-builds the same shape from the records on the output topics (tier-changes, offers,
-alerts), and ``diff`` lists where two results differ. Interpretations where the
-document leaves a choice are marked "Reading:" below.
+API: ``run(events, rules_path=None, as_of=None, rules_version="") -> ReferenceResult``
+(``as_of``: a final tick for everyone, as ``tierstream backtest`` ends with;
+``rules_version``: only goes into the offers' ids, for attributing responses);
+``result_from_records`` builds the same shape from the records on the output topics
+(tier-changes, offers, alerts), and ``diff`` lists where two results differ.
+Interpretations where the document leaves a choice are marked "Reading:" below.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -186,6 +191,9 @@ class Rules:
     drop_critical_ratio: Fraction
     drop_days: int
     alert_cooldown_days: dict[str, int]
+    min_days: int
+    grace_days: int
+    review: str  # none | month | quarter
 
 
 def load(rules_path: str | Path | None = None) -> Rules:
@@ -226,6 +234,9 @@ def load(rules_path: str | Path | None = None) -> Rules:
         drop_critical_ratio=_frac(a["aum_drop_critical_ratio"]),
         drop_days=int(a["aum_drop_days"]),
         alert_cooldown_days=dict(a["cooldown_days"]),
+        min_days=int(t["min_days_in_tier"]),
+        grace_days=int(t["downgrade_grace_days"]),
+        review=str(t["review"]),
     )
 
 
@@ -241,6 +252,12 @@ def parse_ts(text: str) -> int:
 def _fen(amount: Any, rate: Fraction) -> int:
     """Docs: "converted to CNY with the [fx] table and rounded half-to-even to the fen"."""
     return round(_frac(amount) * rate * 100)  # round() of a Fraction: half to even
+
+
+def format_ts(ms: int) -> str:
+    """Epoch ms -> RFC 3339 UTC with milliseconds (docs/topics.md), e.g. in trigger ids."""
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def _month(day: int) -> int:
@@ -312,6 +329,9 @@ class _Customer:
     alerts_at: dict[str, list[int]] = field(default_factory=dict)
     made: list[tuple[str, int, str, str]] = field(default_factory=list)  # id, ts, kind, tier
     answers: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # kind -> ts, tie, out
+    tier_since: int = 0  # when the current tier was entered
+    below_since: int | None = None  # grace: since when every evaluation found it below
+    mark: int | None = None  # the latest event time (or final tick) evaluated up to
 
     def aum(self) -> int:
         """Docs: "sum of the CNY values of all accounts whose product is not loan"."""
@@ -328,6 +348,21 @@ class _Bank:
     def local_day(self, ts: int) -> int:
         moment = (_EPOCH + timedelta(milliseconds=ts)).astimezone(self.r.zone)
         return (moment.date() - date(1970, 1, 1)).days
+
+    def midnight(self, day: int) -> int:
+        """Epoch ms of the local midnight starting local day ``day``."""
+        local = datetime.combine(date(1970, 1, 1) + timedelta(days=day), time(0), self.r.zone)
+        return (local - _EPOCH) // timedelta(milliseconds=1)
+
+    def is_review(self, ts: int) -> bool:
+        """Docs: "the local midnight that starts a month, or a quarter (1 January,
+        April, July, October)"."""
+        moment = (_EPOCH + timedelta(milliseconds=ts)).astimezone(self.r.zone)
+        if (moment.day, moment.hour, moment.minute, moment.second, moment.microsecond) != (
+            1, 0, 0, 0, 0,
+        ):  # fmt: skip
+            return False
+        return self.r.review == "month" or moment.month in (1, 4, 7, 10)
 
     # -------------------------------------------------------------- dispatch
 
@@ -352,6 +387,10 @@ class _Bank:
         day = self.local_day(ts)
         if c.today is not None and day < c.today:
             self.out.counts["out_of_order"] += 1
+        if not self._late_only(c, topic, doc, ts, day):
+            # "before an input event is applied, every such instant after the customer's
+            # timer watermark and up to the event's time is evaluated first"
+            self.catch_up(c, ts)
         if topic == "transactions":
             self._transaction(c, doc, ts, day)
         elif topic == "balances":
@@ -363,6 +402,46 @@ class _Bank:
             if topic == "offer-responses":
                 self._response(c, doc, ts)
             self._remember(c, eid)
+
+    def _late_only(
+        self, c: _Customer, topic: str, doc: Mapping[str, Any], ts: int, day: int
+    ) -> bool:
+        """A late transaction with nothing newer to apply: "counted ... but not applied"
+        (so it brings no time either)."""
+        if topic != "transactions" or c.today is None or day > c.today - self.r.window_days:
+            return False
+        bal, cur = doc.get("balance_after"), c.accounts.get(doc["account_id"])
+        newer = bal is not None and (cur is None or (ts, _tie(doc["event_id"])) > (cur.ts, cur.tie))
+        return not newer
+
+    # -------------------------------------------------------------- time
+
+    def catch_up(self, c: _Customer, until: int) -> None:
+        """Evaluate the tier at every instant in (watermark, until] at which time alone
+        can change it, in time order; then the watermark is ``until``. Brute force:
+        every local midnight, and each instant a minimum stay, a grace period or a
+        review names (recomputed after every evaluation: a tier change moves them)."""
+        if c.mark is None:
+            c.mark = until  # "a new customer starts its timers at its first event"
+            return
+        if until <= c.mark:
+            return
+        r, cursor = self.r, c.mark
+        while c.tier is not None:
+            nexts = [self.midnight(self.local_day(cursor) + 1)]
+            if r.min_days and c.tier_since + r.min_days * DAY_MS > cursor:
+                nexts.append(c.tier_since + r.min_days * DAY_MS)
+            grace_end = c.below_since + r.grace_days * DAY_MS if c.below_since is not None else 0
+            if r.grace_days and grace_end > cursor:
+                nexts.append(grace_end)
+            instant = min(nexts)  # review instants are midnights: among them already
+            if instant > until:
+                break
+            day = self.local_day(instant)
+            self._decide(c, self._basis(c, max(day, c.today or day)), instant,
+                         f"tier:{format_ts(instant)}")  # fmt: skip
+            cursor = instant
+        c.mark = until
 
     def _remembered(self, c: _Customer, eid: str) -> bool:
         """Docs: "the last 256 events applied to a customer ... as long as they were applied
@@ -491,7 +570,10 @@ class _Bank:
 
     # -------------------------------------------------------------- tiers
 
-    def _basis(self, c: _Customer) -> Fraction:
+    def _basis(self, c: _Customer, today: int | None = None) -> Fraction:
+        """The basis with ``today`` as the last day averaged (default the customer's
+        today; a later day between events: "every day after the last AUM sample at the
+        current AUM")."""
         aum = c.aum()
         if self.r.basis == "current":
             return Fraction(aum)
@@ -499,12 +581,14 @@ class _Bank:
         # the current AUM); a day without a change carries the previous level forward;
         # days before the customer's first AUM sample are left out"
         assert c.today is not None
+        if today is None:
+            today = c.today
         total, counted, carry = 0, 0, None
-        start = c.today - self.r.avg_days + 1
+        start = today - self.r.avg_days + 1
         for d in sorted(c.levels):
             if d < start:
                 carry = c.levels[d][1]
-        for d in range(start, c.today + 1):
+        for d in range(start, today + 1):
             if d in c.levels:
                 carry = c.levels[d][1]
             if d == c.today:
@@ -515,8 +599,12 @@ class _Bank:
         return Fraction(total, counted) if counted else Fraction(aum)
 
     def _retier(self, c: _Customer, doc: Mapping[str, Any], ts: int) -> None:
+        self._decide(c, self._basis(c), ts, doc["event_id"])
+
+    def _decide(self, c: _Customer, basis: Fraction, ts: int, cause: str) -> None:
+        """Docs: hysteresis, then "a downgrade that hysteresis allows waits until every
+        policy allows it; an upgrade never waits"."""
         r = self.r
-        basis = self._basis(c)
         floors = {t: f * 100 for t, f in r.floors.items()}  # fen
         # "mass < 500k <= affluent": mass is everything below affluent (AUM may be < 0)
         target = max((t for t in TIERS if basis >= floors[t]), key=RANK.__getitem__, default="mass")
@@ -527,23 +615,35 @@ class _Bank:
             direction = "upgrade"
         elif RANK[target] < RANK[old] and basis < floors[old] * (1 - r.band):
             direction = "downgrade"
+            below = None
+            if r.grace_days:  # "the first evaluation since which every evaluation found it below"
+                below = c.below_since if c.below_since is not None else ts
+            waits = (
+                (r.min_days and ts < c.tier_since + r.min_days * DAY_MS)
+                or (below is not None and ts < below + r.grace_days * DAY_MS)
+                or (r.review != "none" and not self.is_review(ts))
+            )
+            if waits:
+                c.below_since = below
+                return
         else:
+            c.below_since = None  # "an evaluation at or above it ... ends the count"
             return
-        c.tier = target
+        c.tier, c.tier_since, c.below_since = target, ts, None
         self.out.tier_changes.setdefault(c.cid, []).append(
-            TierChangeRef(ts, old, target, direction, doc["event_id"])
+            TierChangeRef(ts, old, target, direction, cause)
         )
         if direction == "downgrade":
             return  # "Downgrades send no offers."
         kind = TIER_OFFER.get(target)
         if kind is not None:
-            self._offer(c, kind, ts, doc)
+            self._offer(c, kind, ts, cause)
         if c.segment == "sme" and RANK[target] >= RANK["affluent"]:
-            self._offer(c, "sme_credit", ts, doc)
+            self._offer(c, "sme_credit", ts, cause)
 
     # -------------------------------------------------------------- offers
 
-    def _offer(self, c: _Customer, kind: str, ts: int, doc: Mapping[str, Any]) -> None:
+    def _offer(self, c: _Customer, kind: str, ts: int, cause: str) -> None:
         """Docs: "Offers need marketing consent on the latest profile (no profile = no
         consent) ... At most one offer of a kind per customer per 30 days (event
         time)": the cap runs from the latest offer of the kind, so an offer goes out
@@ -564,8 +664,8 @@ class _Bank:
             return
         c.offers_at.setdefault(kind, []).append(ts)
         tier = c.tier or "mass"
-        self.out.offers.append(OfferRef(c.cid, ts, kind, tier, doc["event_id"]))
-        c.made.append((offer_id(c.cid, doc["event_id"], kind, self.version), ts, kind, tier))
+        self.out.offers.append(OfferRef(c.cid, ts, kind, tier, cause))
+        c.made.append((offer_id(c.cid, cause, kind, self.version), ts, kind, tier))
 
     def _average(self, c: _Customer) -> tuple[list[str], Fraction]:
         """The window's channels and its average transaction in CNY. Docs: "average
@@ -592,7 +692,7 @@ class _Bank:
         age = on.year - c.birth.year - ((on.month, on.day) < (c.birth.month, c.birth.day))
         if age >= r.digital_max_age:
             return
-        self._offer(c, "digital_banking", ts, doc)
+        self._offer(c, "digital_banking", ts, doc["event_id"])
 
     def _branch_priority(self, c: _Customer, doc: Mapping[str, Any], ts: int) -> None:
         """Docs: "any age: at least 5 transactions in the window, more than 50% of them
@@ -603,7 +703,7 @@ class _Bank:
             return
         branch = sum(ch == "branch" for ch in channels)
         if branch > r.branch_share_over * len(channels) and avg >= r.branch_min_avg:
-            self._offer(c, "branch_priority", ts, doc)
+            self._offer(c, "branch_priority", ts, doc["event_id"])
 
     # -------------------------------------------------------------- contribution
 
@@ -708,11 +808,13 @@ class _Bank:
 def run(
     events: Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]],
     rules_path: str | Path | None = None,
+    as_of: int | None = None,
     rules_version: str = "",
 ) -> ReferenceResult:
     """Apply input events -- ``(topic, doc)`` pairs or bare docs (the topic is then
     inferred from their fields) -- in the order given, as the core would apply them
     per customer; ``rules_path`` a user rules file as for the worker (None: defaults);
+    ``as_of`` (epoch ms): then bring every customer's time up to it, as one final tick;
     ``rules_version`` the version the offers' ids derive from (responses name them)."""
     bank = _Bank(load(rules_path), rules_version)
     for item in events:
@@ -721,6 +823,10 @@ def run(
         else:
             topic, doc = topic_of(item), item
         bank.event(topic, doc)
+    if as_of is not None:
+        for c in bank.customers.values():
+            if c.mark is not None:
+                bank.catch_up(c, as_of)
     for cid, c in bank.customers.items():
         if c.tier is not None:
             bank.out.tiers[cid] = c.tier

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.decoder import DecodeError, Decoder
-from state.core import CoreError, apply
+from state.core import CoreError, apply, fire_timers
 from state.customer import CustomerState
 from state.profile import profile_fields
 from state.rules import Rules, load_rules
@@ -31,15 +31,16 @@ DECODER = Decoder()
 
 
 def core_run(
-    events: Iterable[tuple[str, Mapping[str, Any]]], rules: Rules
+    events: Iterable[tuple[str, Mapping[str, Any]]], rules: Rules, as_of: int | None = None
 ) -> rules_ref.ReferenceResult:
-    """The events through the real decoder and core, in the given order, and the
-    decisions as the records that go on the output topics."""
-    return _core(events, rules)[0]
+    """The events through the real decoder and core, in the given order, then (with
+    ``as_of``) one final tick for everyone, and the decisions as the records that go on
+    the output topics."""
+    return _core(events, rules, as_of)[0]
 
 
 def _core(
-    events: Iterable[tuple[str, Mapping[str, Any]]], rules: Rules
+    events: Iterable[tuple[str, Mapping[str, Any]]], rules: Rules, as_of: int | None = None
 ) -> tuple[rules_ref.ReferenceResult, list[tuple[str, dict[str, Any]]]]:
     states: dict[str, CustomerState | None] = {}
     records: list[tuple[str, dict[str, Any]]] = []
@@ -57,6 +58,12 @@ def _core(
         records.extend((d.topic, d.to_record()) for d in outcome.decisions)
         if outcome.answered is not None:
             answered[outcome.answered] += 1
+    if as_of is not None:
+        for st in states.values():
+            assert st is not None
+            records.extend(
+                (d.topic, d.to_record()) for d in fire_timers(st, as_of, "end", rules).decisions
+            )
     result = rules_ref.result_from_records(records)
     result.rejected = rejected
     result.responses = answered
@@ -76,9 +83,11 @@ def _rules_file(tmp_path: Path, text: str) -> Path | None:
     return path
 
 
-def _compare(events: list[tuple[str, dict[str, Any]]], path: Path | None) -> tuple[Any, Any]:
-    core = core_run(events, load_rules(str(path) if path else None))
-    ref = rules_ref.run(events, path)
+def _compare(
+    events: list[tuple[str, dict[str, Any]]], path: Path | None, as_of: int | None = None
+) -> tuple[Any, Any]:
+    core = core_run(events, load_rules(str(path) if path else None), as_of)
+    ref = rules_ref.run(events, path, as_of)
     return core, ref
 
 
@@ -110,6 +119,36 @@ def test_randomized_bank_agrees_with_the_reference(tmp_path: Path, seed: int, ba
     assert all(ref.counts[s] > 0 for s in situations), ref.counts
     print(f"\nseed {seed} {basis}: {len(events)} events, {len(changes)} tier changes, "
           f"{len(ref.offers)} offers, {len(ref.alerts)} alerts, {dict(ref.counts)}")  # fmt: skip
+
+
+#: Downgrade policies (docs/rules.md, "Tier policies and time"), alone and together.
+POLICIES = {
+    "min_days": "[tiers]\nmin_days_in_tier = 20\n",
+    "grace": "[tiers]\ndowngrade_grace_days = 12\n",
+    "review_avg": '[tiers]\nreview = "month"\nbasis = "avg_daily"\navg_days = 10\n',
+    "all_avg": (
+        '[tiers]\nbasis = "avg_daily"\navg_days = 7\nmin_days_in_tier = 9\n'
+        'downgrade_grace_days = 4\nreview = "quarter"\n'
+    ),
+}
+
+
+@pytest.mark.parametrize(("policy", "seed"), [(p, 10 + i) for i, p in enumerate(POLICIES)])
+def test_randomized_bank_agrees_under_the_downgrade_policies(
+    tmp_path: Path, policy: str, seed: int
+) -> None:
+    """The knobs, on a smaller bank (the reference evaluates every midnight), with a
+    final tick 100 days after the last event: held downgrades are released by time."""
+    events = bank(seed, customers=100, days=150)
+    as_of = T0_MS + 250 * DAY_MS
+    core, ref = _compare(events, _rules_file(tmp_path, POLICIES[policy]), as_of)
+    problems = rules_ref.diff(ref, core)
+    assert not problems, "\n".join(problems)
+    changes = [c for cs in ref.tier_changes.values() for c in cs]
+    by_time = [c for c in changes if c.cause_event_id.startswith("tier:")]
+    assert {c.direction for c in by_time} >= {"downgrade"}, policy  # a held one released
+    assert {c.direction for c in changes if c not in by_time} >= {"initial", "upgrade"}
+    print(f"\n{policy}: {len(changes)} tier changes, {len(by_time)} by time alone")
 
 
 # ------------------------------------------------------------------ around the lines
@@ -188,6 +227,34 @@ def test_histories_around_the_lines_agree(
     assert core.contributions == ref.contributions
 
 
+_SHORT_POLICIES = {
+    "min_days": "[tiers]\nmin_days_in_tier = 2\n",
+    "grace": "[tiers]\ndowngrade_grace_days = 1\n",
+    "grace_avg": '[tiers]\nbasis = "avg_daily"\navg_days = 3\ndowngrade_grace_days = 2\n',
+    "review": '[tiers]\nreview = "month"\n',
+    "all_avg": (
+        '[tiers]\nbasis = "avg_daily"\navg_days = 4\nmin_days_in_tier = 1\n'
+        'downgrade_grace_days = 1\nreview = "month"\n'
+    ),
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(), st.sampled_from(list(_SHORT_POLICIES)), st.integers(0, 40))
+def test_histories_under_the_downgrade_policies_agree(
+    tmp_path_factory: pytest.TempPathFactory,
+    events: list[tuple[str, dict[str, Any]]],
+    policy: str,
+    extra_days: int,
+) -> None:
+    """Histories of ten days around the lines, under each policy with short periods,
+    and a final tick up to 40 days later (past the month's review)."""
+    path = _rules_file(tmp_path_factory.mktemp("r"), _SHORT_POLICIES[policy])
+    core, ref = _compare(events, path, T0_MS + (10 + extra_days) * DAY_MS + 1)
+    problems = rules_ref.diff(ref, core)
+    assert not problems, "\n".join(problems)
+
+
 def test_the_reference_imports_nothing_of_the_project() -> None:
     """Independence: stdlib only (it may read the rules file and nothing else)."""
     source = Path(rules_ref.__file__).read_text()
@@ -257,9 +324,14 @@ def _answers(
     return merged
 
 
-@pytest.mark.parametrize(("basis", "seed"), [("current", 3), ("avg_daily", 4)])
+@pytest.mark.parametrize(
+    ("basis", "seed"),
+    [("current", 3), ("avg_daily", 4), ("all_avg", 5)],  # all_avg: issue 21's policies too
+)
 def test_offer_responses_agree_with_the_reference(tmp_path: Path, seed: int, basis: str) -> None:
-    path = _rules_file(tmp_path, BASES[basis])
+    """Answers to the offers, also (under the tier policies) to tier-entry offers that
+    time alone caused, whose ids derive from their trigger (``tier:<instant>``)."""
+    path = _rules_file(tmp_path, {**BASES, **POLICIES}[basis])
     rules = load_rules(str(path) if path else None)
     events = bank(seed, customers=300, days=150)
     _, first = _core(events, rules)
@@ -267,7 +339,7 @@ def test_offer_responses_agree_with_the_reference(tmp_path: Path, seed: int, bas
     events = _answers(events, decided, seed)
 
     core, records = _core(events, rules)
-    ref = rules_ref.run(events, path, rules.version)
+    ref = rules_ref.run(events, path, rules_version=rules.version)
     problems = rules_ref.diff(ref, core)
     assert not problems, "\n".join(problems)
     assert core.responses == ref.responses
@@ -282,6 +354,11 @@ def test_offer_responses_agree_with_the_reference(tmp_path: Path, seed: int, bas
     for situation in ("declined_hold", "response_before_offer", "response_unknown",
                       "response_no_customer", "duplicate"):  # fmt: skip
         assert ref.counts[situation] > 0, (situation, ref.counts)
+    if basis in POLICIES:  # answers to offers of evaluations between events among them
+        timed = {r["event_id"] for t, r in first if t == "offers" and
+                 r["cause_event_id"].startswith("tier:")}  # fmt: skip
+        assert timed and any(d["offer_event_id"] in timed for t, d in events
+                             if t == "offer-responses"), "no timed offer answered"  # fmt: skip
     held = ref.counts["declined_hold"]
     print(f"\nseed {seed} {basis}: {sum(ref.responses.values())} attributed responses, "
           f"{held} offers held back by a decline, {dict(ref.counts)}")  # fmt: skip

@@ -24,6 +24,7 @@ from schemas.events import (
     SEGMENTS,
     TICK_TOPICS,
     TOPIC_AUDIT,
+    TOPIC_RULES,
     TRANSACTION_TYPES,
     BalanceSnapshot,
     Contact,
@@ -37,7 +38,7 @@ from schemas.events import (
 from state.decisions import SEVERITIES, TIERS, Alert, Offer, TierChange, derive_event_id
 from tests.schemas.conftest import EXAMPLES_DIR, SCHEMA_DIR, load_examples
 
-ALL_TOPICS = (*INPUT_TOPICS, *OUTPUT_TOPICS, *TICK_TOPICS, TOPIC_AUDIT)
+ALL_TOPICS = (*INPUT_TOPICS, *OUTPUT_TOPICS, *TICK_TOPICS, TOPIC_AUDIT, TOPIC_RULES)
 EVENT_TYPES = {
     "transactions": Transaction,
     "balances": BalanceSnapshot,

@@ -14,6 +14,12 @@ The upgrade tests restore the stored states the v3 code wrote part-way through e
 bank (tests/state/data/v3-*.jsonl.gz, written by the same command with ``--corpus``)
 and run the rest of the stream on them: a worker upgraded in place restores exactly
 such states from its changelog, and must decide what the v3 code would have.
+
+Issue 21 (rules governance) changed one rule on purpose: under the average-daily basis
+a tier now moves at the local midnight the average crosses a line, without waiting for
+an event. The default bank (current basis) is untouched, digests and corpus alike; the
+variant's digests were re-recorded, its "after the cut" digest from its v3 corpus with
+the current code.
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 22,
                 "ticks:applied": 604,
                 "ticks:timers_fired": 43,
-                "ticks:timers_idle": 109,
+                "ticks:timers_idle": 110,  # 109 until issue 21 (the due index, a restart)
                 "transactions:applied": 55393,
                 "transactions:duplicate": 542,
                 "transactions:late": 4,
@@ -89,16 +95,21 @@ GOLDEN: dict[str, dict[str, Any]] = {
     "variant": {
         "messages": 67322,
         "cut": 30327,
+        # re-recorded for issue 21 (its average-daily basis now moves tiers at local
+        # midnights without an event, docs/rules.md "Tier policies and time"): +14 timer
+        # firings, one decision fewer (207 -> 221, 2,244 -> 2,243 before issue 22), and
+        # again when issues 21 and 22 met: the two changes add up (issue 22 alone:
+        # 291 firings, 2,402 decisions; both: 305, 2,401)
         "whole": {
-            "outputs_sha256": "24517c341669d3f448b1c9b2ce3158c02b100f34e578d8ed914aa40558259958",
+            "outputs_sha256": "dbd816211cf1fae085d81dfb572c42905b7c8ba4bb805edf5ef5bef23cc2981b",
             "profile_writes_sha256": (
-                "3b247052a0c83ad472472637f902e9524a12666dae4ff98c4fa5fd2140340bdc"
+                "6de07a2f8a09ee10c3533b77bf71a5cb52318ac507a52c242024ce5fd5cf21f9"
             ),
             "final_profiles_sha256": (
-                "4ee4e42fde5163f8d20a4ea471908cf1ea793e6610d2daa5680e7433b3ddaf28"
+                "ad82881a0fa74d32102fe8a102dc5bda1c07bb9a18d6ec6d87404d4da4f7e36f"
             ),
-            "decisions": 2402,
-            "profile_writes": 12370,
+            "decisions": 2401,
+            "profile_writes": 12372,
             "dead_letters": 137,
             "counts": {
                 "balances:applied": 6081,
@@ -109,20 +120,20 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "risk-assessments:applied": 170,
                 "risk-assessments:duplicate": 4,
                 "ticks:applied": 660,
-                "ticks:timers_fired": 291,
-                "ticks:timers_idle": 848,
+                "ticks:timers_fired": 305,
+                "ticks:timers_idle": 859,
                 "transactions:applied": 59259,
                 "transactions:duplicate": 523,
                 "transactions:late": 5,
             },
         },
         "after_cut": {
-            "outputs_sha256": "f9a8b28a1f6b11d7ed08fc4e42bb1232199d0ce0aaab8082d54918b0abdf898d",
+            "outputs_sha256": "eebf7c82d7c0f4be77fdc2b5b3a9a701972f4af5ba403648d123160a7c5c4607",
             "profile_writes_sha256": (
-                "573c93fe18826ddec826b00bc741e997cb790c80e844c7c6398b3ebba175d3d8"
+                "b569c071451432eb2bcb8d904ca568410324f2ecc5b6dc48b67e89989b6f97f9"
             ),
             "final_profiles_sha256": (
-                "da0a7144760b3765a186b64873de5bfac17a26bcdda0c2efad7ce0182d61258d"
+                "74c55b255ff626ebb513698014531aa4aa15ff232a42cdfd9ca95f1516b2f5dd"
             ),
             "decisions": 1125,
             "profile_writes": 6916,
@@ -135,8 +146,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "customer-profiles:applied": 8,
                 "risk-assessments:applied": 8,
                 "ticks:applied": 364,
-                "ticks:timers_fired": 151,
-                "ticks:timers_idle": 484,
+                "ticks:timers_fired": 153,
+                "ticks:timers_idle": 487,
                 "transactions:applied": 32853,
                 "transactions:duplicate": 302,
                 "transactions:late": 5,
@@ -170,7 +181,13 @@ def test_states_written_by_v3_restore_and_decide_as_v3_did(name: str) -> None:
     assert digest.summary() == GOLDEN[name]["after_cut"]
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+#: Scenarios whose decisions are still those of the v3 code: the average-daily variant
+#: decides differently since issue 21 (tiers move at midnights without an event), so
+#: the states the current code builds from its events are not the v3 code's states.
+SAME_RULES_AS_V3 = ("default",)
+
+
+@pytest.mark.parametrize("name", SAME_RULES_AS_V3)
 def test_v3_states_upgrade_to_exactly_the_state_the_current_code_builds(name: str) -> None:
     """Every v3 state of the corpus, loaded and written back, is byte for byte the
     state the current code builds from the same events: the upgrade loses nothing.

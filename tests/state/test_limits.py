@@ -96,6 +96,8 @@ def test_limits_at_their_defaults_leave_the_derived_version_as_it_was(tmp_path) 
     r = rules_with(tmp_path, '[tiers]\naffluent = "400000"\n')
     table = _default_table()
     del table["limits"]
+    for later in ("min_days_in_tier", "downgrade_grace_days", "review"):  # issue 21's keys
+        del table["tiers"][later]
     del table["offers"]["after_decline_days"], table["offers"]["answerable_offers"]  # issue 23
     for section, keys in _ISSUE_22_KEYS.items():  # at their defaults, also left out
         for key in keys:
@@ -300,6 +302,7 @@ def _worst_state(rules: Rules) -> CustomerState:
     s.last_offer = {k: big for k in rules.offer_kinds}
     s.last_alert = {k: big for k in rules.alert_cooldown_days}
     s.greeted_year = s.churn_day = s.timer_mark = s.first_day = s.last_contact_ts = big
+    s.below_since = big
     s.campaigns_done = {c.id: big for c in rules.campaigns}
     long_kind = "k" * 64  # the longest kind any rules allow (an earlier rules' campaign)
     s.recent_offers = [

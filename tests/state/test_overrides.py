@@ -14,8 +14,11 @@ from state.core import CoreError, apply, fire_timers
 from state.customer import CustomerState
 from state.decisions import AuditRecord, Decision, Offer, TierChange
 from state.profile import profile_fields
+from state.tier_policy import tier_due
+from state.timeline import RulesTimeline
 from state.triggers import next_due_ms
 from tests.state.helpers import RULES, at, bal, prof, run
+from tests.state.test_triggers import _rules
 
 
 def override(
@@ -182,3 +185,42 @@ def test_the_core_refuses_what_the_decoder_would(event: TierOverride, field: str
     with pytest.raises(CoreError) as err:
         apply(s, event, RULES)
     assert err.value.field == field and s.to_bytes() == before
+
+
+# ------------------------------------------------------------------ with issue 21
+
+
+def test_a_rules_switch_under_an_override_moves_only_the_rules_tier() -> None:
+    """Issue 21's timeline meets issue 22's override: at the switch the override holds
+    the effective tier (no tier change), the rules' tier underneath is evaluated by the
+    new version, and the override's end lands on that version's tier."""
+    raised = _rules('version = "2027.01-raised"\n[tiers]\naffluent = "700000"\n')
+    tl = RulesTimeline(RULES, [(at(20, 9), raised)])
+    s, _ = run([prof(at(0)), bal(at(0), "600000")])
+    assert s.tier == "affluent"
+    apply(s, override(at(1), "hnw", at(40)), tl)
+    fired = fire_timers(s, at(20, 12), "tick-0-x", tl)
+    assert changes(fired.decisions) == [] and s.tier == "hnw"
+    assert s.rules_tier == "mass"  # 600k: below the raised floor's band (630k)
+    out = apply(s, override(at(25), None, eid="o2"), tl).decisions
+    check_records(out)
+    assert changes(out) == [("hnw", "mass", "downgrade", "o2")]
+    tc = next(d for d in out if isinstance(d, TierChange))
+    assert tc.rules_version == raised.version and tc.reason["override_ended"] == "cleared"
+
+
+def test_tier_policies_hold_nothing_under_an_override_and_apply_after_it() -> None:
+    """With a minimum stay the override still holds the tier; the rules' tier under it
+    follows hysteresis; after its end the policies govern the tier again."""
+    rules = _rules("[tiers]\nmin_days_in_tier = 30\n")
+    s, _ = run([prof(at(0)), bal(at(0), "600000")], rules=rules)
+    apply(s, override(at(1), "private", at(5)), rules)
+    out = apply(s, bal(at(2), "100000"), rules).decisions
+    assert changes(out) == [] and s.rules_tier == "mass" and s.below_since == -1
+    assert tier_due(s, rules, s.timer_mark) is None  # time alone moves nothing under it
+    fired = fire_timers(s, at(6), "tick-0-x", rules).decisions
+    assert changes(fired) == [("private", "mass", "downgrade", f"override_expiry:{at(5)}")]
+    out = apply(s, bal(at(7), "600000"), rules).decisions  # upgrades never wait
+    assert [c[:3] for c in changes(out)] == [("mass", "affluent", "upgrade")]
+    out = apply(s, bal(at(8), "100000"), rules).decisions  # a downgrade waits 30 days
+    assert changes(out) == [] and s.tier == "affluent"

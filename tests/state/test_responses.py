@@ -13,8 +13,10 @@ import pytest
 from schemas.events import OFFER_OUTCOMES, OfferResponse
 from state.core import CoreError, Outcome, apply
 from state.customer import CustomerState, OfferOutcome, event_key
-from state.decisions import Offer
+from state.decisions import Offer, TierChange
+from state.timeline import RulesTimeline
 from tests.state.helpers import DAY, RULES, assess, at, bal, eid, kinds, prof, rules_with, run
+from tests.state.test_triggers import _rules
 
 MISSING = "f" * 32  # an offer id no offer has
 
@@ -275,14 +277,20 @@ def test_the_new_fields_round_trip_and_an_older_v4_state_takes_their_defaults() 
     apply(state, resp(at(2), offer, "declined"), RULES)
     assert CustomerState.from_bytes(state.to_bytes()) == state
     # an older v4 state: the same array without the fields appended from issue 23 on
-    # (the array's first element is the version tag)
+    # (the array's first element is the version tag): the two of issue 23, then
+    # ``below_since`` (issue 21), then the customer-value fields (issue 22)
     arr = msgspec.msgpack.decode(state.to_bytes())
-    older = msgspec.msgpack.encode(
-        arr[: 1 + CustomerState.__struct_fields__.index("recent_offers")]
-    )
+    fields = CustomerState.__struct_fields__
+    first = fields.index("recent_offers")
+    assert fields[first : first + 3] == ("recent_offers", "offer_outcomes", "below_since")
+    older = msgspec.msgpack.encode(arr[: 1 + first])
     loaded = CustomerState.from_bytes(older)
     assert loaded.recent_offers == [] and loaded.offer_outcomes == {}
     assert loaded.version == state.version
+    # a v4 state of issue 23 without issue 21's field keeps its offers and outcomes
+    loaded = CustomerState.from_bytes(msgspec.msgpack.encode(arr[: 1 + first + 2]))
+    assert loaded.recent_offers == state.recent_offers and loaded.below_since == -1
+    assert loaded.offer_outcomes == state.offer_outcomes
 
 
 # ------------------------------------------------------------------ randomized
@@ -355,3 +363,36 @@ def test_random_offers_and_responses_agree_with_an_independent_model(tmp_path, s
             k: v[2] for k, v in latest.items()
         }
         assert len(state.recent_offers) == min(window, len(made))
+
+
+# ------------------------------------------------------------------ under a rules timeline
+
+
+def test_a_response_under_a_rules_timeline_is_decided_by_the_version_at_its_time() -> None:
+    """Issue 21 and 23 together: a response after a switch brings the switch's re-tier
+    (stamped with the new version), is attributed to the offer made under the old
+    version (whose id derives from the old version), and the decline's cool-down is the
+    one of the version in force when the next offer is due."""
+    raised = '[tiers]\naffluent = "700000"\n'
+    short = _rules(f'version = "2027.02-short"\n{raised}[offers.after_decline_days]\n'
+                   "wealth_products = 10\n")  # fmt: skip
+    long = _rules(f'version = "2027.02-long"\n{raised}')  # the default 90 days
+    for v2, held in ((short, False), (long, True)):
+        timeline = RulesTimeline(RULES, [(at(3), v2)])
+        state, outs = run(
+            [prof(at(0)), assess(at(0, 13), 50), bal(at(1), "600000")], rules=timeline
+        )
+        (offer,) = offers_of(outs)
+        assert offer.rules_version == RULES.version
+        out = apply(state, resp(at(4), offer, "declined"), timeline)
+        assert out.status == "applied"
+        assert out.answered == ("wealth_products", "affluent", "declined")
+        (change,) = out.decisions  # the switch at at(3), brought by the response
+        assert isinstance(change, TierChange) and change.to_tier == "mass"
+        assert change.cause_event_id == f"rules:{v2.version}"
+        assert (change.ts, change.rules_version) == (at(3), v2.version)
+        assert state.offer_outcomes["wealth_products"].outcome == "declined"
+        # back above the new floor 36 days after the decline, past the offer's cap
+        up = apply(state, bal(at(40), "800000"), timeline)
+        assert [d.rules_version for d in up.decisions] == [v2.version] * len(up.decisions)
+        assert ("wealth_products" in kinds(up)) is not held, (v2.version, kinds(up))

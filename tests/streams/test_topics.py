@@ -76,3 +76,16 @@ def test_replication_one_for_audit_needs_the_development_flag() -> None:
     assert Settings.from_env({"TIERSTREAM_DEV_SINGLE_REPLICA": "true"}).dev_single_replica
     with pytest.raises(ValueError, match="TIERSTREAM_DEV_SINGLE_REPLICA"):
         Settings.from_env({"TIERSTREAM_DEV_SINGLE_REPLICA": "maybe"})
+
+
+def test_the_rules_topic_is_one_compacted_partition_kept_forever_and_takes_no_retention() -> None:
+    spec = next(s for s in topic_specs(Settings(topic_prefix="p.")) if s.name == "p.rules")
+    assert spec.partitions == 1
+    assert spec.config == {
+        "cleanup.policy": "compact",
+        "message.timestamp.type": "LogAppendTime",
+        "retention.ms": "-1",
+        "retention.bytes": "-1",
+    }
+    with pytest.raises(TopologyError, match="kept forever"):
+        topic_specs(Settings(retention={"rules": DAY_MS}))

@@ -137,6 +137,20 @@ def test_on_timeout_is_told_each_timeout_with_partition_inputs_and_wait() -> Non
     assert gave_up[-1] == GaveUp("idle", 0, (("balances", None),), 1000)
 
 
+def test_the_rules_watermark_holds_a_task_from_its_first_record_at_or_after_it() -> None:
+    """``before``: records stamped earlier go; the first at or after it stops its task
+    (later records of the task wait with it, in event-time order); tasks are apart."""
+    a = _aligner()
+    a.add([("transactions", 0, ("t1", 10)), ("transactions", 0, ("t2", 30))])
+    a.add([("balances", 0, ("b1", 20)), ("balances", 1, ("x1", 5))])
+    assert a.any_head_from(20) is False and a.any_head_from(6) is True
+    out = a.release(lambda t, p: True, now_ms=0, before=20)
+    assert [x[0] for x in out] == ["t1", "x1"]
+    assert a.held == 2 and a.held_from(20) == 2 and a.any_head_from(20)
+    assert a.release(lambda t, p: True, now_ms=10_000, before=20) == []  # no timeout here
+    assert [x[0] for x in a.release(lambda t, p: True, now_ms=0, before=31)] == ["b1", "t2"]
+
+
 class _ReferenceAligner:
     """The aligner as it was before 2026-12-07 (one record per step, every empty
     input's state asked at every step), kept as the reference the faster release
@@ -153,7 +167,7 @@ class _ReferenceAligner:
         for topic, partition, item in items:
             self.buf.setdefault(partition, {t: [] for t in self.topics})[topic].append(item)
 
-    def release(self, caught_up, now_ms: int) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    def release(self, caught_up, now_ms: int, before: int | None = None) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
         out: list[tuple[str, int]] = []
         for partition in sorted(self.buf):
             task = self.buf[partition]
@@ -162,6 +176,8 @@ class _ReferenceAligner:
                 if not heads:
                     self.blocked_since.pop(partition, None)
                     break
+                if before is not None and min(q[0][1] for _t, q in heads) >= before:
+                    break  # the rules watermark (issue 21): nothing of this task yet
                 if len(heads) < len(task):
                     empty = [(t, caught_up(t, partition)) for t, q in task.items() if not q]
                     states = [state for _t, state in empty]
@@ -201,6 +217,7 @@ _step = st.one_of(
                 st.sampled_from([True, False, None]),
             ),
             st.integers(0, 3000),
+            st.one_of(st.none(), st.integers(0, 31)),
         ),
     ),
 )
@@ -209,8 +226,8 @@ _step = st.one_of(
 @given(st.lists(_step, max_size=25), st.sampled_from([(0, 0), (1000, 2500), (200, 200)]))
 def test_release_equals_the_reference_step_by_step(steps: list, limits: tuple[int, int]) -> None:  # type: ignore[type-arg]
     """Random adds and releases, each input of each partition caught up, behind or
-    unknown per release, the clock moving on: same records in the same order, same
-    timeouts, same held count."""
+    unknown per release, the clock moving on, with or without a rules watermark: same
+    records in the same order, same timeouts, same held count."""
     gave_up: list[GaveUp] = []
     fast = InputAligner(THREE, lambda item: item[1], limits[0], limits[1], gave_up.append)
     ref = _ReferenceAligner(THREE, limits[0], limits[1])
@@ -224,12 +241,12 @@ def test_release_equals_the_reference_step_by_step(steps: list, limits: tuple[in
             fast.add(items)
             ref.add(items)
         else:
-            states, advance = arg
+            states, advance, before = arg
             now += advance
 
             def caught_up(t: str, p: int, states: dict = states) -> bool | None:  # type: ignore[type-arg]
                 return states.get((t, p), True)
 
-            assert fast.release(caught_up, now) == ref.release(caught_up, now)
+            assert fast.release(caught_up, now, before) == ref.release(caught_up, now, before)
             assert gave_up == ref.timeouts
         assert fast.held == sum(len(q) for task in ref.buf.values() for q in task.values())

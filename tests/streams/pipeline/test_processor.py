@@ -143,3 +143,143 @@ def test_profile_consent_record_decodes() -> None:
     # guards the helpers used above against drifting from the contract
     res = BatchProcessor(RULES).process(_msgs([profile("p1", "c1", 1)]), _no_state)
     assert res.counts == {("customer-profiles", "applied"): 1}
+
+
+# ------------------------------------------------------------------ rules versions
+
+
+def _tick(partition: int, ts_ms: int) -> RawMessage:
+    from schemas.timefmt import format_ts_utc
+
+    value = orjson.dumps(
+        {
+            "event_id": f"tick-{partition}-{ts_ms}",
+            "partition": partition,
+            "ts": format_ts_utc(ts_ms),
+        }
+    )
+    return RawMessage("ticks", partition, 0, None, value)
+
+
+def test_a_new_version_wakes_every_customer_within_the_tick_budget() -> None:
+    """set_timeline: customers already indexed are made due at the switch when their
+    partition's next tick comes; a tick fires at most ``tick_budget`` of them and
+    reports the rest as a backlog; the later ticks fire them all, once."""
+    from datetime import datetime
+
+    from state.customer import CustomerState
+    from state.decisions import TierChange
+    from state.timeline import RulesTimeline
+    from tests.state.test_triggers import _rules
+
+    base = load_rules()
+    raised = _rules('version = "raised"\n[tiers]\naffluent = "700000"\n')
+    proc = BatchProcessor(base, tick_budget=4)
+    store: dict[bytes, bytes] = {}
+
+    def run(msgs: list[RawMessage]) -> object:
+        res = proc.process(msgs, lambda _p, k: store.get(k))
+        for _p, k, v in res.states:
+            store[k] = v
+        return res
+
+    def scan(p: int) -> list[tuple[bytes, bytes]]:
+        return sorted(store.items())
+
+    balances = [  # ten customers on day 1: six at 600k (to move), four at 650k (stay)
+        RawMessage(
+            "balances",
+            0,
+            i,
+            f"c{i}".encode(),
+            balance(f"b{i}", f"c{i}", f"a{i}", 1, "600000.00" if i < 6 else "650000.00")[2],
+        )
+        for i in range(10)
+    ]
+    run(balances)
+    first = datetime.fromisoformat("2026-03-02T00:00:00+08:00")
+    t0 = int(first.timestamp() * 1000)
+    res = proc.apply_ordered([proc.decode(_tick(0, t0))], lambda _p, k: store.get(k), scan)
+    assert res.decisions == [] and proc.due.has(0)  # indexed, nothing due
+    switch = t0 + 3_600_000
+    assert proc.set_timeline(RulesTimeline(base, [(switch, raised)])) == [switch]
+    moved: list[TierChange] = []
+    for n in range(1, 6):
+        res = proc.apply_ordered(
+            [proc.decode(_tick(0, switch + n * 1000))], lambda _p, k: store.get(k), scan
+        )
+        for _p, k, v in res.states:
+            store[k] = v
+        moved += [d for d in res.decisions if isinstance(d, TierChange)]
+        fired = res.counts.get(("ticks", "timers_fired"), 0)
+        assert fired <= 4
+        assert (0 in res.due_backlog) == (n < 3), n  # 10 customers, 4 per tick
+    assert sorted(d.customer_id for d in moved) == [f"c{i}" for i in range(6)]
+    assert {(d.ts, d.cause_event_id, d.rules_version) for d in moved} == {
+        (switch, "rules:raised", "raised")
+    }
+    assert all(CustomerState.from_bytes(v).timer_mark > switch for v in store.values())
+
+
+@pytest.mark.parametrize("timeline_first", [False, True])
+def test_a_restarted_worker_re_tiers_stored_customers_with_no_new_events(
+    timeline_first: bool,
+) -> None:
+    """A worker that took a partition over (a fresh processor, states in the store)
+    re-tiers every stored customer between the old and the new floor at the switch,
+    though none of them has a new event -- also when another customer's event comes
+    before the partition's first tick (it must not pass for the partition's build, as
+    it once did: the stored customers were then never indexed), and whether the new
+    version arrives before or after that event."""
+    from datetime import datetime
+
+    from state.decisions import TierChange
+    from state.timeline import RulesTimeline
+    from tests.state.test_triggers import _rules
+
+    base = load_rules()
+    raised = _rules('version = "raised"\n[tiers]\naffluent = "700000"\n')
+    store: dict[bytes, bytes] = {}
+    amounts = ["600000.00", "650000.00", "800000.00", "300000.00", "620000.00"]
+    first = BatchProcessor(base)
+    res = first.process(
+        [
+            RawMessage("balances", 0, i, f"c{i}".encode(), balance(f"b{i}", f"c{i}", "a", 1, a)[2])
+            for i, a in enumerate(amounts)
+        ],
+        _no_state,
+    )
+    store.update((k, v) for _p, k, v in res.states)
+
+    proc = BatchProcessor(base)  # the partition's new owner
+    t0 = int(datetime.fromisoformat("2026-03-02T00:00:00+08:00").timestamp() * 1000)
+    switch = t0 + 3_600_000
+
+    def load(_p: int, k: bytes) -> bytes | None:
+        return store.get(k)
+
+    def scan(_p: int) -> list[tuple[bytes, bytes]]:
+        return sorted(store.items())
+
+    def apply(msgs: list[RawMessage]) -> list[TierChange]:
+        out = proc.apply_ordered([proc.decode(m) for m in msgs], load, scan)
+        store.update((k, v) for _p, k, v in out.states)
+        return [d for d in out.decisions if isinstance(d, TierChange)]
+
+    if timeline_first:
+        proc.set_timeline(RulesTimeline(base, [(switch, raised)]))
+    newcomer = balance("n1", "new", "a", 2, "2000000.00")
+    assert [
+        d.cause_event_id for d in apply([RawMessage("balances", 0, 9, b"new", newcomer[2])])
+    ] == ["n1"]
+    if not timeline_first:
+        proc.set_timeline(RulesTimeline(base, [(switch, raised)]))
+    moved = apply([_tick(0, switch + 1000)])
+    assert sorted((d.customer_id, d.from_tier, d.to_tier) for d in moved) == [
+        ("c0", "affluent", "mass"),
+        ("c4", "affluent", "mass"),
+    ]
+    assert {(d.ts, d.cause_event_id, d.rules_version) for d in moved} == {
+        (switch, "rules:raised", "raised")
+    }
+    assert apply([_tick(0, switch + 2000)]) == []  # once
