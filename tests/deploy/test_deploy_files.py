@@ -278,7 +278,7 @@ def test_promtool_accepts_config_and_rules(promtool: str) -> None:
     out = _promtool(promtool, "check", "config", "prometheus.yml")
     assert "SUCCESS" in out
     out = _promtool(promtool, "check", "rules", "alerts.yml")
-    assert "SUCCESS: 17 rules found" in out  # 12 alerts, 5 recording rules (offer conversion)
+    assert "SUCCESS: 18 rules found" in out  # 13 alerts, 5 recording rules (offer conversion)
 
 
 def test_alert_rules_unit_tests_pass(promtool: str) -> None:
@@ -300,6 +300,7 @@ def test_every_required_alert_exists_and_is_unit_tested() -> None:
         "TierstreamOfferConversionLow",
         "TierstreamInternalDeadLetters",  # issue 18: a record raised (a bug)
         "TierstreamInputOutOfOrder",  # issue 18: the cross-topic order contract broken
+        "TierstreamRulesRefused",  # issue 21: a rules version the workers refused
         "TierstreamBulkProfileReads",
     }
     assert required <= names
@@ -317,9 +318,14 @@ def test_every_required_alert_exists_and_is_unit_tested() -> None:
 
 
 def exported_series() -> set[str]:
-    """Every series name the worker's Metrics() can export (from its registry)."""
+    """Every series name the worker's Metrics() can export (from its registry, with the
+    rules gate's metrics, which the worker registers there too)."""
+    from streams.worker.rules_gate import RulesMetrics
+
     names: set[str] = set()
-    for family in Metrics().registry.collect():
+    metrics = Metrics()
+    RulesMetrics(metrics)
+    for family in metrics.registry.collect():
         assert isinstance(family, Metric)
         if family.type == "counter":
             names.add(f"{family.name}_total")
