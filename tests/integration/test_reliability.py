@@ -49,6 +49,7 @@ from tests.integration.harness import (
     group_lag,
     group_offsets,
     produce,
+    stop_together,
     wait_caught_up,
     wait_until,
 )
@@ -310,7 +311,7 @@ def test_kill_minus_nine_three_times_under_load_loses_nothing(
     load.stop()
     wait_done(settings, w1, w2)
     timeouts = {w.name: aligner_timeouts(w) for w in (w1, w2)}
-    assert w1.stop() == 0 and w2.stop() == 0
+    assert stop_together(w1, w2) == [0, 0]
     figures = check_guarantee(settings, redis_url, guarantee, sim_minimum(customers))
     report(
         f"kill-9 x3 ({guarantee})",
@@ -357,7 +358,7 @@ def _order_across_kills(
     load.stop()
     wait_done(settings, w1, w2)
     timeouts = {w.name: aligner_timeouts(w) for w in (w1, w2)}
-    assert w1.stop() == 0 and w2.stop() == 0
+    assert stop_together(w1, w2) == [0, 0]
     gave_up = gave_up_lines(w1, w2)
     try:
         figures = check_guarantee(settings, redis_url, guarantee, JOINING_MINIMUM)
@@ -450,7 +451,7 @@ def test_workers_joining_and_leaving_under_load_commit_everything(
     load.stop()
     wait_done(settings, w1, w2)
     timeouts = {w.name: aligner_timeouts(w) for w in (w1, w2)}
-    assert w1.stop() == 0 and w2.stop() == 0
+    assert stop_together(w1, w2) == [0, 0]
     figures = check_guarantee(settings, redis_url, guarantee, sim_minimum(customers))
     report(
         f"graceful rebalances x3 under load ({guarantee})",
