@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from state.decisions import TIERS
 from streams.tools.kpi import START_TIERS, UNMATCHED_REASONS, KpiInput, Kpis
+from streams.tools.report_render import pyplot, save_figure
 
 CSV_FILES = ("migration.csv", "conversion.csv", "retention.csv")
 CHARTS = ("migration.png", "conversion.png", "flow.png")
@@ -107,29 +107,13 @@ def _csv(path: Path, header: Sequence[str], rows: list[list[str]]) -> Path:
 # -- charts ----------------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
-
-
 def _period(kpis: Kpis) -> str:
     return f"{kpis.period.first} – {kpis.period.last}"
 
 
 def _migration_chart(kpis: Kpis, path: Path) -> Path:
     grid = [[kpis.migration.get((f, t), 0) for t in TIERS] for f in START_TIERS]
-    fig, ax = _pyplot().subplots(figsize=(6.5, 5))
+    fig, ax = pyplot().subplots(figsize=(6.5, 5))
     # colour by the share of the start tier (row), so small tiers show their pattern too
     shares = [[n / (sum(row) or 1) for n in row] for row in grid]
     im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -150,16 +134,16 @@ def _migration_chart(kpis: Kpis, path: Path) -> Path:
     ax.set_ylabel("tier at the start")
     ax.set_title(f"Tier migration {_period(kpis)} ({kpis.customers:,} customers)")
     fig.colorbar(im, ax=ax, label="share of the start tier")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _conversion_chart(kpis: Kpis, path: Path) -> Path:
     kinds = sorted({r.kind for r in kpis.conversion})
-    fig, ax = _pyplot().subplots(figsize=(7, max(2.5, 0.45 * len(kinds) + 1.5)))
+    fig, ax = pyplot().subplots(figsize=(7, max(2.5, 0.45 * len(kinds) + 1.5)))
     if not kinds:
         ax.text(0.5, 0.5, "no offers in the period", ha="center", va="center")
         ax.set_axis_off()
-        return _save(fig, path)
+        return save_figure(fig, path)
     cells = {(r.kind, r.tier): r for r in kpis.conversion}
     values = [
         [float(cells[(k, t)].conversion) if (k, t) in cells else float("nan") for t in TIERS]
@@ -186,7 +170,7 @@ def _conversion_chart(kpis: Kpis, path: Path) -> Path:
     ax.set_xlabel("tier in the offer")
     ax.set_title(f"Offer conversion (accepted / offers), {_period(kpis)}")
     fig.colorbar(im, ax=ax, label="conversion")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _flow_chart(kpis: Kpis, path: Path) -> Path:
@@ -194,13 +178,13 @@ def _flow_chart(kpis: Kpis, path: Path) -> Path:
     a band per (start, end) pair as wide as its customers, coloured by the start tier."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     total = sum(kpis.migration.values())
     if not total:
         ax.text(0.5, 0.5, "no tier changes up to the end of the period", ha="center")
         ax.set_axis_off()
-        return _save(fig, path)
+        return save_figure(fig, path)
     gap = total * 0.02
     left_sizes = {f: sum(n for (a, _b), n in kpis.migration.items() if a == f) for f in START_TIERS}
     right_sizes = {t: sum(n for (_a, b), n in kpis.migration.items() if b == t) for t in TIERS}
@@ -234,7 +218,7 @@ def _flow_chart(kpis: Kpis, path: Path) -> Path:
     ax.set_xlim(-0.35, 1.35)
     ax.set_axis_off()
     ax.set_title(f"Tier flow: start of {kpis.period.first} → end of {kpis.period.last}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _stack(sizes: dict[str, int], gap: float) -> dict[str, float]:

@@ -4,7 +4,7 @@
 contribution side by side), ``rfm.png``, ``clv_by_tier.png``, ``report.md`` and
 ``report.html`` (the same content; the HTML
 shows the charts inline). matplotlib (about 0.4 s and 40 MiB) is imported only when a
-chart is drawn (``_pyplot``), so the ``tierstream`` parser, which every command builds,
+chart is drawn (``pyplot``), so the ``tierstream`` parser, which every command builds,
 never loads it. Charts use the Agg backend (no display needed: the report runs on
 servers and in CI).
 """
@@ -47,7 +47,7 @@ def write_report(report: Report, out: Path, source: str = "") -> list[Path]:
 # -- charts ----------------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
@@ -57,15 +57,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def _tiers_chart(report: Report, path: Path) -> Path:
-    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     names = list(report.tier_counts)
     counts = [report.tier_counts[t] for t in names]
     bars = ax.bar(names, counts, color=[_TIER_COLORS.get(t, "#777") for t in names])
@@ -81,13 +81,13 @@ def _tiers_chart(report: Report, path: Path) -> Path:
     ax.set_title(f"Customers per tier ({report.customers:,} customers)")
     ax.set_ylabel("customers")
     ax.set_ylim(0, max([*counts, 1]) * 1.2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _lorenz_chart(report: Report, path: Path) -> Path:
     """Two Lorenz curves side by side: AUM (who holds the assets) and contribution
     (who brings the profit), each with its top-20% share."""
-    fig, axes = _pyplot().subplots(1, 2, figsize=(11, 5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 5))
     panels = (
         ("AUM", report.lorenz, report.top20_share, report.total_aum, "#3e7cb1"),
         (
@@ -118,11 +118,11 @@ def _lorenz_chart(report: Report, path: Path) -> Path:
         unit = "CNY" if what == "AUM" else "CNY a year"
         ax.set_title(f"{what} concentration (total {_money(total)} {unit})")
         ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _rfm_chart(report: Report, path: Path) -> Path:
-    fig, ax = _pyplot().subplots(figsize=(6, 5))
+    fig, ax = pyplot().subplots(figsize=(6, 5))
     grid = report.rfm_grid
     im = ax.imshow(grid, cmap="Blues", origin="lower")
     peak = max(max(row) for row in grid) or 1
@@ -144,11 +144,11 @@ def _rfm_chart(report: Report, path: Path) -> Path:
     ax.set_ylabel("recency score R (5 = most recent)")
     ax.set_title("RFM grid: customers by R and F score")
     fig.colorbar(im, ax=ax, label="customers")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _clv_chart(report: Report, path: Path) -> Path:
-    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     rows = [c for c in report.clv_by_tier if c.mean is not None]
     names = [c.tier for c in rows]
     means = [float(c.mean or 0) for c in rows]
@@ -163,7 +163,7 @@ def _clv_chart(report: Report, path: Path) -> Path:
     ax.set_ylabel("CLV (CNY)")
     ax.set_title("Customer lifetime value by tier")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- summaries --------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def test_the_worker_does_not_import_the_offline_libraries(code: str) -> None:
 
 def test_the_report_still_imports_matplotlib_when_it_draws() -> None:
     """The probe can see an import (so the test above can fail)."""
-    code = "import streams.tools.report_render as r; r._pyplot()"
+    code = "import streams.tools.report_render as r; r.pyplot()"
     assert _imported_after(code) == {"matplotlib", "PIL"}
 
 
